@@ -1,0 +1,26 @@
+"""Helpers shared by the CLI modules: consoles and turning library errors into one red line."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import typer
+from rich.console import Console
+
+from cleftscore.errors import CleftscoreError
+
+__all__ = ["console", "err_console", "user_errors"]
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+@contextlib.contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn a :class:`CleftscoreError` into one red line on stderr and exit code 1."""
+    try:
+        yield
+    except CleftscoreError as exc:
+        err_console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(code=1) from None

@@ -1,0 +1,249 @@
+"""Load and save photographs as 8-bit RGB arrays.
+
+Every photo that enters cleftscore goes through :func:`load_image`: any common format (JPEG,
+PNG, TIFF, BMP, WebP, GIF, and HEIC/HEIF when the optional ``pillow-heif`` package is
+installed), EXIF orientation applied, transparency composited on white, grayscale, palette,
+CMYK and 16-bit/float images converted to 8-bit RGB, and a pixel-count limit against
+decompression bombs. Anything that goes wrong becomes one :class:`ImageLoadError` line that
+names the file.
+
+This module imports no other cleftscore module except :mod:`cleftscore.errors`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from cleftscore.errors import ImageLoadError
+
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "MIN_SIDE",
+    "load_image",
+    "save_image",
+    "image_to_uint8_rgb",
+]
+
+logger = logging.getLogger(__name__)
+
+#: File suffixes (lower case) that :func:`load_image` is expected to read; used to expand folders.
+IMAGE_SUFFIXES: frozenset[str] = frozenset(
+    {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp", ".gif", ".heic", ".heif"}
+)
+_HEIF_SUFFIXES = frozenset({".heic", ".heif"})
+#: Photos whose shorter side is below this many pixels are rejected.
+MIN_SIDE = 32
+
+_SAVE_FORMATS = {
+    ".png": "PNG",
+    ".jpg": "JPEG",
+    ".jpeg": "JPEG",
+    ".tif": "TIFF",
+    ".tiff": "TIFF",
+    ".bmp": "BMP",
+    ".webp": "WEBP",
+}
+
+
+def _enable_heif(name: str) -> None:
+    """Register the optional HEIC/HEIF opener with Pillow, or explain how to get it."""
+    try:
+        import pillow_heif  # type: ignore[import-not-found]
+    except ImportError:
+        raise ImageLoadError(
+            f"{name}: HEIC/HEIF photos need the optional package pillow-heif "
+            "(pip install pillow-heif), or convert the photo to JPEG or PNG"
+        ) from None
+    pillow_heif.register_heif_opener()  # idempotent
+
+
+def _scale_to_uint8(values: np.ndarray, *, full_scale: float) -> np.ndarray:
+    """Scale ``values`` (0..full_scale) to uint8 with rounding, or min-max when out of range."""
+    values = values.astype(np.float64)
+    lo, hi = float(np.nanmin(values)), float(np.nanmax(values))
+    if lo < 0 or hi > full_scale:
+        # Not a standard range (signed or float data): stretch what is there.
+        span = hi - lo if hi > lo else 1.0
+        values = (values - lo) / span
+    else:
+        values = values / full_scale
+    values = np.nan_to_num(values, nan=0.0)
+    return np.clip(np.rint(values * 255.0), 0, 255).astype(np.uint8)
+
+
+def image_to_uint8_rgb(im: Image.Image) -> np.ndarray:
+    """Convert a loaded PIL image of any mode to an ``(H, W, 3)`` uint8 RGB array.
+
+    Parameters
+    ----------
+    im : PIL.Image.Image
+        A loaded image (EXIF orientation already applied if wanted).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(H, W, 3)`` uint8 RGB, C-contiguous.
+
+    Notes
+    -----
+    * 16-bit modes (``I;16*``) are scaled by 255/65535 with rounding, not clipped.
+    * Mode ``I`` (32-bit integer, how Pillow reads some 16-bit PNGs) is taken as 0..65535 when
+      its values lie in that range, else stretched from its minimum to its maximum.
+    * Mode ``F`` (32-bit float) is taken as 0..1 when its values lie in that range, else stretched.
+    * Transparency (``RGBA``, ``LA``, ``PA``, palette with a transparent colour) is composited on
+      white.
+    * ``CMYK``, ``YCbCr``, ``LAB``, ``HSV`` and 1-bit images use Pillow's conversions.
+    """
+    mode = im.mode
+    if mode.startswith("I;16"):
+        gray = _scale_to_uint8(np.asarray(im), full_scale=65535.0)
+        return np.ascontiguousarray(np.repeat(gray[..., None], 3, axis=2))
+    if mode == "I":
+        gray = _scale_to_uint8(np.asarray(im), full_scale=65535.0)
+        return np.ascontiguousarray(np.repeat(gray[..., None], 3, axis=2))
+    if mode == "F":
+        gray = _scale_to_uint8(np.asarray(im), full_scale=1.0)
+        return np.ascontiguousarray(np.repeat(gray[..., None], 3, axis=2))
+    has_alpha = mode in ("RGBA", "LA", "PA", "RGBa", "La") or (
+        mode in ("P", "L", "RGB") and "transparency" in im.info
+    )
+    if has_alpha:
+        rgba = im.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return np.ascontiguousarray(np.asarray(Image.alpha_composite(white, rgba).convert("RGB")))
+    if mode != "RGB":
+        im = im.convert("RGB")
+    return np.ascontiguousarray(np.asarray(im, dtype=np.uint8))
+
+
+def load_image(path: str | os.PathLike[str], *, max_pixels: int = 100_000_000) -> np.ndarray:
+    """Read a photo as an 8-bit RGB array, upright as its EXIF orientation says.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Photo file: JPEG, PNG, TIFF, BMP, WebP, GIF (first frame), or HEIC/HEIF when
+        ``pillow-heif`` is installed.
+    max_pixels : int, optional
+        Largest accepted width x height (default 100 million), a guard against decompression
+        bombs. Checked from the header, before any pixel is decoded.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(H, W, 3)`` uint8 RGB, 0..255, C-contiguous, EXIF orientation applied.
+
+    Raises
+    ------
+    ImageLoadError
+        One line ``"<file>: <reason>"`` when the file is missing, a folder, not an image,
+        truncated, too large, smaller than 32 px on a side, or needs a missing optional package.
+    ValueError
+        If ``max_pixels`` is not positive.
+
+    Notes
+    -----
+    See :func:`image_to_uint8_rgb` for how modes and bit depths are converted.
+    """
+    if max_pixels <= 0:
+        raise ValueError(f"max_pixels must be positive, got {max_pixels}")
+    p = Path(path)
+    name = str(p)
+    if not p.exists():
+        raise ImageLoadError(f"{name}: file not found")
+    if p.is_dir():
+        raise ImageLoadError(f"{name}: is a folder, not an image file")
+    if p.suffix.lower() in _HEIF_SUFFIXES:
+        _enable_heif(name)
+    try:
+        with warnings.catch_warnings():
+            # We apply our own pixel limit below; Pillow's global one only warns up to 2x.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(p) as im:
+                width, height = im.size
+                if width * height > max_pixels:
+                    raise ImageLoadError(
+                        f"{name}: image is {width} x {height} = {width * height:,} pixels, above "
+                        f"the limit of {max_pixels:,} (possible decompression bomb); "
+                        "downscale it or raise max_pixels"
+                    )
+                if min(width, height) < MIN_SIDE:
+                    raise ImageLoadError(
+                        f"{name}: image is only {width} x {height} pixels; "
+                        f"at least {MIN_SIDE} px on each side are needed to find a face"
+                    )
+                im.load()
+                try:
+                    upright = ImageOps.exif_transpose(im)
+                except Exception as exc:  # noqa: BLE001 - broken EXIF must not lose the photo
+                    logger.warning("%s: could not apply EXIF orientation (%s); using pixels as stored", name, exc)
+                    upright = im
+                array = image_to_uint8_rgb(upright if upright is not None else im)
+    except ImageLoadError:
+        raise
+    except Image.DecompressionBombError as exc:
+        raise ImageLoadError(f"{name}: refused as a possible decompression bomb ({exc})") from None
+    except UnidentifiedImageError:
+        raise ImageLoadError(
+            f"{name}: not an image file, or a format Pillow cannot read "
+            "(use JPEG, PNG, TIFF, BMP or WebP)"
+        ) from None
+    except PermissionError:
+        raise ImageLoadError(f"{name}: permission denied") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ImageLoadError(f"{name}: file is truncated or corrupt ({reason})") from None
+    except MemoryError:
+        raise ImageLoadError(f"{name}: not enough memory to decode this image") from None
+    h, w = array.shape[:2]
+    if min(h, w) < MIN_SIDE:  # can only happen for odd formats whose header lied
+        raise ImageLoadError(f"{name}: image is only {w} x {h} pixels; at least {MIN_SIDE} px needed")
+    return array
+
+
+def save_image(path: str | os.PathLike[str], image: np.ndarray) -> None:
+    """Write an image; the format follows the suffix (PNG, JPEG, TIFF, BMP, WebP).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Output file; its folder is created if missing. JPEG is written at quality 95.
+    image : numpy.ndarray
+        ``(H, W, 3)`` or ``(H, W)`` uint8 0..255, or float in 0..1 (scaled by 255 and rounded),
+        or bool (``True`` = white).
+
+    Raises
+    ------
+    ValueError
+        If the shape, dtype, value range or suffix is not supported.
+    """
+    p = Path(path)
+    fmt = _SAVE_FORMATS.get(p.suffix.lower())
+    if fmt is None:
+        raise ValueError(f"cannot tell the image format from {p.name!r}; use one of {sorted(_SAVE_FORMATS)}")
+    arr = np.asarray(image)
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[..., 0]
+    if not (arr.ndim == 2 or (arr.ndim == 3 and arr.shape[2] == 3)):
+        raise ValueError(f"expected an (H, W, 3) or (H, W) image, got shape {arr.shape}")
+    if arr.dtype == np.bool_:
+        arr = arr.astype(np.uint8) * 255
+    elif np.issubdtype(arr.dtype, np.floating):
+        if arr.size and (not np.all(np.isfinite(arr)) or arr.min() < 0.0 or arr.max() > 1.0):
+            raise ValueError(
+                "float images must lie in 0..1 (got "
+                f"{np.nanmin(arr):.4g}..{np.nanmax(arr):.4g}); scale them or pass uint8"
+            )
+        arr = np.rint(arr * 255.0).astype(np.uint8)
+    elif arr.dtype != np.uint8:
+        raise ValueError(f"expected uint8 0..255 or float 0..1, got dtype {arr.dtype}")
+    p.parent.mkdir(parents=True, exist_ok=True)
+    im = Image.fromarray(np.ascontiguousarray(arr))
+    kwargs: dict[str, object] = {"quality": 95} if fmt in ("JPEG", "WEBP") else {}
+    im.save(p, format=fmt, **kwargs)
