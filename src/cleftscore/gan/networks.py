@@ -200,10 +200,12 @@ def _modulated_conv2d(
         x = x * styles.to(x.dtype).reshape(n, in_ch, 1, 1)
         wx = weight.to(x.dtype)
         x = _conv2d_up2(x, wx, kernel, groups=1) if up else F.conv2d(x, wx, padding=k // 2)
+        if demodulate and noise is not None:
+            return torch.addcmul(noise.to(x.dtype), x, dcoefs.to(x.dtype).reshape(n, out_ch, 1, 1))
         if demodulate:
-            x = x * dcoefs.to(x.dtype).reshape(n, out_ch, 1, 1)
+            return x * dcoefs.to(x.dtype).reshape(n, out_ch, 1, 1)
         if noise is not None:
-            x = x + noise.to(x.dtype)
+            return x + noise.to(x.dtype)
         return x
 
     x = x.reshape(1, n * in_ch, *x.shape[2:])
@@ -211,7 +213,7 @@ def _modulated_conv2d(
     x = _conv2d_up2(x, wx, kernel, groups=n) if up else F.conv2d(x, wx, padding=k // 2, groups=n)
     x = x.reshape(n, out_ch, *x.shape[2:])
     if noise is not None:
-        x = x + noise.to(x.dtype)
+        x = (x + noise).to(x.dtype)  # add in the wider dtype, round once (as in-place add_)
     return x
 
 

@@ -1,0 +1,263 @@
+"""``cleftscore score`` and ``cleftscore rescore``: photos in, heat maps, scores and a report out."""
+
+from __future__ import annotations
+
+import time
+from enum import Enum
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from cleftscore.cli import app
+from cleftscore.cli._common import console, err_console, user_errors
+from cleftscore.errors import CleftscoreError, WeightsMissingError
+
+
+class Method(str, Enum):
+    gan = "gan"
+    asymmetry = "asymmetry"
+
+
+class Roi(str, Enum):
+    mouth = "mouth"
+    face = "face"
+    full = "full"
+
+
+class Metric(str, Enum):
+    pse = "pse"
+    ssim = "ssim"
+    lpips = "lpips"
+
+
+class ColorSpace(str, Enum):
+    ycbcr = "ycbcr"
+    rgb = "rgb"
+
+
+class Detector(str, Enum):
+    hog = "hog"
+    haar = "haar"
+
+
+class Loss(str, Enum):
+    lpips = "lpips"
+    mse = "mse"
+
+
+class Precision(str, Enum):
+    auto = "auto"
+    fp32 = "fp32"
+    bf16 = "bf16"
+
+
+SCORING = "Scoring"
+GAN = "GAN normalizer"
+
+RoiOpt = Annotated[Roi, typer.Option("--roi", help="Region scored: mouth+nose (paper), face without eyes, or the full image.", rich_help_panel=SCORING)]
+MaskOpt = Annotated[Optional[Path], typer.Option("--mask", help="Mask image (white = inside), overrides --roi.", rich_help_panel=SCORING)]
+MetricOpt = Annotated[Metric, typer.Option("--metric", help="Difference map: squared pixel error (paper), 1-SSIM, or LPIPS.", rich_help_panel=SCORING)]
+ColorOpt = Annotated[ColorSpace, typer.Option("--colorspace", help="Colour space of the difference (paper: YCbCr).", rich_help_panel=SCORING)]
+ErosionOpt = Annotated[int, typer.Option("--erosion", min=0, help="Grey erosion window (paper: 3); 0 = off.", rich_help_panel=SCORING)]
+Vgg16Opt = Annotated[Optional[str], typer.Option("--vgg16", help="VGG16 weights for LPIPS (path); default: $CLEFTSCORE_VGG16 or the weights cache.", rich_help_panel=GAN)]
+
+
+def _score_settings(roi: Roi, mask: Path | None, metric: Metric, colorspace: ColorSpace, erosion: int):
+    from cleftscore.heatmap import DifferenceSettings
+    from cleftscore.score import ScoreSettings
+
+    return ScoreSettings(
+        roi=roi.value,
+        mask_file=str(mask) if mask else None,
+        difference=DifferenceSettings(metric=metric.value, colorspace=colorspace.value, erosion=erosion),
+    )
+
+
+def _example_photo() -> Path:
+    return Path(str(resources.files("cleftscore") / "data" / "astronaut.png"))
+
+
+def _pick_method(method: Method | None, generator: str | None) -> str:
+    if method is not None:
+        return method.value
+    from cleftscore.weights import resolve_generator
+
+    try:
+        resolve_generator(generator)
+    except WeightsMissingError as exc:
+        raise CleftscoreError(
+            f"{exc} Two ways forward: fetch the paper's GAN weights "
+            "(`cleftscore weights fetch ffhq` and `cleftscore weights fetch vgg16`, or pass --generator PATH --vgg16 PATH), "
+            "or use the weights-free mirror normalizer with --method asymmetry."
+        ) from None
+    return "gan"
+
+
+class _Progress:
+    """Rich progress bars on stderr: photos, and GAN steps with an ETA."""
+
+    def __init__(self, n_photos: int) -> None:
+        self.progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=err_console,
+            transient=False,
+        )
+        self.photos = self.progress.add_task("photos", total=n_photos)
+        self.gan = None
+        self.gan_t0 = 0.0
+        self.gan_done = 0
+        self.gan_total = 0
+        self.estimated = False
+
+    def photo_done(self, res) -> None:
+        self.progress.advance(self.photos)
+        if not res.ok:
+            self.progress.console.print(f"[red]failed:[/red] {res.message}", highlight=False, soft_wrap=True)
+        for note in res.notes:
+            self.progress.console.print(f"[yellow]note:[/yellow] {res.file}: {note}", highlight=False, soft_wrap=True)
+
+    def gan_start(self, n_photos: int, total_steps: int) -> None:
+        self.gan_total = total_steps
+        self.gan = self.progress.add_task(f"GAN steps ({n_photos} photos)", total=total_steps)
+        self.gan_t0 = time.perf_counter()
+
+    def gan_step(self, n: int) -> None:
+        if self.gan is None:
+            return
+        self.gan_done += n
+        self.progress.advance(self.gan, n)
+        # After the first steps, say once how long the whole GAN part will take.
+        if not self.estimated and self.gan_done >= min(20, self.gan_total):
+            self.estimated = True
+            rate = (time.perf_counter() - self.gan_t0) / max(self.gan_done, 1)
+            eta = rate * (self.gan_total - self.gan_done)
+            self.progress.console.print(f"Estimated GAN time: {_fmt_duration(eta)} ({rate * 1000:.0f} ms per step)")
+
+    def message(self, text: str) -> None:
+        self.progress.console.print(f"[yellow]{text}[/yellow]", highlight=False, soft_wrap=True)
+
+
+def _fmt_duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def _print_results(results, csv_path: Path, html_path: Path) -> None:
+    table = Table(title="Scores (higher = closer to normal)")
+    table.add_column("photo")
+    table.add_column("status")
+    table.add_column("score", justify="right")
+    for r in results:
+        table.add_row(Path(r.file).name, "ok" if r.ok else "[red]failed[/red]", f"{r.score:.3f}" if r.score is not None else "")
+    console.print(table)
+    n_ok = sum(r.ok for r in results)
+    console.print(f"{n_ok} of {len(results)} photos scored. CSV: {csv_path}  Report: {html_path}")
+
+
+@app.command("score")
+def score_command(
+    photos: Annotated[Optional[list[Path]], typer.Argument(help="Photos or folders of photos.", show_default=False)] = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder (one sub-folder per photo, scores.csv, report.html).")] = Path("cleftscore-run"),
+    example: Annotated[bool, typer.Option("--example", help="Score the public-domain example portrait that ships with cleftscore.")] = False,
+    method: Annotated[Optional[Method], typer.Option("--method", help="Normalizer: 'gan' (paper; needs downloaded weights) or 'asymmetry' (the face's mirror; no downloads). Default: gan when its weights are present.")] = None,
+    roi: RoiOpt = Roi.mouth,
+    mask: MaskOpt = None,
+    metric: MetricOpt = Metric.pse,
+    colorspace: ColorOpt = ColorSpace.ycbcr,
+    erosion: ErosionOpt = 3,
+    generator: Annotated[Optional[str], typer.Option("--generator", help="Generator: registry name (ffhq) or checkpoint path; default: $CLEFTSCORE_GENERATOR or the cached ffhq.", rich_help_panel=GAN)] = None,
+    vgg16: Vgg16Opt = None,
+    steps: Annotated[int, typer.Option("--steps", min=1, help="Inversion steps (paper: 2000).", rich_help_panel=GAN)] = 2000,
+    adapt_steps: Annotated[int, typer.Option("--adapt-steps", min=0, help="Adaptation steps (paper: 50; more steps bring the cleft back).", rich_help_panel=GAN)] = 50,
+    snapshot_steps: Annotated[Optional[str], typer.Option("--snapshot-steps", help="Comma-separated adaptation steps to save, e.g. 0,25,50,100.", rich_help_panel=GAN)] = None,
+    loss: Annotated[Loss, typer.Option("--loss", help="Image loss of the GAN steps (paper: lpips).", rich_help_panel=GAN)] = Loss.lpips,
+    batch: Annotated[int, typer.Option("--batch", min=1, help="Photos per GAN batch on the device.", rich_help_panel=GAN)] = 4,
+    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.", rich_help_panel=GAN)] = "auto",
+    precision: Annotated[Precision, typer.Option("--precision", help="auto: fp16 where the official model used it (CUDA); fp32; bf16.", rich_help_panel=GAN)] = Precision.auto,
+    early_stop: Annotated[bool, typer.Option("--early-stop", help="Stop the inversion when its loss stops improving.", rich_help_panel=GAN)] = False,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of every random draw.")] = 0,
+    size: Annotated[Optional[int], typer.Option("--size", help="Aligned face size (default: the generator's resolution; 1024 for asymmetry).")] = None,
+    detector: Annotated[Detector, typer.Option("--detector", help="Face detector.")] = Detector.hog,
+    cache_dir: Annotated[Optional[Path], typer.Option("--cache-dir", help="Cache of GAN normalizations (default: the user cache).")] = None,
+) -> None:
+    """Score photos: align the face, normalize it, and write heat maps, scores and a report.
+
+    Every photo gets a folder with aligned.png, normalized.png, heatmap.png, overlay.png,
+    overlay_original.png and result.json (GAN: also inverted.png); the run gets scores.csv and a
+    self-contained report.html. Higher scores mean closer to normal. Re-running the same command
+    skips GAN work that is cached. Photos that fail are listed with the reason; the others are
+    still scored (exit code 1 only when none could be scored).
+    """
+    from cleftscore.pipeline import GanSettings, PipelineSettings, ProgressHooks, expand_inputs, make_lpips_distance, score_photos, write_run_summary
+
+    with user_errors():
+        inputs = list(photos or [])
+        if example:
+            inputs.append(_example_photo())
+        if not inputs:
+            raise CleftscoreError("no photos given: pass photo files or folders, or --example")
+        chosen = _pick_method(method, generator)
+        snaps = tuple(int(s) for s in snapshot_steps.split(",") if s.strip()) if snapshot_steps else ()
+        try:
+            settings = PipelineSettings(
+                method=chosen,
+                size=size,
+                detector=detector.value,
+                score=_score_settings(roi, mask, metric, colorspace, erosion),
+                gan=GanSettings(generator=generator, vgg16=vgg16, steps=steps, adapt_steps=adapt_steps, snapshot_steps=snaps, loss=loss.value, batch=batch, device=device, precision=precision.value, early_stop=early_stop),
+                seed=seed,
+            )
+        except ValueError as exc:
+            raise CleftscoreError(str(exc)) from None
+        lpips_distance = make_lpips_distance(vgg16, device=device) if metric is Metric.lpips else None
+        paths = expand_inputs(inputs)
+        console.print(f"Scoring {len(paths)} photo(s) with the {chosen} method into {out}")
+        progress = _Progress(len(paths))
+        hooks = ProgressHooks(photo_done=progress.photo_done, gan_start=progress.gan_start, gan_step=progress.gan_step, message=progress.message)
+        from cleftscore.pipeline import photo_ids
+
+        ids = photo_ids(paths)
+        try:
+            with progress.progress:
+                results = score_photos(paths, settings, out_dir=out, cache_dir=cache_dir, hooks=hooks, lpips_distance=lpips_distance)
+        except KeyboardInterrupt:
+            csv_path, html_path = write_run_summary(out, ids)
+            err_console.print(f"[yellow]Interrupted.[/yellow] Finished photos are in {out}; {csv_path} lists them. Re-run the same command to continue (cached GAN work is reused).")
+            raise typer.Exit(code=130) from None
+        csv_path, html_path = write_run_summary(out, ids)
+        _print_results(results, csv_path, html_path)
+        if not any(r.ok for r in results):
+            raise typer.Exit(code=1)
+
+
+@app.command("rescore")
+def rescore_command(
+    run_dir: Annotated[Path, typer.Argument(help="A folder written by `cleftscore score`.")],
+    roi: RoiOpt = Roi.mouth,
+    mask: MaskOpt = None,
+    metric: MetricOpt = Metric.pse,
+    colorspace: ColorOpt = ColorSpace.ycbcr,
+    erosion: ErosionOpt = 3,
+    vgg16: Vgg16Opt = None,
+    device: Annotated[str, typer.Option("--device", help="Device for LPIPS maps.")] = "auto",
+) -> None:
+    """Recompute heat maps and scores of a finished run with other scoring settings (seconds; no GAN)."""
+    from cleftscore.pipeline import ProgressHooks, make_lpips_distance, rescore_run, write_run_summary
+
+    with user_errors():
+        settings = _score_settings(roi, mask, metric, colorspace, erosion)
+        lpips_distance = make_lpips_distance(vgg16, device=device) if metric is Metric.lpips else None
+        results = rescore_run(run_dir, settings, lpips_distance=lpips_distance, hooks=ProgressHooks())
+        csv_path, html_path = write_run_summary(run_dir, [r.photo_id for r in results])
+        _print_results(results, csv_path, html_path)

@@ -1,0 +1,430 @@
+"""Projection of images into a StyleGAN2 generator's W space (paper Alg. 1, the official projector).
+
+One w per image (broadcast to every layer) and every noise map are optimised with Adam so that
+the synthesis matches the target under LPIPS (VGG16, both area-downsampled to 256), plus a noise
+autocorrelation regulariser over the noise pyramid. The learning rate ramps up over the first 5 %
+and down (cosine) over the last 25 %; w is perturbed by noise of 0.05 * w_std fading out over the
+first 75 %; the noise maps are renormalised to zero mean / unit variance after every step.
+
+A batch of N images runs at once: each image has its own w, noise maps and regulariser and the
+batch loss is the *sum* of the per-image losses, so every image gets exactly the gradient it
+would get alone, and since Adam is elementwise a batched run equals N separate runs (to float
+rounding). Nothing in the step loop synchronises with the host: the per-step losses go into a
+preallocated device tensor copied back once at the end.
+
+References
+----------
+.. [1] T. Karras et al., "Analyzing and Improving the Image Quality of StyleGAN", CVPR 2020,
+   Appendix D (projection).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+__all__ = [
+    "InversionSettings",
+    "InversionResult",
+    "invert",
+    "noise_regularizer",
+    "resolve_precision",
+    "lr_schedule",
+    "PRECISIONS",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Accepted ``precision`` values of inversion and adaptation.
+PRECISIONS = ("fp32", "bf16", "fp16", "auto")
+#: Accepted ``loss`` values of inversion.
+LOSSES = ("lpips", "mse")
+
+
+@dataclass(frozen=True)
+class InversionSettings:
+    """Every knob of the projector (defaults: the official projector with the paper's 2,000 steps).
+
+    Parameters
+    ----------
+    steps : int
+        Optimisation steps.
+    initial_lr : float
+        Peak Adam learning rate.
+    lr_rampdown_length, lr_rampup_length : float
+        Fractions of the run spent in the cosine ramp-down and the linear ramp-up.
+    initial_noise_factor : float
+        w perturbation at step 0, in units of ``w_std``.
+    noise_ramp_length : float
+        Fraction of the run over which the w perturbation fades (quadratically) to zero.
+    regularize_noise_weight : float
+        Weight of the noise autocorrelation regulariser.
+    w_avg_samples : int
+        Latents used for ``w_avg`` / ``w_std`` when they are not passed in.
+    loss : {"lpips", "mse"}
+        ``"lpips"``: LPIPS(VGG16) at <= 256 px (needs a loss function). ``"mse"``: per-image mean
+        squared error of the [-1, 1] images at full resolution (no downsampling).
+    early_stop : bool
+        Stop when no image's loss improved by ``early_stop_tol`` (relative) over the last
+        ``early_stop_patience`` steps; checked only every ``early_stop_patience`` steps (one host
+        sync each time).
+    early_stop_patience : int
+        Window of the early-stop check, in steps.
+    early_stop_tol : float
+        Relative improvement that counts as progress.
+    optimize_noise : bool
+        Optimise the noise maps (official: yes). When False they stay at their random start.
+    precision : {"fp32", "bf16", "fp16", "auto"}
+        ``"fp32"``: everything float32. ``"fp16"``: the generator's ``num_fp16_res`` top
+        resolutions in float16, as the official model runs on CUDA. ``"bf16"``: the whole step
+        (generator and loss) under bfloat16 autocast. ``"auto"``: ``"fp16"`` on CUDA, ``"fp32"``
+        elsewhere (float16 convolutions on a CPU are slow and gain nothing).
+    """
+
+    steps: int = 2000
+    initial_lr: float = 0.1
+    lr_rampdown_length: float = 0.25
+    lr_rampup_length: float = 0.05
+    initial_noise_factor: float = 0.05
+    noise_ramp_length: float = 0.75
+    regularize_noise_weight: float = 1e5
+    w_avg_samples: int = 10000
+    loss: str = "lpips"
+    early_stop: bool = False
+    early_stop_patience: int = 100
+    early_stop_tol: float = 1e-4
+    optimize_noise: bool = True
+    precision: str = "fp32"
+
+    def __post_init__(self) -> None:
+        if self.steps < 1:
+            raise ValueError(f"steps must be >= 1, got {self.steps}")
+        if self.initial_lr <= 0:
+            raise ValueError(f"initial_lr must be > 0, got {self.initial_lr}")
+        for name in ("lr_rampdown_length", "lr_rampup_length", "noise_ramp_length"):
+            v = getattr(self, name)
+            if not 0 < v <= 1:
+                raise ValueError(f"{name} must be in (0, 1], got {v}")
+        if self.initial_noise_factor < 0 or self.regularize_noise_weight < 0:
+            raise ValueError("initial_noise_factor and regularize_noise_weight must be >= 0")
+        if self.w_avg_samples < 1:
+            raise ValueError(f"w_avg_samples must be >= 1, got {self.w_avg_samples}")
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
+        if self.early_stop_patience < 1 or self.early_stop_tol < 0:
+            raise ValueError("early_stop_patience must be >= 1 and early_stop_tol >= 0")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+
+    def to_dict(self) -> dict:
+        """Plain JSON-serialisable dict."""
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class InversionResult:
+    """What the projector found for a batch of N targets.
+
+    Attributes
+    ----------
+    w : Tensor
+        ``[N, w_dim]`` float32, the optimised w (without the perturbation noise), detached.
+    noises : list of Tensor
+        One ``[N, 1, r, r]`` float32 map per noise layer (``G.synthesis.noise_layers()`` order).
+    images : Tensor
+        ``[N, 3, R, R]`` float32 synthesis from ``w`` and ``noises`` in fp32, detached, unclamped.
+    losses : numpy.ndarray
+        ``[N, steps_run]`` float32 per-image loss (distance + weighted regulariser) at each step.
+    steps_run : int
+        Steps actually run (fewer than ``settings.steps`` after an early stop).
+    """
+
+    w: Tensor
+    noises: list[Tensor]
+    images: Tensor
+    losses: np.ndarray
+    steps_run: int
+
+    def __post_init__(self) -> None:
+        n = self.w.shape[0]
+        if self.w.ndim != 2:
+            raise ValueError(f"w must be [N, w_dim], got {tuple(self.w.shape)}")
+        if self.images.ndim != 4 or self.images.shape[0] != n:
+            raise ValueError(f"images must be [{n}, 3, R, R], got {tuple(self.images.shape)}")
+        if self.losses.shape != (n, self.steps_run):
+            raise ValueError(f"losses must be [{n}, {self.steps_run}], got {self.losses.shape}")
+        if any(t.shape[0] != n for t in self.noises):
+            raise ValueError("every noise map must have the batch size first")
+
+
+def resolve_precision(precision: str, device: torch.device) -> tuple[bool, torch.dtype | None]:
+    """Map a precision name to ``(force_fp32, autocast_dtype)`` for ``device``.
+
+    Parameters
+    ----------
+    precision : {"fp32", "bf16", "fp16", "auto"}
+        See :class:`InversionSettings`.
+    device : torch.device
+        Where the work runs.
+
+    Returns
+    -------
+    force_fp32 : bool
+        Value for the generator's ``force_fp32`` argument.
+    autocast_dtype : torch.dtype or None
+        Dtype of the autocast region around synthesis and loss, or None for no autocast.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if precision == "auto":
+        precision = "fp16" if device.type == "cuda" else "fp32"
+    if precision == "fp32":
+        return True, None
+    if precision == "fp16":
+        return False, None
+    return True, torch.bfloat16
+
+
+def autocast_context(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
+    """``torch.autocast`` for ``dtype`` on ``device``, or a no-op context when ``dtype`` is None."""
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def lr_schedule(step: int, steps: int, settings: InversionSettings) -> tuple[float, float]:
+    """Learning rate and w-noise factor (in units of ``w_std``) at ``step`` of ``steps``.
+
+    Returns
+    -------
+    lr : float
+        ``initial_lr`` times the ramp (0 at step 0, as the official projector).
+    noise_factor : float
+        ``initial_noise_factor * max(0, 1 - t / noise_ramp_length) ** 2`` with ``t = step / steps``.
+    """
+    t = step / steps
+    noise_factor = settings.initial_noise_factor * max(0.0, 1.0 - t / settings.noise_ramp_length) ** 2
+    ramp = min(1.0, (1.0 - t) / settings.lr_rampdown_length)
+    ramp = 0.5 - 0.5 * math.cos(ramp * math.pi)
+    ramp = ramp * min(1.0, t / settings.lr_rampup_length)
+    return settings.initial_lr * ramp, noise_factor
+
+
+def noise_regularizer(noises: Sequence[Tensor]) -> Tensor:
+    """Per-image noise autocorrelation penalty over the noise pyramid.
+
+    For every map, at every pyramid level (2x2 average pooling) down to 8x8 inclusive (a map of
+    8x8 or smaller contributes its own level once), adds the squared mean of the map times itself
+    shifted by one pixel horizontally, and the same vertically (wrap-around shifts).
+
+    Parameters
+    ----------
+    noises : sequence of Tensor
+        ``[N, 1, r, r]`` maps.
+
+    Returns
+    -------
+    Tensor
+        ``[N]`` penalties.
+    """
+    total: Tensor | None = None
+    for n in noises:
+        while True:
+            term = (n * torch.roll(n, shifts=1, dims=3)).mean(dim=(1, 2, 3)).square()
+            term = term + (n * torch.roll(n, shifts=1, dims=2)).mean(dim=(1, 2, 3)).square()
+            total = term if total is None else total + term
+            if n.shape[2] <= 8:
+                break
+            n = F.avg_pool2d(n, kernel_size=2)
+    if total is None:
+        raise ValueError("noise_regularizer needs at least one noise map")
+    return total
+
+
+def _normalize_noises_(noises: Sequence[Tensor]) -> None:
+    """In place: every map of every image to zero mean and unit variance."""
+    with torch.no_grad():
+        for n in noises:
+            n.sub_(n.mean(dim=(1, 2, 3), keepdim=True))
+            n.mul_(n.square().mean(dim=(1, 2, 3), keepdim=True).rsqrt())
+
+
+def _check_targets(G: torch.nn.Module, targets: Tensor) -> None:
+    r = G.img_resolution
+    if not isinstance(targets, Tensor) or not targets.is_floating_point():
+        raise ValueError("targets must be a float tensor [N, 3, R, R] in [-1, 1]")
+    if targets.ndim != 4 or targets.shape[1] != 3 or tuple(targets.shape[2:]) != (r, r):
+        raise ValueError(f"targets must have shape [N, 3, {r}, {r}] (the generator's resolution), got {tuple(targets.shape)}")
+    if targets.shape[0] < 1:
+        raise ValueError("targets must hold at least one image")
+
+
+def image_distance(
+    images: Tensor, targets: Tensor, *, loss: str, loss_fn: torch.nn.Module | None, target_features: list[Tensor] | None
+) -> Tensor:
+    """Per-image distance ``[N]``: LPIPS (from precomputed target features) or full-resolution MSE."""
+    if loss == "mse":
+        return (images.float() - targets).square().mean(dim=(1, 2, 3))
+    assert loss_fn is not None and target_features is not None
+    return loss_fn.distance_to_features(target_features, images).float()
+
+
+def invert(
+    G: torch.nn.Module,
+    targets: Tensor,
+    *,
+    settings: InversionSettings,
+    loss_fn: torch.nn.Module | None,
+    generator: torch.Generator | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    w_stats: tuple[Tensor, float] | None = None,
+    init_noises: Sequence[Tensor] | None = None,
+) -> InversionResult:
+    """Project a batch of target images into ``G`` (official StyleGAN2 projector, batched).
+
+    Parameters
+    ----------
+    G : Generator
+        A :class:`cleftscore.gan.networks.Generator`, on the device of ``targets``. Not modified
+        (its parameters get no gradients).
+    targets : Tensor
+        ``[N, 3, R, R]`` float images in [-1, 1] at the generator's resolution.
+    settings : InversionSettings
+        Steps, schedule, loss and precision.
+    loss_fn : PerceptualDistance or None
+        Non-spatial LPIPS; required when ``settings.loss == "lpips"``, unused for ``"mse"``.
+    generator : torch.Generator or None
+        Source of every random draw (initial noise maps, w perturbation); on the targets' device.
+        ``None``: a fresh generator seeded with 0 (results are still reproducible).
+    progress : callable or None
+        Called as ``progress(step, total)`` after every step (no loss values: no host sync).
+    w_stats : (Tensor, float) or None
+        Precomputed ``(w_avg [w_dim], w_std)`` from :func:`cleftscore.gan.wstats.w_stats`
+        (the pipeline caches them per generator); computed here when None.
+    init_noises : sequence of Tensor or None
+        Starting noise maps ``[N, 1, r, r]`` (one per noise layer) instead of random ones; they
+        are copied, not modified.
+
+    Returns
+    -------
+    InversionResult
+        w, noise maps, final images and per-image loss curves.
+
+    Raises
+    ------
+    ValueError
+        On bad target shapes, or an LPIPS loss without a loss function.
+
+    Notes
+    -----
+    Deviations from NVIDIA's projector: LPIPS comes from the ``lpips`` package on [-1, 1]
+    images instead of NVIDIA's TorchScript VGG16 on [0, 255] images, so loss magnitudes differ
+    (the optimum does not move much); the batch sum replaces a batch of one.
+    """
+    from cleftscore.gan.wstats import w_stats as compute_w_stats
+
+    _check_targets(G, targets)
+    if settings.loss == "lpips" and loss_fn is None:
+        raise ValueError("settings.loss is 'lpips' but no loss_fn was given; pass a PerceptualDistance or use loss='mse'")
+    if settings.loss == "lpips" and getattr(loss_fn, "spatial", False):
+        raise ValueError("loss_fn must be a non-spatial PerceptualDistance (spatial=False)")
+    device = targets.device
+    n = targets.shape[0]
+    targets = targets.detach().float()
+    if generator is None:
+        generator = torch.Generator(device=device).manual_seed(0)
+    force_fp32, amp_dtype = resolve_precision(settings.precision, device)
+
+    if w_stats is None:
+        w_stats = compute_w_stats(G, samples=settings.w_avg_samples, device=device)
+    w_avg, w_std = w_stats
+    w_avg = w_avg.to(device=device, dtype=torch.float32).reshape(1, -1)
+    if w_avg.shape[1] != G.w_dim:
+        raise ValueError(f"w_avg has {w_avg.shape[1]} entries, the generator's w_dim is {G.w_dim}")
+
+    layers = G.synthesis.noise_layers()
+    if init_noises is None:
+        noises = [torch.randn((n, 1, r, r), generator=generator, device=device) for _, r in layers]
+    else:
+        if len(init_noises) != len(layers):
+            raise ValueError(f"init_noises must hold {len(layers)} maps, got {len(init_noises)}")
+        noises = [t.detach().to(device=device, dtype=torch.float32).clone() for t in init_noises]
+        for t, (name, r) in zip(noises, layers):
+            if tuple(t.shape) != (n, 1, r, r):
+                raise ValueError(f"init noise for {name} must be [{n}, 1, {r}, {r}], got {tuple(t.shape)}")
+    w_opt = w_avg.expand(n, -1).clone().requires_grad_(True)
+    params = [w_opt]
+    if settings.optimize_noise:
+        for t in noises:
+            t.requires_grad_(True)
+        params += noises
+    opt = torch.optim.Adam(params, lr=settings.initial_lr, betas=(0.9, 0.999), fused=device.type == "cuda")
+
+    target_features = None
+    if settings.loss == "lpips":
+        with torch.no_grad():
+            target_features = [f.detach() for f in loss_fn.features(targets)]
+
+    steps = settings.steps
+    losses = torch.zeros((n, steps), device=device, dtype=torch.float32)
+    steps_run = steps
+    num_ws = G.num_ws
+    for step in range(steps):
+        lr, noise_factor = lr_schedule(step, steps, settings)
+        for group in opt.param_groups:
+            group["lr"] = lr
+        w_in = w_opt
+        if noise_factor > 0:
+            w_noise = torch.randn(w_opt.shape, generator=generator, device=device)
+            w_in = w_opt + w_noise * (w_std * noise_factor)
+        ws = w_in.unsqueeze(1).expand(-1, num_ws, -1)
+        with autocast_context(device, amp_dtype):
+            synth = G.synthesis(ws, noise_mode="const", noise=noises, force_fp32=force_fp32)
+            dist = image_distance(synth, targets, loss=settings.loss, loss_fn=loss_fn, target_features=target_features)
+        per_image = dist.float() + settings.regularize_noise_weight * noise_regularizer(noises)
+        grads = torch.autograd.grad(per_image.sum(), params)
+        for p, g in zip(params, grads):
+            p.grad = g
+        opt.step()
+        losses[:, step] = per_image.detach()
+        _normalize_noises_(noises)
+        if progress is not None:
+            progress(step + 1, steps)
+        if settings.early_stop and _should_stop(losses, step + 1, settings):
+            steps_run = step + 1
+            logger.info("inversion stopped early after %d of %d steps", steps_run, steps)
+            break
+
+    w_final = w_opt.detach().clone()
+    noises_final = [t.detach().clone() for t in noises]
+    with torch.no_grad():
+        images = G.synthesis(
+            w_final.unsqueeze(1).expand(-1, num_ws, -1), noise_mode="const", noise=noises_final, force_fp32=True
+        ).float()
+    return InversionResult(
+        w=w_final,
+        noises=noises_final,
+        images=images,
+        losses=losses[:, :steps_run].cpu().numpy(),
+        steps_run=steps_run,
+    )
+
+
+def _should_stop(losses: Tensor, done: int, settings: InversionSettings) -> bool:
+    """Early-stop test, run every ``patience`` steps (one host sync): True when no image improved."""
+    p = settings.early_stop_patience
+    if done % p != 0 or done < 2 * p:
+        return False
+    before = losses[:, : done - p].min(dim=1).values
+    recent = losses[:, done - p : done].min(dim=1).values
+    improved = (before - recent) > settings.early_stop_tol * before.abs()
+    return not bool(improved.any())

@@ -1,0 +1,363 @@
+"""ROI anomaly score S, the PhotoScore record and the optional rating calibration.
+
+DESIGN.md step 10. Plain functions on arrays; no torch, no file I/O.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from cleftscore.heatmap import DifferenceSettings, difference_map, energy
+
+__all__ = [
+    "ROIS",
+    "SUM_EPSILON",
+    "Calibration",
+    "PhotoScore",
+    "ScoreSettings",
+    "fit_calibration",
+    "roi_score",
+    "score_photo",
+    "severity_0_100",
+]
+
+ROIS = ("mouth", "face", "full")
+
+#: Floor for the ROI sum before the log, so identical images give a finite score
+#: ``-log(sqrt(1e-12) / N) = 13.8 + log(N)`` instead of ``+inf``.
+SUM_EPSILON = 1e-12
+
+
+@dataclass(frozen=True)
+class ScoreSettings:
+    """Every knob that turns a photo pair into a score (written to result.json and the CSV).
+
+    Attributes
+    ----------
+    roi : {"mouth", "face", "full"}
+        Region of interest from the landmarks (ignored for the mask when ``mask_file`` is set,
+        but still recorded).
+    difference : DifferenceSettings
+        Metric, colour space and erosion.
+    mask_file : str or None
+        User-supplied mask image that overrides the landmark ROI.
+    """
+
+    roi: str = "mouth"
+    difference: DifferenceSettings = field(default_factory=DifferenceSettings)
+    mask_file: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.roi not in ROIS:
+            raise ValueError(f"roi must be one of {', '.join(ROIS)}, got {self.roi!r}")
+        if not isinstance(self.difference, DifferenceSettings):
+            raise ValueError(
+                f"difference must be a DifferenceSettings, got {type(self.difference).__name__}"
+            )
+        if self.mask_file is not None and not isinstance(self.mask_file, str):
+            raise ValueError(f"mask_file must be a str path or None, got {self.mask_file!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Flat ``{"metric", "colorspace", "erosion", "roi", "mask_file"}`` for CSV/JSON."""
+        return {
+            "metric": self.difference.metric,
+            "colorspace": self.difference.colorspace,
+            "erosion": int(self.difference.erosion),
+            "roi": self.roi,
+            "mask_file": self.mask_file,
+        }
+
+
+@dataclass(frozen=True)
+class PhotoScore:
+    """Score and heat map of one photo.
+
+    Attributes
+    ----------
+    score : float
+        ``S = -log(sqrt(sum of the eroded map over the ROI) / N)``; higher = closer to normal.
+    heatmap : (H, W) ndarray of float32
+        Channel sum of the eroded difference map in the aligned frame, >= 0 (a ``(1, H, W)`` or
+        ``(H, W, 1)`` map is squeezed when the record is built).
+    roi_pixels : float
+        N, the ROI pixel count (sum of mask weights for a soft mask).
+    settings : ScoreSettings
+        The settings that produced it.
+    """
+
+    score: float
+    heatmap: np.ndarray
+    roi_pixels: float
+    settings: ScoreSettings
+
+    def __post_init__(self) -> None:
+        if isinstance(self.score, bool) or not isinstance(self.score, (int, float, np.floating)):
+            raise ValueError(f"score must be a real number, got {type(self.score).__name__}")
+        if not math.isfinite(float(self.score)):
+            raise ValueError(f"score must be finite, got {self.score}")
+        object.__setattr__(self, "score", float(self.score))
+        hm = np.asarray(self.heatmap)
+        if hm.ndim == 3 and hm.shape[0] == 1:
+            hm = hm[0]
+        elif hm.ndim == 3 and hm.shape[-1] == 1:
+            hm = hm[..., 0]
+        if hm.ndim != 2:
+            raise ValueError(f"heatmap must be [H, W] (or [1, H, W]), got shape {hm.shape}")
+        hm = np.array(hm, dtype=np.float32)  # own copy: frozen record, read-only
+        if not np.all(np.isfinite(hm)):
+            raise ValueError("heatmap contains NaN or infinite values")
+        if hm.size and float(hm.min()) < 0.0:
+            raise ValueError(f"heatmap must be >= 0, got minimum {float(hm.min()):.4g}")
+        hm.setflags(write=False)
+        object.__setattr__(self, "heatmap", hm)
+        n = float(self.roi_pixels)
+        if not n > 0:
+            raise ValueError(f"roi_pixels must be > 0, got {self.roi_pixels}")
+        object.__setattr__(self, "roi_pixels", n)
+        if not isinstance(self.settings, ScoreSettings):
+            raise ValueError(
+                f"settings must be a ScoreSettings, got {type(self.settings).__name__}"
+            )
+
+
+def _check_mask(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    m = np.asarray(mask)
+    if m.ndim == 3 and m.shape[-1] == 1:
+        m = m[..., 0]
+    if m.shape != shape:
+        raise ValueError(f"mask must have shape {shape} (the map's H, W), got {m.shape}")
+    if m.dtype == bool:
+        return m.astype(np.float64)
+    if not (np.issubdtype(m.dtype, np.floating) or np.issubdtype(m.dtype, np.integer)):
+        raise ValueError(f"mask must be bool or numeric in [0, 1], got dtype {m.dtype}")
+    m = m.astype(np.float64)
+    if not np.all(np.isfinite(m)) or m.min() < 0.0 or m.max() > 1.0:
+        raise ValueError(
+            "mask values must be in [0, 1] (bool, or float weights for a soft mask); "
+            f"got range [{np.nanmin(m):.4g}, {np.nanmax(m):.4g}]"
+        )
+    return m
+
+
+def roi_score(diff: np.ndarray, mask: np.ndarray) -> float:
+    """Anomaly score of a difference map over a region of interest.
+
+    Parameters
+    ----------
+    diff : (H, W) or (H, W, C) ndarray
+        Eroded difference map, >= 0 (eroded PSE, 1 - SSIM or LPIPS).
+    mask : (H, W) ndarray
+        ROI, bool or weights in [0, 1] (soft mask).
+
+    Returns
+    -------
+    float
+        ``S = -log( sqrt( sum_{ROI, c} m * d ) / N )`` with natural log and
+        ``N = sum(m)``. Higher = closer to normal; always finite.
+
+    Raises
+    ------
+    ValueError
+        Empty mask, shapes that do not match, negative or non-finite map values, or mask
+        values outside [0, 1].
+
+    Notes
+    -----
+    The paper writes ``S = -log(||x - y||_F / N)``. With ``d`` the eroded absolute difference,
+    ``d**2`` is the eroded PSE map (grey erosion commutes with the monotone square on
+    non-negative values), so ``||.||_F = sqrt(sum of eroded PSE over the ROI pixels and
+    channels)``. For SSIM and LPIPS maps the map value replaces the eroded PSE in the same
+    formula (the paper's comparison rows). The sum is floored at :data:`SUM_EPSILON` (1e-12) so
+    identical images give a large finite score instead of ``+inf`` (CSV files never hold inf).
+    """
+    d = np.asarray(diff, dtype=np.float64)
+    if d.ndim == 2:
+        d = d[..., None]
+    if d.ndim != 3:
+        raise ValueError(f"difference map must be (H, W) or (H, W, C), got shape {d.shape}")
+    if not np.all(np.isfinite(d)):
+        raise ValueError("difference map contains NaN or infinite values")
+    if d.size and d.min() < 0.0:
+        raise ValueError(f"difference map must be >= 0, got minimum {d.min():.4g}")
+    m = _check_mask(mask, d.shape[:2])
+    n = float(m.sum())
+    if not n > 0.0:
+        raise ValueError("the ROI mask is empty (no pixel selected); check the ROI or mask file")
+    total = float(np.einsum("hw,hwc->", m, d))
+    return -math.log(math.sqrt(max(total, SUM_EPSILON)) / n)
+
+
+def score_photo(
+    original: np.ndarray,
+    normalized: np.ndarray,
+    mask: np.ndarray,
+    *,
+    settings: ScoreSettings,
+    lpips_distance: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
+) -> PhotoScore:
+    """Difference map, heat map and ROI score of one aligned photo and its normalized face.
+
+    Parameters
+    ----------
+    original, normalized : (H, W, 3) ndarray
+        Aligned input and normalized face, RGB ``uint8`` 0..255 or float 0..1.
+    mask : (H, W) ndarray
+        ROI mask in the aligned frame, bool or weights in [0, 1].
+    settings : ScoreSettings
+        Scoring settings (the ROI name is recorded; the mask passed in is what is used).
+    lpips_distance : callable, optional
+        Spatial LPIPS callable, needed for ``metric="lpips"`` (see
+        :func:`cleftscore.heatmap.lpips_map`).
+
+    Returns
+    -------
+    PhotoScore
+        Score ``S`` (higher = more normal), the (H, W) heat map (channel sum of the eroded map,
+        >= 0), the ROI size and the settings.
+
+    Raises
+    ------
+    ValueError
+        Any input check of :func:`cleftscore.heatmap.difference_map` or :func:`roi_score`.
+    """
+    if not isinstance(settings, ScoreSettings):
+        raise ValueError(f"settings must be a ScoreSettings, got {type(settings).__name__}")
+    diff = difference_map(
+        original, normalized, settings=settings.difference, lpips_distance=lpips_distance
+    )
+    m = _check_mask(mask, diff.shape[:2])
+    s = roi_score(diff, m)
+    return PhotoScore(score=s, heatmap=energy(diff), roi_pixels=float(m.sum()), settings=settings)
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Linear map from the score S to a human rating scale.
+
+    Attributes
+    ----------
+    slope, intercept : float
+        ``rating ~= slope * S + intercept`` (least squares).
+    r : float
+        Pearson correlation of S and the ratings used for the fit.
+    n : int
+        Number of rated photos used.
+    scale_min, scale_max : float
+        Ends of the rating scale (paper: 1..7).
+    higher_is_normal : bool
+        True when ``scale_max`` is the normal end (paper: 7 = normal, 1 = most abnormal).
+    """
+
+    slope: float
+    intercept: float
+    r: float
+    n: int
+    scale_min: float = 1.0
+    scale_max: float = 7.0
+    higher_is_normal: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.scale_max > self.scale_min:
+            raise ValueError(
+                f"scale_max must exceed scale_min, got {self.scale_min}..{self.scale_max}"
+            )
+        for name in ("slope", "intercept", "r"):
+            if not math.isfinite(float(getattr(self, name))):
+                raise ValueError(f"calibration {name} must be finite, got {getattr(self, name)}")
+
+    def apply(self, score: float) -> float:
+        """Predicted rating for a score, clipped to ``[scale_min, scale_max]``."""
+        value = self.slope * float(score) + self.intercept
+        return float(min(max(value, self.scale_min), self.scale_max))
+
+
+def fit_calibration(
+    scores: Sequence[float],
+    ratings: Sequence[float],
+    *,
+    scale: tuple[float, float] = (1.0, 7.0),
+    higher_is_normal: bool = True,
+) -> Calibration:
+    """Least-squares line from scores S to human ratings.
+
+    Only used when the user provides rated photos; the tool never invents a scale.
+
+    Parameters
+    ----------
+    scores : sequence of float
+        Scores S of the rated photos.
+    ratings : sequence of float
+        Their human ratings, inside ``scale``.
+    scale : (float, float)
+        ``(min, max)`` of the rating scale (paper: 1..7).
+    higher_is_normal : bool
+        True when the top of the scale means normal (paper: 7 = normal).
+
+    Returns
+    -------
+    Calibration
+
+    Raises
+    ------
+    ValueError
+        Fewer than 3 photos, unequal lengths, non-finite values, ratings outside the scale or
+        scores that are all equal.
+    """
+    s = np.asarray(scores, dtype=np.float64).ravel()
+    y = np.asarray(ratings, dtype=np.float64).ravel()
+    if s.shape != y.shape:
+        raise ValueError(f"got {s.size} scores but {y.size} ratings; they must pair up")
+    if s.size < 3:
+        raise ValueError(f"calibration needs at least 3 rated photos, got {s.size}")
+    if not (np.all(np.isfinite(s)) and np.all(np.isfinite(y))):
+        raise ValueError("scores and ratings must be finite numbers")
+    lo, hi = float(scale[0]), float(scale[1])
+    if not hi > lo:
+        raise ValueError(f"scale must be (min, max) with max > min, got {scale}")
+    if y.min() < lo or y.max() > hi:
+        raise ValueError(
+            f"ratings must lie on the scale {lo:g}..{hi:g}, got {y.min():g}..{y.max():g}"
+        )
+    if np.ptp(s) == 0.0:
+        raise ValueError("all scores are equal; a calibration line cannot be fitted")
+    slope, intercept = np.polyfit(s, y, 1)
+    r = 0.0 if np.ptp(y) == 0.0 else float(np.corrcoef(s, y)[0, 1])
+    return Calibration(
+        slope=float(slope),
+        intercept=float(intercept),
+        r=r,
+        n=int(s.size),
+        scale_min=lo,
+        scale_max=hi,
+        higher_is_normal=bool(higher_is_normal),
+    )
+
+
+def severity_0_100(score: float, calibration: Calibration) -> float:
+    """Severity on 0..100 from a calibrated score.
+
+    Parameters
+    ----------
+    score : float
+        Score S.
+    calibration : Calibration
+        Fit on the user's rated photos.
+
+    Returns
+    -------
+    float
+        0 = the normal end of the fitted rating scale, 100 = the most abnormal end; linear in
+        the calibrated rating, clipped to 0..100.
+    """
+    rating = calibration.apply(score)
+    span = calibration.scale_max - calibration.scale_min
+    if calibration.higher_is_normal:
+        frac = (calibration.scale_max - rating) / span
+    else:
+        frac = (rating - calibration.scale_min) / span
+    return float(100.0 * min(max(frac, 0.0), 1.0))

@@ -1,0 +1,164 @@
+"""End-to-end tests of the pipeline and the ``score`` / ``rescore`` commands on real photos."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from cleftscore.cli import app
+from cleftscore.heatmap import DifferenceSettings
+from cleftscore.pipeline import PipelineSettings, photo_ids, rescore_run, score_photos, write_run_summary
+from cleftscore.score import ScoreSettings
+from conftest import golden_dir_for
+
+PHOTO_FILES = ["aligned.png", "normalized.png", "heatmap.png", "overlay.png", "overlay_original.png", "panel.png", "result.json"]
+
+
+@pytest.fixture()
+def batch_dir(tmp_path: Path, local_faces: Path) -> Path:
+    """Two good photos, a photo with no face, and a broken file."""
+    d = tmp_path / "photos"
+    d.mkdir()
+    shutil.copy(local_faces / "tiny_128px_portrait_uniform.jpg", d / "hopper.jpg")
+    shutil.copy(local_faces / "grayscale_tiny_128px_portrait.jpg", d / "hopper_gray.jpg")
+    Image.fromarray(np.full((200, 200, 3), 120, np.uint8)).save(d / "blank_wall.png")
+    (d / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 this is not really a jpeg")
+    return d
+
+
+def _read_csv(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def test_photo_ids_are_unique_and_folder_safe() -> None:
+    ids = photo_ids([Path("a/x y.jpg"), Path("b/x y.jpg"), Path("c/z.png")])
+    assert ids == ["x_y", "x_y-2", "z"]
+
+
+def test_asymmetry_batch_scores_good_photos_and_lists_failures(batch_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    settings = PipelineSettings(method="asymmetry", size=256)
+    results = score_photos([batch_dir], settings, out_dir=out)
+    by_name = {Path(r.file).name: r for r in results}
+    assert set(by_name) == {"hopper.jpg", "hopper_gray.jpg", "blank_wall.png", "broken.jpg"}
+    for name in ("hopper.jpg", "hopper_gray.jpg"):
+        r = by_name[name]
+        assert r.ok, r.message
+        assert np.isfinite(r.score)
+        assert r.heatmap.shape == (256, 256) and r.heatmap.dtype == np.float32
+        for f in PHOTO_FILES:
+            assert (out / "photos" / r.photo_id / f).is_file(), f
+    for name in ("blank_wall.png", "broken.jpg"):
+        r = by_name[name]
+        assert r.status == "failed"
+        assert name in r.message and "\n" not in r.message
+    csv_path, html_path = write_run_summary(out, [r.photo_id for r in results])
+    rows = _read_csv(csv_path)
+    assert [row["status"] for row in rows].count("ok") == 2
+    failed = {Path(row["file"]).name: row["message"] for row in rows if row["status"] == "failed"}
+    assert set(failed) == {"blank_wall.png", "broken.jpg"}
+    assert all(row["method"] == "asymmetry" and row["colorspace"] == "ycbcr" and row["erosion"] == "3" for row in rows)
+    html = html_path.read_text(encoding="utf-8")
+    assert "hopper.jpg" in html and "broken.jpg" in html
+    rec = json.loads((out / "photos" / by_name["hopper.jpg"].photo_id / "result.json").read_text())
+    assert rec["settings"]["method"] == "asymmetry" and rec["score"] == pytest.approx(by_name["hopper.jpg"].score)
+    assert len(rec["landmarks_aligned"]) == 68
+
+
+def test_rescore_changes_scores_without_normalizing_again(batch_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    first = score_photos([batch_dir / "hopper.jpg"], PipelineSettings(method="asymmetry", size=256), out_dir=out)
+    normalized_before = (out / "photos" / "hopper" / "normalized.png").read_bytes()
+    no_erosion = ScoreSettings(roi="mouth", difference=DifferenceSettings(metric="pse", colorspace="ycbcr", erosion=0))
+    again = rescore_run(out, no_erosion)
+    assert again[0].ok
+    # Erosion only lowers the map, so switching it off never raises the score.
+    assert again[0].score <= first[0].score + 1e-9
+    assert (out / "photos" / "hopper" / "normalized.png").read_bytes() == normalized_before
+    rec = json.loads((out / "photos" / "hopper" / "result.json").read_text())
+    assert rec["settings"]["score"]["difference"]["erosion"] == 0
+
+
+def test_score_cli_example_runs_offline(tmp_path: Path) -> None:
+    out = tmp_path / "example-run"
+    result = CliRunner().invoke(app, ["score", "--example", "--method", "asymmetry", "--size", "256", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    rows = _read_csv(out / "scores.csv")
+    assert len(rows) == 1 and rows[0]["status"] == "ok"
+    assert (out / "report.html").is_file()
+    assert (out / "photos" / "astronaut" / "overlay_original.png").is_file()
+
+
+def test_score_cli_without_gan_weights_names_both_ways(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, local_faces: Path) -> None:
+    monkeypatch.setenv("CLEFTSCORE_CACHE", str(tmp_path / "empty-cache"))
+    monkeypatch.delenv("CLEFTSCORE_GENERATOR", raising=False)
+    result = CliRunner().invoke(app, ["score", str(local_faces / "tiny_128px_portrait_uniform.jpg"), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 1
+    assert "Traceback" not in result.output
+    assert "--method asymmetry" in result.output and "weights fetch" in result.output
+
+
+def test_score_cli_all_failed_exits_nonzero(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not an image")
+    result = CliRunner().invoke(app, ["score", str(bad), "--method", "asymmetry", "--out", str(tmp_path / "o")])
+    assert result.exit_code == 1
+    assert "bad.png" in result.output and "Traceback" not in result.output
+    rows = _read_csv(tmp_path / "o" / "scores.csv")
+    assert rows[0]["status"] == "failed"
+
+
+# --- GAN method on a small golden generator ----------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def random_vgg16_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A VGG16 state dict with random weights, in torchvision's key names (trunk only)."""
+    import torch
+    import torchvision
+
+    torch.manual_seed(0)
+    features = torchvision.models.vgg16(weights=None).features
+    state = {f"features.{k}": v for k, v in features.state_dict().items()}
+    path = tmp_path_factory.mktemp("vgg") / "vgg16-random.pth"
+    torch.save(state, path)
+    return path
+
+
+@pytest.mark.slow
+def test_gan_score_cli_end_to_end_with_cache(tmp_path: Path, batch_dir: Path, random_vgg16_file: Path) -> None:
+    generator = golden_dir_for("g64") / "g64_state_dict.npz"
+    out = tmp_path / "run"
+    args = [
+        "score", str(batch_dir), "--method", "gan", "--generator", str(generator), "--vgg16", str(random_vgg16_file),
+        "--steps", "8", "--adapt-steps", "3", "--snapshot-steps", "0,3", "--batch", "2", "--device", "cpu",
+        "--out", str(out), "--cache-dir", str(tmp_path / "cache"),
+    ]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    rows = {Path(r["file"]).name: r for r in _read_csv(out / "scores.csv")}
+    assert rows["hopper.jpg"]["status"] == "ok" and rows["hopper_gray.jpg"]["status"] == "ok"
+    assert rows["blank_wall.png"]["status"] == "failed" and rows["broken.jpg"]["status"] == "failed"
+    for name in ("hopper", "hopper_gray"):
+        d = out / "photos" / name
+        for f in PHOTO_FILES + ["inverted.png"]:
+            assert (d / f).is_file(), f
+        assert (d / "snapshots" / "step_0003.png").is_file()
+        rec = json.loads((d / "result.json").read_text())
+        assert rec["size"] == 64 and rec["generator_sha256"] and rec["settings"]["gan"]["steps"] == 8
+        assert rec["cached"] is False
+    assert (out / "report.html").is_file()
+    # The same command again reuses the cached normalization and gives the same scores.
+    again = CliRunner().invoke(app, args)
+    assert again.exit_code == 0, again.output
+    rows2 = {Path(r["file"]).name: r for r in _read_csv(out / "scores.csv")}
+    assert rows2["hopper.jpg"]["cached"] == "True"
+    assert rows2["hopper.jpg"]["score"] == rows["hopper.jpg"]["score"]
