@@ -25,6 +25,7 @@ import json
 import logging
 import math
 import pickle
+import re
 import struct
 import zipfile
 from collections.abc import Mapping
@@ -376,8 +377,9 @@ def _read_torch(path: Path) -> tuple[GeneratorConfig, dict[str, Tensor]]:
         with torch.serialization.safe_globals([argparse.Namespace]):
             obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0]
-        raise CheckpointError(f"{path}: refused to load (it needs more than tensors: {first})") from None
+        found = re.search(r"GLOBAL ([\w.]+)", str(exc))
+        what = f"the pickle asks for {found.group(1)}, which is not allowed" if found else "it holds more than tensors"
+        raise CheckpointError(f"{path}: refused to load: {what}") from None
     if isinstance(obj, Mapping) and "g_ema" in obj:
         state = _from_rosinality(obj["g_ema"], path)
         latent = obj.get("latent_avg")

@@ -476,7 +476,9 @@ class SynthesisBlock(nn.Module):
             self.conv0 = SynthesisLayer(
                 in_channels, out_channels, w_dim=w_dim, resolution=resolution, up=True, conv_clamp=conv_clamp
             )
-        self.conv1 = SynthesisLayer(out_channels, out_channels, w_dim=w_dim, resolution=resolution, conv_clamp=conv_clamp)
+        self.conv1 = SynthesisLayer(
+            out_channels, out_channels, w_dim=w_dim, resolution=resolution, conv_clamp=conv_clamp
+        )
         self.torgb = ToRGBLayer(out_channels, img_channels, w_dim=w_dim, conv_clamp=conv_clamp)
         self.num_conv = 1 if in_channels == 0 else 2
         self.num_torgb = 1
@@ -931,8 +933,12 @@ def infer_config(
     fc_ids = sorted({int(m.group(1)) for k in state if (m := re.match(r"mapping\.fc(\d+)\.weight$", k))})
     if not fc_ids or fc_ids != list(range(len(fc_ids))):
         raise ValueError(f"mapping layers must be fc0..fcN, found fc{fc_ids}")
-    w_dim, z_dim = shape("mapping.fc0.weight")
+    z_dim = shape("mapping.fc0.weight")[1]
     w_dim = shape(f"mapping.fc{fc_ids[-1]}.weight")[0]
+    for i in fc_ids:
+        want = (w_dim, z_dim if i == 0 else w_dim)
+        if shape(f"mapping.fc{i}.weight") != want:
+            raise ValueError(f"mapping.fc{i}.weight has shape {shape(f'mapping.fc{i}.weight')}, expected {want}")
     img_channels = shape(f"synthesis.b{resolution}.torgb.weight")[0]
     chans = {res: shape(f"synthesis.b{res}.conv1.weight")[0] for res in res_list}
 

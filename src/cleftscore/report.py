@@ -1,0 +1,622 @@
+"""Pictures and files a clinician gets back: false colour, overlays, panels, CSV/JSON/HTML.
+
+The picture functions (:func:`colorize`, :func:`overlay`, :func:`heatmap_figure`,
+:func:`panel`) are pure: arrays in, ``(H, W, 3)`` uint8 RGB arrays out. Only the ``write_*``
+functions touch files. This module does not import torch, ``cleftscore.gan`` or the CLI;
+matplotlib is imported lazily with its non-interactive Agg canvas (no global pyplot state).
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import dataclasses
+import html
+import io
+import json
+import logging
+import math
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "DISCLAIMER",
+    "DEFAULT_VMAX_PERCENTILE",
+    "colorize",
+    "heatmap_figure",
+    "overlay",
+    "panel",
+    "robust_vmax",
+    "write_csv",
+    "write_html_report",
+    "write_json",
+    "write_png",
+]
+
+logger = logging.getLogger(__name__)
+
+DISCLAIMER = "cleftscore is a research tool, not a certified medical device."
+#: Default upper end of the colour scale: this percentile of the heat map.
+DEFAULT_VMAX_PERCENTILE = 99.5
+_DIM = 0.35  # brightness kept outside the ROI in overlays
+
+
+def _check_heatmap(heatmap: np.ndarray) -> np.ndarray:
+    hm = np.asarray(heatmap)
+    if hm.ndim == 3 and hm.shape[0] == 1:
+        hm = hm[0]
+    elif hm.ndim == 3 and hm.shape[-1] == 1:
+        hm = hm[..., 0]
+    if hm.ndim != 2:
+        raise ValueError(f"heatmap must be (H, W), got shape {hm.shape}")
+    hm = hm.astype(np.float64)
+    if not np.all(np.isfinite(hm)):
+        raise ValueError("heatmap contains NaN or infinite values")
+    return hm
+
+
+def _check_image(image: np.ndarray, name: str = "image") -> np.ndarray:
+    img = np.asarray(image)
+    if img.ndim == 2:
+        img = np.repeat(img[..., None], 3, axis=-1)
+    if img.ndim != 3 or img.shape[-1] not in (3, 4) or img.dtype != np.uint8:
+        raise ValueError(
+            f"{name} must be an (H, W, 3) uint8 RGB image (0..255), got shape {img.shape} "
+            f"dtype {img.dtype}"
+        )
+    return img[..., :3]
+
+
+def robust_vmax(heatmap: np.ndarray, *, percentile: float = DEFAULT_VMAX_PERCENTILE) -> float:
+    """Upper end of the colour scale: a high percentile of the map, ignoring outliers.
+
+    Parameters
+    ----------
+    heatmap : (H, W) ndarray
+        Heat map, >= 0.
+    percentile : float
+        Percentile in (0, 100] (default 99.5).
+
+    Returns
+    -------
+    float
+        The percentile, or the maximum when the percentile is 0 but the map is not, or 1.0 for
+        an all-zero map (so the picture is black rather than undefined).
+    """
+    hm = _check_heatmap(heatmap)
+    v = float(np.percentile(hm, percentile))
+    if v <= 0.0:
+        v = float(hm.max())
+    return v if v > 0.0 else 1.0
+
+
+def colorize(
+    heatmap: np.ndarray, *, vmax: float | None = None, cmap: str = "inferno"
+) -> np.ndarray:
+    """False-colour picture of a heat map.
+
+    Parameters
+    ----------
+    heatmap : (H, W) ndarray
+        Heat map, >= 0 (a ``(1, H, W)`` map is squeezed).
+    vmax : float, optional
+        Value shown at the top of the colour map; default :func:`robust_vmax` (the 99.5th
+        percentile), so one hot pixel does not wash the picture out. Pass the same ``vmax`` to
+        compare photos on one scale.
+    cmap : str
+        Matplotlib colour map name.
+
+    Returns
+    -------
+    (H, W, 3) ndarray of uint8
+        RGB picture; 0 maps to the bottom colour, values >= ``vmax`` to the top colour.
+
+    Raises
+    ------
+    ValueError
+        Wrong heat-map shape, non-finite values, ``vmax <= 0`` or an unknown colour map.
+    """
+    hm = _check_heatmap(heatmap)
+    if vmax is None:
+        vmax = robust_vmax(hm)
+    if not (math.isfinite(vmax) and vmax > 0):
+        raise ValueError(f"vmax must be a finite number > 0, got {vmax}")
+    import matplotlib
+
+    try:
+        cm = matplotlib.colormaps[cmap]
+    except KeyError:
+        raise ValueError(f"unknown colour map {cmap!r}; use a matplotlib name such as 'inferno'") from None
+    rgba = cm(np.clip(hm / vmax, 0.0, 1.0))
+    return np.rint(rgba[..., :3] * 255.0).astype(np.uint8)
+
+
+def overlay(
+    image: np.ndarray,
+    heatmap: np.ndarray,
+    *,
+    alpha: float = 0.5,
+    mask: np.ndarray | None = None,
+    vmax: float | None = None,
+    outline: bool = True,
+    cmap: str = "inferno",
+) -> np.ndarray:
+    """Heat map blended on the face, ROI outlined and the rest dimmed (as the paper's figures).
+
+    Parameters
+    ----------
+    image : (H, W, 3) ndarray of uint8
+        Face (aligned frame, or the original photo with a warped heat map), 0..255.
+    heatmap : (H, W) ndarray
+        Heat map in the same frame, >= 0.
+    alpha : float
+        Opacity of the false colour in [0, 1].
+    mask : (H, W) ndarray, optional
+        ROI (bool or weights in [0, 1]). Outside it the photo is dimmed to 35 % brightness and
+        no colour is drawn. None: colour everywhere, no outline.
+    vmax : float, optional
+        Top of the colour scale (default :func:`robust_vmax` over the ROI, or the whole map).
+    outline : bool
+        Draw the ROI boundary in white.
+    cmap : str
+        Matplotlib colour map name.
+
+    Returns
+    -------
+    (H, W, 3) ndarray of uint8
+
+    Raises
+    ------
+    ValueError
+        Shapes that do not match, ``alpha`` outside [0, 1], or the checks of :func:`colorize`.
+    """
+    img = _check_image(image)
+    hm = _check_heatmap(heatmap)
+    if hm.shape != img.shape[:2]:
+        raise ValueError(f"heatmap shape {hm.shape} does not match the image {img.shape[:2]}")
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+    if mask is None:
+        w = np.ones(hm.shape)
+    else:
+        w = np.asarray(mask, dtype=np.float64)
+        if w.shape != hm.shape:
+            raise ValueError(f"mask shape {w.shape} does not match the heat map {hm.shape}")
+        w = np.clip(w, 0.0, 1.0)
+    if vmax is None:
+        inside = hm[w > 0.5]
+        vmax = robust_vmax(inside[None] if inside.size else hm)
+    colour = colorize(hm, vmax=vmax, cmap=cmap).astype(np.float64)
+    base = img.astype(np.float64)
+    blended = (1.0 - alpha) * base + alpha * colour
+    dimmed = _DIM * base
+    out = w[..., None] * blended + (1.0 - w[..., None]) * dimmed
+    if outline and mask is not None:
+        from skimage.segmentation import find_boundaries
+
+        edge = find_boundaries(w > 0.5, mode="inner")
+        out[edge] = 255.0
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+def heatmap_figure(
+    heatmap: np.ndarray,
+    *,
+    vmax: float | None = None,
+    title: str | None = None,
+    cmap: str = "inferno",
+    dpi: int = 100,
+) -> np.ndarray:
+    """Heat map with a colour bar, rendered by matplotlib's Agg canvas to an array.
+
+    Parameters
+    ----------
+    heatmap : (H, W) ndarray
+        Heat map, >= 0.
+    vmax : float, optional
+        Top of the colour scale (default :func:`robust_vmax`).
+    title : str, optional
+        Figure title.
+    cmap : str
+        Matplotlib colour map name.
+    dpi : int
+        Rendering resolution; the figure is about 6 x 5 inches.
+
+    Returns
+    -------
+    (h, w, 3) ndarray of uint8
+        The rendered figure (no file is written).
+    """
+    hm = _check_heatmap(heatmap)
+    if vmax is None:
+        vmax = robust_vmax(hm)
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    aspect = hm.shape[1] / hm.shape[0]
+    fig = Figure(figsize=(5.0 * aspect + 1.2, 5.0), dpi=dpi)
+    canvas = FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    im = ax.imshow(hm, cmap=cmap, vmin=0.0, vmax=vmax, interpolation="nearest")
+    ax.set_axis_off()
+    cb = fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    cb.set_label("difference energy (sum over channels)")
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    canvas.draw()
+    return np.asarray(canvas.buffer_rgba())[..., :3].copy()
+
+
+def _resize(img: np.ndarray, height: int) -> np.ndarray:
+    from PIL import Image
+
+    if img.shape[0] == height:
+        return img
+    width = max(1, round(img.shape[1] * height / img.shape[0]))
+    return np.asarray(Image.fromarray(img).resize((width, height), Image.Resampling.LANCZOS))
+
+
+def panel(
+    images: Sequence[np.ndarray],
+    labels: Sequence[str],
+    *,
+    height: int | None = None,
+    gap: int = 4,
+) -> np.ndarray:
+    """Side-by-side strip of pictures with a label above each.
+
+    Typical use: aligned | normalized | heat map | overlay, for slides and the HTML report.
+
+    Parameters
+    ----------
+    images : sequence of (H, W, 3) or (H, W) uint8 ndarrays
+        Pictures; each is resized to a common height keeping its aspect ratio.
+    labels : sequence of str
+        One label per picture.
+    height : int, optional
+        Common picture height (default: the smallest input height).
+    gap : int
+        White pixels between pictures.
+
+    Returns
+    -------
+    (height + label bar, W, 3) ndarray of uint8
+        White background, labels in black.
+
+    Raises
+    ------
+    ValueError
+        No images, a label count that differs from the image count, or a non-uint8 picture.
+    """
+    if len(images) == 0:
+        raise ValueError("panel needs at least one image")
+    if len(labels) != len(images):
+        raise ValueError(f"got {len(images)} images but {len(labels)} labels")
+    imgs = [_check_image(im, f"images[{i}]") for i, im in enumerate(images)]
+    h = int(height) if height is not None else min(im.shape[0] for im in imgs)
+    if h < 1:
+        raise ValueError(f"height must be >= 1, got {h}")
+    imgs = [_resize(im, h) for im in imgs]
+    from PIL import Image, ImageDraw, ImageFont
+
+    font_size = max(10, min(32, h // 16))
+    try:
+        font = ImageFont.load_default(size=font_size)
+    except TypeError:  # Pillow < 10.1
+        font = ImageFont.load_default()
+    bar = font_size + 10
+    width = sum(im.shape[1] for im in imgs) + gap * (len(imgs) - 1)
+    canvas = Image.new("RGB", (width, h + bar), (255, 255, 255))
+    draw = ImageDraw.Draw(canvas)
+    x = 0
+    for im, label in zip(imgs, labels):
+        canvas.paste(Image.fromarray(im), (x, bar))
+        draw.text((x + 4, 4), str(label), fill=(0, 0, 0), font=font)
+        x += im.shape[1] + gap
+    return np.asarray(canvas)
+
+
+# ----------------------------------------------------------------------------- files
+
+
+def write_png(path: str | os.PathLike, image: np.ndarray) -> Path:
+    """Write an RGB uint8 image as PNG (parent folders are created).
+
+    Parameters
+    ----------
+    path : path-like
+        Destination file.
+    image : (H, W, 3) or (H, W) ndarray of uint8
+
+    Returns
+    -------
+    Path
+        The written path.
+    """
+    from PIL import Image
+
+    img = np.asarray(image)
+    if img.dtype != np.uint8 or img.ndim not in (2, 3):
+        raise ValueError(f"write_png needs a uint8 (H, W[, 3]) image, got {img.shape} {img.dtype}")
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(img).save(p, format="PNG")
+    return p
+
+
+def _jsonable(obj: Any) -> Any:
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return _jsonable({f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)})
+    if isinstance(obj, Mapping):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple, set, frozenset)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _jsonable(obj.tolist())
+    if isinstance(obj, (bool, np.bool_)):
+        return bool(obj)
+    if isinstance(obj, (int, np.integer)):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        f = float(obj)
+        return f if math.isfinite(f) else None
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
+    if obj is None or isinstance(obj, str):
+        return obj
+    return str(obj)
+
+
+def write_json(path: str | os.PathLike, data: Any) -> Path:
+    """Write JSON (UTF-8, indented); NumPy types converted, NaN/inf written as null.
+
+    Parameters
+    ----------
+    path : path-like
+        Destination file (parent folders are created).
+    data : any
+        Dicts, lists, dataclasses, NumPy scalars/arrays, paths; other objects become ``str``.
+
+    Returns
+    -------
+    Path
+        The written path.
+    """
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(_jsonable(data), indent=2, ensure_ascii=False, allow_nan=False)
+    p.write_text(text + "\n", encoding="utf-8")
+    return p
+
+
+def _csv_cell(value: Any) -> str:
+    v = _jsonable(value)
+    if v is None:
+        return ""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, float):
+        return repr(v)
+    if isinstance(v, (list, dict)):
+        return json.dumps(v, ensure_ascii=False)
+    return str(v)
+
+
+def _columns(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None) -> list[str]:
+    if columns is not None:
+        return list(columns)
+    seen: dict[str, None] = {}
+    for row in rows:
+        for k in row:
+            seen.setdefault(str(k), None)
+    return list(seen)
+
+
+def write_csv(
+    path: str | os.PathLike,
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    columns: Sequence[str] | None = None,
+) -> Path:
+    """Write rows as CSV that spreadsheets open directly.
+
+    Parameters
+    ----------
+    path : path-like
+        Destination file (parent folders are created).
+    rows : sequence of dict
+        One dict per photo. Missing keys give empty cells; NaN and None give empty cells;
+        lists and dicts are written as JSON text.
+    columns : sequence of str, optional
+        Column order. Default: the union of the rows' keys in first-seen order.
+
+    Returns
+    -------
+    Path
+        The written path.
+
+    Notes
+    -----
+    UTF-8 with a byte-order mark (Excel then reads accented file names correctly), comma
+    separated, ``\\r\\n`` line ends, quoted where needed.
+    """
+    cols = _columns(rows, columns)
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    with p.open("w", encoding="utf-8-sig", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(cols)
+        for row in rows:
+            writer.writerow([_csv_cell(row.get(c)) for c in cols])
+    return p
+
+
+def _png_data_uri(path: str | os.PathLike, max_px: int) -> str | None:
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            im = im.convert("RGB")
+            if im.height > max_px:
+                w = max(1, round(im.width * max_px / im.height))
+                im = im.resize((w, max_px), Image.Resampling.LANCZOS)
+            buf = io.BytesIO()
+            im.save(buf, format="PNG", optimize=True)
+    except (OSError, ValueError) as exc:
+        logger.warning("could not embed %s in the report: %s", path, exc)
+        return None
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _fmt(value: Any) -> tuple[str, str]:
+    """(display text, sort key) of a cell."""
+    v = _jsonable(value)
+    if v is None:
+        return "", ""
+    if isinstance(v, float):
+        return f"{v:.4g}", repr(v)
+    if isinstance(v, (list, dict)):
+        s = json.dumps(v, ensure_ascii=False)
+        return s, s
+    return str(v), str(v)
+
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:1.5em;color:#222}
+.disclaimer{background:#fff3cd;border:1px solid #e0c36a;padding:.6em 1em;margin:1em 0}
+table{border-collapse:collapse;margin-top:1em}
+th,td{border:1px solid #ccc;padding:.3em .6em;vertical-align:top;text-align:left}
+th{background:#f0f0f0;cursor:pointer;user-select:none}
+th.asc::after{content:" \\25B2"} th.desc::after{content:" \\25BC"}
+tr.failed td{background:#fdecea}
+td.img img{max-height:384px}
+dl.settings{display:grid;grid-template-columns:max-content auto;gap:.2em 1em}
+dl.settings dt{font-weight:bold}
+"""
+
+_JS = """
+(function(){
+  var table=document.getElementById('results');
+  if(!table){return;}
+  var heads=table.tHead.rows[0].cells;
+  function key(td){
+    var k=td.getAttribute('data-sort'); if(k===null){k=td.textContent;}
+    var n=parseFloat(k); return (k!=='' && !isNaN(n) && isFinite(k)) ? [0,n] : [k===''?2:1,k.toLowerCase()];
+  }
+  function cmp(a,b){
+    if(a[0]!==b[0]){return a[0]-b[0];}
+    return a[1]<b[1]?-1:(a[1]>b[1]?1:0);
+  }
+  for(var i=0;i<heads.length;i++){(function(col){
+    heads[col].addEventListener('click',function(){
+      var th=heads[col], asc=!th.classList.contains('asc');
+      for(var j=0;j<heads.length;j++){heads[j].classList.remove('asc','desc');}
+      th.classList.add(asc?'asc':'desc');
+      var body=table.tBodies[0], rows=Array.prototype.slice.call(body.rows);
+      rows.sort(function(r1,r2){
+        var c=cmp(key(r1.cells[col]),key(r2.cells[col]));
+        if(key(r1.cells[col])[0]===2||key(r2.cells[col])[0]===2){return c;}
+        return asc?c:-c;
+      });
+      rows.forEach(function(r){body.appendChild(r);});
+    });
+  })(i);}
+})();
+"""
+
+
+def write_html_report(
+    path: str | os.PathLike,
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    title: str = "cleftscore report",
+    columns: Sequence[str],
+    settings: Mapping[str, Any] | None = None,
+    image_key: str = "panel_png",
+    max_image_px: int = 384,
+) -> Path:
+    """One self-contained HTML page with every photo's panel and score.
+
+    The file opens from disk with no network: pictures are embedded as base64 PNG, styles and
+    the sorting script are inline, and no external resource is referenced.
+
+    Parameters
+    ----------
+    path : path-like
+        Destination ``.html`` file (parent folders are created).
+    rows : sequence of dict
+        One dict per photo with at least ``"file"``, ``"status"`` (``"ok"`` or a failure
+        label), ``"score"`` and ``"message"`` (the failure reason); ``image_key`` optionally
+        names a PNG file to embed.
+    title : str
+        Page title and heading.
+    columns : sequence of str
+        Table columns, in order (for example ``["file", "status", "score", "message"]``).
+        Clicking a header sorts by it (numbers numerically, empty cells last).
+    settings : dict, optional
+        Settings summary shown above the table (method, metric, ROI, generator...).
+    image_key : str
+        Row key holding the path of the picture to embed (default ``"panel_png"``).
+    max_image_px : int
+        Embedded pictures are downscaled to at most this height to keep the file small.
+
+    Returns
+    -------
+    Path
+        The written path.
+
+    Notes
+    -----
+    Every piece of text (file names, messages, settings) is escaped with :func:`html.escape`:
+    file names are user data.
+    """
+    esc = html.escape
+    cols = list(columns)
+    n_ok = sum(1 for r in rows if str(r.get("status", "")) == "ok")
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>{esc(title)}</title>",
+        f"<style>{_CSS}</style>",
+        "</head><body>",
+        f"<h1>{esc(title)}</h1>",
+        f'<p class="disclaimer"><strong>{esc(DISCLAIMER)}</strong> Scores and heat maps support '
+        "research and discussion; they are not a diagnosis.</p>",
+        f"<p>{n_ok} of {len(rows)} photos scored. Higher score = closer to normal. "
+        "Click a column header to sort.</p>",
+    ]
+    if settings:
+        parts.append('<h2>Settings</h2><dl class="settings">')
+        for k, v in settings.items():
+            parts.append(f"<dt>{esc(str(k))}</dt><dd>{esc(_fmt(v)[0])}</dd>")
+        parts.append("</dl>")
+    parts.append('<table id="results"><thead><tr>')
+    parts.extend(f"<th>{esc(c)}</th>" for c in cols)
+    parts.append("<th>panel</th></tr></thead><tbody>")
+    for row in rows:
+        failed = str(row.get("status", "")) != "ok"
+        parts.append('<tr class="failed">' if failed else "<tr>")
+        for c in cols:
+            text, key = _fmt(row.get(c))
+            parts.append(f'<td data-sort="{esc(key)}">{esc(text)}</td>')
+        img_path = row.get(image_key)
+        uri = _png_data_uri(img_path, max_image_px) if img_path else None
+        if uri:
+            alt = esc(f"panel of {row.get('file', '')}")
+            parts.append(f'<td class="img" data-sort=""><img src="{uri}" alt="{alt}"></td>')
+        else:
+            parts.append('<td class="img" data-sort=""></td>')
+        parts.append("</tr>")
+    parts.append("</tbody></table>")
+    parts.append(f"<script>{_JS}</script>")
+    parts.append("</body></html>")
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text("\n".join(parts) + "\n", encoding="utf-8")
+    return p
