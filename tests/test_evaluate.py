@@ -422,7 +422,7 @@ def test_not_a_run_folder(tmp_path: Path) -> None:
 
 def test_write_evaluation_files(gan_eval, tmp_path: Path) -> None:
     files = write_evaluation(gan_eval, tmp_path / "ev")
-    with files.grid_csv.open() as fh:
+    with files.grid_csv.open(encoding="utf-8-sig") as fh:
         rows = list(csv.DictReader(fh))
     assert len(rows) == len(gan_eval.rows)
     assert {"normalizer", "metric", "variant", "region", "n", "pearson_r", "pearson_ci_low",

@@ -134,7 +134,6 @@ def _score(image, landmarks, **kw):
     return res, score_photo(image, res.image, _mouth_mask(landmarks), settings=ScoreSettings())
 
 
-@pytest.mark.slow
 def test_symmetric_photo_scores_normal_and_a_painted_lip_defect_is_found(astronaut):
     """Issue 7: a real photo made symmetric scores near-normal; a one-sided upper-lip defect
     lowers the score, and the heat-map energy sits at the defect and its mirror position."""
@@ -168,7 +167,7 @@ def test_symmetric_photo_scores_normal_and_a_painted_lip_defect_is_found(astrona
     # energy inside the ROI sits within 10 px of the defect or of its mirror position
     m = reflection_matrix(res_bad.midline_point, res_bad.midline_direction)
     mirror_centre = m[:2, :2] @ centre + m[:2, 2]
-    assert abs(mirror_centre[0] - centre[0]) > 20  # the two places are distinct
+    assert abs(mirror_centre[0] - centre[0]) > 15  # the two places are distinct
     yy, xx = np.mgrid[:S, :S]
     near = ((xx - centre[0]) ** 2 + (yy - centre[1]) ** 2 <= 100) | (
         (xx - mirror_centre[0]) ** 2 + (yy - mirror_centre[1]) ** 2 <= 100
@@ -182,7 +181,6 @@ def test_symmetric_photo_scores_normal_and_a_painted_lip_defect_is_found(astrona
     assert 0.25 < both / energy[near].sum() < 0.75  # shared between defect and mirror
 
 
-@pytest.mark.slow
 def test_pose_robustness_rotation_5deg_scale_0_8(astronaut):
     """Issue 7: the photo rotated by 5 degrees and rescaled by 0.8 scores within
     POSE_TOLERANCE of the original (measured: |dS| = 0.0007 at 256 px, thin-plate)."""

@@ -1142,18 +1142,6 @@ def scatter_image(row: GridRow, *, higher_is: HigherIs = "normal", ci: float = 0
     return np.ascontiguousarray(rgba[..., :3])
 
 
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, Path):
-        return str(value)
-    return value
-
-
 @dataclass(frozen=True)
 class EvaluationFiles:
     """Paths written by :func:`write_evaluation` (``scatter`` is None without an available row)."""
@@ -1177,7 +1165,7 @@ def write_evaluation(evaluation: Evaluation, out_dir: str | Path) -> EvaluationF
     -------
     EvaluationFiles
     """
-    from cleftscore.report import write_csv, write_png
+    from cleftscore.report import write_csv, write_json, write_png
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -1220,8 +1208,7 @@ def write_evaluation(evaluation: Evaluation, out_dir: str | Path) -> EvaluationF
         if head is not None
         else [],
     }
-    summary_json = out / "summary.json"
-    summary_json.write_text(json.dumps(_json_safe(summary), indent=2) + "\n", encoding="utf-8")
+    summary_json = write_json(out / "summary.json", summary)
     return EvaluationFiles(grid_csv=grid_csv, grid_md=grid_md, summary_json=summary_json,
                            scatter_png=scatter)
 

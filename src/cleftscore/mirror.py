@@ -229,23 +229,52 @@ def _similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     return m
 
 
+def _piecewise_affine(src: np.ndarray, dst: np.ndarray):
+    """Piecewise-affine map src -> dst on the Delaunay triangulation of ``src``.
+
+    Returns a callable on ``(n, 2)`` points; points outside the mesh map to NaN.
+    """
+    from scipy.spatial import Delaunay, QhullError
+
+    try:
+        tri = Delaunay(src)
+    except QhullError as exc:
+        raise ValueError(f"the piecewise-affine mesh cannot be built from the landmarks: {exc}") from None
+
+    def apply(points: np.ndarray) -> np.ndarray:
+        pts = np.asarray(points, dtype=np.float64)
+        simplex = tri.find_simplex(pts)
+        inside = simplex >= 0
+        out = np.full(pts.shape, np.nan)
+        t = tri.transform[simplex[inside]]
+        b = np.einsum("nij,nj->ni", t[:, :2], pts[inside] - t[:, 2])
+        bary = np.column_stack([b, 1.0 - b.sum(axis=1)])
+        corners = dst[tri.simplices[simplex[inside]]]
+        out[inside] = np.einsum("ni,nij->nj", bary, corners)
+        return out
+
+    return apply
+
+
 def _estimate(kind: str, src: np.ndarray, dst: np.ndarray):
+    if kind == "piecewise-affine":
+        return _piecewise_affine(src, dst)
     from skimage import transform as tf
 
-    if kind == "thin-plate" and not hasattr(tf, "ThinPlateSplineTransform"):
+    if not hasattr(tf, "ThinPlateSplineTransform"):
         raise ValueError(
             "warp 'thin-plate' needs scikit-image >= 0.24; upgrade it or use "
             "warp='piecewise-affine'"
         )
-    cls = tf.ThinPlateSplineTransform if kind == "thin-plate" else tf.PiecewiseAffineTransform
+    cls = tf.ThinPlateSplineTransform
     if hasattr(cls, "from_estimate"):
         t = cls.from_estimate(src, dst)
         ok = bool(t)
-    else:  # scikit-image < 0.26
+    else:  # scikit-image 0.24-0.25
         t = cls()
         ok = bool(t.estimate(src, dst))
     if not ok:
-        raise ValueError(f"the {kind} registration could not be estimated from the landmarks")
+        raise ValueError("the thin-plate registration could not be estimated from the landmarks")
     return t
 
 
@@ -360,7 +389,7 @@ def mirror_normalize(
     xx, yy = np.meshgrid(gx, gy)
     coarse = np.asarray(inverse(np.column_stack([xx.ravel(), yy.ravel()])), dtype=np.float64)
     if warp == "piecewise-affine":
-        bad = ~np.all(np.isfinite(coarse), axis=1) | np.all(coarse == -1, axis=1)
+        bad = ~np.all(np.isfinite(coarse), axis=1)
         if np.any(bad):  # outside the mesh (only possible at the far border): global map
             coarse[bad] = _apply(g_inv, np.column_stack([xx.ravel(), yy.ravel()])[bad])
     coarse = _apply(refl, coarse).reshape(len(gy), len(gx), 2).astype(np.float32)
@@ -382,6 +411,10 @@ def mirror_normalize(
     )
 
     registered = np.asarray(forward(lm_m), dtype=np.float64)
+    if warp == "piecewise-affine":
+        off = ~np.all(np.isfinite(registered), axis=1)
+        if np.any(off):
+            registered[off] = _apply(np.linalg.inv(g_inv), lm_m[off])
     residual = float(np.sqrt(np.mean(np.sum((registered - lm) ** 2, axis=1))))
     return MirrorResult(
         image=out,

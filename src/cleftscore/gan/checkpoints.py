@@ -314,7 +314,8 @@ def _ordered_float32(config: GeneratorConfig, state: Mapping[str, Tensor]) -> di
     import torch
 
     out: dict[str, Tensor] = {}
-    order = list(expected_shapes(config)) + [k for k in state if k not in expected_shapes(config)]
+    want = expected_shapes(config)
+    order = list(want) + [k for k in state if k not in want]
     for k in order:
         if k in state:
             v = state[k]
