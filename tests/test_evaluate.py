@@ -355,6 +355,22 @@ def test_grid_with_unrelated_ratings_shows_no_agreement(gan_run) -> None:
     assert head.pearson_ci[0] < 0 < head.pearson_ci[1]
 
 
+def test_grid_scores_equal_the_single_photo_pipeline(gan_run, gan_eval) -> None:
+    """Eroding the cached map afterwards gives the same S as difference_map with erosion."""
+    from cleftscore.face.roi import roi_mask
+    from cleftscore.heatmap import DifferenceSettings, difference_map
+    from cleftscore.io import load_image
+    from cleftscore.score import roi_score
+
+    run, _ = gan_run
+    head = gan_eval.headline
+    d = run / "photos" / "p03"
+    diff = difference_map(load_image(d / "aligned.png"), load_image(d / "normalized.png"),
+                          settings=DifferenceSettings(metric="pse", colorspace="ycbcr", erosion=3))
+    expected = roi_score(diff, roi_mask(LANDMARKS, SIZE, region="mouth"))
+    assert head.scores[head.files.index("/data/clinic/P03.jpg")] == pytest.approx(expected, rel=1e-9)
+
+
 def test_grid_lists_missing_and_failed_photos(gan_eval) -> None:
     assert set(gan_eval.matched) == {f"/data/clinic/P{i:02d}.jpg" for i in range(len(AMPLITUDES))}
     assert gan_eval.missing_in_ratings == ("/data/clinic/unrated.jpg",)

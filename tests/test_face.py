@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
 from cleftscore.errors import FaceNotFoundError, ImageLoadError
@@ -121,8 +121,12 @@ def test_exif_rotated_photo_aligns_like_upright_one(shared_faces: Path) -> None:
     rot = _prepared(_photo("exif_orientation6_glasses_male.jpg", shared_faces))
     up = _prepared(_photo("glasses_south_asian_male_blue_bg.jpg", shared_faces))
     assert rot.original.shape == up.original.shape
-    assert np.abs(rot.aligned.landmarks - up.aligned.landmarks).max() < 2.0
-    assert np.abs(rot.aligned.image.astype(float) - up.aligned.image).mean() < 4.0
+    # Same photo after EXIF rotation (re-encoded JPEG: dlib's landmarks jitter by a few pixels).
+    for a, b in zip(_eye_centres(rot.aligned.landmarks), _eye_centres(up.aligned.landmarks)):
+        assert np.hypot(*(a - b)) < 0.015 * SIZE
+    assert np.abs(rot.original.astype(float) - up.original).mean() < 2.0
+    # the crop squares on the photo nearly coincide
+    assert np.abs(rot.aligned.quad_original - up.aligned.quad_original).max() < 0.03 * 4 * SIZE
 
 
 def test_haar_detector_also_aligns(local_faces: Path) -> None:
@@ -170,9 +174,21 @@ def test_already_aligned_photo_is_nearly_unchanged_at_1024(shared_faces: Path) -
     prep = _prepared(_photo("aligned_1024_young_woman_bangs.jpg", shared_faces), 1024)
     a = prep.aligned
     assert a.image.shape == (1024, 1024, 3)
+    # This sample was aligned by another landmark detector (CelebA-HQ style): dlib puts its eyes
+    # 242 px apart and tilted 2.1 degrees, where FFHQ wants 256 px and level, so the eyes move
+    # by 11.9 and 12.4 px. Scale and rotation change only a little.
     for before, after in zip(_eye_centres(a.landmarks_original), _eye_centres(a.landmarks)):
+        assert np.hypot(*(after - before)) < 14.0
+    assert 0.93 < a.scale < 1.07
+    assert abs(math.degrees(math.atan2(a.to_original[1, 0], a.to_original[0, 0]))) < 3.0
+    # A truly FFHQ-aligned face (our own output) comes back unchanged: eyes within 8 px
+    # (measured: under 0.1 px), scale 1.
+    again = prepare_photo(a.image, size=1024).aligned
+    for before, after in zip(_eye_centres(again.landmarks_original), _eye_centres(again.landmarks)):
         assert np.hypot(*(after - before)) < 8.0
-    assert 0.9 < a.scale < 1.1
+    for first, second in zip(_eye_centres(a.landmarks), _eye_centres(again.landmarks)):
+        assert np.hypot(*(first - second)) < 2.0
+    assert abs(again.scale - 1.0) < 0.02
 
 
 def _round_trip_mae(prep) -> float:  # noqa: ANN001
@@ -233,29 +249,37 @@ def _synthetic_landmarks(cx: float, cy: float, scale: float, angle: float) -> np
     return base @ rot.T * scale + (cx, cy)
 
 
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 @given(
     w=st.integers(200, 900),
     h=st.integers(200, 900),
-    fx=st.floats(0.2, 0.8),
-    fy=st.floats(0.2, 0.8),
-    eye_dist=st.floats(30.0, 300.0),
+    fx=st.floats(0.3, 0.7),
+    fy=st.floats(0.3, 0.7),
+    eye_dist=st.floats(15.0, 150.0),
     angle=st.floats(-0.5, 0.5),
     dx=st.floats(-0.15, 0.15),
     dy=st.floats(-0.15, 0.15),
 )
+@example(w=900, h=900, fx=0.5, fy=0.5, eye_dist=150.0, angle=0.3, dx=0.1, dy=-0.1)  # shrink x4, no pad
+@example(w=400, h=900, fx=0.5, fy=0.5, eye_dist=100.0, angle=-0.2, dx=0.0, dy=0.1)  # shrink x3 and pad
+@example(w=300, h=300, fx=0.5, fy=0.5, eye_dist=16.0, angle=0.1, dx=0.05, dy=0.05)  # upsampling
 def test_forward_inverse_within_a_pixel(
     w: int, h: int, fx: float, fy: float, eye_dist: float, angle: float, dx: float, dy: float
 ) -> None:
     """A bright dot at photo point p shows up in the aligned image at to_aligned(p), within a
-    pixel, whatever the shrink, crop and padding steps did (dot near the face centre)."""
+    pixel, whatever the shrink, crop and padding steps did.
+
+    The dot is kept away from the photo edges: FFHQ blurs the photo's own pixels near an edge
+    that gets padded, which would smear a dot there.
+    """
     size = 64
     lm = _synthetic_landmarks(fx * w, fy * h, eye_dist, angle)
     quad, qsize = ffhq_quad(lm)
-    centre = quad.mean(axis=0)
-    p = centre + np.array([dx, dy]) * qsize
+    p = quad.mean(axis=0) + np.array([dx, dy]) * qsize
     scale = qsize / size  # photo px per aligned px
     sigma = max(1.5, 1.5 * scale)
+    margin = 0.3 * qsize + 3 * sigma
+    assume(margin < p[0] < w - 1 - margin and margin < p[1] < h - 1 - margin)
     yy, xx = np.mgrid[:h, :w]
     blob = np.exp(-((xx - p[0]) ** 2 + (yy - p[1]) ** 2) / (2 * sigma**2))
     img = np.repeat((blob * 255).round().astype(np.uint8)[..., None], 3, axis=2)

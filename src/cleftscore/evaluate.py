@@ -482,7 +482,7 @@ def _read_run(run_dir: Path) -> _RunContents:
     ids: list[str] = []
     scores_csv = run_dir / "scores.csv"
     if scores_csv.is_file():
-        with scores_csv.open(newline="", encoding="utf-8") as fh:
+        with scores_csv.open(newline="", encoding="utf-8-sig") as fh:
             for row in csv.DictReader(fh):
                 status = (row.get("status") or "").strip()
                 pid = (row.get("photo_id") or "").strip()
@@ -1082,7 +1082,9 @@ def grid_markdown(evaluation: Evaluation) -> str:
 
 
 def _stem(name: str) -> str:
-    return _name_keys(name)[2] if name else name
+    """File name without folder and extension, case kept (for plot labels)."""
+    base = name.strip().replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]
+    return base.rsplit(".", 1)[0] if "." in base.lstrip(".") else base
 
 
 def scatter_image(row: GridRow, *, higher_is: HigherIs = "normal", ci: float = 0.95) -> np.ndarray:

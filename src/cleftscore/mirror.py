@@ -256,26 +256,58 @@ def _piecewise_affine(src: np.ndarray, dst: np.ndarray):
     return apply
 
 
+def _tps_kernel(r2: np.ndarray) -> np.ndarray:
+    """Thin-plate radial basis ``U = r^2 log r`` written with ``r^2`` (``U(0) = 0``)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        u = 0.5 * r2 * np.log(r2)
+    u[r2 == 0] = 0.0
+    return u
+
+
+def _thin_plate(src: np.ndarray, dst: np.ndarray):
+    """Thin-plate spline interpolating src -> dst exactly; a callable on ``(n, 2)`` points.
+
+    Coordinates are centred and scaled to unit RMS radius before solving, for conditioning.
+    """
+    centre = src.mean(axis=0)
+    scale = float(np.sqrt(((src - centre) ** 2).sum(axis=1).mean())) or 1.0
+    p = (src - centre) / scale
+    n = len(p)
+    k = _tps_kernel(((p[:, None, :] - p[None, :, :]) ** 2).sum(-1))
+    poly = np.column_stack([np.ones(n), p])
+    a = np.zeros((n + 3, n + 3))
+    a[:n, :n] = k
+    a[:n, n:] = poly
+    a[n:, :n] = poly.T
+    b = np.zeros((n + 3, 2))
+    b[:n] = dst
+    try:
+        coef = np.linalg.solve(a, b)
+    except np.linalg.LinAlgError:
+        raise ValueError(
+            "the thin-plate registration could not be estimated from the landmarks "
+            "(duplicate or collinear control points)"
+        ) from None
+    if not np.all(np.isfinite(coef)):
+        raise ValueError("the thin-plate registration could not be estimated from the landmarks")
+    w, aff = coef[:n], coef[n:]
+
+    def apply(points: np.ndarray, chunk: int = 65536) -> np.ndarray:
+        q = (np.asarray(points, dtype=np.float64) - centre) / scale
+        out = np.empty((len(q), 2))
+        for i in range(0, len(q), chunk):
+            qq = q[i : i + chunk]
+            r2 = ((qq[:, None, :] - p[None, :, :]) ** 2).sum(-1)
+            out[i : i + chunk] = _tps_kernel(r2) @ w + aff[0] + qq @ aff[1:]
+        return out
+
+    return apply
+
+
 def _estimate(kind: str, src: np.ndarray, dst: np.ndarray):
     if kind == "piecewise-affine":
         return _piecewise_affine(src, dst)
-    from skimage import transform as tf
-
-    if not hasattr(tf, "ThinPlateSplineTransform"):
-        raise ValueError(
-            "warp 'thin-plate' needs scikit-image >= 0.24; upgrade it or use "
-            "warp='piecewise-affine'"
-        )
-    cls = tf.ThinPlateSplineTransform
-    if hasattr(cls, "from_estimate"):
-        t = cls.from_estimate(src, dst)
-        ok = bool(t)
-    else:  # scikit-image 0.24-0.25
-        t = cls()
-        ok = bool(t.estimate(src, dst))
-    if not ok:
-        raise ValueError("the thin-plate registration could not be estimated from the landmarks")
-    return t
+    return _thin_plate(src, dst)
 
 
 def _border_anchors(shape: tuple[int, int], per_side: int = 5) -> np.ndarray:

@@ -238,12 +238,16 @@ def run_planted(
         clean = Gb(z, truncation_psi=settings.truncation_psi, noise_mode="const", force_fp32=True).float()
 
     defective, masks, clean_of, severity = [], [], [], []
+    clean_cpu = clean.cpu()
     for i in range(k):
+        # One place per sample (lower half) and a colour opposite to the local mean colour, so
+        # that the five severities of a sample differ only in size and strength.
+        cx = int(rng.integers(round(0.3 * r), round(0.7 * r)))
+        cy = int(rng.integers(round(0.6 * r), round(0.72 * r)))
+        patch = clean_cpu[i, :, max(0, cy - r // 8) : cy + r // 8, max(0, cx - r // 8) : cx + r // 8]
+        color = tuple(-0.9 if float(m) > 0 else 0.9 for m in patch.mean(dim=(1, 2)))
         for s in SEVERITIES:
-            cx = int(rng.integers(round(0.3 * r), round(0.7 * r)))
-            cy = int(rng.integers(round(0.6 * r), round(0.75 * r)))
-            color = tuple(float(c) for c in rng.uniform(-1, 1, size=3))
-            d, m = plant_defect(clean[i].cpu(), s, cx=cx, cy=cy, color=color)
+            d, m = plant_defect(clean_cpu[i], s, cx=cx, cy=cy, color=color)
             defective.append(d)
             masks.append(m)
             clean_of.append(i)

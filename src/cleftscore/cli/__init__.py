@@ -41,6 +41,7 @@ def _root(
 def _register() -> None:
     # Each module attaches its commands or sub-app to ``app``; one line per module.
     from cleftscore.cli import align  # noqa: F401
+    from cleftscore.cli import bench  # noqa: F401
     from cleftscore.cli import evaluate  # noqa: F401
     from cleftscore.cli import score  # noqa: F401
     from cleftscore.cli import weights  # noqa: F401

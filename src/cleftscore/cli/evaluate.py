@@ -67,17 +67,21 @@ def evaluate_command(
     from cleftscore.evaluate import LPIPS_MISSING_REASON, evaluate_run, write_evaluation
 
     with user_errors():
-        from cleftscore.pipeline import make_lpips_distance
+        from cleftscore.weights import resolve_vgg16
 
-        if vgg16 is not None:
-            lpips_distance = make_lpips_distance(vgg16)  # an explicit path must work
+        lpips_distance = None
+        try:
+            vgg16_path = resolve_vgg16(vgg16)
+        except WeightsMissingError as exc:
+            if vgg16 is not None:
+                raise  # an explicit --vgg16 must work
+            # LPIPS rows are reported n/a, never computed with random weights
+            err_console.print(f"[yellow]LPIPS rows skipped:[/yellow] {exc}", highlight=False,
+                              soft_wrap=True)
         else:
-            try:
-                lpips_distance = make_lpips_distance(None)
-            except WeightsMissingError as exc:
-                lpips_distance = None  # LPIPS rows n/a, never random weights
-                err_console.print(f"[yellow]LPIPS rows skipped:[/yellow] {exc}", highlight=False,
-                                  soft_wrap=True)
+            from cleftscore.pipeline import make_lpips_distance
+
+            lpips_distance = make_lpips_distance(vgg16_path)
         with console.status("Computing the evaluation grid ..."):
             ev = evaluate_run(
                 run_dir,

@@ -18,6 +18,7 @@ x to the right, y down, pixel centres at integers.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -192,6 +193,53 @@ def _gaussian_blur(img: np.ndarray, sigma: float) -> np.ndarray:
     return cv2.sepFilter2D(img, cv2.CV_32F, k, k, borderType=cv2.BORDER_REFLECT)
 
 
+def _strips(n_rows: int, n_strips: int) -> list[tuple[int, int]]:
+    return [(i * n_rows // n_strips, (i + 1) * n_rows // n_strips) for i in range(n_strips)]
+
+
+def _quad_transform_then_resize(img: Image.Image, quad_cont: np.ndarray, transform_size: int, size: int) -> Image.Image:
+    """Pillow QUAD/BILINEAR transform to ``transform_size``, then LANCZOS resize to ``size``.
+
+    Both steps run on horizontal strips in a few threads (Pillow releases the GIL while it
+    resamples). The result is bit-identical to the two whole-image calls: a strip of the quad
+    transform is the same bilinear map restricted to its rows, and a strip of the resize reads
+    its filter support from the whole transformed image via ``box``.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    n_threads = max(1, min(4, os.cpu_count() or 1))
+    n_strips = n_threads if transform_size >= 1024 else 1
+    nw, sw, se, ne = (np.asarray(v, dtype=np.float64) for v in quad_cont)
+    t = float(transform_size)
+
+    def transform_rows(rows: tuple[int, int]) -> Image.Image:
+        r0, r1 = rows
+        corners = (
+            nw + (sw - nw) * (r0 / t),
+            nw + (sw - nw) * (r1 / t),
+            ne + (se - ne) * (r1 / t),
+            ne + (se - ne) * (r0 / t),
+        )
+        data = tuple(float(v) for c in corners for v in c)
+        return img.transform((transform_size, r1 - r0), Image.Transform.QUAD, data, Image.Resampling.BILINEAR)
+
+    def resize_rows(big: Image.Image, rows: tuple[int, int]) -> Image.Image:
+        k0, k1 = rows
+        f = transform_size / size
+        return big.resize((size, k1 - k0), Image.Resampling.LANCZOS, box=(0.0, k0 * f, float(transform_size), k1 * f))
+
+    if n_strips == 1:
+        big = transform_rows((0, transform_size))
+        return big.resize((size, size), Image.Resampling.LANCZOS)
+    with ThreadPoolExecutor(max_workers=n_threads) as pool:
+        parts = list(pool.map(transform_rows, _strips(transform_size, n_strips)))
+        big = Image.fromarray(np.concatenate([np.asarray(p) for p in parts], axis=0), "RGB")
+        del parts
+        rows = _strips(size, n_strips)
+        small = list(pool.map(lambda r: resize_rows(big, r), rows))
+    return Image.fromarray(np.concatenate([np.asarray(p) for p in small], axis=0), "RGB")
+
+
 def align_face(image: np.ndarray, landmarks: np.ndarray, *, size: int = 1024) -> AlignedFace:
     """Crop and rotate a face the way the FFHQ data set was made.
 
@@ -326,14 +374,8 @@ def align_face(image: np.ndarray, landmarks: np.ndarray, *, size: int = 1024) ->
             [0.0, 0.0, 1.0],
         ]
     )
-    img = img.transform(
-        (transform_size, transform_size),
-        Image.Transform.QUAD,
-        tuple((quad + 0.5).flatten()),
-        Image.Resampling.BILINEAR,
-    )
+    img = _quad_transform_then_resize(img, quad + 0.5, transform_size, size)
     to_work = to_work @ quad_map
-    img = img.resize((size, size), Image.Resampling.LANCZOS)
     to_work = to_work @ _resample_map(transform_size, transform_size, size, size)
 
     to_original = to_work
