@@ -184,8 +184,9 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    nan = float("nan")
     log.info("mean %.2f s, max %.2f s per photo (%d ok of %d) -> %s",
-             summary["per_photo_s_mean"] or float("nan"), summary["per_photo_s_max"] or float("nan"),
+             summary["per_photo_s_mean"] or nan, summary["per_photo_s_max"] or nan,
              len(ok), len(photos), out)
     return 0
 

@@ -138,6 +138,18 @@ def test_haar_detector_also_aligns(local_faces: Path) -> None:
     assert np.abs(prep.aligned.landmarks_original - hog.aligned.landmarks_original).mean() < 2.0
 
 
+def test_small_face_in_large_photo(shared_faces: Path) -> None:
+    """A face of ~90 px in a 2000 px photo is ~46 px after the 1024 px downscale: found by the retry."""
+    face = load_image(shared_faces / "astronaut_eileen_collins_512.png")[40:210, 140:300]
+    canvas = np.full((2000, 2000, 3), 90, dtype=np.uint8)
+    canvas[1200:1370, 700:860] = face
+    boxes = detect_faces(canvas)
+    assert len(boxes) >= 1
+    b = boxes[0]
+    assert 700 <= (b.left + b.right) / 2 <= 860 and 1200 <= (b.top + b.bottom) / 2 <= 1370
+    assert 60 < b.width < 130
+
+
 def test_no_face_gives_clear_error(shared_faces: Path) -> None:
     path = shared_faces / "no_human_face_dogs_collage.jpg"
     with pytest.raises(FaceNotFoundError) as exc:

@@ -112,6 +112,16 @@ def test_erosion_never_raises_a_pixel(d):
     assert np.all(erode(d, size=3) <= d)
 
 
+@pytest.mark.parametrize("shape", [(9, 11), (9, 11, 1), (9, 11, 3), (9, 11, 6), (2, 11, 3)])
+@pytest.mark.parametrize("size", [2, 3, 5])
+def test_erosion_equals_scipy_grey_erosion(shape, size):
+    from scipy.ndimage import grey_erosion
+
+    d = np.random.default_rng(size).random(shape, dtype=np.float32)
+    fp = (size, size) if len(shape) == 2 else (size, size, 1)
+    np.testing.assert_array_equal(erode(d, size=size), grey_erosion(d, size=fp, mode="reflect"))
+
+
 @settings(max_examples=25, deadline=None)
 @given(
     arrays(np.uint8, (8, 8, 3)),

@@ -181,16 +181,18 @@ def test_symmetric_photo_scores_normal_and_a_painted_lip_defect_is_found(astrona
     assert 0.25 < both / energy[near].sum() < 0.75  # shared between defect and mirror
 
 
-def test_pose_robustness_rotation_5deg_scale_0_8(astronaut):
+@pytest.mark.parametrize("angle", [5.0, -5.0])
+def test_pose_robustness_rotation_5deg_scale_0_8(astronaut, angle):
     """Issue 7: the photo rotated by 5 degrees and rescaled by 0.8 scores within
-    POSE_TOLERANCE of the original (measured: |dS| = 0.0007 at 256 px, thin-plate)."""
+    POSE_TOLERANCE of the original (measured at 256 px, thin-plate: |dS| = 0.0007 for +5
+    degrees, 0.022 for -5 degrees; S of this photo is 0.88)."""
     import cv2
 
     from cleftscore.face.prepare import prepare_photo
 
     photo = astronaut.original
     h, w = photo.shape[:2]
-    mat = cv2.getRotationMatrix2D((w / 2, h / 2), 5.0, 0.8)
+    mat = cv2.getRotationMatrix2D((w / 2, h / 2), angle, 0.8)
     moved = cv2.warpAffine(photo, mat, (w, h), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REFLECT)
     again = prepare_photo(moved, size=S)
     _, s0 = _score(astronaut.aligned.image, astronaut.aligned.landmarks)

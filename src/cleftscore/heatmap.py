@@ -277,6 +277,12 @@ def erode(diff: np.ndarray, *, size: int = 3) -> np.ndarray:
         raise ValueError(f"difference map must be (H, W) or (H, W, C), got shape {d.shape}")
     if size <= 1:
         return d.copy()
+    if size % 2 == 1 and (d.ndim == 2 or d.shape[-1] <= 4) and min(d.shape[:2]) > size // 2:
+        import cv2  # same result as scipy's grey_erosion(mode="reflect"), ~20x faster
+
+        kernel = np.ones((size, size), np.uint8)
+        out = cv2.erode(np.ascontiguousarray(d), kernel, borderType=cv2.BORDER_REFLECT)
+        return out.reshape(d.shape).astype(np.float32, copy=False)
     from scipy.ndimage import grey_erosion
 
     footprint = (size, size) if d.ndim == 2 else (size, size, 1)

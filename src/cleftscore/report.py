@@ -130,7 +130,9 @@ def colorize(
     try:
         cm = matplotlib.colormaps[cmap]
     except KeyError:
-        raise ValueError(f"unknown colour map {cmap!r}; use a matplotlib name such as 'inferno'") from None
+        raise ValueError(
+            f"unknown colour map {cmap!r}; use a matplotlib name such as 'inferno'"
+        ) from None
     rgba = cm(np.clip(hm / vmax, 0.0, 1.0).astype(np.float32), bytes=True)
     return np.ascontiguousarray(rgba[..., :3])
 
@@ -470,9 +472,9 @@ def _png_data_uri(path: str | os.PathLike, max_px: int) -> str | None:
             im = im.convert("RGB")
             if im.height > max_px:
                 w = max(1, round(im.width * max_px / im.height))
-                im = im.resize((w, max_px), Image.Resampling.LANCZOS)
+                im = im.resize((w, max_px), Image.Resampling.LANCZOS, reducing_gap=3.0)
             buf = io.BytesIO()
-            im.save(buf, format="PNG", optimize=True)
+            im.save(buf, format="PNG", compress_level=6)
     except (OSError, ValueError) as exc:
         logger.warning("could not embed %s in the report: %s", path, exc)
         return None
@@ -493,7 +495,8 @@ def _fmt(value: Any) -> tuple[str, str]:
 
 
 _CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:1.5em;color:#222}
+body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;
+  margin:1.5em;color:#222}
 .disclaimer{background:#fff3cd;border:1px solid #e0c36a;padding:.6em 1em;margin:1em 0}
 table{border-collapse:collapse;margin-top:1em}
 th,td{border:1px solid #ccc;padding:.3em .6em;vertical-align:top;text-align:left}
@@ -512,7 +515,9 @@ _JS = """
   var heads=table.tHead.rows[0].cells;
   function key(td){
     var k=td.getAttribute('data-sort'); if(k===null){k=td.textContent;}
-    var n=parseFloat(k); return (k!=='' && !isNaN(n) && isFinite(k)) ? [0,n] : [k===''?2:1,k.toLowerCase()];
+    var n=parseFloat(k);
+    if(k!=='' && !isNaN(n) && isFinite(k)){return [0,n];}
+    return [k===''?2:1,k.toLowerCase()];
   }
   function cmp(a,b){
     if(a[0]!==b[0]){return a[0]-b[0];}

@@ -60,6 +60,7 @@ def _record(prepared, size: int, detector: str) -> dict:  # noqa: ANN001 - Prepa
         "notes": list(prepared.notes),
         "original_shape": list(a.original_shape),
         "to_original": a.to_original.tolist(),
+        "quad_original": a.quad_original.round(3).tolist(),
         "landmarks_aligned": a.landmarks.round(3).tolist(),
         "landmarks_original": a.landmarks_original.round(3).tolist(),
         "coordinates": "pixel (x, y), x right, y down, pixel centres at integers; "
@@ -70,11 +71,16 @@ def _record(prepared, size: int, detector: str) -> dict:  # noqa: ANN001 - Prepa
 @app.command("align")
 def align_command(
     photos: Annotated[
-        list[Path], typer.Argument(help="Photo files or folders of photos (JPEG, PNG, TIFF, BMP, WebP).", show_default=False)
+        list[Path],
+        typer.Argument(help="Photo files or folders of photos (JPEG, PNG, TIFF, BMP, WebP).", show_default=False),
     ],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder (created if missing).")],
-    size: Annotated[int, typer.Option(help="Side of the aligned face in pixels, a power of two (generator resolution).")] = 1024,
-    detector: Annotated[DetectorChoice, typer.Option(help="Face detector: dlib HOG, or OpenCV Haar as a fallback.")] = DetectorChoice.hog,
+    size: Annotated[
+        int, typer.Option(help="Side of the aligned face in pixels, a power of two (generator resolution).")
+    ] = 1024,
+    detector: Annotated[
+        DetectorChoice, typer.Option(help="Face detector: dlib HOG, or OpenCV Haar as a fallback.")
+    ] = DetectorChoice.hog,
 ) -> None:
     """Find, landmark and align the face in each photo exactly as the FFHQ data set was made.
 
@@ -127,6 +133,11 @@ def align_command(
                 msg = f"{path}: could not write outputs to {out} ({exc.strerror or exc})"
                 progress.console.print(f"[red]error:[/red] {msg}", highlight=False, soft_wrap=True)
                 rows.append({"file": str(path), "status": "failed", "faces_found": 0, "message": msg})
+            except Exception as exc:  # noqa: BLE001 - a bug on one photo must not stop the batch
+                logger.debug("unexpected error on %s", path, exc_info=True)
+                msg = f"{path}: unexpected error ({type(exc).__name__}: {exc}); please report it"
+                progress.console.print(f"[red]error:[/red] {msg}", highlight=False, soft_wrap=True)
+                rows.append({"file": str(path), "status": "failed", "faces_found": 0, "message": msg})
             else:
                 n_ok += 1
                 rows.append(
@@ -145,9 +156,7 @@ def align_command(
         writer.writeheader()
         writer.writerows(rows)
     n_failed = len(files) - n_ok
-    console.print(
-        f"aligned {n_ok} of {len(files)} photo(s) into {out}" + (f"; {n_failed} failed (see summary.csv)" if n_failed else ""),
-        highlight=False,
-    )
+    failed_note = f"; {n_failed} failed (see summary.csv)" if n_failed else ""
+    console.print(f"aligned {n_ok} of {len(files)} photo(s) into {out}{failed_note}", highlight=False)
     if n_ok == 0:
         raise typer.Exit(code=1)

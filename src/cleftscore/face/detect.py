@@ -24,6 +24,9 @@ DETECTORS: tuple[str, ...] = ("hog", "haar")
 # Photos are downscaled so their long side is at most this before detection (speed); boxes are
 # scaled back. Faces we align are large, so nothing of interest is lost.
 _DETECT_MAX_SIDE = 1024
+# When nothing is found, HOG is retried with more upsampling while the upsampled image's long
+# side stays within this many pixels.
+_HOG_MAX_PYRAMID = 2048
 # Boxes with at least this fraction of the largest box's area are ranked by score instead.
 _NEAR_TIE = 0.8
 
@@ -139,8 +142,13 @@ def _hog_upsample(long_side: int) -> int:
 
 def _detect_hog(image: np.ndarray) -> list[FaceBox]:
     small, back = _downscaled(image)
-    upsample = _hog_upsample(max(small.shape[:2]))
+    long_side = max(small.shape[:2])
+    upsample = _hog_upsample(long_side)
     rects, scores, _ = _hog_detector().run(small, upsample, 0.0)
+    while not rects and long_side * 2 ** (upsample + 1) <= _HOG_MAX_PYRAMID:
+        # Nothing found: look for smaller faces once more, one pyramid level up.
+        upsample += 1
+        rects, scores, _ = _hog_detector().run(small, upsample, 0.0)
     boxes = [
         FaceBox(
             left=float(r.left()) * back,
@@ -210,7 +218,9 @@ def detect_faces(image: np.ndarray, *, detector: Detector = "hog") -> list[FaceB
     -----
     Photos with a long side above 1024 px are downscaled to 1024 px for detection (boxes are
     scaled back). HOG's smallest face is about 80 px, so smaller photos are upsampled in the
-    detector's pyramid: twice below 400 px long side, once below 800 px.
+    detector's pyramid: twice below 400 px long side, once below 800 px. When HOG finds nothing,
+    it tries once more with one more upsampling step if the upsampled image stays within 2048 px
+    (so a face of about 40 px in the 1024 px working copy is still found).
     """
     if detector not in DETECTORS:
         raise ValueError(f"detector must be one of {DETECTORS}, got {detector!r}")

@@ -94,6 +94,8 @@ def prepare_photo(
     """
     if detector not in DETECTORS:
         raise ValueError(f"detector must be one of {DETECTORS}, got {detector!r}")
+    if not (isinstance(size, (int, np.integer)) and size >= 16 and size & (size - 1) == 0):
+        raise ValueError(f"size must be a power of two >= 16 (e.g. 256, 1024), got {size!r}")
     if isinstance(path_or_array, np.ndarray):
         path = None
         name = "<array>"
@@ -117,7 +119,10 @@ def prepare_photo(
     if len(boxes) > 1:
         notes.append(f"{len(boxes)} faces found; using the largest")
     landmarks = predict_landmarks(image, box)
-    aligned = align_face(image, landmarks, size=size)
+    try:
+        aligned = align_face(image, landmarks, size=size)
+    except ValueError as exc:  # degenerate landmarks on a tiny or odd face
+        raise FaceNotFoundError(f"{name}: the face found could not be aligned ({exc}); try a closer crop") from None
     if aligned.scale < 0.25:
         notes.append(
             f"the face is small ({aligned.scale * size:.0f} px across the crop) and was upsampled "
