@@ -224,3 +224,18 @@ def test_thin_plate_interpolates_and_keeps_affine_maps():
         ref = ThinPlateSplineTransform()
         ref.estimate(src / 1024, dst / 1024)
     np.testing.assert_allclose(tps(q), ref(q / 1024) * 1024, atol=0.05)
+
+
+def test_piecewise_affine_interpolates_and_keeps_affine_maps():
+    from cleftscore.mirror import _piecewise_affine
+
+    rng = np.random.default_rng(4)
+    src = np.vstack([rng.uniform(10, 90, (30, 2)), [[0, 0], [0, 100], [100, 0], [100, 100]]])
+    dst = src + rng.normal(scale=1.0, size=src.shape)
+    pwa = _piecewise_affine(src, dst)
+    np.testing.assert_allclose(pwa(src), dst, atol=1e-9)
+    aff = np.array([[1.1, 0.2], [-0.2, 0.9]])
+    pwa_a = _piecewise_affine(src, src @ aff.T + (5.0, 1.0))
+    q = rng.uniform(0, 100, (400, 2))
+    np.testing.assert_allclose(pwa_a(q), q @ aff.T + (5.0, 1.0), atol=1e-9)
+    assert np.all(np.isnan(pwa(np.array([[150.0, 50.0]]))))  # outside the mesh

@@ -34,7 +34,7 @@ def batch_dir(tmp_path: Path, local_faces: Path) -> Path:
 
 
 def _read_csv(path: Path) -> list[dict[str, str]]:
-    with open(path, newline="", encoding="utf-8") as f:
+    with open(path, newline="", encoding="utf-8-sig") as f:  # Excel-friendly BOM
         return list(csv.DictReader(f))
 
 

@@ -243,9 +243,20 @@ def _piecewise_affine(src: np.ndarray, dst: np.ndarray):
             f"the piecewise-affine mesh cannot be built from the landmarks: {exc}"
         ) from None
 
-    transform = tri.transform  # (T, 3, 2): barycentric matrix and offset per triangle
-    usable = np.all(np.isfinite(transform), axis=(1, 2))  # skip degenerate (flat) triangles
-    transform, simplices = transform[usable], tri.simplices[usable]
+    # Barycentric transform per triangle (same layout as Delaunay.transform, computed here with
+    # the closed-form 2 x 2 inverse): lambda_01 = T[:2] @ (x - T[2]), lambda_2 = 1 - sum.
+    simplices = tri.simplices
+    v = src[simplices]  # (T, 3, 2)
+    m = np.stack([v[:, 0] - v[:, 2], v[:, 1] - v[:, 2]], axis=-1)  # columns: edges to vertex 2
+    det = m[:, 0, 0] * m[:, 1, 1] - m[:, 0, 1] * m[:, 1, 0]
+    area_ok = np.abs(det) > 1e-9 * max(float(np.ptp(src)), 1.0) ** 2  # skip flat triangles
+    m, det, v, simplices = m[area_ok], det[area_ok], v[area_ok], simplices[area_ok]
+    transform = np.empty((len(m), 3, 2))
+    transform[:, 0, 0] = m[:, 1, 1] / det
+    transform[:, 0, 1] = -m[:, 0, 1] / det
+    transform[:, 1, 0] = -m[:, 1, 0] / det
+    transform[:, 1, 1] = m[:, 0, 0] / det
+    transform[:, 2] = v[:, 2]
 
     def apply(points: np.ndarray, chunk: int = 8192) -> np.ndarray:
         # Point location by barycentric coordinates against every triangle (a face mesh has
