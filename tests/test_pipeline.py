@@ -162,3 +162,31 @@ def test_gan_score_cli_end_to_end_with_cache(tmp_path: Path, batch_dir: Path, ra
     rows2 = {Path(r["file"]).name: r for r in _read_csv(out / "scores.csv")}
     assert rows2["hopper.jpg"]["cached"] == "True"
     assert rows2["hopper.jpg"]["score"] == rows["hopper.jpg"]["score"]
+
+
+def test_calibration_only_from_given_ratings(tmp_path: Path, local_faces: Path, example_photo: Path) -> None:
+    photos = [
+        local_faces / "tiny_128px_portrait_uniform.jpg",
+        local_faces / "grayscale_tiny_128px_portrait.jpg",
+        local_faces / "exif_orientation6_tiny_portrait.jpg",
+        example_photo,
+    ]
+    out = tmp_path / "run"
+    runner = CliRunner()
+    result = runner.invoke(app, ["score", *map(str, photos), "--method", "asymmetry", "--size", "256", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    rows = _read_csv(out / "scores.csv")
+    assert all(row["calibrated_rating"] == "" for row in rows)  # no ratings, no scale
+    scores = {Path(r["file"]).name: float(r["score"]) for r in rows}
+    ratings = tmp_path / "ratings.csv"
+    # Ratings that follow the scores exactly (paper direction: 7 = normal) for three photos.
+    rated = sorted(scores, key=scores.get)[:3]
+    ratings.write_text("file,rating\n" + "".join(f"{n},{2 + 2 * i}\n" for i, n in enumerate(rated)))
+    result = runner.invoke(app, ["rescore", str(out), "--calibrate", str(ratings)])
+    assert result.exit_code == 0, result.output
+    rows = {Path(r["file"]).name: r for r in _read_csv(out / "scores.csv")}
+    cal = [float(rows[n]["calibrated_rating"]) for n in rated]
+    assert cal == sorted(cal) and 1.0 <= min(cal) and max(cal) <= 7.0
+    sev = [float(rows[n]["severity_0_100"]) for n in rated]
+    assert sev == sorted(sev, reverse=True)  # more normal -> less severe
+    assert (out / "calibration.json").is_file()

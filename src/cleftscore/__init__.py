@@ -10,3 +10,13 @@ from cleftscore.errors import CleftscoreError
 
 __all__ = ["CleftscoreError", "__version__"]
 __version__ = "0.1.0"
+
+_PIPELINE_NAMES = ("score_photos", "rescore_run", "PipelineSettings", "GanSettings", "PhotoResult")
+
+
+def __getattr__(name: str):  # lazy: importing cleftscore must not import torch
+    if name in _PIPELINE_NAMES:
+        from cleftscore import pipeline
+
+        return getattr(pipeline, name)
+    raise AttributeError(f"module 'cleftscore' has no attribute {name!r}")

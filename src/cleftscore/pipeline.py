@@ -684,6 +684,8 @@ CSV_COLUMNS = [
     "time_normalize_s",
     "notes",
     "cleftscore_version",
+    "calibrated_rating",
+    "severity_0_100",
 ]
 
 
@@ -721,7 +723,13 @@ def csv_row(rec: dict[str, Any]) -> dict[str, Any]:
         "time_normalize_s": f"{t.get('normalize_s', t.get('time_inversion_s', 0.0) + t.get('time_adaptation_s', 0.0)):.2f}",
         "notes": "; ".join(rec.get("notes", [])),
         "cleftscore_version": rec.get("cleftscore_version", ""),
+        "calibrated_rating": _fmt_opt(rec.get("calibration", {}).get("calibrated_rating")),
+        "severity_0_100": _fmt_opt(rec.get("calibration", {}).get("severity_0_100")),
     }
+
+
+def _fmt_opt(value: float | None) -> str:
+    return "" if value is None else f"{value:.3f}"
 
 
 def _write_photo_outputs(out: Path, res: PhotoResult, settings: PipelineSettings, run_info: dict[str, Any]) -> None:
@@ -932,3 +940,52 @@ def make_lpips_distance(vgg16: str | Path | None, *, device: str = "auto") -> Ca
             return metric(ta, tb)[0, 0].float().cpu().numpy()
 
     return distance
+
+
+def calibrate_run(
+    run_dir: str | Path,
+    ratings_path: str | Path,
+    *,
+    higher_is: str = "normal",
+    scale: tuple[float, float] = (1.0, 7.0),
+) -> dict[str, Any]:
+    """Fit scores to human ratings of (some of) the run's photos and add calibrated columns.
+
+    Only ever done when the user gives rated photos: the tool never invents a scale. Every
+    scored photo of the run then gets ``calibrated_rating`` (on the raters' scale) and
+    ``severity_0_100`` (0 = the normal end of the fitted scale) in its ``result.json``; the
+    fit itself goes to ``calibration.json``. Re-run :func:`write_run_summary` afterwards.
+
+    Returns
+    -------
+    dict
+        The fit (slope, intercept, r, n, scale, direction) and the photos used.
+    """
+    from cleftscore.evaluate import match_ratings, read_ratings
+    from cleftscore.report import write_json
+    from cleftscore.score import fit_calibration, severity_0_100
+
+    if higher_is not in ("normal", "abnormal"):
+        raise ValueError(f"higher_is must be 'normal' or 'abnormal', got {higher_is!r}")
+    run = Path(run_dir)
+    records = {}
+    for rec_path in sorted((run / "photos").glob("*/result.json")):
+        rec = json.loads(rec_path.read_text())
+        if rec.get("status") == "ok" and rec.get("score") is not None:
+            records[rec["file"]] = (rec_path, rec)
+    matched = match_ratings({f: r[1]["score"] for f, r in records.items()}, read_ratings(ratings_path))
+    try:
+        cal = fit_calibration(matched.scores, matched.ratings, scale=scale, higher_is_normal=higher_is == "normal")
+    except ValueError as exc:
+        raise CleftscoreError(f"{ratings_path}: cannot calibrate: {exc}") from None
+    for rec_path, rec in records.values():
+        rec["calibration"] = {
+            "calibrated_rating": cal.apply(rec["score"]),
+            "severity_0_100": severity_0_100(rec["score"], cal),
+            "ratings_file": str(ratings_path),
+        }
+        write_json(rec_path, rec)
+    fit = {**dataclasses.asdict(cal), "ratings_file": str(ratings_path), "photos_used": list(matched.files),
+           "unrated_photos": list(matched.missing_in_ratings), "rated_but_not_in_run": list(matched.missing_in_run)}
+    write_json(run / "calibration.json", fit)
+    return fit

@@ -153,6 +153,21 @@ def _fmt_duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
+CalibrateOpt = Annotated[Optional[Path], typer.Option("--calibrate", help="Ratings CSV (file,rating) of some of these photos: adds a calibrated rating and a 0-100 severity to every photo.", rich_help_panel=SCORING)]
+HigherIsOpt = Annotated[str, typer.Option("--higher-is", help="What a high rating means in --calibrate's file: normal (paper: 7 = normal) or abnormal.", rich_help_panel=SCORING)]
+
+
+def _calibrate(run_dir: Path, ratings: Path | None, higher_is: str) -> None:
+    if ratings is None:
+        return
+    from cleftscore.pipeline import calibrate_run
+
+    fit = calibrate_run(run_dir, ratings, higher_is=higher_is)
+    console.print(
+        f"Calibrated on {fit['n']} rated photos: rating = {fit['slope']:.3f} x S + {fit['intercept']:.3f} (r = {fit['r']:.3f})"
+    )
+
+
 def _print_results(results, csv_path: Path, html_path: Path) -> None:
     table = Table(title="Scores (higher = closer to normal)")
     table.add_column("photo")
@@ -190,6 +205,8 @@ def score_command(
     size: Annotated[Optional[int], typer.Option("--size", help="Aligned face size (default: the generator's resolution; 1024 for asymmetry).")] = None,
     detector: Annotated[Detector, typer.Option("--detector", help="Face detector.")] = Detector.hog,
     cache_dir: Annotated[Optional[Path], typer.Option("--cache-dir", help="Cache of GAN normalizations (default: the user cache).")] = None,
+    calibrate: CalibrateOpt = None,
+    higher_is: HigherIsOpt = "normal",
 ) -> None:
     """Score photos: align the face, normalize it, and write heat maps, scores and a report.
 
@@ -235,6 +252,7 @@ def score_command(
             csv_path, html_path = write_run_summary(out, ids)
             err_console.print(f"[yellow]Interrupted.[/yellow] Finished photos are in {out}; {csv_path} lists them. Re-run the same command to continue (cached GAN work is reused).")
             raise typer.Exit(code=130) from None
+        _calibrate(out, calibrate, higher_is)
         csv_path, html_path = write_run_summary(out, ids)
         _print_results(results, csv_path, html_path)
         if not any(r.ok for r in results):
@@ -251,6 +269,8 @@ def rescore_command(
     erosion: ErosionOpt = 3,
     vgg16: Vgg16Opt = None,
     device: Annotated[str, typer.Option("--device", help="Device for LPIPS maps.")] = "auto",
+    calibrate: CalibrateOpt = None,
+    higher_is: HigherIsOpt = "normal",
 ) -> None:
     """Recompute heat maps and scores of a finished run with other scoring settings (seconds; no GAN)."""
     from cleftscore.pipeline import ProgressHooks, make_lpips_distance, rescore_run, write_run_summary
@@ -259,5 +279,6 @@ def rescore_command(
         settings = _score_settings(roi, mask, metric, colorspace, erosion)
         lpips_distance = make_lpips_distance(vgg16, device=device) if metric is Metric.lpips else None
         results = rescore_run(run_dir, settings, lpips_distance=lpips_distance, hooks=ProgressHooks())
+        _calibrate(run_dir, calibrate, higher_is)
         csv_path, html_path = write_run_summary(run_dir, [r.photo_id for r in results])
         _print_results(results, csv_path, html_path)
