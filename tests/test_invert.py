@@ -176,3 +176,24 @@ def test_w_stats_matches_definition(G) -> None:
     torch.testing.assert_close(w_avg.double(), w.mean(0), atol=1e-5, rtol=1e-5)
     assert w_std == pytest.approx(float(((w - w.mean(0)).square().sum() / 300).sqrt()), rel=1e-5)
     assert w_stats(G, samples=300, seed=1)[1] == w_std
+
+
+def test_fp16_blocks_keep_gradients_finite() -> None:
+    """t64 with its real settings (two float16 resolutions, clamp 256); MSE used to overflow."""
+    from cleftscore.gan.config import GeneratorConfig
+    from cleftscore.gan.networks import Generator
+
+    cfg = GeneratorConfig(z_dim=64, w_dim=64, img_resolution=64, mapping_layers=2, channel_base=1024,
+                          channel_max=64, num_fp16_res=2, conv_clamp=256)  # fmt: skip
+    with np.load(golden_dir_for("t64") / "t64_state_dict.npz") as data:
+        state = {k: torch.from_numpy(np.array(data[k])) for k in data.files}
+    G16 = Generator(cfg)
+    G16.load_state_dict(state)
+    G16.eval().requires_grad_(False)
+    with torch.no_grad():
+        tg = G16(torch.randn((1, 64), generator=torch.Generator().manual_seed(0)), noise_mode="const", force_fp32=True)
+    tg = (tg / tg.abs().amax()).clamp(-1, 1)
+    s = InversionSettings(steps=4, loss="mse", precision="fp16", w_avg_samples=200)
+    res = invert(G16, tg, settings=s, loss_fn=None)
+    assert torch.isfinite(res.w).all() and np.isfinite(res.losses).all()
+    assert res.losses[0, -1] < res.losses[0, 0]

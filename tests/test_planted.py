@@ -46,7 +46,7 @@ def test_defects_grow_with_severity_and_stay_in_mask() -> None:
         plant_defect(clean, 6, cx=30, cy=42, color=(0, 0, 0))
 
 
-def test_prepare_generator_folds_affine_and_keeps_original() -> None:
+def test_prepare_generator_applies_affine_and_keeps_original() -> None:
     G = _load("t32")
     before = {k: v.clone() for k, v in G.state_dict().items()}
     G2 = prepare_generator(G, noise_strength_scale=0.1, scale=0.25, shift=0.3)
@@ -58,7 +58,10 @@ def test_prepare_generator_folds_affine_and_keeps_original() -> None:
     torch.testing.assert_close(b, 0.25 * a + 0.3, atol=1e-5, rtol=1e-5)
     assert all(torch.equal(before[k], v) for k, v in G.state_dict().items())
     ns = [k for k in before if k.endswith("noise_strength")]
-    assert ns and all(torch.allclose(G2.state_dict()[k], 0.1 * before[k]) for k in ns)
+    sd2 = G2.state_dict()
+    assert ns and all(torch.allclose(sd2[k.replace("synthesis.", "synthesis.net.")], 0.1 * before[k]) for k in ns)
+    others = [k for k in before if k.startswith("synthesis.") and not k.endswith("noise_strength")]
+    assert all(torch.equal(sd2[k.replace("synthesis.", "synthesis.net.")], before[k]) for k in others)
 
 
 def test_settings_validation() -> None:
@@ -71,17 +74,23 @@ def test_settings_validation() -> None:
 
 
 @pytest.mark.slow
-def test_small_planted_run_finds_the_defects() -> None:
-    """K=1 on the shared g64 benchmark generator: thresholds that hold at this size."""
-    G = _load("g64")
+@pytest.mark.parametrize("name", ["g64", "t64"])
+def test_small_planted_run_finds_the_defects(name: str) -> None:
+    """K=1, 100 + 25 steps: thresholds that hold at this size (g64 skips without the shared folder).
+
+    Measured on CPU: g64 PSNR 30.4 -> 34.9 dB, rho 1.0, AUROC 0.76 -> 0.83; t64 PSNR 26.0 ->
+    31.7 dB, rho 1.0, AUROC 0.75 -> 0.84.
+    """
+    G = _load(name)
     rep = run_planted(G, settings=PlantedSettings(k=1, steps=100, adapt_steps=25))
     json.dumps(rep)  # JSON-able
     proj, final = rep["stages"]["projection"], rep["stages"]["adapt_25"]
     assert set(rep["stages"]) == {"projection", "adapt_10", "adapt_25"}
-    assert proj["psnr_clean_db"] >= 25.0
-    assert final["psnr_clean_db"] > proj["psnr_clean_db"]
+    assert proj["psnr_clean_db"] >= 24.0
+    assert final["psnr_clean_db"] >= proj["psnr_clean_db"] + 2.0
     assert final["spearman_rho"] >= 0.8
     assert final["pixel_auroc_mean"] >= 0.75
+    assert final["pixel_auroc_mean"] >= proj["pixel_auroc_mean"]
     assert rep["seconds_per_image"]["projection"] > 0
 
 

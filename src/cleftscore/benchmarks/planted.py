@@ -16,7 +16,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import logging
-import math
 import platform
 import time
 from collections.abc import Callable
@@ -30,7 +29,7 @@ from cleftscore.gan.adapt import AdaptSettings, adapt
 from cleftscore.gan.invert import InversionSettings, invert
 from cleftscore.gan.wstats import w_stats
 
-__all__ = ["PlantedSettings", "run_planted", "plant_defect", "auroc", "prepare_generator", "SEVERITIES"]
+__all__ = ["PlantedSettings", "run_planted", "plant_defect", "auroc", "prepare_generator", "BenchmarkGenerator", "SEVERITIES"]
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +62,12 @@ class PlantedSettings:
         Seed of the samples, defect placement and inversion randomness.
     precision : str
         Precision of inversion and adaptation.
+    optimize_noise : bool
+        Optimise the noise maps during inversion (official projector: yes).
+    adapt_lr : float
+        Adaptation learning rate.
+    adapt_freeze : tuple of str
+        Synthesis parameters kept fixed during adaptation (see :class:`AdaptSettings`).
     """
 
     k: int = 3
@@ -73,6 +78,9 @@ class PlantedSettings:
     noise_strength_scale: float = 0.1
     seed: int = 0
     precision: str = "fp32"
+    optimize_noise: bool = True
+    adapt_lr: float = 3e-4
+    adapt_freeze: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.k < 1:
@@ -85,23 +93,57 @@ class PlantedSettings:
             raise ValueError("noise_strength_scale must be >= 0")
 
 
-def prepare_generator(G: torch.nn.Module, *, noise_strength_scale: float, scale: float, shift: float) -> torch.nn.Module:
-    """A copy of ``G`` with noise strengths scaled and the output mapped by ``scale * x + shift``.
+class _AffineSynthesis(torch.nn.Module):
+    """A synthesis network followed by a fixed ``scale * x + shift`` (no parameters of its own)."""
 
-    The affine map is folded into the toRGB layers (all weights and biases times ``scale``;
-    ``shift`` added to the top block's toRGB bias), so the result is still a plain generator
-    whose samples lie in [-1, 1].
+    def __init__(self, net: torch.nn.Module, *, scale: float, shift: float) -> None:
+        super().__init__()
+        self.net = net
+        self.scale = float(scale)
+        self.shift = float(shift)
+        self.num_ws = net.num_ws
+        self.w_dim = net.w_dim
+        self.img_resolution = net.img_resolution
+
+    def noise_layers(self) -> list[tuple[str, int]]:
+        return self.net.noise_layers()
+
+    def forward(self, ws: Tensor, **kwargs) -> Tensor:
+        return self.net(ws, **kwargs) * self.scale + self.shift
+
+
+class BenchmarkGenerator(torch.nn.Module):
+    """A generator whose images are mapped by a fixed affine map (kept outside the weights).
+
+    Exposes what inversion and adaptation use: ``mapping``, ``synthesis`` (with
+    ``noise_layers()``), ``num_ws``, ``z_dim``, ``w_dim``, ``img_resolution`` and ``forward``.
+    The affine map is not folded into the toRGB weights: that would change how far an Adam step
+    moves the image, i.e. the strength of the adaptation.
+    """
+
+    def __init__(self, G: torch.nn.Module, *, scale: float, shift: float) -> None:
+        super().__init__()
+        self.mapping = G.mapping
+        self.synthesis = _AffineSynthesis(G.synthesis, scale=scale, shift=shift)
+        self.num_ws, self.z_dim, self.w_dim, self.img_resolution = G.num_ws, G.z_dim, G.w_dim, G.img_resolution
+
+    def forward(self, z: Tensor, c: Tensor | None = None, *, truncation_psi: float = 1.0,
+                truncation_cutoff: int | None = None, **kwargs) -> Tensor:  # fmt: skip
+        ws = self.mapping(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff)
+        return self.synthesis(ws, **kwargs)
+
+
+def prepare_generator(G: torch.nn.Module, *, noise_strength_scale: float, scale: float, shift: float) -> BenchmarkGenerator:
+    """A copy of ``G`` with noise strengths scaled, whose images are ``scale * G + shift``.
+
+    ``G`` itself is not modified.
     """
     G2 = copy.deepcopy(G).float().eval().requires_grad_(False)
     with torch.no_grad():
         for name, p in G2.synthesis.named_parameters():
             if name.endswith("noise_strength"):
                 p.mul_(noise_strength_scale)
-            elif ".torgb." in name and (name.endswith("weight") or name.endswith("bias")) and ".affine." not in name:
-                p.mul_(scale)
-        top = G2.synthesis.blocks()[-1]
-        top.torgb.bias.add_(shift)
-    return G2
+    return BenchmarkGenerator(G2, scale=scale, shift=shift).eval()
 
 
 def plant_defect(clean: Tensor, severity: int, *, cx: int, cy: int, color: tuple[float, float, float]) -> tuple[Tensor, Tensor]:
@@ -259,7 +301,9 @@ def run_planted(
     targets = torch.cat([clean, defective_t])
     n_img = targets.shape[0]
 
-    inv_settings = InversionSettings(steps=settings.steps, loss=settings.loss, precision=settings.precision)
+    inv_settings = InversionSettings(
+        steps=settings.steps, loss=settings.loss, precision=settings.precision, optimize_noise=settings.optimize_noise
+    )
     t0 = time.perf_counter()
     stats = w_stats(Gb, samples=inv_settings.w_avg_samples, device=device)
     inv_gen = torch.Generator(device=device).manual_seed(settings.seed + 1)
@@ -276,6 +320,8 @@ def run_planted(
             lpips_weight=1.0 if settings.loss == "lpips" else 0.0,
             snapshot_steps=tuple(report_steps),
             precision=settings.precision,
+            lr=settings.adapt_lr,
+            freeze=settings.adapt_freeze,
         )
         prog_a = (lambda a, b: progress("adapt", a, b)) if progress else None
         t1 = time.perf_counter()

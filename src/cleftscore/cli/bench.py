@@ -59,9 +59,7 @@ def planted(
 ) -> None:
     """Plant graded synthetic defects into a generator's own samples and check they survive normalization.
 
-    Reports, after projection and after 10/25/50 adaptation steps: Spearman rho of severity vs
-    residual energy in the defect mask, pixel AUROC of the residual map, PSNR of the clean
-    reconstructions, surviving defect energy, and seconds per image.
+    Reports, after projection and after 10/25/50 adaptation steps: Spearman rho of severity vs residual energy in the defect mask, pixel AUROC of the residual map, PSNR of the clean reconstructions, surviving defect energy, and seconds per image.
     """
     import torch
 

@@ -55,6 +55,9 @@ class AdaptSettings:
         Steps (0 = before any update, ``steps`` = the final image) at which to keep the image.
     precision : {"fp32", "bf16", "fp16", "auto"}
         As in :class:`cleftscore.gan.invert.InversionSettings`.
+    freeze : tuple of str
+        Synthesis parameters kept fixed, by name suffix (e.g. ``("noise_strength",)``); all
+        others are trained. Default: none (all generator weights, as pivotal tuning).
     engine : {"auto", "vmap", "loop"}
         ``"vmap"``: all photos at once with stacked per-photo weights; ``"loop"``: one photo at a
         time on a deep copy of the synthesis network; ``"auto"``: vmap, then loop if the GPU runs
@@ -67,6 +70,7 @@ class AdaptSettings:
     lpips_weight: float = 1.0
     snapshot_steps: tuple[int, ...] = field(default=())
     precision: str = "fp32"
+    freeze: tuple[str, ...] = ()
     engine: str = "auto"
 
     def __post_init__(self) -> None:
@@ -77,6 +81,7 @@ class AdaptSettings:
         if self.l2_weight < 0 or self.lpips_weight < 0 or self.l2_weight + self.lpips_weight == 0:
             raise ValueError("l2_weight and lpips_weight must be >= 0 and not both 0")
         object.__setattr__(self, "snapshot_steps", tuple(int(s) for s in self.snapshot_steps))
+        object.__setattr__(self, "freeze", tuple(str(s) for s in self.freeze))
         bad = [s for s in self.snapshot_steps if not 0 <= s <= self.steps]
         if bad:
             raise ValueError(f"snapshot_steps must lie in 0..{self.steps} (steps), got {bad}")
@@ -236,9 +241,12 @@ def _adapt_vmap(G, ws, noises, targets, *, settings, loss_fn, progress) -> Adapt
         params = {
             name: p.detach().float().unsqueeze(0).repeat(n, *([1] * p.ndim)).requires_grad_(True)
             for name, p in synth.named_parameters()
+            if not name.endswith(settings.freeze or ("\0",))
         }
         buffers = {name: b for name, b in synth.named_buffers()}
-        opt = torch.optim.Adam(list(params.values()), lr=settings.lr, betas=(0.9, 0.999), fused=device.type == "cuda")
+        buffers.update({name: p.detach() for name, p in synth.named_parameters() if name not in params})
+        # Not the fused CUDA Adam: it rejects some of the gradients vmap produces (layout).
+        opt = torch.optim.Adam(list(params.values()), lr=settings.lr, betas=(0.9, 0.999), foreach=True)
 
         def one(p: dict[str, Tensor], w_i: Tensor, noise_i: list[Tensor]) -> Tensor:
             out = functional_call(
@@ -287,8 +295,11 @@ def _adapt_copy(G, ws, noises, targets, *, settings, loss_fn, progress) -> Adapt
     n = targets.shape[0]
     force_fp32, amp_dtype = resolve_precision(settings.precision, device)
     synth = copy.deepcopy(G.synthesis).float().eval().requires_grad_(True)
-    plist = list(synth.parameters())
-    opt = torch.optim.Adam(plist, lr=settings.lr, betas=(0.9, 0.999), fused=device.type == "cuda")
+    for name, p in synth.named_parameters():
+        if settings.freeze and name.endswith(settings.freeze):
+            p.requires_grad_(False)
+    plist = [p for p in synth.parameters() if p.requires_grad]
+    opt = torch.optim.Adam(plist, lr=settings.lr, betas=(0.9, 0.999), foreach=True)
     target_features = _target_features(targets, settings, loss_fn)
     losses = torch.zeros((n, settings.steps), device=device)
     snapshots: dict[int, Tensor] = {}

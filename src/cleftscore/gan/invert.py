@@ -48,6 +48,8 @@ logger = logging.getLogger(__name__)
 PRECISIONS = ("fp32", "bf16", "fp16", "auto")
 #: Accepted ``loss`` values of inversion.
 LOSSES = ("lpips", "mse")
+#: Factor turning a mean squared error of [-1, 1] images into one of [0, 255] images.
+_MSE_255 = 127.5**2
 
 
 @dataclass(frozen=True)
@@ -72,7 +74,9 @@ class InversionSettings:
         Latents used for ``w_avg`` / ``w_std`` when they are not passed in.
     loss : {"lpips", "mse"}
         ``"lpips"``: LPIPS(VGG16) at <= 256 px (needs a loss function). ``"mse"``: per-image mean
-        squared error of the [-1, 1] images at full resolution (no downsampling).
+        squared error at full resolution (no downsampling), in the official projector's pixel
+        units [0, 255] (i.e. 127.5**2 times the [-1, 1] MSE), so that the 1e5 regulariser
+        weight has its intended relative strength.
     early_stop : bool
         Stop when no image's loss improved by ``early_stop_tol`` (relative) over the last
         ``early_stop_patience`` steps; checked only every ``early_stop_patience`` steps (one host
@@ -273,7 +277,9 @@ def image_distance(
 ) -> Tensor:
     """Per-image distance ``[N]``: LPIPS (from precomputed target features) or full-resolution MSE."""
     if loss == "mse":
-        return (images.float() - targets).square().mean(dim=(1, 2, 3))
+        # In the official projector's pixel units ([0, 255]), so that the 1e5 noise-regulariser
+        # weight keeps its intended strength relative to the image term.
+        return (images.float() - targets).square().mean(dim=(1, 2, 3)) * _MSE_255
     assert loss_fn is not None and target_features is not None
     return loss_fn.distance_to_features(target_features, images).float()
 
@@ -374,6 +380,7 @@ def invert(
         with torch.no_grad():
             target_features = [f.detach() for f in loss_fn.features(targets)]
 
+    backward_scale = 1.0 / _MSE_255 if settings.loss == "mse" else 1.0
     steps = settings.steps
     losses = torch.zeros((n, steps), device=device, dtype=torch.float32)
     steps_run = steps
@@ -391,7 +398,9 @@ def invert(
             synth = G.synthesis(ws, noise_mode="const", noise=noises, force_fp32=force_fp32)
             dist = image_distance(synth, targets, loss=settings.loss, loss_fn=loss_fn, target_features=target_features)
         per_image = dist.float() + settings.regularize_noise_weight * noise_regularizer(noises)
-        grads = torch.autograd.grad(per_image.sum(), params)
+        # Backward on a rescaled loss (Adam ignores a constant factor): keeps float16 gradients
+        # of the [0, 255]-unit MSE from overflowing.
+        grads = torch.autograd.grad(per_image.sum() * backward_scale, params)
         for p, g in zip(params, grads):
             p.grad = g
         opt.step()
