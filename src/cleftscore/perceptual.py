@@ -51,15 +51,6 @@ def area_downsample(images: Tensor, *, size: int | None) -> Tensor:
     return F.interpolate(images, size=(size, size), mode="area")
 
 
-def _vgg16_expected() -> dict[str, torch.Size]:
-    """Key -> shape of torchvision's ``vgg16()`` state dict (built on the meta device, no RNG use)."""
-    import torchvision
-
-    with torch.device("meta"):
-        model = torchvision.models.vgg16(weights=None)
-    return {k: v.shape for k, v in model.state_dict().items()}
-
-
 def load_vgg16_state_dict(path: str | Path) -> dict[str, Tensor]:
     """Load torchvision's VGG16 ImageNet state dict safely and check every key and shape.
 
@@ -91,17 +82,22 @@ def load_vgg16_state_dict(path: str | Path) -> dict[str, Tensor]:
         raise CheckpointError(f"{path}: not a readable PyTorch state dict ({type(exc).__name__}); re-fetch it") from None
     if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
         raise CheckpointError(f"{path}: expected a VGG16 state dict of tensors; re-fetch it")
-    expected = _vgg16_expected()
+    # LPIPS uses only the convolutional trunk: torchvision's full file (with the classifier)
+    # and a trunk-only file are both accepted; every trunk tensor must be there and fit.
+    from cleftscore.weights import vgg16_feature_shapes
+
+    expected = vgg16_feature_shapes()
     missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
+    unexpected = sorted(k for k in state if not (k in expected or k.startswith("classifier.")))
     if missing or unexpected:
         raise CheckpointError(
             f"{path}: not torchvision's VGG16 state dict (missing {missing[:3]}{'...' if len(missing) > 3 else ''}, "
             f"unexpected {unexpected[:3]}{'...' if len(unexpected) > 3 else ''}); re-fetch it"
         )
     for key, shape in expected.items():
-        if state[key].shape != shape:
-            raise CheckpointError(f"{path}: {key} has shape {tuple(state[key].shape)}, expected {tuple(shape)}")
+        if tuple(state[key].shape) != shape:
+            raise CheckpointError(f"{path}: {key} has shape {tuple(state[key].shape)}, expected {shape}")
+    state = {k: state[k] for k in expected}
     return state
 
 

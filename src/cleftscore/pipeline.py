@@ -309,7 +309,25 @@ class _GanNormalizer:
             self.vgg16_path = Path(resolve_vgg16(self.gs.vgg16))
             self.loss_fn = PerceptualDistance(vgg16_weights=self.vgg16_path).to(self.device)
         self.resolution = int(self.G.img_resolution)
-        self._torch = torch
+        self._w_stats: tuple[Any, float] | None = None
+
+    def w_stats(self) -> tuple[Any, float]:
+        """(w_avg, w_std) from 10,000 mapped z, computed once per generator and kept on disk."""
+        import torch
+
+        from cleftscore.gan.wstats import w_stats
+
+        if self._w_stats is None:
+            path = self.cache_dir / "wstats" / f"{self.generator_sha256}.npz"
+            try:
+                with np.load(path) as data:
+                    self._w_stats = (torch.from_numpy(data["w_avg"]).to(self.device), float(data["w_std"]))
+            except (OSError, KeyError, ValueError):
+                w_avg, w_std = w_stats(self.G, device=self.device)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                np.savez(path, w_avg=w_avg.detach().cpu().numpy(), w_std=np.float64(w_std))
+                self._w_stats = (w_avg, float(w_std))
+        return self._w_stats
 
     # Settings that change the normalized face (not the scoring settings).
     def key_settings(self) -> dict[str, Any]:
@@ -386,7 +404,9 @@ class _GanNormalizer:
                 self.hooks.gan_step(1)
 
         t0 = time.perf_counter()
-        inv = invert(self.G, targets, settings=inv_settings, loss_fn=self.loss_fn, generator=rng, progress=on_step)
+        inv = invert(
+            self.G, targets, settings=inv_settings, loss_fn=self.loss_fn, generator=rng, progress=on_step, w_stats=self.w_stats()
+        )
         t_inv = time.perf_counter() - t0
         # Count steps an early stop skipped, so the progress bar still ends at 100 %.
         if self.hooks.gan_step is not None and inv.steps_run < gs.steps:
@@ -394,7 +414,10 @@ class _GanNormalizer:
         snapshots: dict[int, Any] = {}
         if gs.adapt_steps > 0:
             ad_settings = AdaptSettings(
-                steps=gs.adapt_steps, snapshot_steps=tuple(gs.snapshot_steps), precision=gs.precision
+                steps=gs.adapt_steps,
+                snapshot_steps=tuple(gs.snapshot_steps),
+                precision=gs.precision,
+                lpips_weight=1.0 if gs.loss == "lpips" else 0.0,
             )
             t1 = time.perf_counter()
             ad = adapt(self.G, inv.w, inv.noises, targets, settings=ad_settings, loss_fn=self.loss_fn, progress=on_step)

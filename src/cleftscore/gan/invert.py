@@ -38,6 +38,7 @@ __all__ = [
     "invert",
     "noise_regularizer",
     "resolve_precision",
+    "modconv_fusion",
     "lr_schedule",
     "PRECISIONS",
 ]
@@ -198,6 +199,20 @@ def resolve_precision(precision: str, device: torch.device) -> tuple[bool, torch
     return True, torch.bfloat16
 
 
+def modconv_fusion(force_fp32: bool, autocast_dtype: torch.dtype | None) -> bool | None:
+    """``fused_modconv`` for the synthesis during a projection at a resolved precision.
+
+    float32: None (the official rule: the grouped per-sample-weight convolution in eval mode),
+    so that float32 results stay those of the official projector. Reduced precision: False,
+    the shared-weight convolution with scaled activations, which the official model uses for
+    float16 batches anyway; it needs no weight gradient (only w and the noise maps are
+    optimised), which saves about a third of the convolution work of a step.
+    """
+    if force_fp32 and autocast_dtype is None:
+        return None
+    return False
+
+
 def autocast_context(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
     """``torch.autocast`` for ``dtype`` on ``device``, or a no-op context when ``dtype`` is None."""
     if dtype is None:
@@ -349,6 +364,7 @@ def invert(
     if generator is None:
         generator = torch.Generator(device=device).manual_seed(0)
     force_fp32, amp_dtype = resolve_precision(settings.precision, device)
+    fused_modconv = modconv_fusion(force_fp32, amp_dtype)
 
     if w_stats is None:
         w_stats = compute_w_stats(G, samples=settings.w_avg_samples, device=device)
@@ -395,7 +411,9 @@ def invert(
             w_in = w_opt + w_noise * (w_std * noise_factor)
         ws = w_in.unsqueeze(1).expand(-1, num_ws, -1)
         with autocast_context(device, amp_dtype):
-            synth = G.synthesis(ws, noise_mode="const", noise=noises, force_fp32=force_fp32)
+            synth = G.synthesis(
+                ws, noise_mode="const", noise=noises, force_fp32=force_fp32, fused_modconv=fused_modconv
+            )
             dist = image_distance(synth, targets, loss=settings.loss, loss_fn=loss_fn, target_features=target_features)
         per_image = dist.float() + settings.regularize_noise_weight * noise_regularizer(noises)
         # Backward on a rescaled loss (Adam ignores a constant factor): keeps float16 gradients

@@ -511,6 +511,7 @@ class SynthesisBlock(nn.Module):
         noise_mode: str = "random",
         noise: Sequence[Tensor | None] = (None, None),
         generator: torch.Generator | None = None,
+        fused_modconv: bool | None = None,
     ) -> tuple[Tensor, Tensor]:
         """Run the block.
 
@@ -530,6 +531,11 @@ class SynthesisBlock(nn.Module):
             One override per convolution (``num_conv`` entries).
         generator : torch.Generator or None
             Random noise source.
+        fused_modconv : bool or None
+            Force the grouped per-sample-weight convolution (True) or the shared-weight one
+            (False). None: the official rule, fused in eval mode for float32 or a batch of one.
+            The shared-weight form needs no weight gradient, which makes it the faster one
+            when only w and the noise maps are optimised.
 
         Returns
         -------
@@ -539,7 +545,10 @@ class SynthesisBlock(nn.Module):
         """
         n = ws.shape[0]
         dtype = torch.float16 if self.use_fp16 and not force_fp32 else torch.float32
-        fused = (not self.training) and (dtype == torch.float32 or n == 1)
+        if fused_modconv is None:
+            fused = (not self.training) and (dtype == torch.float32 or n == 1)
+        else:
+            fused = bool(fused_modconv)
         w_iter = iter(ws.unbind(dim=1))
         noise_iter = iter(noise)
         if x is None:
@@ -649,6 +658,7 @@ class SynthesisNetwork(nn.Module):
         force_fp32: bool = False,
         noise: Sequence[Tensor] | None = None,
         generator: torch.Generator | None = None,
+        fused_modconv: bool | None = None,
     ) -> Tensor:
         """Synthesise images.
 
@@ -667,6 +677,8 @@ class SynthesisNetwork(nn.Module):
             overrides ``noise_mode``. Differentiable.
         generator : torch.Generator or None
             Random source for ``noise_mode="random"``.
+        fused_modconv : bool or None
+            See :meth:`SynthesisBlock.forward` (None: the official rule).
 
         Returns
         -------
@@ -705,6 +717,7 @@ class SynthesisNetwork(nn.Module):
                 noise_mode=noise_mode,
                 noise=block_noise,
                 generator=generator,
+                fused_modconv=fused_modconv,
             )
             w_idx += block.num_conv
             n_idx += block.num_conv
