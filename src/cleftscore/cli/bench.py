@@ -122,3 +122,54 @@ def planted(
             out.parent.mkdir(parents=True, exist_ok=True)
             out.write_text(json.dumps(report, indent=2))
             console.print(f"wrote {out}")
+
+
+@bench_app.command("speed")
+def speed(
+    config: Annotated[str, typer.Option("--config", help="Architecture: ffhq1024, g256 or t64 (random weights).")] = "t64",
+    device: Annotated[Optional[str], typer.Option(help="cpu or cuda (default: cuda when available).")] = None,
+    batch: Annotated[int, typer.Option("--batch", min=1, help="Batch size N of the fast path (also timed: 1).")] = 8,
+    adapt_batch: Annotated[
+        Optional[int], typer.Option("--adapt-batch", min=1, help="Adaptation batch (default: --batch).")
+    ] = None,
+    steps: Annotated[int, typer.Option("--steps", min=1, help="Timed steps per configuration.")] = 10,
+    warmup: Annotated[int, typer.Option("--warmup", min=1, help="Untimed warm-up steps per configuration.")] = 3,
+    precision: Annotated[
+        Optional[list[str]], typer.Option("--precision", help="Fast-path precision (repeatable; default auto[, bf16 on CUDA]).")
+    ] = None,
+    compile_mode: Annotated[
+        Optional[str], typer.Option("--compile", help="Also time a torch.compile-d synthesis in this mode.")
+    ] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Write the JSON report here.")] = None,
+) -> None:
+    """Time projection and adaptation steps: the official way of working (reference) vs our fast path."""
+    import torch
+
+    from cleftscore.benchmarks.speed import CONFIGS, run_speed
+
+    with user_errors():
+        if config not in CONFIGS:
+            raise typer.BadParameter(f"--config must be one of {sorted(CONFIGS)}, got {config!r}")
+        dev = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        batches = (1, batch) if batch > 1 else (1,)
+        adapt_batches = None if adapt_batch is None else ((1, adapt_batch) if adapt_batch > 1 else (1,))
+        report = run_speed(
+            CONFIGS[config], device=dev, batch_sizes=batches, adapt_batch_sizes=adapt_batches, steps=steps,
+            warmup=warmup, precisions=tuple(precision) if precision else None, compile=compile_mode,
+            config_name=config, progress=lambda line: err_console.print(line),
+        )  # fmt: skip
+        s = report["summary"]
+
+        def fmt(v: float | None, spec: str = ".2f") -> str:
+            return "-" if v is None else format(v, spec)
+
+        console.print(
+            f"s/photo at 2000+50 steps ({report['environment']['device_name']}, {config}): "
+            f"reference {fmt(s['reference']['s_per_photo'])}, fast single {fmt(s['fast_single_photo']['s_per_photo'])}, "
+            f"fast batched {fmt(s['fast_batched']['s_per_photo'])}; speed-up single {fmt(s['speedup_single_photo'])}x, "
+            f"batched {fmt(s['speedup_batched'])}x"
+        )
+        if out is not None:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(json.dumps(report, indent=2))
+            console.print(f"wrote {out}")

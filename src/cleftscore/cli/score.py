@@ -49,6 +49,11 @@ class Loss(str, Enum):
     mse = "mse"
 
 
+class HigherIs(str, Enum):
+    normal = "normal"
+    abnormal = "abnormal"
+
+
 class Precision(str, Enum):
     auto = "auto"
     fp32 = "fp32"
@@ -154,15 +159,15 @@ def _fmt_duration(seconds: float) -> str:
 
 
 CalibrateOpt = Annotated[Optional[Path], typer.Option("--calibrate", help="Ratings CSV (file,rating) of some of these photos: adds a calibrated rating and a 0-100 severity to every photo.", rich_help_panel=SCORING)]
-HigherIsOpt = Annotated[str, typer.Option("--higher-is", help="What a high rating means in --calibrate's file: normal (paper: 7 = normal) or abnormal.", rich_help_panel=SCORING)]
+HigherIsOpt = Annotated[HigherIs, typer.Option("--higher-is", help="What a high rating means in --calibrate's file: normal (paper: 7 = normal) or abnormal.", rich_help_panel=SCORING)]
 
 
-def _calibrate(run_dir: Path, ratings: Path | None, higher_is: str) -> None:
+def _calibrate(run_dir: Path, ratings: Path | None, higher_is: HigherIs) -> None:
     if ratings is None:
         return
     from cleftscore.pipeline import calibrate_run
 
-    fit = calibrate_run(run_dir, ratings, higher_is=higher_is)
+    fit = calibrate_run(run_dir, ratings, higher_is=higher_is.value)
     console.print(
         f"Calibrated on {fit['n']} rated photos: rating = {fit['slope']:.3f} x S + {fit['intercept']:.3f} (r = {fit['r']:.3f})"
     )
@@ -206,7 +211,7 @@ def score_command(
     detector: Annotated[Detector, typer.Option("--detector", help="Face detector.")] = Detector.hog,
     cache_dir: Annotated[Optional[Path], typer.Option("--cache-dir", help="Cache of GAN normalizations (default: the user cache).")] = None,
     calibrate: CalibrateOpt = None,
-    higher_is: HigherIsOpt = "normal",
+    higher_is: HigherIsOpt = HigherIs.normal,
 ) -> None:
     """Score photos: align the face, normalize it, and write heat maps, scores and a report.
 
@@ -270,7 +275,7 @@ def rescore_command(
     vgg16: Vgg16Opt = None,
     device: Annotated[str, typer.Option("--device", help="Device for LPIPS maps.")] = "auto",
     calibrate: CalibrateOpt = None,
-    higher_is: HigherIsOpt = "normal",
+    higher_is: HigherIsOpt = HigherIs.normal,
 ) -> None:
     """Recompute heat maps and scores of a finished run with other scoring settings (seconds; no GAN)."""
     from cleftscore.pipeline import ProgressHooks, make_lpips_distance, rescore_run, write_run_summary

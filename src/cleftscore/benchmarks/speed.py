@@ -1,0 +1,553 @@
+"""Speed benchmark of the normalization step: projection and adaptation steps per second.
+
+Times, in one run on one device, a *reference mode* that works the way NVIDIA's projector (and
+the pivotal-tuning code) does -- float32, one photo at a time, a host synchronisation after
+every step for the progress line (``float(loss)``), PyTorch's default Adam -- and our *fast
+path*: the library's :func:`cleftscore.gan.invert.invert` and :func:`cleftscore.gan.adapt.adapt`
+themselves, batched, at reduced precision, with fused/foreach Adam and no per-step host sync.
+Fast-path steps are timed with CUDA events recorded from the progress callback (no
+synchronisation inside the timed region); the CPU uses wall-clock time.
+
+The generator has random weights (the architecture is what costs time) and LPIPS a random VGG16
+trunk (same cost as the real one). The result is a plain JSON-serialisable dict; see
+:func:`run_speed`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import dataclasses
+import logging
+import math
+import platform
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from cleftscore.gan.config import FFHQ1024, GeneratorConfig
+
+__all__ = ["CONFIGS", "StepTiming", "run_speed", "PROJECTION_STEPS", "ADAPTATION_STEPS"]
+
+logger = logging.getLogger(__name__)
+
+#: Steps of the paper's setting, used for the seconds-per-photo figures.
+PROJECTION_STEPS = 2000
+ADAPTATION_STEPS = 50
+
+#: Named generator architectures: the real FFHQ 1024 one and two small ones for CPUs.
+CONFIGS: dict[str, GeneratorConfig] = {
+    "ffhq1024": FFHQ1024,
+    "g256": GeneratorConfig(
+        img_resolution=256, z_dim=512, w_dim=512, mapping_layers=8,
+        channel_base=4096, channel_max=128, num_fp16_res=4, conv_clamp=256,
+    ),
+    "t64": GeneratorConfig(
+        img_resolution=64, z_dim=64, w_dim=64, mapping_layers=2,
+        channel_base=1024, channel_max=64, num_fp16_res=2, conv_clamp=256,
+    ),
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class StepTiming:
+    """Timing of one benchmarked configuration.
+
+    Attributes
+    ----------
+    stage : {"projection", "adaptation"}
+        What was timed.
+    mode : {"reference", "fast"}
+        Official way of working, or the library's fast path.
+    batch : int
+        Photos per step.
+    precision : str
+        Precision setting (``"fp32"``, ``"fp16"``, ``"bf16"``, ``"auto"``).
+    resolved_precision : str
+        What ``precision`` means on this device.
+    engine : str
+        Adaptation engine (``"vmap"``, ``"loop"``); ``"-"`` for projection.
+    ms_per_step : float or None
+        Mean wall time of one step of the whole batch (None when the run failed).
+    ms_per_step_per_photo : float or None
+        ``ms_per_step / batch``.
+    peak_memory_mib : float or None
+        ``torch.cuda.max_memory_allocated`` during the run (CUDA), or the process's peak
+        resident set size so far (CPU; monotone over the whole process, so only an upper bound).
+    steps_timed : int
+        Steps inside the timed region (after the warm-up steps).
+    error : str or None
+        Why the run failed (e.g. out of memory), else None.
+    """
+
+    stage: str
+    mode: str
+    batch: int
+    precision: str
+    resolved_precision: str
+    engine: str
+    ms_per_step: float | None
+    ms_per_step_per_photo: float | None
+    peak_memory_mib: float | None
+    steps_timed: int
+    error: str | None = None
+
+    def to_dict(self) -> dict:
+        """Plain JSON-serialisable dict."""
+        return dataclasses.asdict(self)
+
+
+class _Timer:
+    """Start/stop timer: CUDA events on a GPU (no host sync until :meth:`elapsed_ms`), else wall clock."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.cuda = device.type == "cuda"
+        self._t0 = self._t1 = None
+        if self.cuda:
+            self._e0 = torch.cuda.Event(enable_timing=True)
+            self._e1 = torch.cuda.Event(enable_timing=True)
+
+    def start(self) -> None:
+        if self.cuda:
+            self._e0.record()
+        self._t0 = time.perf_counter()
+
+    def stop(self) -> None:
+        if self.cuda:
+            self._e1.record()
+        self._t1 = time.perf_counter()
+
+    def elapsed_ms(self) -> float:
+        if self._t0 is None or self._t1 is None:
+            raise RuntimeError("timer was not started and stopped")
+        if self.cuda:
+            self._e1.synchronize()
+            return float(self._e0.elapsed_time(self._e1))
+        return (self._t1 - self._t0) * 1000.0
+
+
+def _resolved(precision: str, device: torch.device) -> str:
+    if precision == "auto":
+        return "fp16" if device.type == "cuda" else "fp32"
+    return precision
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _reset_peak(device: torch.device) -> None:
+    if device.type == "cuda":
+        _sync(device)
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def _peak_mib(device: torch.device) -> float | None:
+    if device.type == "cuda":
+        _sync(device)
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    try:
+        import resource
+
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return rss / 1024.0 if platform.system() != "Darwin" else rss / 2**20
+    except (ImportError, OSError):  # pragma: no cover - not on POSIX
+        return None
+
+
+@contextlib.contextmanager
+def _cudnn_benchmark(enabled: bool) -> Iterator[None]:
+    """Temporarily set ``torch.backends.cudnn.benchmark`` (restored on exit)."""
+    old = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = enabled
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = old
+
+
+class _CompiledG:
+    """Minimal stand-in for a Generator whose synthesis network is ``torch.compile``-d (projection only)."""
+
+    def __init__(self, G: torch.nn.Module, mode: str) -> None:
+        self.synthesis = torch.compile(G.synthesis, mode=mode, dynamic=False)
+        self.synthesis.noise_layers = G.synthesis.noise_layers
+        self.img_resolution = G.img_resolution
+        self.num_ws = G.num_ws
+        self.w_dim = G.w_dim
+        self.z_dim = G.z_dim
+
+
+# --------------------------------------------------------------------------------------------
+# Reference mode: the official projector's / pivotal tuning's way of working
+# --------------------------------------------------------------------------------------------
+
+
+def _reference_projection(G, target: Tensor, loss_fn, w_stats, *, total: int, warmup: int, generator, timer) -> None:
+    """The official projector loop, one photo, fp32, default Adam, ``float(loss)`` every step."""
+    from cleftscore.gan.invert import InversionSettings, _normalize_noises_, lr_schedule, noise_regularizer
+
+    device = target.device
+    settings = InversionSettings(steps=total, precision="fp32")
+    w_avg, w_std = w_stats
+    w_opt = w_avg.reshape(1, -1).clone().requires_grad_(True)
+    noises = [torch.randn((1, 1, r, r), generator=generator, device=device).requires_grad_(True)
+              for _, r in G.synthesis.noise_layers()]  # fmt: skip
+    opt = torch.optim.Adam([w_opt] + noises, betas=(0.9, 0.999), lr=settings.initial_lr)
+    with torch.no_grad():
+        target_features = loss_fn.features(target)
+    for step in range(total):
+        if step == warmup:
+            timer.start()
+        lr, noise_factor = lr_schedule(step, total, settings)
+        for group in opt.param_groups:
+            group["lr"] = lr
+        w_noise = torch.randn(w_opt.shape, generator=generator, device=device) * w_std * noise_factor
+        ws = (w_opt + w_noise).unsqueeze(1).repeat(1, G.num_ws, 1)
+        synth = G.synthesis(ws, noise_mode="const", noise=noises, force_fp32=True)
+        dist = loss_fn.distance_to_features(target_features, synth).sum()
+        loss = dist + noise_regularizer(noises).sum() * settings.regularize_noise_weight
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        d, l_ = float(dist.detach()), float(loss.detach())  # host sync, as the official progress line
+        logger.debug("step %d/%d: dist %.2f loss %.2f", step + 1, total, d, l_)
+        _normalize_noises_(noises)
+    timer.stop()
+
+
+def _reference_adaptation(G, w: Tensor, noises, target: Tensor, loss_fn, *, total: int, warmup: int, timer) -> None:
+    """Pivotal tuning's loop: a trainable fp32 copy, LPIPS + L2, default Adam, ``loss.item()`` every step."""
+    synth = copy.deepcopy(G.synthesis).float().eval().requires_grad_(True)
+    opt = torch.optim.Adam(synth.parameters(), lr=3e-4, betas=(0.9, 0.999))
+    ws = w.unsqueeze(1).repeat(1, G.num_ws, 1)
+    with torch.no_grad():
+        target_features = loss_fn.features(target)
+    for step in range(total):
+        if step == warmup:
+            timer.start()
+        img = synth(ws, noise_mode="const", noise=noises, force_fp32=True)
+        loss = (img - target).square().mean() + loss_fn.distance_to_features(target_features, img).sum()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        value = loss.detach().item()  # host sync, as a per-step loss log
+        logger.debug("adaptation step %d/%d: loss %.4f", step + 1, total, value)
+    timer.stop()
+
+
+# --------------------------------------------------------------------------------------------
+# Driver
+# --------------------------------------------------------------------------------------------
+
+
+def _image_difference(G, precision: str, device: torch.device, *, n: int, seed: int) -> dict:
+    """Max / mean abs difference of the synthesis at ``precision`` (as the projection runs it) vs float32."""
+    from cleftscore.gan.invert import autocast_context, modconv_fusion, resolve_precision
+
+    g = torch.Generator(device="cpu").manual_seed(seed + 7)
+    z = torch.randn((n, G.z_dim), generator=g).to(device)
+    noises = [torch.randn((n, 1, r, r), generator=g).to(device) for _, r in G.synthesis.noise_layers()]
+    force_fp32, amp = resolve_precision(precision, device)
+    with torch.no_grad():
+        ws = G.mapping(z, None, truncation_psi=0.7)
+        ref = G.synthesis(ws, noise_mode="const", noise=noises, force_fp32=True)
+        with autocast_context(device, amp):
+            out = G.synthesis(
+                ws, noise_mode="const", noise=noises, force_fp32=force_fp32,
+                fused_modconv=modconv_fusion(force_fp32, amp),
+            ).float()  # fmt: skip
+    diff = (out - ref).abs()
+    return {
+        "precision": precision,
+        "resolved_precision": _resolved(precision, device),
+        "max_abs_diff": float(diff.max()),
+        "mean_abs_diff": float(diff.mean()),
+        "fp32_image_abs_max": float(ref.abs().max()),
+        "finite": bool(torch.isfinite(out).all()),
+        "images": n,
+    }
+
+
+def _best(rows: list[StepTiming], stage: str, mode: str, batch: int | None) -> StepTiming | None:
+    ok = [r for r in rows if r.stage == stage and r.mode == mode and r.ms_per_step is not None
+          and (batch is None or r.batch == batch)]  # fmt: skip
+    return min(ok, key=lambda r: r.ms_per_step_per_photo) if ok else None
+
+
+def _seconds_per_photo(proj: StepTiming | None, adapt: StepTiming | None) -> float | None:
+    if proj is None or adapt is None:
+        return None
+    return (proj.ms_per_step_per_photo * PROJECTION_STEPS + adapt.ms_per_step_per_photo * ADAPTATION_STEPS) / 1000.0
+
+
+def _pick(t: StepTiming | None) -> dict | None:
+    if t is None:
+        return None
+    return {k: getattr(t, k) for k in ("batch", "precision", "resolved_precision", "engine", "ms_per_step",
+                                       "ms_per_step_per_photo", "peak_memory_mib")}  # fmt: skip
+
+
+def environment(device: torch.device) -> dict:
+    """Versions, device name and the numeric flags that affect speed."""
+    env = {
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "device": str(device),
+        "cpu_threads": torch.get_num_threads(),
+        "cudnn_allow_tf32": bool(torch.backends.cudnn.allow_tf32),
+        "matmul_allow_tf32": bool(torch.backends.cuda.matmul.allow_tf32),
+    }
+    if device.type == "cuda":
+        env["device_name"] = torch.cuda.get_device_name(device)
+        env["cuda"] = torch.version.cuda
+        env["cudnn"] = torch.backends.cudnn.version()
+    else:
+        env["device_name"] = platform.processor() or platform.machine()
+    return env
+
+
+def run_speed(
+    config: GeneratorConfig,
+    *,
+    device: torch.device | str,
+    batch_sizes: Sequence[int] = (1, 8),
+    adapt_batch_sizes: Sequence[int] | None = None,
+    steps: int = 10,
+    warmup: int = 3,
+    precisions: Sequence[str] | None = None,
+    adapt_engines: Sequence[str] = ("vmap",),
+    compile: str | None = None,
+    cudnn_benchmark: bool = True,
+    seed: int = 0,
+    config_name: str | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> dict:
+    """Time reference mode and fast path for projection and adaptation steps.
+
+    Parameters
+    ----------
+    config : GeneratorConfig
+        Architecture (random weights from ``seed``).
+    device : torch.device or str
+        Where everything runs.
+    batch_sizes : sequence of int
+        Photos per projection step for the fast path (the reference is always 1).
+    adapt_batch_sizes : sequence of int or None
+        Photos per adaptation step for the fast path (default: ``batch_sizes``).
+    steps : int
+        Timed steps per configuration.
+    warmup : int
+        Untimed steps before them (>= 1: cuDNN autotuning, allocator warm-up).
+    precisions : sequence of str or None
+        Fast-path precisions (default ``("auto", "bf16")`` on CUDA, ``("auto",)`` elsewhere).
+    adapt_engines : sequence of str
+        Adaptation engines timed for the fast path; ``"loop"`` only at batch 1.
+    compile : str or None
+        A ``torch.compile`` mode (e.g. ``"max-autotune-no-cudagraphs"``) to also time a compiled
+        synthesis network in fast projection (compile time is reported, not timed per step).
+    cudnn_benchmark : bool
+        Let cuDNN autotune convolutions in the fast path (the reference runs with the default).
+    seed : int
+        Seed of the weights, targets and inversions.
+    config_name : str or None
+        Name recorded in the report.
+    progress : callable or None
+        Called with a line of text after each configuration.
+
+    Returns
+    -------
+    dict
+        ``environment``, ``settings``, ``timings`` (one :class:`StepTiming` dict per
+        configuration), ``image_difference`` (per fast precision), ``summary`` (reference and
+        best fast figures, s/photo at 2,000 + 50 steps for one photo and for a batch, speed-ups).
+
+    Raises
+    ------
+    ValueError
+        On empty or non-positive batch sizes, ``steps < 1`` or ``warmup < 1``.
+    """
+    from cleftscore.gan.adapt import ENGINES, AdaptSettings, adapt
+    from cleftscore.gan.invert import PRECISIONS, InversionSettings, invert
+    from cleftscore.gan.networks import Generator
+    from cleftscore.gan.wstats import w_stats as compute_w_stats
+    from cleftscore.perceptual import PerceptualDistance
+
+    device = torch.device(device)
+    batch_sizes = tuple(int(b) for b in batch_sizes)
+    adapt_batch_sizes = batch_sizes if adapt_batch_sizes is None else tuple(int(b) for b in adapt_batch_sizes)
+    if not batch_sizes or min(batch_sizes + adapt_batch_sizes) < 1:
+        raise ValueError(f"batch sizes must be >= 1, got {batch_sizes} / {adapt_batch_sizes}")
+    if steps < 1 or warmup < 1:
+        raise ValueError(f"steps and warmup must be >= 1, got steps={steps}, warmup={warmup}")
+    if precisions is None:
+        precisions = ("auto", "bf16") if device.type == "cuda" else ("auto",)
+    bad = [p for p in precisions if p not in PRECISIONS]
+    if bad:
+        raise ValueError(f"precisions must be among {PRECISIONS}, got {bad}")
+    bad = [e for e in adapt_engines if e not in ENGINES or e == "auto"]
+    if bad:
+        raise ValueError(f"adapt_engines must be 'vmap' and/or 'loop', got {bad}")
+    say = progress or (lambda line: logger.info("%s", line))
+    total = warmup + steps
+
+    t_setup = time.perf_counter()
+    G = Generator(config, generator=torch.Generator().manual_seed(seed)).eval().requires_grad_(False).to(device)
+    loss_fn = PerceptualDistance(vgg16_weights=None, random_trunk=True).to(device)
+    nmax = max(batch_sizes + adapt_batch_sizes + (1,))
+    with torch.no_grad():
+        stats = compute_w_stats(G, samples=1000, device=device)
+        g = torch.Generator(device="cpu").manual_seed(seed + 1)
+        z = torch.randn((nmax, G.z_dim), generator=g).to(device)
+        targets = G.synthesis(G.mapping(z, None, truncation_psi=0.7), noise_mode="const", force_fp32=True)
+        targets = (targets / targets.abs().amax(dim=(1, 2, 3), keepdim=True).clamp_min(1e-8)).contiguous()
+        w_piv = (stats[0].reshape(1, -1) + 0.1 * stats[1] / math.sqrt(G.w_dim) * torch.randn((nmax, G.w_dim), generator=g).to(device))
+        noises_piv = [torch.randn((nmax, 1, r, r), generator=g).to(device) for _, r in G.synthesis.noise_layers()]
+    _sync(device)
+    setup_s = time.perf_counter() - t_setup
+    rows: list[StepTiming] = []
+
+    def record(stage, mode, batch, precision, engine, fn) -> None:
+        _reset_peak(device)
+        timer = _Timer(device)
+        err = None
+        ms = None
+        try:
+            fn(timer)
+            ms = timer.elapsed_ms() / steps
+        except (RuntimeError, torch.cuda.OutOfMemoryError) as exc:  # record and go on (OOM, backend gaps)
+            err = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
+            logger.warning("%s %s batch %d %s failed: %s", stage, mode, batch, precision, err)
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+        row = StepTiming(
+            stage=stage, mode=mode, batch=batch, precision=precision,
+            resolved_precision=_resolved(precision, device), engine=engine,
+            ms_per_step=ms, ms_per_step_per_photo=None if ms is None else ms / batch,
+            peak_memory_mib=_peak_mib(device), steps_timed=steps, error=err,
+        )  # fmt: skip
+        rows.append(row)
+        say(f"{stage:10s} {mode:9s} b{batch:<3d} {precision:5s} {engine:4s} "
+            + (f"{ms:9.2f} ms/step {ms / batch:9.2f} ms/step/photo" if ms is not None else f"FAILED {err}"))  # fmt: skip
+
+    def progress_timer(timer: _Timer) -> Callable[[int, int], None]:
+        def cb(step: int, n_total: int) -> None:
+            if step == warmup:
+                timer.start()
+            elif step == n_total:
+                timer.stop()
+
+        return cb
+
+    # (a) reference mode: fp32, batch 1, host sync every step, default Adam, default cuDNN flags.
+    record("projection", "reference", 1, "fp32", "-", lambda timer: _reference_projection(
+        G, targets[:1], loss_fn, stats, total=total, warmup=warmup,
+        generator=torch.Generator(device=device).manual_seed(seed), timer=timer))  # fmt: skip
+    record("adaptation", "reference", 1, "fp32", "-", lambda timer: _reference_adaptation(
+        G, w_piv[:1], [t[:1] for t in noises_piv], targets[:1], loss_fn, total=total, warmup=warmup, timer=timer))  # fmt: skip
+
+    # (b) fast path: the library itself.
+    compile_info = None
+    with _cudnn_benchmark(cudnn_benchmark and device.type == "cuda"):
+        for precision in precisions:
+            for b in batch_sizes:
+                settings = InversionSettings(steps=total, precision=precision)
+
+                def fast_proj(timer, b=b, settings=settings, GG=G):
+                    invert(GG, targets[:b], settings=settings, loss_fn=loss_fn,
+                           generator=torch.Generator(device=device).manual_seed(seed),
+                           progress=progress_timer(timer), w_stats=stats)  # fmt: skip
+
+                record("projection", "fast", b, precision, "-", fast_proj)
+        for precision in precisions:
+            for b in adapt_batch_sizes:
+                for engine in adapt_engines:
+                    if engine == "loop" and b != 1:
+                        continue
+                    settings = AdaptSettings(steps=total, precision=precision, engine=engine)
+
+                    def fast_adapt(timer, b=b, settings=settings):
+                        adapt(G, w_piv[:b], [t[:b] for t in noises_piv], targets[:b], settings=settings,
+                              loss_fn=loss_fn, progress=progress_timer(timer))  # fmt: skip
+
+                    record("adaptation", "fast", b, precision, engine, fast_adapt)
+        if compile:
+            precision = precisions[0]
+            b = max(batch_sizes)
+            settings = InversionSettings(steps=total, precision=precision)
+            try:
+                t0 = time.perf_counter()
+                GC = _CompiledG(G, compile)
+                invert(GC, targets[:b], settings=dataclasses.replace(settings, steps=2), loss_fn=loss_fn, w_stats=stats)
+                _sync(device)
+                compile_info = {"mode": compile, "compile_and_2_steps_s": time.perf_counter() - t0, "error": None}
+
+                def fast_proj_c(timer, b=b, settings=settings, GG=GC):
+                    invert(GG, targets[:b], settings=settings, loss_fn=loss_fn,
+                           generator=torch.Generator(device=device).manual_seed(seed),
+                           progress=progress_timer(timer), w_stats=stats)  # fmt: skip
+
+                record("projection", "fast+compile", b, precision, "-", fast_proj_c)
+            except Exception as exc:  # noqa: BLE001 - compile failures are a result, not a crash
+                compile_info = {"mode": compile, "error": f"{type(exc).__name__}: {str(exc)[:300]}"}
+
+        image_difference = [
+            _image_difference(G, p, device, n=min(2, nmax), seed=seed) for p in dict.fromkeys(precisions)
+        ]
+
+    ref_p, ref_a = _best(rows, "projection", "reference", 1), _best(rows, "adaptation", "reference", 1)
+    single_p, single_a = _best(rows, "projection", "fast", 1), _best(rows, "adaptation", "fast", 1)
+    bp, ba = max(batch_sizes), max(adapt_batch_sizes)
+    batch_p = _best(rows, "projection", "fast", None)
+    batch_a = _best(rows, "adaptation", "fast", None)
+    ref_s = _seconds_per_photo(ref_p, ref_a)
+    single_s = _seconds_per_photo(single_p, single_a)
+    batch_s = _seconds_per_photo(batch_p, batch_a)
+
+    def ratio(a, b):
+        return None if a is None or b is None or b == 0 else a / b
+
+    summary = {
+        "s_per_photo_formula": f"ms/step/photo x {PROJECTION_STEPS} projection + ms/step/photo x {ADAPTATION_STEPS} adaptation",
+        "reference": {"projection": _pick(ref_p), "adaptation": _pick(ref_a), "s_per_photo": ref_s},
+        "fast_single_photo": {"projection": _pick(single_p), "adaptation": _pick(single_a), "s_per_photo": single_s},
+        "fast_batched": {"projection": _pick(batch_p), "adaptation": _pick(batch_a), "s_per_photo": batch_s,
+                         "largest_batch_projection": bp, "largest_batch_adaptation": ba},
+        "speedup_single_photo": ratio(ref_s, single_s),
+        "speedup_batched": ratio(ref_s, batch_s),
+        "ratio_fast_over_reference_single": ratio(single_s, ref_s),
+        "ratio_fast_over_reference_batched": ratio(batch_s, ref_s),
+        "projection_step_speedup_batched": ratio(
+            ref_p.ms_per_step_per_photo if ref_p else None, batch_p.ms_per_step_per_photo if batch_p else None),
+        "adaptation_step_speedup_batched": ratio(
+            ref_a.ms_per_step_per_photo if ref_a else None, batch_a.ms_per_step_per_photo if batch_a else None),
+        "goal_s_per_photo_batched": 5.0,
+        "goal_s_single_photo": 30.0,
+    }  # fmt: skip
+    return {
+        "benchmark": "speed",
+        "config_name": config_name,
+        "config": config.to_dict(),
+        "environment": environment(device),
+        "settings": {
+            "batch_sizes": list(batch_sizes), "adapt_batch_sizes": list(adapt_batch_sizes),
+            "steps_timed": steps, "warmup_steps": warmup, "precisions": list(precisions),
+            "adapt_engines": list(adapt_engines), "cudnn_benchmark_fast_path": bool(cudnn_benchmark),
+            "compile": compile, "seed": seed, "weights": "random", "lpips_trunk": "random VGG16",
+            "setup_s": setup_s,
+            "reference_mode": "fp32, batch 1, float(loss) host sync every step, default torch.optim.Adam, "
+                              "grouped (fused) modulated convolutions, cuDNN defaults",
+            "fast_path": "cleftscore.gan.invert.invert / cleftscore.gan.adapt.adapt as shipped (batched, "
+                         "fused/foreach Adam, no per-step host sync), cuDNN autotuning when on CUDA",
+            "peak_memory": "torch.cuda.max_memory_allocated per configuration" if device.type == "cuda"
+                           else "process peak RSS so far (CPU; monotone, upper bound)",
+        },  # fmt: skip
+        "timings": [r.to_dict() for r in rows],
+        "image_difference": image_difference,
+        "compile": compile_info,
+        "summary": summary,
+    }

@@ -1,0 +1,138 @@
+"""GPU checks (marker ``gpu``; skipped without CUDA): CUDA agrees with the CPU, reduced precision
+stays close to float32 in batched inversion and adaptation, and the speed harness reports memory.
+
+Run on a lent GPU machine by ``bench/gpu_smoke.sh``. Self-contained: no fixtures, no dlib, no
+real weights (random-weight generators and a random LPIPS trunk).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+
+import pytest
+import torch
+
+from cleftscore.gan.config import GeneratorConfig
+
+pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]
+
+#: Small architecture with float16 top blocks (32 and 64 px) and a clamp, as the FFHQ model.
+T64 = GeneratorConfig(
+    img_resolution=64, z_dim=64, w_dim=64, mapping_layers=2,
+    channel_base=1024, channel_max=64, num_fp16_res=2, conv_clamp=256,
+)  # fmt: skip
+
+
+@contextlib.contextmanager
+def _no_tf32():
+    old = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = old
+
+
+def _generator(config: GeneratorConfig, device: str):
+    from cleftscore.gan.networks import Generator
+
+    G = Generator(config, generator=torch.Generator().manual_seed(0)).eval().requires_grad_(False)
+    with torch.no_grad():  # non-zero noise strengths, so that the noise maps matter
+        for name, p in G.named_parameters():
+            if name.endswith("noise_strength"):
+                p.fill_(0.1)
+    return G.to(device)
+
+
+def _case(G, n: int, seed: int = 1):
+    g = torch.Generator().manual_seed(seed)
+    z = torch.randn((n, G.z_dim), generator=g)
+    noises = [torch.randn((n, 1, r, r), generator=g) for _, r in G.synthesis.noise_layers()]
+    return z, noises
+
+
+@pytest.mark.parametrize("fused", [None, False])
+def test_cuda_synthesis_matches_cpu_fp32(fused) -> None:
+    G_cpu = _generator(T64, "cpu")
+    G_gpu = _generator(T64, "cuda")
+    z, noises = _case(G_cpu, 3)
+    with torch.no_grad(), _no_tf32():
+        ws = G_cpu.mapping(z, None, truncation_psi=0.7)
+        ref = G_cpu.synthesis(ws, noise_mode="const", noise=noises, force_fp32=True, fused_modconv=fused)
+        out = G_gpu.synthesis(
+            ws.cuda(), noise_mode="const", noise=[t.cuda() for t in noises], force_fp32=True, fused_modconv=fused
+        ).cpu()
+    scale = float(ref.abs().max())
+    assert torch.isfinite(out).all()
+    assert float((out - ref).abs().max()) <= 1e-4 * max(scale, 1.0)
+
+
+def test_batched_inversion_reduced_precision_close_to_fp32() -> None:
+    from cleftscore.gan.invert import InversionSettings, invert
+    from cleftscore.gan.wstats import w_stats
+    from cleftscore.perceptual import PerceptualDistance
+
+    G = _generator(T64, "cuda")
+    loss_fn = PerceptualDistance(vgg16_weights=None, random_trunk=True).cuda()
+    z, _ = _case(G, 4, seed=3)
+    with torch.no_grad():
+        targets = G(z.cuda(), truncation_psi=0.7, noise_mode="const", force_fp32=True)
+        targets = targets / targets.abs().amax(dim=(1, 2, 3), keepdim=True)
+    stats = w_stats(G, samples=500)
+    base = InversionSettings(steps=10, precision="fp32")
+    out = {}
+    for precision in ("fp32", "auto", "bf16"):
+        res = invert(
+            G, targets, settings=dataclasses.replace(base, precision=precision), loss_fn=loss_fn,
+            generator=torch.Generator(device="cuda").manual_seed(0), w_stats=stats,
+        )  # fmt: skip
+        assert torch.isfinite(res.images).all() and torch.isfinite(res.w).all()
+        assert res.losses.shape == (4, 10)
+        out[precision] = res
+    ref = out["fp32"].images
+    spread = float((ref - targets).abs().mean())  # how far the projection still is from the targets
+    for precision in ("auto", "bf16"):
+        diff = float((out[precision].images - ref).abs().mean())
+        assert diff <= 0.25 * spread, (precision, diff, spread)
+        assert abs(float(out[precision].losses[:, -1].mean()) / float(out["fp32"].losses[:, -1].mean()) - 1) < 0.2
+
+
+def test_batched_adaptation_reduced_precision_close_to_fp32() -> None:
+    from cleftscore.gan.adapt import AdaptSettings, adapt
+    from cleftscore.perceptual import PerceptualDistance
+
+    G = _generator(T64, "cuda")
+    loss_fn = PerceptualDistance(vgg16_weights=None, random_trunk=True).cuda()
+    z, noises = _case(G, 3, seed=4)
+    z, noises = z.cuda(), [t.cuda() for t in noises]
+    with torch.no_grad():
+        w = G.mapping(z, None, truncation_psi=0.5)[:, 0]
+        targets = G(z, truncation_psi=0.7, noise_mode="const", force_fp32=True)
+        targets = targets / targets.abs().amax(dim=(1, 2, 3), keepdim=True)
+    before = {k: v.clone() for k, v in G.state_dict().items()}
+    base = AdaptSettings(steps=6, precision="fp32", engine="vmap")
+    ref = adapt(G, w, noises, targets, settings=base, loss_fn=loss_fn)
+    start = G.synthesis(w.unsqueeze(1).expand(-1, G.num_ws, -1), noise=noises, force_fp32=True)
+    moved = float((ref.images - start).abs().mean())
+    assert moved > 0
+    for precision in ("auto", "bf16"):
+        res = adapt(G, w, noises, targets, settings=dataclasses.replace(base, precision=precision), loss_fn=loss_fn)
+        assert torch.isfinite(res.images).all()
+        assert float((res.images - ref.images).abs().mean()) <= 0.5 * moved + 1e-3
+    assert all(torch.equal(before[k], v) for k, v in G.state_dict().items())
+
+
+def test_speed_harness_reports_cuda_memory() -> None:
+    from cleftscore.benchmarks.speed import run_speed
+
+    report = run_speed(T64, device="cuda", batch_sizes=(1, 2), steps=2, warmup=1, precisions=("auto",))
+    assert report["environment"]["device_name"]
+    for row in report["timings"]:
+        assert row["error"] is None, row
+        assert row["ms_per_step"] > 0 and row["peak_memory_mib"] > 0
+    assert report["summary"]["speedup_batched"] > 0
+    diff = report["image_difference"][0]
+    assert diff["resolved_precision"] == "fp16" and diff["finite"]
+    assert diff["max_abs_diff"] <= 0.05 * max(diff["fp32_image_abs_max"], 1.0)
