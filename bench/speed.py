@@ -30,6 +30,7 @@ def main() -> None:
     ap.add_argument("--precision", action="append", default=None)
     ap.add_argument("--adapt-engine", action="append", default=None, help="vmap and/or loop (loop only at batch 1)")
     ap.add_argument("--compile", default=None)
+    ap.add_argument("--cuda-graph", action="store_true", help="also time the CUDA-graph projection prototype")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
@@ -43,7 +44,8 @@ def main() -> None:
     report = run_speed(
         CONFIGS[args.config], device=dev, batch_sizes=batches, adapt_batch_sizes=adapt_batches,
         steps=args.steps, warmup=args.warmup, precisions=args.precision,
-        adapt_engines=tuple(args.adapt_engine or ("vmap",)), compile=args.compile, config_name=args.config,
+        adapt_engines=tuple(args.adapt_engine or ("vmap",)), compile=args.compile, cuda_graph=args.cuda_graph,
+        config_name=args.config,
         progress=print,
     )  # fmt: skip
     out = args.out or Path(__file__).resolve().parent / "results" / f"speed_{dev.type}.json"
@@ -60,7 +62,15 @@ def main() -> None:
         print(f"  {key:18s} projection {fmt(p.get('ms_per_step_per_photo'))} ms/step/photo (b{p.get('batch')} "
               f"{p.get('resolved_precision')}), adaptation {fmt(a.get('ms_per_step_per_photo'))} ms/step/photo "
               f"(b{a.get('batch')} {a.get('resolved_precision')} {a.get('engine')}) -> {fmt(s[key]['s_per_photo'])} s/photo")  # fmt: skip
+    for r in report["timings"]:
+        if r["mode"] not in ("reference", "fast"):
+            print(f"  {r['mode']:18s} {r['stage']} b{r['batch']} {r['resolved_precision']}: "
+                  + (f"{r['ms_per_step_per_photo']:.2f} ms/step/photo" if r["ms_per_step"] else f"FAILED {r['error']}"))
     print(f"  speed-up vs reference: single {fmt(s['speedup_single_photo'])}x, batched {fmt(s['speedup_batched'])}x")
+    cg = s.get("cuda_graph_prototype")
+    if cg:
+        print(f"  with the CUDA-graph projection prototype: single {fmt(cg['s_per_photo_single'])} s/photo, "
+              f"batched {fmt(cg['s_per_photo_batched'])} s/photo")
     for d in report["image_difference"]:
         print(f"  image diff {d['resolved_precision']} vs fp32: max {d['max_abs_diff']:.4g}, mean {d['mean_abs_diff']:.3g} "
               f"(fp32 |img| max {d['fp32_image_abs_max']:.3g}, finite {d['finite']})")

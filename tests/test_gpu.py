@@ -95,7 +95,7 @@ def test_batched_inversion_reduced_precision_close_to_fp32() -> None:
     spread = float((ref - targets).abs().mean())  # how far the projection still is from the targets
     for precision in ("auto", "bf16"):
         diff = float((out[precision].images - ref).abs().mean())
-        assert diff <= 0.25 * spread, (precision, diff, spread)
+        assert diff <= 0.1 * spread, (precision, diff, spread)
         assert abs(float(out[precision].losses[:, -1].mean()) / float(out["fp32"].losses[:, -1].mean()) - 1) < 0.2
 
 
@@ -120,7 +120,7 @@ def test_batched_adaptation_reduced_precision_close_to_fp32() -> None:
     for precision in ("auto", "bf16"):
         res = adapt(G, w, noises, targets, settings=dataclasses.replace(base, precision=precision), loss_fn=loss_fn)
         assert torch.isfinite(res.images).all()
-        assert float((res.images - ref.images).abs().mean()) <= 0.5 * moved + 1e-3
+        assert float((res.images - ref.images).abs().mean()) <= 0.2 * moved + 1e-3
     assert all(torch.equal(before[k], v) for k, v in G.state_dict().items())
 
 
@@ -136,3 +136,35 @@ def test_speed_harness_reports_cuda_memory() -> None:
     diff = report["image_difference"][0]
     assert diff["resolved_precision"] == "fp16" and diff["finite"]
     assert diff["max_abs_diff"] <= 0.05 * max(diff["fp32_image_abs_max"], 1.0)
+
+
+def test_cuda_graph_projection_prototype_equals_its_eager_steps() -> None:
+    from cleftscore.benchmarks.speed import _graphed_projection, _Timer
+    from cleftscore.gan.wstats import w_stats
+    from cleftscore.perceptual import PerceptualDistance
+
+    G = _generator(T64, "cuda")
+    loss_fn = PerceptualDistance(vgg16_weights=None, random_trunk=True).cuda()
+    z, _ = _case(G, 2, seed=5)
+    with torch.no_grad():
+        targets = G(z.cuda(), truncation_psi=0.7, noise_mode="const", force_fp32=True)
+        targets = targets / targets.abs().amax(dim=(1, 2, 3), keepdim=True)
+    stats = w_stats(G, samples=500)
+    out = {}
+    old = torch.backends.cudnn.deterministic
+    torch.backends.cudnn.deterministic = True  # Adam's first steps amplify atomics' rounding noise
+    try:
+        with _no_tf32():
+            for capture in (False, True):
+                out[capture] = _graphed_projection(
+                    G, targets, loss_fn, stats, precision="fp32", total=8, warmup=3,
+                    generator=torch.Generator(device="cuda").manual_seed(0), timer=_Timer(torch.device("cuda")),
+                    capture=capture,
+                )  # fmt: skip
+    finally:
+        torch.backends.cudnn.deterministic = old
+    # A replay that reused a stale value (learning rate, w noise, step) would be far off.
+    assert out[True][0] == pytest.approx(out[False][0], rel=1e-2)
+    moved = float((out[False][1] - stats[0]).norm())
+    assert moved > 0
+    assert float((out[True][1] - out[False][1]).norm()) <= 1e-2 * moved

@@ -46,6 +46,21 @@ def test_defects_grow_with_severity_and_stay_in_mask() -> None:
         plant_defect(clean, 6, cx=30, cy=42, color=(0, 0, 0))
 
 
+def test_blob_is_a_uniform_disc_with_a_hard_edge() -> None:
+    # On a flat image the notch changes nothing, so the defect is the disc alone: every changed
+    # pixel carries the full opacity (a soft, radially fading blob is easy for G to reproduce).
+    clean = torch.full((3, 64, 64), 0.1)
+    color = (0.9, -0.9, 0.5)
+    for s in SEVERITIES:
+        d, m = plant_defect(clean, s, cx=30, cy=40, color=color)
+        yy, xx = torch.meshgrid(torch.arange(64.0), torch.arange(64.0), indexing="ij")
+        disc = ((yy - 48) ** 2 + (xx - 30) ** 2).sqrt() < 1 + s
+        assert torch.equal(m, disc)
+        a = 0.15 * s
+        expected = torch.tensor(color).reshape(3, 1) * a + 0.1 * (1 - a)
+        torch.testing.assert_close(d[:, m], expected.expand(-1, int(m.sum())))
+
+
 def test_prepare_generator_applies_affine_and_keeps_original() -> None:
     G = _load("t32")
     before = {k: v.clone() for k, v in G.state_dict().items()}

@@ -81,6 +81,8 @@ class StepTiming:
         Steps inside the timed region (after the warm-up steps).
     error : str or None
         Why the run failed (e.g. out of memory), else None.
+    final_loss : float or None
+        Mean per-photo loss of the last step (a sanity check that modes optimise alike).
     """
 
     stage: str
@@ -94,6 +96,7 @@ class StepTiming:
     peak_memory_mib: float | None
     steps_timed: int
     error: str | None = None
+    final_loss: float | None = None
 
     def to_dict(self) -> dict:
         """Plain JSON-serialisable dict."""
@@ -187,7 +190,7 @@ class _CompiledG:
 # --------------------------------------------------------------------------------------------
 
 
-def _reference_projection(G, target: Tensor, loss_fn, w_stats, *, total: int, warmup: int, generator, timer) -> None:
+def _reference_projection(G, target: Tensor, loss_fn, w_stats, *, total: int, warmup: int, generator, timer) -> float:
     """The official projector loop, one photo, fp32, default Adam, ``float(loss)`` every step."""
     from cleftscore.gan.invert import InversionSettings, _normalize_noises_, lr_schedule, noise_regularizer
 
@@ -218,9 +221,10 @@ def _reference_projection(G, target: Tensor, loss_fn, w_stats, *, total: int, wa
         logger.debug("step %d/%d: dist %.2f loss %.2f", step + 1, total, d, l_)
         _normalize_noises_(noises)
     timer.stop()
+    return l_
 
 
-def _reference_adaptation(G, w: Tensor, noises, target: Tensor, loss_fn, *, total: int, warmup: int, timer) -> None:
+def _reference_adaptation(G, w: Tensor, noises, target: Tensor, loss_fn, *, total: int, warmup: int, timer) -> float:
     """Pivotal tuning's loop: a trainable fp32 copy, LPIPS + L2, default Adam, ``loss.item()`` every step."""
     synth = copy.deepcopy(G.synthesis).float().eval().requires_grad_(True)
     opt = torch.optim.Adam(synth.parameters(), lr=3e-4, betas=(0.9, 0.999))
@@ -238,6 +242,101 @@ def _reference_adaptation(G, w: Tensor, noises, target: Tensor, loss_fn, *, tota
         value = loss.detach().item()  # host sync, as a per-step loss log
         logger.debug("adaptation step %d/%d: loss %.4f", step + 1, total, value)
     timer.stop()
+    return value
+
+
+def _final_loss(losses) -> float:
+    """Mean over photos of the last step's loss (numpy ``[N, steps]``)."""
+    return float(losses[:, -1].mean())
+
+
+def _graphed_projection(G, targets: Tensor, loss_fn, w_stats, *, precision: str, total: int, warmup: int,
+                        generator, timer, capture: bool = True) -> tuple[float, Tensor]:  # fmt: skip
+    """Prototype fast projection whose step is captured once as a CUDA graph and replayed.
+
+    Same algorithm as :func:`cleftscore.gan.invert.invert` (LPIPS loss), with everything that
+    changes per step moved to the device: the learning-rate and w-noise schedules are tensors
+    indexed by an on-device step counter, the w perturbations are drawn up front, Adam is the
+    fused capturable one with a tensor learning rate. ``warmup`` eager steps initialise the
+    optimiser state and cuDNN, then the remaining steps are graph replays (timed).
+    ``capture=False`` runs every step eagerly (tests of the step logic on a CPU). Returns the
+    mean final loss and the optimised w ``[N, w_dim]``.
+    """
+    from cleftscore.gan.invert import (
+        InversionSettings, _normalize_noises_, lr_schedule, modconv_fusion, noise_regularizer, resolve_precision,
+    )  # fmt: skip
+
+    device = targets.device
+    n = targets.shape[0]
+    settings = InversionSettings(steps=total, precision=precision)
+    force_fp32, amp = resolve_precision(precision, device)
+    fused_modconv = modconv_fusion(force_fp32, amp)
+    w_avg, w_std = w_stats
+    noises = [torch.randn((n, 1, r, r), generator=generator, device=device).requires_grad_(True)
+              for _, r in G.synthesis.noise_layers()]  # fmt: skip
+    w_opt = w_avg.reshape(1, -1).to(device).expand(n, -1).clone().requires_grad_(True)
+    params = [w_opt] + noises
+    sched = [lr_schedule(i, total, settings) for i in range(total)]
+    lr_all = torch.tensor([x[0] for x in sched], device=device, dtype=torch.float32)
+    nf_all = torch.tensor([x[1] * w_std for x in sched], device=device, dtype=torch.float32)
+    w_noise_all = torch.randn((total, n, G.w_dim), generator=generator, device=device)
+    k = torch.zeros((1,), dtype=torch.long, device=device)
+    on_cuda = device.type == "cuda"
+    opt = torch.optim.Adam(params, lr=torch.tensor(0.0, device=device), betas=(0.9, 0.999),
+                           fused=on_cuda, capturable=on_cuda, foreach=False if not on_cuda else None)  # fmt: skip
+    lr = opt.param_groups[0]["lr"]
+    if not isinstance(lr, Tensor):
+        raise RuntimeError("this PyTorch's Adam does not keep a tensor learning rate")
+    with torch.no_grad():
+        target_features = [f.detach() for f in loss_fn.features(targets)]
+    losses = torch.zeros((total, n), device=device)
+    amp_ctx = (lambda: torch.autocast(device.type, dtype=amp, cache_enabled=False)) if amp else contextlib.nullcontext
+
+    def step() -> None:
+        with torch.no_grad():
+            lr.copy_(lr_all.index_select(0, k).reshape(()))
+        w_in = w_opt + w_noise_all.index_select(0, k).reshape(n, -1) * nf_all.index_select(0, k)
+        ws = w_in.unsqueeze(1).expand(-1, G.num_ws, -1)
+        with amp_ctx():
+            synth = G.synthesis(ws, noise_mode="const", noise=noises, force_fp32=force_fp32, fused_modconv=fused_modconv)
+            dist = loss_fn.distance_to_features(target_features, synth).float()
+        per_image = dist + settings.regularize_noise_weight * noise_regularizer(noises)
+        grads = torch.autograd.grad(per_image.sum(), params)
+        for p, g in zip(params, grads):
+            p.grad = g
+        opt.step()
+        with torch.no_grad():
+            losses.index_copy_(0, k, per_image.detach().reshape(1, n))
+            k.add_(1)
+        _normalize_noises_(noises)
+
+    if not capture:
+        for i in range(total):
+            if i == warmup:
+                timer.start()
+            step()
+        timer.stop()
+    else:
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            for _ in range(warmup):
+                step()
+        torch.cuda.current_stream().wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            step()
+        timer.start()
+        for _ in range(total - warmup):
+            graph.replay()
+        timer.stop()
+        torch.cuda.synchronize()
+    if int(k.item()) != total:
+        raise RuntimeError(f"graph replays advanced the step counter to {int(k.item())}, expected {total}")
+    final = losses[-1]
+    if not bool(torch.isfinite(final).all()):
+        raise RuntimeError("non-finite loss after graph replays")
+    return float(final.mean()), w_opt.detach().clone()
 
 
 # --------------------------------------------------------------------------------------------
@@ -322,6 +421,7 @@ def run_speed(
     precisions: Sequence[str] | None = None,
     adapt_engines: Sequence[str] = ("vmap",),
     compile: str | None = None,
+    cuda_graph: bool = False,
     cudnn_benchmark: bool = True,
     seed: int = 0,
     config_name: str | None = None,
@@ -350,6 +450,9 @@ def run_speed(
     compile : str or None
         A ``torch.compile`` mode (e.g. ``"max-autotune-no-cudagraphs"``) to also time a compiled
         synthesis network in fast projection (compile time is reported, not timed per step).
+    cuda_graph : bool
+        Also time a prototype of the fast projection step captured as one CUDA graph (batch 1
+        and the largest batch, first precision; CUDA only; run last, failures are recorded).
     cudnn_benchmark : bool
         Let cuDNN autotune convolutions in the fast path (the reference runs with the default).
     seed : int
@@ -405,34 +508,45 @@ def run_speed(
         z = torch.randn((nmax, G.z_dim), generator=g).to(device)
         targets = G.synthesis(G.mapping(z, None, truncation_psi=0.7), noise_mode="const", force_fp32=True)
         targets = (targets / targets.abs().amax(dim=(1, 2, 3), keepdim=True).clamp_min(1e-8)).contiguous()
-        w_piv = (stats[0].reshape(1, -1) + 0.1 * stats[1] / math.sqrt(G.w_dim) * torch.randn((nmax, G.w_dim), generator=g).to(device))
+        spread = 0.1 * stats[1] / math.sqrt(G.w_dim)
+        w_piv = stats[0].reshape(1, -1) + spread * torch.randn((nmax, G.w_dim), generator=g).to(device)
         noises_piv = [torch.randn((nmax, 1, r, r), generator=g).to(device) for _, r in G.synthesis.noise_layers()]
     _sync(device)
     setup_s = time.perf_counter() - t_setup
     rows: list[StepTiming] = []
 
     def record(stage, mode, batch, precision, engine, fn) -> None:
-        _reset_peak(device)
+        with contextlib.suppress(Exception):
+            _reset_peak(device)
         timer = _Timer(device)
         err = None
         ms = None
+        final_loss = None
         try:
-            fn(timer)
+            value = fn(timer)
             ms = timer.elapsed_ms() / steps
-        except (RuntimeError, torch.cuda.OutOfMemoryError) as exc:  # record and go on (OOM, backend gaps)
+            final_loss = None if value is None else float(value)
+        except Exception as exc:  # noqa: BLE001 - a failed configuration is a result: record it and go on
             err = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
             logger.warning("%s %s batch %d %s failed: %s", stage, mode, batch, precision, err)
             if device.type == "cuda":
-                torch.cuda.empty_cache()
+                with contextlib.suppress(Exception):
+                    torch.cuda.empty_cache()
+        try:
+            peak = _peak_mib(device)
+        except Exception as exc:  # noqa: BLE001 - e.g. a sticky CUDA error after a failed capture
+            peak = None
+            err = err or f"{type(exc).__name__}: {str(exc)[:300]}"
         row = StepTiming(
             stage=stage, mode=mode, batch=batch, precision=precision,
             resolved_precision=_resolved(precision, device), engine=engine,
             ms_per_step=ms, ms_per_step_per_photo=None if ms is None else ms / batch,
-            peak_memory_mib=_peak_mib(device), steps_timed=steps, error=err,
+            peak_memory_mib=peak, steps_timed=steps, error=err, final_loss=final_loss,
         )  # fmt: skip
         rows.append(row)
         say(f"{stage:10s} {mode:9s} b{batch:<3d} {precision:5s} {engine:4s} "
-            + (f"{ms:9.2f} ms/step {ms / batch:9.2f} ms/step/photo" if ms is not None else f"FAILED {err}"))  # fmt: skip
+            + (f"{ms:9.2f} ms/step {ms / batch:9.2f} ms/step/photo, peak {peak or 0:8.0f} MiB, final loss {final_loss}"
+               if ms is not None else f"FAILED {err}"))  # fmt: skip
 
     def progress_timer(timer: _Timer) -> Callable[[int, int], None]:
         def cb(step: int, n_total: int) -> None:
@@ -458,9 +572,9 @@ def run_speed(
                 settings = InversionSettings(steps=total, precision=precision)
 
                 def fast_proj(timer, b=b, settings=settings, GG=G):
-                    invert(GG, targets[:b], settings=settings, loss_fn=loss_fn,
+                    return _final_loss(invert(GG, targets[:b], settings=settings, loss_fn=loss_fn,
                            generator=torch.Generator(device=device).manual_seed(seed),
-                           progress=progress_timer(timer), w_stats=stats)  # fmt: skip
+                           progress=progress_timer(timer), w_stats=stats).losses)  # fmt: skip
 
                 record("projection", "fast", b, precision, "-", fast_proj)
         for precision in precisions:
@@ -471,8 +585,8 @@ def run_speed(
                     settings = AdaptSettings(steps=total, precision=precision, engine=engine)
 
                     def fast_adapt(timer, b=b, settings=settings):
-                        adapt(G, w_piv[:b], [t[:b] for t in noises_piv], targets[:b], settings=settings,
-                              loss_fn=loss_fn, progress=progress_timer(timer))  # fmt: skip
+                        return _final_loss(adapt(G, w_piv[:b], [t[:b] for t in noises_piv], targets[:b], settings=settings,
+                              loss_fn=loss_fn, progress=progress_timer(timer)).losses)  # fmt: skip
 
                     record("adaptation", "fast", b, precision, engine, fast_adapt)
         if compile:
@@ -487,9 +601,9 @@ def run_speed(
                 compile_info = {"mode": compile, "compile_and_2_steps_s": time.perf_counter() - t0, "error": None}
 
                 def fast_proj_c(timer, b=b, settings=settings, GG=GC):
-                    invert(GG, targets[:b], settings=settings, loss_fn=loss_fn,
+                    return _final_loss(invert(GG, targets[:b], settings=settings, loss_fn=loss_fn,
                            generator=torch.Generator(device=device).manual_seed(seed),
-                           progress=progress_timer(timer), w_stats=stats)  # fmt: skip
+                           progress=progress_timer(timer), w_stats=stats).losses)  # fmt: skip
 
                 record("projection", "fast+compile", b, precision, "-", fast_proj_c)
             except Exception as exc:  # noqa: BLE001 - compile failures are a result, not a crash
@@ -498,6 +612,12 @@ def run_speed(
         image_difference = [
             _image_difference(G, p, device, n=min(2, nmax), seed=seed) for p in dict.fromkeys(precisions)
         ]
+        # Last, so that a failed capture cannot disturb the other measurements.
+        if cuda_graph and device.type == "cuda":
+            for b in dict.fromkeys((1, max(batch_sizes))):
+                record("projection", "fast+graph", b, precisions[0], "-", lambda timer, b=b: _graphed_projection(
+                    G, targets[:b], loss_fn, stats, precision=precisions[0], total=total, warmup=warmup,
+                    generator=torch.Generator(device=device).manual_seed(seed), timer=timer)[0])  # fmt: skip
 
     ref_p, ref_a = _best(rows, "projection", "reference", 1), _best(rows, "adaptation", "reference", 1)
     single_p, single_a = _best(rows, "projection", "fast", 1), _best(rows, "adaptation", "fast", 1)
@@ -507,6 +627,8 @@ def run_speed(
     ref_s = _seconds_per_photo(ref_p, ref_a)
     single_s = _seconds_per_photo(single_p, single_a)
     batch_s = _seconds_per_photo(batch_p, batch_a)
+    graph_1 = _best(rows, "projection", "fast+graph", 1)
+    graph_n = _best(rows, "projection", "fast+graph", None)
 
     def ratio(a, b):
         return None if a is None or b is None or b == 0 else a / b
@@ -525,6 +647,13 @@ def run_speed(
             ref_p.ms_per_step_per_photo if ref_p else None, batch_p.ms_per_step_per_photo if batch_p else None),
         "adaptation_step_speedup_batched": ratio(
             ref_a.ms_per_step_per_photo if ref_a else None, batch_a.ms_per_step_per_photo if batch_a else None),
+        "cuda_graph_prototype": None if graph_1 is None and graph_n is None else {
+            "projection_single": _pick(graph_1), "projection_batched": _pick(graph_n),
+            "s_per_photo_single": _seconds_per_photo(graph_1, single_a),
+            "s_per_photo_batched": _seconds_per_photo(graph_n, batch_a),
+            "speedup_single": ratio(ref_s, _seconds_per_photo(graph_1, single_a)),
+            "speedup_batched": ratio(ref_s, _seconds_per_photo(graph_n, batch_a)),
+        },
         "goal_s_per_photo_batched": 5.0,
         "goal_s_single_photo": 30.0,
     }  # fmt: skip
@@ -537,7 +666,7 @@ def run_speed(
             "batch_sizes": list(batch_sizes), "adapt_batch_sizes": list(adapt_batch_sizes),
             "steps_timed": steps, "warmup_steps": warmup, "precisions": list(precisions),
             "adapt_engines": list(adapt_engines), "cudnn_benchmark_fast_path": bool(cudnn_benchmark),
-            "compile": compile, "seed": seed, "weights": "random", "lpips_trunk": "random VGG16",
+            "compile": compile, "cuda_graph": bool(cuda_graph), "seed": seed, "weights": "random", "lpips_trunk": "random VGG16",
             "setup_s": setup_s,
             "reference_mode": "fp32, batch 1, float(loss) host sync every step, default torch.optim.Adam, "
                               "grouped (fused) modulated convolutions, cuDNN defaults",

@@ -1,0 +1,139 @@
+"""Tests of the speed benchmark harness (CPU, a micro architecture) and the shared-weight modconv switch."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from cleftscore.benchmarks.speed import CONFIGS, run_speed
+from cleftscore.gan.config import GeneratorConfig
+from cleftscore.gan.invert import modconv_fusion
+from cleftscore.gan.networks import Generator
+
+MICRO = GeneratorConfig(
+    img_resolution=32, z_dim=32, w_dim=32, mapping_layers=2,
+    channel_base=256, channel_max=32, num_fp16_res=1, conv_clamp=256,
+)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def report() -> dict:
+    return run_speed(MICRO, device="cpu", batch_sizes=(1, 2), steps=2, warmup=1, config_name="micro")
+
+
+def test_report_fields_and_sane_values(report) -> None:
+    assert report["benchmark"] == "speed" and report["config_name"] == "micro"
+    assert report["config"]["img_resolution"] == 32
+    env = report["environment"]
+    assert env["torch"] == torch.__version__ and env["device"] == "cpu" and env["device_name"]
+    rows = report["timings"]
+    kinds = {(r["stage"], r["mode"], r["batch"]) for r in rows}
+    assert kinds == {
+        ("projection", "reference", 1), ("adaptation", "reference", 1),
+        ("projection", "fast", 1), ("projection", "fast", 2),
+        ("adaptation", "fast", 1), ("adaptation", "fast", 2),
+    }  # fmt: skip
+    for r in rows:
+        assert r["error"] is None
+        assert r["ms_per_step"] > 0 and r["steps_timed"] == 2
+        assert r["ms_per_step_per_photo"] == pytest.approx(r["ms_per_step"] / r["batch"])
+        assert r["peak_memory_mib"] is None or r["peak_memory_mib"] > 0
+        assert r["resolved_precision"] == "fp32"  # "auto" is float32 on a CPU
+    s = report["summary"]
+    ref_p = s["reference"]["projection"]["ms_per_step_per_photo"]
+    ref_a = s["reference"]["adaptation"]["ms_per_step_per_photo"]
+    assert s["reference"]["s_per_photo"] == pytest.approx((ref_p * 2000 + ref_a * 50) / 1000)
+    for key in ("speedup_single_photo", "speedup_batched", "ratio_fast_over_reference_batched"):
+        assert s[key] > 0
+    assert s["speedup_batched"] == pytest.approx(1 / s["ratio_fast_over_reference_batched"])
+    assert s["fast_batched"]["s_per_photo"] <= s["fast_single_photo"]["s_per_photo"] * 1.0001 or (
+        s["fast_batched"]["projection"]["batch"] == 1
+    )  # the batched figure is the best over all batch sizes
+    (diff,) = report["image_difference"]
+    assert diff["max_abs_diff"] == 0.0 and diff["finite"]  # auto == fp32 on a CPU: identical
+    json.dumps(report)  # serialisable
+
+
+def test_bad_arguments() -> None:
+    with pytest.raises(ValueError, match="batch sizes"):
+        run_speed(MICRO, device="cpu", batch_sizes=(0,))
+    with pytest.raises(ValueError, match="warmup"):
+        run_speed(MICRO, device="cpu", warmup=0)
+    with pytest.raises(ValueError, match="precisions"):
+        run_speed(MICRO, device="cpu", precisions=("fp8",))
+    with pytest.raises(ValueError, match="adapt_engines"):
+        run_speed(MICRO, device="cpu", adapt_engines=("auto",))
+
+
+def test_named_configs() -> None:
+    assert CONFIGS["ffhq1024"].img_resolution == 1024 and CONFIGS["ffhq1024"].num_fp16_res == 4
+    assert CONFIGS["t64"].img_resolution == 64 and CONFIGS["g256"].img_resolution == 256
+
+
+def test_modconv_fusion_rule() -> None:
+    assert modconv_fusion(True, None) is None  # float32: the official (fused) rule, unchanged
+    assert modconv_fusion(False, None) is False  # float16 blocks
+    assert modconv_fusion(True, torch.bfloat16) is False
+
+
+def test_shared_weight_modconv_matches_fused() -> None:
+    G = Generator(MICRO, generator=torch.Generator().manual_seed(0)).eval()
+    g = torch.Generator().manual_seed(1)
+    ws = G.mapping(torch.randn((3, 32), generator=g), None).detach()
+    noise = [torch.randn((3, 1, r, r), generator=g) for _, r in G.synthesis.noise_layers()]
+    with torch.no_grad():
+        a = G.synthesis(ws, noise=noise, force_fp32=True)
+        b = G.synthesis(ws, noise=noise, force_fp32=True, fused_modconv=False)
+        c = G.synthesis(ws, noise=noise, force_fp32=True, fused_modconv=True)
+        d = G.synthesis(ws, noise=noise, force_fp32=True, fused_modconv=None)
+    assert torch.equal(a, c) and torch.equal(a, d)  # default is the fused path in eval mode
+    assert not torch.equal(a, b)  # a different computation ...
+    torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-4)  # ... of the same function
+
+
+def test_cli_speed_writes_json(tmp_path, monkeypatch) -> None:
+    from typer.testing import CliRunner
+
+    from cleftscore.cli import app
+
+    monkeypatch.setitem(CONFIGS, "t64", MICRO)
+    out = tmp_path / "speed.json"
+    res = CliRunner().invoke(
+        app, ["bench", "speed", "--config", "t64", "--device", "cpu", "--batch", "2", "--steps", "1", "--warmup", "1",
+              "--out", str(out)],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    data = json.loads(out.read_text())
+    assert data["config"]["img_resolution"] == 32
+    assert data["summary"]["speedup_batched"] > 0
+    assert "s/photo" in res.output
+    bad = CliRunner().invoke(app, ["bench", "speed", "--config", "nope"])
+    assert bad.exit_code != 0
+
+
+def test_graph_step_logic_matches_invert_eagerly() -> None:
+    """The CUDA-graph prototype's step (device-side schedules, tensor lr), run eagerly, equals invert()."""
+    from cleftscore.benchmarks.speed import _graphed_projection, _Timer
+    from cleftscore.gan.invert import InversionSettings, invert
+    from cleftscore.gan.wstats import w_stats
+    from cleftscore.perceptual import PerceptualDistance
+
+    G = Generator(MICRO, generator=torch.Generator().manual_seed(0)).eval().requires_grad_(False)
+    loss_fn = PerceptualDistance(vgg16_weights=None, random_trunk=True)
+    g = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        targets = G(torch.randn((2, 32), generator=g), truncation_psi=0.7, noise_mode="const", force_fp32=True)
+        targets = targets / targets.abs().amax(dim=(1, 2, 3), keepdim=True)
+    stats = w_stats(G, samples=200)
+    total = 6
+    loss, w = _graphed_projection(
+        G, targets, loss_fn, stats, precision="fp32", total=total, warmup=2,
+        generator=torch.Generator().manual_seed(0), timer=_Timer(torch.device("cpu")), capture=False,
+    )  # fmt: skip
+    ref = invert(G, targets, settings=InversionSettings(steps=total), loss_fn=loss_fn,
+                 generator=torch.Generator().manual_seed(0), w_stats=stats)  # fmt: skip
+    assert not torch.equal(ref.w, stats[0].expand(2, -1))  # w moved
+    torch.testing.assert_close(w, ref.w, rtol=1e-4, atol=1e-5)
+    assert loss == pytest.approx(float(ref.losses[:, -1].mean()), rel=1e-3)
