@@ -197,3 +197,29 @@ def test_calibration_only_from_given_ratings(tmp_path: Path, local_faces: Path, 
     sev = [float(rows[n]["severity_0_100"]) for n in rated]
     assert sev == sorted(sev, reverse=True)  # more normal -> less severe
     assert (out / "calibration.json").is_file()
+
+
+def test_odd_inputs_fail_alone_and_the_batch_goes_on(tmp_path: Path, local_faces: Path) -> None:
+    import os
+
+    d = tmp_path / "in"
+    d.mkdir()
+    good = (local_faces / "tiny_128px_portrait_uniform.jpg").read_bytes()
+    # A file name in a foreign (Latin-1) encoding, as copied from an old camera card.
+    with open(os.path.join(os.fsencode(d), b"M\xfcller.jpg"), "wb") as f:
+        f.write(good)
+    (d / "ok.jpg").write_bytes(good)
+    (tmp_path / "empty.jpg").mkdir()  # a folder that looks like a photo
+    out = tmp_path / "run"
+    results = score_photos([d, tmp_path / "empty.jpg"], PipelineSettings(method="asymmetry", size=256), out_dir=out)
+    assert [r.ok for r in results] == [True, True, False]
+    assert "empty.jpg" in results[2].message and "\n" not in results[2].message
+    rows = _read_csv(write_run_summary(out, [r.photo_id for r in results])[0])
+    assert [r["status"] for r in rows] == ["ok", "ok", "failed"]
+
+
+def test_snapshot_steps_are_checked_before_any_gan_work() -> None:
+    from cleftscore.pipeline import GanSettings
+
+    with pytest.raises(ValueError, match="outside 0..50"):
+        GanSettings(adapt_steps=50, snapshot_steps=(0, 25, 100))

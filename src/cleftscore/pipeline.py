@@ -29,6 +29,7 @@ import numpy as np
 from cleftscore import __version__
 from cleftscore.errors import CleftscoreError, WeightsMissingError
 from cleftscore.face.prepare import PreparedPhoto, prepare_photo
+from cleftscore.io import IMAGE_SUFFIXES as _IO_SUFFIXES
 from cleftscore.face.roi import load_user_mask, roi_mask
 from cleftscore.heatmap import DifferenceSettings, difference_map
 from cleftscore.score import PhotoScore, ScoreSettings, score_photo
@@ -48,8 +49,10 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp", ".heic", ".heif")
+IMAGE_SUFFIXES = tuple(sorted(_IO_SUFFIXES))
 METHODS = ("gan", "asymmetry")
+#: Bumped whenever the GAN normalization changes its output, so old cache entries are not reused.
+NORMALIZATION_VERSION = "1"
 
 
 @dataclass(frozen=True)
@@ -103,6 +106,11 @@ class GanSettings:
             raise ValueError(f"batch must be >= 1, got {self.batch}")
         if self.loss not in ("lpips", "mse"):
             raise ValueError(f"loss must be 'lpips' or 'mse', got {self.loss!r}")
+        bad = [s for s in self.snapshot_steps if not 0 <= s <= self.adapt_steps]
+        if bad:
+            raise ValueError(
+                f"snapshot steps {bad} lie outside 0..{self.adapt_steps} (the adaptation steps); raise --adapt-steps or drop them"
+            )
 
 
 @dataclass(frozen=True)
@@ -205,9 +213,8 @@ def expand_inputs(inputs: Sequence[str | Path]) -> list[Path]:
         p = Path(item)
         if p.is_dir():
             found = sorted(q for q in p.iterdir() if q.is_file() and q.suffix.lower() in IMAGE_SUFFIXES)
-            if not found:
-                raise CleftscoreError(f"{p}: folder holds no image files ({', '.join(IMAGE_SUFFIXES)})")
-            paths.extend(found)
+            # An empty folder stays in the list and fails on its own row; the batch goes on.
+            paths.extend(found or [p])
         else:
             # Missing files are reported per photo by the loader, so a batch goes on.
             paths.append(p)
@@ -219,9 +226,9 @@ def photo_ids(paths: Sequence[Path]) -> list[str]:
     seen: dict[str, int] = {}
     ids = []
     for p in paths:
-        stem = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in Path(p).stem) or "photo"
-        n = seen.get(stem, 0) + 1
-        seen[stem] = n
+        stem = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in Path(p).stem).lstrip(".") or "photo"
+        n = seen.get(stem.lower(), 0) + 1  # case-blind: macOS and Windows folders are
+        seen[stem.lower()] = n
         ids.append(stem if n == 1 else f"{stem}-{n}")
     return ids
 
@@ -332,9 +339,17 @@ class _GanNormalizer:
     # Settings that change the normalized face (not the scoring settings).
     def key_settings(self) -> dict[str, Any]:
         gs = dataclasses.asdict(self.gs)
-        for k in ("generator", "vgg16", "batch", "device"):
+        for k in ("generator", "vgg16", "device"):
             gs.pop(k)
+        if not self.gs.early_stop:
+            # Each photo has its own random stream, so its result does not depend on its
+            # batch; an early stop is decided per batch, so then the batch size counts.
+            gs.pop("batch")
         gs["seed"] = self.settings.seed
+        # CPU and CUDA draw different random numbers, and "auto" precision means fp16 on CUDA
+        # but fp32 on the CPU: both change the normalized face.
+        gs["device_type"] = self.device.type
+        gs["algorithm_version"] = NORMALIZATION_VERSION
         gs["vgg16_sha256"] = _sha256_file(self.vgg16_path) if self.vgg16_path else None
         return gs
 
@@ -383,8 +398,12 @@ class _GanNormalizer:
         write_json(d / "meta.json", entry["meta"])
         (d / "done").write_text("ok\n")
 
-    def run_batch(self, aligned: list[np.ndarray]) -> list[dict[str, Any]]:
-        """Invert and adapt a batch of aligned faces; returns one entry per face."""
+    def run_batch(self, aligned: list[np.ndarray], keys: list[str]) -> list[dict[str, Any]]:
+        """Invert and adapt a batch of aligned faces; returns one entry per face.
+
+        Each face's random draws come from its own generator, seeded by its cache key (which
+        holds the seed), so a face gets the same result whatever else is in its batch.
+        """
         import torch
 
         from cleftscore.gan.adapt import AdaptSettings, adapt
@@ -392,7 +411,7 @@ class _GanNormalizer:
 
         gs = self.gs
         targets = _to_tensor(aligned, self.device)
-        rng = torch.Generator(device=self.device).manual_seed(self.settings.seed)
+        rng = [torch.Generator(device=self.device).manual_seed(int(key[:15], 16)) for key in keys]
         inv_settings = InversionSettings(
             steps=gs.steps, loss=gs.loss, early_stop=gs.early_stop, precision=gs.precision
         )
@@ -449,6 +468,24 @@ class _GanNormalizer:
                 }
             )
         return entries
+
+
+def _display_name(path: str | Path) -> str:
+    """The file name as text that can always be written (foreign encodings escaped)."""
+    return os.fsdecode(path).encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _fail(res: PhotoResult, exc: BaseException, *, stage: str = "") -> None:
+    """Mark a photo failed with a one-line message naming the file."""
+    if isinstance(exc, CleftscoreError):
+        text = str(exc)
+    else:
+        where = f" while {stage}" if stage else ""
+        text = f"unexpected error{where} ({type(exc).__name__}: {exc})"
+        log.debug("unexpected error on %s", res.file, exc_info=exc)
+    text = " ".join(text.split())  # one line
+    res.status = "failed"
+    res.message = text if res.file in text else f"{res.file}: {text}"
 
 
 def _asymmetry_normalize(prepared: PreparedPhoto) -> np.ndarray:
@@ -544,17 +581,24 @@ def score_photos(
         if res.ok:
             try:
                 _score_result(res, settings.score, lpips_distance)
-            except CleftscoreError as exc:
-                res.status, res.message = "failed", f"{res.file}: {exc}"
+            except Exception as exc:  # noqa: BLE001 - one photo never stops the batch
+                _fail(res, exc, stage="scoring")
         if out is not None:
-            _write_photo_outputs(out, res, settings, run_info)
+            try:
+                _write_photo_outputs(out, res, settings, run_info)
+            except Exception as exc:  # noqa: BLE001
+                _fail(res, exc, stage="writing its outputs")
+                try:
+                    _write_photo_outputs(out, res, settings, run_info)  # the failed record alone
+                except Exception:  # noqa: BLE001 - e.g. the disk is full; the message still shows
+                    log.warning("could not write the record of %s", res.file)
         if hooks.photo_done is not None:
             hooks.photo_done(res)
 
     # 1. Align every photo (cheap) so the GAN batches only hold usable faces.
     pending: list[PhotoResult] = []
     for path, pid in zip(file_paths, ids):
-        res = PhotoResult(file=str(path), photo_id=pid, status="ok", method=settings.method)
+        res = PhotoResult(file=_display_name(path), photo_id=pid, status="ok", method=settings.method)
         t0 = time.perf_counter()
         try:
             prepared = prepare_photo(path, size=size, detector=settings.detector)
@@ -562,9 +606,9 @@ def score_photos(
             res.aligned = prepared.aligned.image
             res.notes = tuple(prepared.notes)
             res.mask = _mask_for(prepared, settings.score)
-        except CleftscoreError as exc:
-            res.status = "failed"
-            res.message = str(exc) if str(path) in str(exc) else f"{path}: {exc}"
+        except Exception as exc:  # noqa: BLE001 - one photo never stops the batch
+            res.prepared = res.aligned = res.mask = None
+            _fail(res, exc, stage="aligning")
         res.timings["align_s"] = time.perf_counter() - t0
         results.append(res)
         if not res.ok:
@@ -579,8 +623,8 @@ def score_photos(
             try:
                 assert res.prepared is not None
                 res.normalized = _asymmetry_normalize(res.prepared)
-            except CleftscoreError as exc:
-                res.status, res.message = "failed", f"{res.file}: {exc}"
+            except Exception as exc:  # noqa: BLE001
+                _fail(res, exc, stage="normalizing")
             res.timings["normalize_s"] = time.perf_counter() - t0
             finish(res)
         return results
@@ -605,9 +649,18 @@ def score_photos(
     bs = settings.gan.batch
     for start in range(0, len(todo), bs):
         chunk = todo[start : start + bs]
-        entries = _run_batch_with_fallback(normalizer, [r.aligned for r, _ in chunk], hooks)  # type: ignore[misc]
+        try:
+            entries = _run_batch_with_fallback(normalizer, [r.aligned for r, _ in chunk], [k for _, k in chunk], hooks)  # type: ignore[misc]
+        except Exception as exc:  # noqa: BLE001 - e.g. CPU out of memory: these photos fail, others go on
+            for res, _ in chunk:
+                _fail(res, exc, stage="normalizing with the GAN")
+                finish(res)
+            continue
         for (res, key), entry in zip(chunk, entries):
-            normalizer.store(key, entry)
+            try:
+                normalizer.store(key, entry)
+            except OSError as exc:
+                hooks._msg(f"could not cache the normalization of {res.file}: {exc}")
             res.normalized, res.inverted = entry["normalized"], entry["inverted"]
             res.snapshots = entry["snapshots"]
             res.timings.update({k: v for k, v in entry["meta"].items() if k.startswith("time_")})
@@ -615,20 +668,22 @@ def score_photos(
     return results
 
 
-def _run_batch_with_fallback(normalizer: _GanNormalizer, aligned: list[np.ndarray], hooks: ProgressHooks) -> list[dict[str, Any]]:
+def _run_batch_with_fallback(
+    normalizer: _GanNormalizer, aligned: list[np.ndarray], keys: list[str], hooks: ProgressHooks
+) -> list[dict[str, Any]]:
     """Run a batch; on CUDA out-of-memory, split it in halves (down to one photo)."""
     import torch
 
     try:
-        return normalizer.run_batch(aligned)
+        return normalizer.run_batch(aligned, keys)
     except torch.cuda.OutOfMemoryError:
         if len(aligned) == 1:
             raise CleftscoreError("the GPU ran out of memory on a single photo; try --device cpu or a smaller model") from None
         torch.cuda.empty_cache()
         half = len(aligned) // 2
         hooks._msg(f"GPU memory is short for a batch of {len(aligned)}; retrying in batches of {half}")
-        return _run_batch_with_fallback(normalizer, aligned[:half], hooks) + _run_batch_with_fallback(
-            normalizer, aligned[half:], hooks
+        return _run_batch_with_fallback(normalizer, aligned[:half], keys[:half], hooks) + _run_batch_with_fallback(
+            normalizer, aligned[half:], keys[half:], hooks
         )
 
 
@@ -765,6 +820,30 @@ def _write_photo_outputs(out: Path, res: PhotoResult, settings: PipelineSettings
     write_json(d / "result.json", result_record(res, settings, run_info))
 
 
+MAX_OVERLAY_SIDE = 4096
+
+
+def _overlay_frame(prepared: PreparedPhoto) -> tuple[Any, np.ndarray]:
+    """The alignment and original photo for ``overlay_original.png``, at most 4096 px a side.
+
+    Overlays of 50-megapixel photos at full size need gigabytes; a slide needs far less.
+    """
+    from PIL import Image
+
+    original = prepared.original
+    h, w = original.shape[:2]
+    scale = MAX_OVERLAY_SIDE / max(h, w)
+    if scale >= 1:
+        return prepared.aligned, original
+    nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
+    small = np.asarray(Image.fromarray(original).resize((nw, nh), Image.Resampling.BOX))
+    to_small = np.diag([nw / w, nh / h, 1.0])
+    aligned = dataclasses.replace(
+        prepared.aligned, to_original=to_small @ prepared.aligned.to_original, original_shape=(nh, nw)
+    )
+    return aligned, small
+
+
 def _write_photo_pictures(d: Path, res: PhotoResult) -> None:
     """Aligned, normalized, heat map, overlays and a panel strip for one scored photo."""
     from cleftscore.face.align import warp_to_original
@@ -786,10 +865,10 @@ def _write_photo_pictures(d: Path, res: PhotoResult) -> None:
     ov = overlay(res.aligned, res.heatmap, mask=res.mask, vmax=vmax)
     write_png(d / "overlay.png", ov)
     if res.prepared is not None:
-        aligned = res.prepared.aligned
+        aligned, original = _overlay_frame(res.prepared)
         hm_o = warp_to_original(res.heatmap, aligned, order=1, fill=0)
         mask_o = warp_to_original(res.mask, aligned, order=1, fill=0) if res.mask is not None else None
-        write_png(d / "overlay_original.png", overlay(res.prepared.original, hm_o, mask=mask_o, vmax=vmax))
+        write_png(d / "overlay_original.png", overlay(original, hm_o, mask=mask_o, vmax=vmax))
     images = [res.aligned, res.normalized, colorize(res.heatmap, vmax=vmax), ov]
     labels = ["aligned", "normalized", "heat map", "overlay"]
     if res.inverted is not None:
@@ -825,7 +904,10 @@ def rescore_run(
         rec_path = d / "result.json"
         if not rec_path.exists():
             continue
-        rec = json.loads(rec_path.read_text())
+        rec = _read_record(rec_path)
+        if rec is None:
+            hooks._msg(f"{rec_path}: unreadable record (interrupted run?); skipped, re-run `cleftscore score` for it")
+            continue
         old = rec["settings"]
         settings = PipelineSettings(
             method=old["method"],
@@ -901,6 +983,15 @@ def _prepared_from_record(rec: dict[str, Any], aligned_image: np.ndarray) -> Pre
     )
 
 
+def _read_record(path: Path) -> dict[str, Any] | None:
+    """A photo's ``result.json``, or None when it is unreadable (e.g. an interrupted write)."""
+    try:
+        rec = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return rec if isinstance(rec, dict) and "settings" in rec and "file" in rec else None
+
+
 def write_run_summary(run_dir: str | Path, photo_ids: Sequence[str] | None = None) -> tuple[Path, Path]:
     """Write ``scores.csv`` and ``report.html`` from the ``result.json`` files of a run.
 
@@ -927,7 +1018,12 @@ def write_run_summary(run_dir: str | Path, photo_ids: Sequence[str] | None = Non
         rec_path = photos / pid / "result.json"
         if not rec_path.exists():
             continue  # interrupted before this photo finished
-        rec = json.loads(rec_path.read_text())
+        rec = _read_record(rec_path)
+        if rec is None:
+            row = {"file": pid, "photo_id": pid, "status": "failed", "message": f"{rec_path}: unreadable record (interrupted run?)"}
+            rows.append(row)
+            html_rows.append(row)
+            continue
         row = csv_row(rec)
         rows.append(row)
         panel_png = photos / pid / "panel.png"
@@ -993,8 +1089,8 @@ def calibrate_run(
     run = Path(run_dir)
     records = {}
     for rec_path in sorted((run / "photos").glob("*/result.json")):
-        rec = json.loads(rec_path.read_text())
-        if rec.get("status") == "ok" and rec.get("score") is not None:
+        rec = _read_record(rec_path)
+        if rec is not None and rec.get("status") == "ok" and rec.get("score") is not None:
             records[rec["file"]] = (rec_path, rec)
     matched = match_ratings({f: r[1]["score"] for f, r in records.items()}, read_ratings(ratings_path))
     try:

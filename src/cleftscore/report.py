@@ -398,7 +398,11 @@ def write_json(path: str | os.PathLike, data: Any) -> Path:
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps(_jsonable(data), indent=2, ensure_ascii=False, allow_nan=False)
-    p.write_text(text + "\n", encoding="utf-8")
+    # Write then rename, so an interrupted run never leaves a truncated record; text that
+    # cannot be encoded (a file name in a foreign encoding) is escaped, not fatal.
+    tmp = p.with_name(p.name + ".tmp")
+    tmp.write_text(text + "\n", encoding="utf-8", errors="backslashreplace")
+    os.replace(tmp, p)
     return p
 
 

@@ -200,7 +200,7 @@ def score_command(
     vgg16: Vgg16Opt = None,
     steps: Annotated[int, typer.Option("--steps", min=1, help="Inversion steps (paper: 2000).", rich_help_panel=GAN)] = 2000,
     adapt_steps: Annotated[int, typer.Option("--adapt-steps", min=0, help="Adaptation steps (paper: 50; more steps bring the cleft back).", rich_help_panel=GAN)] = 50,
-    snapshot_steps: Annotated[Optional[str], typer.Option("--snapshot-steps", help="Comma-separated adaptation steps to save, e.g. 0,25,50,100.", rich_help_panel=GAN)] = None,
+    snapshot_steps: Annotated[Optional[str], typer.Option("--snapshot-steps", help="Comma-separated adaptation steps to save (at most --adapt-steps), e.g. 0,10,25,50.", rich_help_panel=GAN)] = None,
     loss: Annotated[Loss, typer.Option("--loss", help="Image loss of the GAN steps (paper: lpips).", rich_help_panel=GAN)] = Loss.lpips,
     batch: Annotated[int, typer.Option("--batch", min=1, help="Photos per GAN batch on the device.", rich_help_panel=GAN)] = 4,
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.", rich_help_panel=GAN)] = "auto",
@@ -230,8 +230,8 @@ def score_command(
         if not inputs:
             raise CleftscoreError("no photos given: pass photo files or folders, or --example")
         chosen = _pick_method(method, generator)
-        snaps = tuple(int(s) for s in snapshot_steps.split(",") if s.strip()) if snapshot_steps else ()
         try:
+            snaps = tuple(int(s) for s in snapshot_steps.split(",") if s.strip()) if snapshot_steps else ()
             settings = PipelineSettings(
                 method=chosen,
                 size=size,
@@ -241,7 +241,7 @@ def score_command(
                 seed=seed,
             )
         except ValueError as exc:
-            raise CleftscoreError(str(exc)) from None
+            raise CleftscoreError(f"invalid option: {exc}") from None
         lpips_distance = make_lpips_distance(vgg16, device=device) if metric is Metric.lpips else None
         paths = expand_inputs(inputs)
         console.print(f"Scoring {len(paths)} photo(s) with the {chosen} method into {out}")

@@ -305,7 +305,7 @@ def invert(
     *,
     settings: InversionSettings,
     loss_fn: torch.nn.Module | None,
-    generator: torch.Generator | None = None,
+    generator: torch.Generator | Sequence[torch.Generator] | None = None,
     progress: Callable[[int, int], None] | None = None,
     w_stats: tuple[Tensor, float] | None = None,
     init_noises: Sequence[Tensor] | None = None,
@@ -323,9 +323,11 @@ def invert(
         Steps, schedule, loss and precision.
     loss_fn : PerceptualDistance or None
         Non-spatial LPIPS; required when ``settings.loss == "lpips"``, unused for ``"mse"``.
-    generator : torch.Generator or None
+    generator : torch.Generator, sequence of torch.Generator, or None
         Source of every random draw (initial noise maps, w perturbation); on the targets' device.
-        ``None``: a fresh generator seeded with 0 (results are still reproducible).
+        ``None``: a fresh generator seeded with 0 (results are still reproducible). A sequence
+        gives one generator per image, so an image's draws do not depend on the other images in
+        its batch (what the pipeline uses: a photo's result must not depend on its batch).
     progress : callable or None
         Called as ``progress(step, total)`` after every step (no loss values: no host sync).
     w_stats : (Tensor, float) or None
@@ -361,8 +363,13 @@ def invert(
     device = targets.device
     n = targets.shape[0]
     targets = targets.detach().float()
+    per_image_rng: list[torch.Generator] | None = None
     if generator is None:
         generator = torch.Generator(device=device).manual_seed(0)
+    elif not isinstance(generator, torch.Generator):
+        per_image_rng = list(generator)
+        if len(per_image_rng) != n:
+            raise ValueError(f"got {len(per_image_rng)} generators for {n} images; give one per image")
     force_fp32, amp_dtype = resolve_precision(settings.precision, device)
     fused_modconv = modconv_fusion(force_fp32, amp_dtype)
 
@@ -374,7 +381,12 @@ def invert(
         raise ValueError(f"w_avg has {w_avg.shape[1]} entries, the generator's w_dim is {G.w_dim}")
 
     layers = G.synthesis.noise_layers()
-    if init_noises is None:
+    if init_noises is None and per_image_rng is not None:
+        noises = [
+            torch.cat([torch.randn((1, 1, r, r), generator=g, device=device) for g in per_image_rng])
+            for _, r in layers
+        ]
+    elif init_noises is None:
         noises = [torch.randn((n, 1, r, r), generator=generator, device=device) for _, r in layers]
     else:
         if len(init_noises) != len(layers):
@@ -398,6 +410,12 @@ def invert(
 
     backward_scale = 1.0 / _MSE_255 if settings.loss == "mse" else 1.0
     steps = settings.steps
+    w_noise_all = None
+    if per_image_rng is not None:
+        # Every step's w perturbation drawn up front, per image: [steps, N, w_dim].
+        w_noise_all = torch.stack(
+            [torch.randn((steps, G.w_dim), generator=g, device=device) for g in per_image_rng], dim=1
+        )
     losses = torch.zeros((n, steps), device=device, dtype=torch.float32)
     steps_run = steps
     num_ws = G.num_ws
@@ -407,7 +425,10 @@ def invert(
             group["lr"] = lr
         w_in = w_opt
         if noise_factor > 0:
-            w_noise = torch.randn(w_opt.shape, generator=generator, device=device)
+            if w_noise_all is not None:
+                w_noise = w_noise_all[step]
+            else:
+                w_noise = torch.randn(w_opt.shape, generator=generator, device=device)
             w_in = w_opt + w_noise * (w_std * noise_factor)
         ws = w_in.unsqueeze(1).expand(-1, num_ws, -1)
         with autocast_context(device, amp_dtype):
