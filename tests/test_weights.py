@@ -303,3 +303,14 @@ def test_cli_fetch_from_mirror(tmp_path, server) -> None:
     result = runner.invoke(app, ["weights", "fetch", "ffhq", "--url", server.url + "/w.bin", "--cache-dir", str(tmp_path)])
     assert result.exit_code == 0, result.output
     assert (tmp_path / W.REGISTRY["ffhq"].filename).read_bytes() == PAYLOAD
+
+
+def test_cached_download_is_checked_against_its_recorded_checksum(tmp_path) -> None:
+    cached = tmp_path / W.REGISTRY["ffhq"].filename
+    cached.write_bytes(b"the file as first downloaded")
+    digest = hashlib.sha256(cached.read_bytes()).hexdigest()
+    cached.with_name(cached.name + ".sha256").write_text(f"{digest}  {cached.name}\n")
+    assert W.resolve_generator("ffhq", cache_dir=tmp_path) == cached
+    cached.write_bytes(b"swapped for something else")
+    with pytest.raises(CheckpointError, match="does not match the recorded"):
+        W.resolve_generator("ffhq", cache_dir=tmp_path)

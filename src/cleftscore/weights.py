@@ -411,6 +411,24 @@ def resolve_vgg16(
                     cache_dir=cache_dir, download=download)  # fmt: skip
 
 
+def _check_cached_checksum(entry: WeightsEntry, target: Path) -> None:
+    """A cached download must still match its published or first-download sha256."""
+    if entry.kind == "bundled":
+        return
+    expected = entry.sha256
+    if expected is None:
+        rec = target.with_name(target.name + ".sha256")
+        if not rec.is_file():
+            return
+        expected = (rec.read_text().split() or [""])[0]
+    digest = _sha256(target)
+    if digest != expected:
+        raise CheckpointError(
+            f"{target}: sha256 {digest} does not match the recorded {expected}; the file changed since it was "
+            f"downloaded: delete it and run `cleftscore weights fetch {entry.name}`"
+        )
+
+
 def _resolve(
     spec: str | Path | None, *, env: str, default: str, kind: str, option: str,
     cache_dir: str | Path | None, download: bool,
@@ -422,7 +440,9 @@ def _resolve(
         if entry.kind != kind:
             raise WeightsMissingError(f"{spec!r} is {entry.kind} weights, not {kind} weights")
         if is_cached(entry, cache_dir=cache_dir):
-            return _target(entry, cache_dir)
+            target = _target(entry, cache_dir)
+            _check_cached_checksum(entry, target)
+            return target
         if download:
             return fetch(entry, cache_dir=cache_dir)
         raise WeightsMissingError(

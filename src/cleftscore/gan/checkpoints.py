@@ -569,7 +569,10 @@ def _numpy_scalar(dtype: Any, data: Any = None) -> Any:
 def _numpy_reconstruct(subtype: Any, shape: Any, dtype: Any) -> np.ndarray:
     if subtype is not np.ndarray:
         raise CheckpointError("refused a numpy array subclass")
-    return np.ndarray(shape, dtype=np.dtype(dtype))
+    dt = np.dtype(dtype)
+    if dt.hasobject:  # also catches a dtype whose flags the pickle rewrote after creating it
+        raise CheckpointError("refused a numpy array of object type")
+    return np.ndarray(shape, dtype=dt)
 
 
 def _numpy_dtype(obj: Any, align: Any = False, copy: Any = False) -> np.dtype:
