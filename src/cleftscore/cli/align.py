@@ -24,30 +24,6 @@ class DetectorChoice(str, Enum):
     haar = "haar"
 
 
-def expand_photos(paths: list[Path]) -> list[Path]:
-    """Files as given; folders replaced by their image files (not recursive, sorted by name)."""
-    from cleftscore.io import IMAGE_SUFFIXES
-
-    out: list[Path] = []
-    for p in paths:
-        if p.is_dir():
-            out.extend(sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES))
-        else:
-            out.append(p)
-    return out
-
-
-def _unique_stems(photos: list[Path]) -> list[str]:
-    """Output name per photo: its stem, with ``_2``, ``_3`` ... appended when stems repeat."""
-    seen: dict[str, int] = {}
-    stems = []
-    for p in photos:
-        n = seen.get(p.stem, 0) + 1
-        seen[p.stem] = n
-        stems.append(p.stem if n == 1 else f"{p.stem}_{n}")
-    return stems
-
-
 def _record(prepared, size: int, detector: str) -> dict:  # noqa: ANN001 - PreparedPhoto, imported lazily
     a = prepared.aligned
     return {
@@ -99,12 +75,14 @@ def align_command(
     if size < 16 or size & (size - 1):
         err_console.print(f"[red]error:[/red] --size must be a power of two >= 16 (e.g. 256, 1024), got {size}")
         raise typer.Exit(code=1)
-    files = expand_photos(photos)
+    from cleftscore.pipeline import expand_inputs, photo_ids
+
+    files = expand_inputs(photos)
     if not files:
         err_console.print("[red]error:[/red] no photo files found in the given paths")
         raise typer.Exit(code=1)
     out.mkdir(parents=True, exist_ok=True)
-    stems = _unique_stems(files)
+    stems = photo_ids(files)
     rows: list[dict[str, str | int]] = []
     n_ok = 0
     progress = Progress(
