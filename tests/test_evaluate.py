@@ -447,7 +447,7 @@ def test_write_evaluation_files(gan_eval, tmp_path: Path) -> None:
     assert md.count("| Heat map | Mouth Base | Mouth +YCbCr | Mouth +Erosion | Mouth +Both | "
                     "Face Base |") == 3
     head = gan_eval.headline
-    assert f"| PSE | " in md and f"{head.pearson_r * 100:.1f}" in md
+    assert "| PSE | " in md and f"{head.pearson_r * 100:.1f}" in md
     summary = json.loads(files.summary_json.read_text())
     assert summary["headline"]["pearson_r"] == pytest.approx(head.pearson_r)
     assert summary["n_rated"] == len(AMPLITUDES)

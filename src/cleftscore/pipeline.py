@@ -31,7 +31,6 @@ from cleftscore.errors import CleftscoreError, WeightsMissingError
 from cleftscore.face.prepare import PreparedPhoto, prepare_photo
 from cleftscore.io import IMAGE_SUFFIXES as _IO_SUFFIXES
 from cleftscore.face.roi import load_user_mask, roi_mask
-from cleftscore.heatmap import DifferenceSettings, difference_map
 from cleftscore.score import PhotoScore, ScoreSettings, score_photo
 
 __all__ = [
@@ -293,7 +292,6 @@ class _GanNormalizer:
     """Loads the generator and LPIPS once, then normalizes aligned faces batch by batch."""
 
     def __init__(self, settings: PipelineSettings, *, cache_dir: Path, hooks: ProgressHooks) -> None:
-        import torch
 
         from cleftscore.gan.checkpoints import load_generator
         from cleftscore.weights import resolve_generator

@@ -227,6 +227,39 @@ def _target_features(targets: Tensor, settings: AdaptSettings, loss_fn) -> list[
         return [f.detach() for f in loss_fn.features(targets)]
 
 
+def _train(
+    synthesize: Callable[[], Tensor],
+    plist: list[Tensor],
+    opt: torch.optim.Optimizer,
+    targets: Tensor,
+    *,
+    settings: AdaptSettings,
+    loss_fn: torch.nn.Module | None,
+    amp_dtype: torch.dtype | None,
+    progress: Callable[[int, int], None] | None,
+) -> tuple[Tensor, dict[int, Tensor]]:
+    """The step loop both engines share: per-photo losses [N, steps] and snapshots, no host syncs."""
+    device = targets.device
+    target_features = _target_features(targets, settings, loss_fn)
+    losses = torch.zeros((targets.shape[0], settings.steps), device=device)
+    snapshots: dict[int, Tensor] = {}
+    for step in range(settings.steps):
+        with autocast_context(device, amp_dtype):
+            images = synthesize()
+            per = _loss(images, targets, target_features, settings, loss_fn)
+        if step in settings.snapshot_steps:
+            snapshots[step] = images.detach().float().clone()
+        # Each photo's loss depends only on its own weights, so the sum gives per-photo grads.
+        grads = torch.autograd.grad(per.sum(), plist)
+        for p, g in zip(plist, grads):
+            p.grad = g
+        opt.step()
+        losses[:, step] = per.detach()
+        if progress is not None:
+            progress(step + 1, settings.steps)
+    return losses, snapshots
+
+
 def _adapt_vmap(G, ws, noises, targets, *, settings, loss_fn, progress) -> AdaptResult:
     """All photos at once: per-photo weights stacked on axis 0, synthesis under vmap."""
     from torch.func import functional_call, vmap
@@ -258,23 +291,10 @@ def _adapt_vmap(G, ws, noises, targets, *, settings, loss_fn, progress) -> Adapt
             return out.squeeze(0)
 
         run = vmap(one, in_dims=(0, 0, 0))
-        target_features = _target_features(targets, settings, loss_fn)
-        losses = torch.zeros((n, settings.steps), device=device)
-        snapshots: dict[int, Tensor] = {}
-        plist = list(params.values())
-        for step in range(settings.steps):
-            with autocast_context(device, amp_dtype):
-                images = run(params, ws, noises)
-                per = _loss(images, targets, target_features, settings, loss_fn)
-            if step in settings.snapshot_steps:
-                snapshots[step] = images.detach().float().clone()
-            grads = torch.autograd.grad(per.sum(), plist)
-            for p, g in zip(plist, grads):
-                p.grad = g
-            opt.step()
-            losses[:, step] = per.detach()
-            if progress is not None:
-                progress(step + 1, settings.steps)
+        losses, snapshots = _train(
+            lambda: run(params, ws, noises), list(params.values()), opt, targets,
+            settings=settings, loss_fn=loss_fn, amp_dtype=amp_dtype, progress=progress,
+        )  # fmt: skip
         with torch.no_grad():
             force_fp32 = True  # the final image is always synthesised in float32
             final = run(params, ws, noises).float()
@@ -292,7 +312,6 @@ def _adapt_vmap(G, ws, noises, targets, *, settings, loss_fn, progress) -> Adapt
 def _adapt_copy(G, ws, noises, targets, *, settings, loss_fn, progress) -> AdaptResult:
     """Plain training of a deep copy of the synthesis network (any batch size; used per photo)."""
     device = targets.device
-    n = targets.shape[0]
     force_fp32, amp_dtype = resolve_precision(settings.precision, device)
     synth = copy.deepcopy(G.synthesis).float().eval().requires_grad_(True)
     for name, p in synth.named_parameters():
@@ -300,22 +319,10 @@ def _adapt_copy(G, ws, noises, targets, *, settings, loss_fn, progress) -> Adapt
             p.requires_grad_(False)
     plist = [p for p in synth.parameters() if p.requires_grad]
     opt = torch.optim.Adam(plist, lr=settings.lr, betas=(0.9, 0.999), foreach=True)
-    target_features = _target_features(targets, settings, loss_fn)
-    losses = torch.zeros((n, settings.steps), device=device)
-    snapshots: dict[int, Tensor] = {}
-    for step in range(settings.steps):
-        with autocast_context(device, amp_dtype):
-            images = synth(ws, noise_mode="const", noise=noises, force_fp32=force_fp32)
-            per = _loss(images, targets, target_features, settings, loss_fn)
-        if step in settings.snapshot_steps:
-            snapshots[step] = images.detach().float().clone()
-        grads = torch.autograd.grad(per.sum(), plist)
-        for p, g in zip(plist, grads):
-            p.grad = g
-        opt.step()
-        losses[:, step] = per.detach()
-        if progress is not None:
-            progress(step + 1, settings.steps)
+    losses, snapshots = _train(
+        lambda: synth(ws, noise_mode="const", noise=noises, force_fp32=force_fp32), plist, opt, targets,
+        settings=settings, loss_fn=loss_fn, amp_dtype=amp_dtype, progress=progress,
+    )  # fmt: skip
     with torch.no_grad():
         final = synth(ws, noise_mode="const", noise=noises, force_fp32=True).float()
     if settings.steps in settings.snapshot_steps:
