@@ -260,6 +260,17 @@ def _train(
     return losses, snapshots
 
 
+def _result(final: Tensor, snapshots: dict[int, Tensor], losses: Tensor, settings: AdaptSettings) -> AdaptResult:
+    """Package the final images; the last step's snapshot is the final image itself."""
+    if settings.steps in settings.snapshot_steps:
+        snapshots[settings.steps] = final.clone()
+    return AdaptResult(
+        images=final,
+        snapshots={s: snapshots[s] for s in sorted(settings.snapshot_steps)},
+        losses=losses.cpu().numpy(),
+    )
+
+
 def _adapt_vmap(G, ws, noises, targets, *, settings, loss_fn, progress) -> AdaptResult:
     """All photos at once: per-photo weights stacked on axis 0, synthesis under vmap."""
     from torch.func import functional_call, vmap
@@ -300,13 +311,7 @@ def _adapt_vmap(G, ws, noises, targets, *, settings, loss_fn, progress) -> Adapt
             final = run(params, ws, noises).float()
     finally:
         synth.train(was_training)
-    if settings.steps in settings.snapshot_steps:
-        snapshots[settings.steps] = final.clone()
-    return AdaptResult(
-        images=final,
-        snapshots={s: snapshots[s] for s in sorted(settings.snapshot_steps)},
-        losses=losses.cpu().numpy(),
-    )
+    return _result(final, snapshots, losses, settings)
 
 
 def _adapt_copy(G, ws, noises, targets, *, settings, loss_fn, progress) -> AdaptResult:
@@ -325,10 +330,4 @@ def _adapt_copy(G, ws, noises, targets, *, settings, loss_fn, progress) -> Adapt
     )  # fmt: skip
     with torch.no_grad():
         final = synth(ws, noise_mode="const", noise=noises, force_fp32=True).float()
-    if settings.steps in settings.snapshot_steps:
-        snapshots[settings.steps] = final.clone()
-    return AdaptResult(
-        images=final,
-        snapshots={s: snapshots[s] for s in sorted(settings.snapshot_steps)},
-        losses=losses.cpu().numpy(),
-    )
+    return _result(final, snapshots, losses, settings)
