@@ -392,3 +392,49 @@ def test_cuda_matches_golden(monkeypatch: pytest.MonkeyPatch) -> None:
     assert _max_err(img32, gold["img_fp32"]) <= FP32_TOL
     assert _max_err(img16, gold["img"]) <= FP16_TOL
     assert rnd.is_cuda and torch.isfinite(rnd).all()
+
+
+def _naive_upfirdn2d(x, kernel, up, pad, gain):
+    """Zero insertion, padding, flipped depthwise filter: the definition, step by step."""
+    n, c, h, w = x.shape
+    if up > 1:
+        z = x.new_zeros(n, c, h * up, w * up)
+        z[:, :, ::up, ::up] = x
+        x = z
+    x = torch.nn.functional.pad(x, list(pad))
+    f = (kernel * gain).flip((0, 1))[None, None].expand(c, 1, *kernel.shape)
+    return torch.nn.functional.conv2d(x, f, groups=c)
+
+
+@pytest.mark.parametrize("up", [1, 2, 3])
+def test_upfirdn2d_matches_definition_for_every_padding(up: int) -> None:
+    # The fast paths (padding inside the convolution, a strided transposed convolution for
+    # zero insertion) must give the definition exactly, whatever the padding.
+    import itertools
+
+    from cleftscore.gan.networks import _upfirdn2d
+
+    g = torch.Generator().manual_seed(up)
+    kernel = torch.rand((4, 4), generator=g, dtype=torch.float64)  # not symmetric: flips matter
+    x = torch.randn((2, 3, 7, 5), generator=g, dtype=torch.float64)
+    for pad in itertools.product(range(4), repeat=4):
+        want = _naive_upfirdn2d(x, kernel, up, pad, 2.0)
+        got = _upfirdn2d(x, kernel, up=up, pad=pad, gain=2.0)
+        assert got.shape == want.shape, pad
+        assert torch.allclose(got, want, atol=1e-12, rtol=0), pad
+
+
+def test_demodulation_without_the_big_weight_tensor_matches_fused() -> None:
+    # The shared-weight path computes the demodulation coefficients with a matmul; the grouped
+    # path from the full per-sample weights. Both are the same number.
+    from cleftscore.gan.networks import _modulated_conv2d
+
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn((3, 8, 6, 6), generator=g, dtype=torch.float64)
+    weight = torch.randn((5, 8, 3, 3), generator=g, dtype=torch.float64)
+    styles = torch.randn((3, 8), generator=g, dtype=torch.float64)
+    for up in (False, True):
+        kw = dict(demodulate=True, up=up, kernel=torch.ones(4, 4, dtype=torch.float64) / 16, noise=None)
+        a = _modulated_conv2d(x, weight, styles, fused=True, **kw)
+        b = _modulated_conv2d(x, weight, styles, fused=False, **kw)
+        assert torch.allclose(a, b, atol=1e-12, rtol=1e-10)

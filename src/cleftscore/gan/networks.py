@@ -85,15 +85,35 @@ def _upfirdn2d(x: Tensor, kernel: Tensor, *, up: int, pad: tuple[int, int, int, 
     -------
     Tensor
         ``[N, C, H * up + top + bottom - kh + 1, W * up + left + right - kw + 1]``.
+
+    Notes
+    -----
+    Each case is one depthwise kernel launch where it can be: symmetric padding goes into the
+    convolution, and zero insertion followed by the filter is a strided transposed convolution
+    with the unflipped kernel (``out[j] = sum_i x[i] k[j + p - up * i]``).
     """
     n, c, h, w = x.shape
+    left, right, top, bottom = pad
+    kh, kw = kernel.shape
     if up > 1:
+        # A transposed conv of stride `up` and padding q gives out[j] = sum_i x[i] k[j + q - up*i];
+        # zero insertion, left pad p0 and the flipped filter give the same with q = kw - 1 - p0.
+        # It crops q on both sides, so it applies when the output lengths agree.
+        qx, qy = kw - 1 - left, kh - 1 - top
+        same_w = qx >= 0 and (w - 1) * up - 2 * qx + kw == w * up + left + right - kw + 1
+        same_h = qy >= 0 and (h - 1) * up - 2 * qy + kh == h * up + top + bottom - kh + 1
+        if same_w and same_h:
+            f = (kernel * gain).to(x.dtype)[None, None].expand(c, 1, kh, kw)
+            return F.conv_transpose2d(x, f, stride=up, padding=(qy, qx), groups=c)
         z = x.new_zeros(n, c, h, up, w, up)
         z[:, :, :, 0, :, 0] = x
         x = z.reshape(n, c, h * up, w * up)
-    x = F.pad(x, list(pad))
+        h, w = h * up, w * up
     f = (kernel * gain).to(x.dtype).flip((0, 1))
     f = f[None, None].expand(c, 1, *f.shape)
+    if left == right and top == bottom:
+        return F.conv2d(x, f, padding=(top, left), groups=c)
+    x = F.pad(x, list(pad))
     return F.conv2d(x, f, groups=c)
 
 
@@ -134,7 +154,8 @@ def _bias_act(x: Tensor, bias: Tensor, *, lrelu: bool, gain: float, clamp: float
     if gain != 1:
         x = x * gain
     if clamp is not None:
-        x = x.clamp(-clamp, clamp)
+        # hardtanh == clamp; its backward is one kernel where clamp's takes four.
+        x = F.hardtanh(x, -clamp, clamp)
     return x
 
 
@@ -189,12 +210,14 @@ def _modulated_conv2d(
 
     w = None
     dcoefs = None
-    if demodulate or fused:
+    if fused:
         w = weight.unsqueeze(0) * styles.reshape(n, 1, in_ch, 1, 1)  # [N, O, I, k, k]
-    if demodulate:
-        dcoefs = (w.square().sum(dim=(2, 3, 4)) + 1e-8).rsqrt()  # [N, O]
-    if demodulate and fused:
-        w = w * dcoefs.reshape(n, out_ch, 1, 1, 1)
+        if demodulate:
+            dcoefs = (w.square().sum(dim=(2, 3, 4)) + 1e-8).rsqrt()  # [N, O]
+            w = w * dcoefs.reshape(n, out_ch, 1, 1, 1)
+    elif demodulate:
+        # sum_{i,kk} (W[o,i,kk] s[n,i])^2 = (s^2 @ sum_kk W^2 .T)[n, o]: no [N, O, I, k, k] tensor.
+        dcoefs = (styles.square() @ weight.square().sum(dim=(2, 3)).t() + 1e-8).rsqrt()  # [N, O]
 
     if not fused:
         x = x * styles.to(x.dtype).reshape(n, in_ch, 1, 1)
