@@ -6,7 +6,8 @@
 #
 # Environment: PY (default python3), OUT (results folder; default bench/results), SMOKE_CONFIG
 # (ffhq1024), SMOKE_BATCH (16), SMOKE_ADAPT_BATCH (8), SMOKE_STEPS (10), SMOKE_WARMUP (3),
-# SMOKE_TEST_TIMEOUT / SMOKE_BENCH_TIMEOUT (seconds, 40 / 110). Wheels in .whl/ (lpips,
+# SMOKE_TEST_TIMEOUT / SMOKE_BENCH_TIMEOUT (seconds, 40 / 110), SMOKE_COMPILE=1 to also time
+# torch.compile (allow several minutes of compiling more). Wheels in .whl/ (lpips,
 # platformdirs) are installed into /tmp/site first when present. Expected wall time on an H100:
 # about 1.5-2 minutes including CUDA start-up; each stage is bounded by `timeout`.
 set -u -o pipefail
@@ -43,7 +44,7 @@ json="$OUTDIR/speed_${CONFIG}_${dev_tag}.json"
 timeout "${SMOKE_BENCH_TIMEOUT:-110}" "$PY" bench/speed.py --config "$CONFIG" \
     --batch "${SMOKE_BATCH:-16}" --adapt-batch "${SMOKE_ADAPT_BATCH:-8}" \
     --steps "${SMOKE_STEPS:-10}" --warmup "${SMOKE_WARMUP:-3}" \
-    --adapt-engine vmap --adapt-engine loop --cuda-graph --out "$json" 2>&1 | tee "$OUTDIR/speed_${CONFIG}_${dev_tag}.log"
+    --adapt-engine vmap --adapt-engine loop --eager-too ${SMOKE_COMPILE:+--compile} --out "$json" 2>&1 | tee "$OUTDIR/speed_${CONFIG}_${dev_tag}.log"
 bench_rc=$?
 
 echo "== done in $(( $(date +%s) - t_start )) s: tests rc=$tests_rc, benchmark rc=$bench_rc, JSON: $json =="

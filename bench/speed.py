@@ -2,7 +2,7 @@
 
 Usage: python bench/speed.py [--config ffhq1024|g256|t64] [--device cuda] [--batch 8]
        [--adapt-batch N] [--steps 10] [--warmup 3] [--precision auto --precision bf16]
-       [--compile MODE] [--threads N] [--out PATH]
+       [--compile] [--eager-too] [--threads N] [--out PATH]
 Writes bench/results/speed_<device>.json unless --out is given (same report as
 `cleftscore bench speed`). Imports neither dlib nor the CLI (runs on a bare GPU machine).
 """
@@ -29,8 +29,8 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--precision", action="append", default=None)
     ap.add_argument("--adapt-engine", action="append", default=None, help="vmap and/or loop (loop only at batch 1)")
-    ap.add_argument("--compile", default=None)
-    ap.add_argument("--cuda-graph", action="store_true", help="also time the CUDA-graph projection prototype")
+    ap.add_argument("--compile", action="store_true", help="also time the projection with torch.compile")
+    ap.add_argument("--eager-too", action="store_true", help="on CUDA, also time the projection without CUDA graphs")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
@@ -44,7 +44,7 @@ def main() -> None:
     report = run_speed(
         CONFIGS[args.config], device=dev, batch_sizes=batches, adapt_batch_sizes=adapt_batches,
         steps=args.steps, warmup=args.warmup, precisions=args.precision,
-        adapt_engines=tuple(args.adapt_engine or ("vmap",)), compile=args.compile, cuda_graph=args.cuda_graph,
+        adapt_engines=tuple(args.adapt_engine or ("vmap",)), compile=args.compile, eager_too=args.eager_too,
         config_name=args.config,
         progress=print,
     )  # fmt: skip
@@ -67,10 +67,12 @@ def main() -> None:
             print(f"  {r['mode']:18s} {r['stage']} b{r['batch']} {r['resolved_precision']}: "
                   + (f"{r['ms_per_step_per_photo']:.2f} ms/step/photo" if r["ms_per_step"] else f"FAILED {r['error']}"))
     print(f"  speed-up vs reference: single {fmt(s['speedup_single_photo'])}x, batched {fmt(s['speedup_batched'])}x")
-    cg = s.get("cuda_graph_prototype")
-    if cg:
-        print(f"  with the CUDA-graph projection prototype: single {fmt(cg['s_per_photo_single'])} s/photo, "
-              f"batched {fmt(cg['s_per_photo_batched'])} s/photo")
+    for key, label in (("without_cuda_graphs", "without CUDA graphs"), ("with_compile", "with torch.compile")):
+        if s.get(key):
+            print(f"  {label}: single {fmt(s[key]['s_per_photo_single'])} s/photo, "
+                  f"batched {fmt(s[key]['s_per_photo_batched'])} s/photo")
+    for c in report.get("compile") or []:
+        print(f"  compile, batch {c['batch']}: " + (f"{c['compile_and_2_steps_s']:.1f} s" if not c["error"] else f"FAILED {c['error']}"))
     for d in report["image_difference"]:
         print(f"  image diff {d['resolved_precision']} vs fp32: max {d['max_abs_diff']:.4g}, mean {d['mean_abs_diff']:.3g} "
               f"(fp32 |img| max {d['fp32_image_abs_max']:.3g}, finite {d['finite']})")

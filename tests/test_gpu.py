@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 
+import numpy as np
 import pytest
 import torch
 
@@ -138,8 +139,9 @@ def test_speed_harness_reports_cuda_memory() -> None:
     assert diff["max_abs_diff"] <= 0.05 * max(diff["fp32_image_abs_max"], 1.0)
 
 
-def test_cuda_graph_projection_prototype_equals_its_eager_steps() -> None:
-    from cleftscore.benchmarks.speed import _graphed_projection, _Timer
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_cuda_graph_projection_equals_ordinary_steps(precision: str) -> None:
+    from cleftscore.gan.invert import InversionSettings, invert
     from cleftscore.gan.wstats import w_stats
     from cleftscore.perceptual import PerceptualDistance
 
@@ -155,16 +157,15 @@ def test_cuda_graph_projection_prototype_equals_its_eager_steps() -> None:
     torch.backends.cudnn.deterministic = True  # Adam's first steps amplify atomics' rounding noise
     try:
         with _no_tf32():
-            for capture in (False, True):
-                out[capture] = _graphed_projection(
-                    G, targets, loss_fn, stats, precision="fp32", total=8, warmup=3,
-                    generator=torch.Generator(device="cuda").manual_seed(0), timer=_Timer(torch.device("cuda")),
-                    capture=capture,
-                )  # fmt: skip
+            for graph in (False, True):
+                settings = InversionSettings(steps=40, precision=precision, cuda_graph=graph)
+                out[graph] = invert(G, targets, settings=settings, loss_fn=loss_fn,
+                                    generator=torch.Generator(device="cuda").manual_seed(0), w_stats=stats)  # fmt: skip
     finally:
         torch.backends.cudnn.deterministic = old
-    # A replay that reused a stale value (learning rate, w noise, step) would be far off.
-    assert out[True][0] == pytest.approx(out[False][0], rel=1e-2)
-    moved = float((out[False][1] - stats[0]).norm())
+    assert out[True].step_mode == "cuda_graph" and out[False].step_mode == "eager"
+    # A replay that reused a stale value (learning rate, w noise, step counter) would be far off.
+    np.testing.assert_allclose(out[True].losses, out[False].losses, rtol=1e-2)
+    moved = float((out[False].w - stats[0]).norm())
     assert moved > 0
-    assert float((out[True][1] - out[False][1]).norm()) <= 1e-2 * moved
+    assert float((out[True].w - out[False].w).norm()) <= 1e-2 * moved

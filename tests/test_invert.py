@@ -70,6 +70,44 @@ def test_noise_regularizer_per_image_and_levels() -> None:
     torch.testing.assert_close(noise_regularizer(const), torch.tensor([2 * 2 * 16.0]))
 
 
+def _regularizer_by_definition(maps: list[torch.Tensor]) -> torch.Tensor:
+    """One map at a time, one pyramid level at a time, as the official projector loops."""
+    total = torch.zeros(maps[0].shape[0], dtype=torch.float64)
+    for m in maps:
+        for c in range(m.shape[1]):
+            x = m[:, c : c + 1].double()
+            while True:
+                total += (x * torch.roll(x, 1, dims=3)).mean(dim=(1, 2, 3)) ** 2
+                total += (x * torch.roll(x, 1, dims=2)).mean(dim=(1, 2, 3)) ** 2
+                if x.shape[2] <= 8:
+                    break
+                x = torch.nn.functional.avg_pool2d(x, 2)
+    return total
+
+
+@pytest.mark.parametrize(
+    "layout",
+    [
+        [(1, 4), (1, 16), (1, 32)],  # single maps, gaps in the resolution chain
+        [(1, 4), (2, 8), (2, 16), (2, 32), (2, 64)],  # the generator's layout, stacked per resolution
+        [(3, 64)],  # one stack alone: its pooled levels 32, 16, 8 hold no other maps
+        [(1, 6), (2, 12), (1, 8)],  # not powers of two
+    ],
+)
+def test_noise_regularizer_equals_per_map_definition(layout) -> None:
+    g = torch.Generator().manual_seed(len(layout))
+    maps = [torch.randn((2, c, r, r), generator=g) for c, r in layout]
+    got = noise_regularizer(maps)
+    torch.testing.assert_close(got.double(), _regularizer_by_definition(maps), rtol=1e-5, atol=1e-9)
+
+
+def test_noise_regularizer_rejects_bad_maps() -> None:
+    with pytest.raises(ValueError, match="at least one"):
+        noise_regularizer([])
+    with pytest.raises(ValueError, match="square"):
+        noise_regularizer([torch.zeros(1, 1, 8, 4)])
+
+
 def test_settings_validation_and_json() -> None:
     with pytest.raises(ValueError, match="loss"):
         InversionSettings(loss="l1")
@@ -214,3 +252,16 @@ def test_fp16_blocks_keep_gradients_finite() -> None:
     res = invert(G16, tg, settings=s, loss_fn=None)
     assert torch.isfinite(res.w).all() and np.isfinite(res.losses).all()
     assert res.losses[0, -1] < res.losses[0, 0]
+
+
+def test_compiled_step_gives_the_same_projection(G, targets, stats, monkeypatch) -> None:
+    # The compiled forward must trace through the whole objective (synthesis with noise views,
+    # LPIPS-free MSE, regulariser) and give the eager numbers. A cheap backend (graph capture
+    # and autograd tracing, no code generation) stands in for inductor.
+    real = torch.compile
+    monkeypatch.setattr(torch, "compile", lambda fn, **kw: real(fn, backend="aot_eager", **kw))
+    settings = dataclasses.replace(SHORT, steps=6)
+    eager = invert(G, targets[:2], settings=settings, loss_fn=None, w_stats=stats)
+    comp = invert(G, targets[:2], settings=dataclasses.replace(settings, compile=True), loss_fn=None, w_stats=stats)
+    torch.testing.assert_close(comp.w, eager.w, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(comp.losses, eager.losses, rtol=1e-4)

@@ -29,6 +29,7 @@ import torch
 from torch import Tensor
 
 from cleftscore.gan.config import FFHQ1024, GeneratorConfig
+from cleftscore.gan.steps import WARMUP_STEPS
 
 __all__ = ["CONFIGS", "StepTiming", "run_speed", "PROJECTION_STEPS", "ADAPTATION_STEPS"]
 
@@ -173,18 +174,6 @@ def _cudnn_benchmark(enabled: bool) -> Iterator[None]:
         torch.backends.cudnn.benchmark = old
 
 
-class _CompiledG:
-    """Minimal stand-in for a Generator whose synthesis network is ``torch.compile``-d (projection only)."""
-
-    def __init__(self, G: torch.nn.Module, mode: str) -> None:
-        self.synthesis = torch.compile(G.synthesis, mode=mode, dynamic=False)
-        self.synthesis.noise_layers = G.synthesis.noise_layers
-        self.img_resolution = G.img_resolution
-        self.num_ws = G.num_ws
-        self.w_dim = G.w_dim
-        self.z_dim = G.z_dim
-
-
 # --------------------------------------------------------------------------------------------
 # Reference mode: the official projector's / pivotal tuning's way of working
 # --------------------------------------------------------------------------------------------
@@ -213,7 +202,9 @@ def _reference_projection(G, target: Tensor, loss_fn, w_stats, *, total: int, wa
         ws = (w_opt + w_noise).unsqueeze(1).repeat(1, G.num_ws, 1)
         synth = G.synthesis(ws, noise_mode="const", noise=noises, force_fp32=True)
         dist = loss_fn.distance_to_features(target_features, synth).sum()
-        loss = dist + noise_regularizer(noises).sum() * settings.regularize_noise_weight
+        # One map at a time, one pyramid level at a time, as the official projector loops.
+        reg = sum(noise_regularizer([m]) for m in noises)
+        loss = dist + reg.sum() * settings.regularize_noise_weight
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -248,95 +239,6 @@ def _reference_adaptation(G, w: Tensor, noises, target: Tensor, loss_fn, *, tota
 def _final_loss(losses) -> float:
     """Mean over photos of the last step's loss (numpy ``[N, steps]``)."""
     return float(losses[:, -1].mean())
-
-
-def _graphed_projection(G, targets: Tensor, loss_fn, w_stats, *, precision: str, total: int, warmup: int,
-                        generator, timer, capture: bool = True) -> tuple[float, Tensor]:  # fmt: skip
-    """Prototype fast projection whose step is captured once as a CUDA graph and replayed.
-
-    Same algorithm as :func:`cleftscore.gan.invert.invert` (LPIPS loss), with everything that
-    changes per step moved to the device: the learning-rate and w-noise schedules are tensors
-    indexed by an on-device step counter, the w perturbations are drawn up front, Adam is the
-    fused capturable one with a tensor learning rate. ``warmup`` eager steps initialise the
-    optimiser state and cuDNN, then the remaining steps are graph replays (timed).
-    ``capture=False`` runs every step eagerly (tests of the step logic on a CPU). Returns the
-    mean final loss and the optimised w ``[N, w_dim]``.
-    """
-    from cleftscore.gan.invert import (
-        InversionSettings, _normalize_noises_, lr_schedule, modconv_fusion, noise_regularizer, resolve_precision,
-    )  # fmt: skip
-
-    device = targets.device
-    n = targets.shape[0]
-    settings = InversionSettings(steps=total, precision=precision)
-    force_fp32, amp = resolve_precision(precision, device)
-    fused_modconv = modconv_fusion(force_fp32, amp)
-    w_avg, w_std = w_stats
-    noises = [torch.randn((n, 1, r, r), generator=generator, device=device).requires_grad_(True)
-              for _, r in G.synthesis.noise_layers()]  # fmt: skip
-    w_opt = w_avg.reshape(1, -1).to(device).expand(n, -1).clone().requires_grad_(True)
-    params = [w_opt] + noises
-    sched = [lr_schedule(i, total, settings) for i in range(total)]
-    lr_all = torch.tensor([x[0] for x in sched], device=device, dtype=torch.float32)
-    nf_all = torch.tensor([x[1] * w_std for x in sched], device=device, dtype=torch.float32)
-    w_noise_all = torch.randn((total, n, G.w_dim), generator=generator, device=device)
-    k = torch.zeros((1,), dtype=torch.long, device=device)
-    on_cuda = device.type == "cuda"
-    opt = torch.optim.Adam(params, lr=torch.tensor(0.0, device=device), betas=(0.9, 0.999),
-                           fused=on_cuda, capturable=on_cuda, foreach=False if not on_cuda else None)  # fmt: skip
-    lr = opt.param_groups[0]["lr"]
-    if not isinstance(lr, Tensor):
-        raise RuntimeError("this PyTorch's Adam does not keep a tensor learning rate")
-    with torch.no_grad():
-        target_features = [f.detach() for f in loss_fn.features(targets)]
-    losses = torch.zeros((total, n), device=device)
-    amp_ctx = (lambda: torch.autocast(device.type, dtype=amp, cache_enabled=False)) if amp else contextlib.nullcontext
-
-    def step() -> None:
-        with torch.no_grad():
-            lr.copy_(lr_all.index_select(0, k).reshape(()))
-        w_in = w_opt + w_noise_all.index_select(0, k).reshape(n, -1) * nf_all.index_select(0, k)
-        ws = w_in.unsqueeze(1).expand(-1, G.num_ws, -1)
-        with amp_ctx():
-            synth = G.synthesis(ws, noise_mode="const", noise=noises, force_fp32=force_fp32, fused_modconv=fused_modconv)
-            dist = loss_fn.distance_to_features(target_features, synth).float()
-        per_image = dist + settings.regularize_noise_weight * noise_regularizer(noises)
-        grads = torch.autograd.grad(per_image.sum(), params)
-        for p, g in zip(params, grads):
-            p.grad = g
-        opt.step()
-        with torch.no_grad():
-            losses.index_copy_(0, k, per_image.detach().reshape(1, n))
-            k.add_(1)
-        _normalize_noises_(noises)
-
-    if not capture:
-        for i in range(total):
-            if i == warmup:
-                timer.start()
-            step()
-        timer.stop()
-    else:
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):
-            for _ in range(warmup):
-                step()
-        torch.cuda.current_stream().wait_stream(side)
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            step()
-        timer.start()
-        for _ in range(total - warmup):
-            graph.replay()
-        timer.stop()
-        torch.cuda.synchronize()
-    if int(k.item()) != total:
-        raise RuntimeError(f"graph replays advanced the step counter to {int(k.item())}, expected {total}")
-    final = losses[-1]
-    if not bool(torch.isfinite(final).all()):
-        raise RuntimeError("non-finite loss after graph replays")
-    return float(final.mean()), w_opt.detach().clone()
 
 
 # --------------------------------------------------------------------------------------------
@@ -420,8 +322,8 @@ def run_speed(
     warmup: int = 3,
     precisions: Sequence[str] | None = None,
     adapt_engines: Sequence[str] = ("vmap",),
-    compile: str | None = None,
-    cuda_graph: bool = False,
+    compile: bool = False,
+    eager_too: bool = False,
     cudnn_benchmark: bool = True,
     seed: int = 0,
     config_name: str | None = None,
@@ -442,17 +344,19 @@ def run_speed(
     steps : int
         Timed steps per configuration.
     warmup : int
-        Untimed steps before them (>= 1: cuDNN autotuning, allocator warm-up).
+        Untimed steps before them (>= 1: cuDNN autotuning, allocator warm-up). The fast
+        projection always has more than :data:`cleftscore.gan.steps.WARMUP_STEPS`, so that its
+        timed steps are CUDA-graph replays, not the capture.
     precisions : sequence of str or None
         Fast-path precisions (default ``("auto", "bf16")`` on CUDA, ``("auto",)`` elsewhere).
     adapt_engines : sequence of str
         Adaptation engines timed for the fast path; ``"loop"`` only at batch 1.
-    compile : str or None
-        A ``torch.compile`` mode (e.g. ``"max-autotune-no-cudagraphs"``) to also time a compiled
-        synthesis network in fast projection (compile time is reported, not timed per step).
-    cuda_graph : bool
-        Also time a prototype of the fast projection step captured as one CUDA graph (batch 1
-        and the largest batch, first precision; CUDA only; run last, failures are recorded).
+    compile : bool
+        Also time the fast projection with ``InversionSettings(compile=True)`` (first precision,
+        batch 1 and the largest batch); the compile time is reported separately, not per step.
+    eager_too : bool
+        On CUDA, also time the fast projection without CUDA graphs (``cuda_graph=False``), to
+        show what the graph replay gains.
     cudnn_benchmark : bool
         Let cuDNN autotune convolutions in the fast path (the reference runs with the default).
     seed : int
@@ -548,9 +452,9 @@ def run_speed(
             + (f"{ms:9.2f} ms/step {ms / batch:9.2f} ms/step/photo, peak {peak or 0:8.0f} MiB, final loss {final_loss}"
                if ms is not None else f"FAILED {err}"))  # fmt: skip
 
-    def progress_timer(timer: _Timer) -> Callable[[int, int], None]:
+    def progress_timer(timer: _Timer, after: int) -> Callable[[int, int], None]:
         def cb(step: int, n_total: int) -> None:
-            if step == warmup:
+            if step == after:
                 timer.start()
             elif step == n_total:
                 timer.stop()
@@ -564,19 +468,27 @@ def run_speed(
     record("adaptation", "reference", 1, "fp32", "-", lambda timer: _reference_adaptation(
         G, w_piv[:1], [t[:1] for t in noises_piv], targets[:1], loss_fn, total=total, warmup=warmup, timer=timer))  # fmt: skip
 
-    # (b) fast path: the library itself.
+    # (b) fast path: the library itself, as shipped (on CUDA: CUDA-graph replays after a warm-up).
+    fast_warmup = max(warmup, WARMUP_STEPS + 1)
+    fast_total = fast_warmup + steps
+
+    def fast_projection(b: int, settings: InversionSettings) -> Callable[[_Timer], float]:
+        def run(timer: _Timer) -> float:
+            return _final_loss(invert(G, targets[:b], settings=settings, loss_fn=loss_fn,
+                               generator=torch.Generator(device=device).manual_seed(seed),
+                               progress=progress_timer(timer, fast_warmup), w_stats=stats).losses)  # fmt: skip
+
+        return run
+
     compile_info = None
     with _cudnn_benchmark(cudnn_benchmark and device.type == "cuda"):
         for precision in precisions:
             for b in batch_sizes:
-                settings = InversionSettings(steps=total, precision=precision)
-
-                def fast_proj(timer, b=b, settings=settings, GG=G):
-                    return _final_loss(invert(GG, targets[:b], settings=settings, loss_fn=loss_fn,
-                           generator=torch.Generator(device=device).manual_seed(seed),
-                           progress=progress_timer(timer), w_stats=stats).losses)  # fmt: skip
-
-                record("projection", "fast", b, precision, "-", fast_proj)
+                settings = InversionSettings(steps=fast_total, precision=precision)
+                record("projection", "fast", b, precision, "-", fast_projection(b, settings))
+                if eager_too and device.type == "cuda":
+                    no_graph = dataclasses.replace(settings, cuda_graph=False)
+                    record("projection", "fast-eager", b, precision, "-", fast_projection(b, no_graph))
         for precision in precisions:
             for b in adapt_batch_sizes:
                 for engine in adapt_engines:
@@ -586,38 +498,27 @@ def run_speed(
 
                     def fast_adapt(timer, b=b, settings=settings):
                         return _final_loss(adapt(G, w_piv[:b], [t[:b] for t in noises_piv], targets[:b], settings=settings,
-                              loss_fn=loss_fn, progress=progress_timer(timer)).losses)  # fmt: skip
+                              loss_fn=loss_fn, progress=progress_timer(timer, warmup)).losses)  # fmt: skip
 
                     record("adaptation", "fast", b, precision, engine, fast_adapt)
         if compile:
-            precision = precisions[0]
-            b = max(batch_sizes)
-            settings = InversionSettings(steps=total, precision=precision)
-            try:
+            compile_info = []
+            settings = InversionSettings(steps=fast_total, precision=precisions[0], compile=True)
+            for b in dict.fromkeys((1, max(batch_sizes))):
+                # The first call compiles (for this batch size); time it apart from the steps.
                 t0 = time.perf_counter()
-                GC = _CompiledG(G, compile)
-                invert(GC, targets[:b], settings=dataclasses.replace(settings, steps=2), loss_fn=loss_fn, w_stats=stats)
-                _sync(device)
-                compile_info = {"mode": compile, "compile_and_2_steps_s": time.perf_counter() - t0, "error": None}
-
-                def fast_proj_c(timer, b=b, settings=settings, GG=GC):
-                    return _final_loss(invert(GG, targets[:b], settings=settings, loss_fn=loss_fn,
-                           generator=torch.Generator(device=device).manual_seed(seed),
-                           progress=progress_timer(timer), w_stats=stats).losses)  # fmt: skip
-
-                record("projection", "fast+compile", b, precision, "-", fast_proj_c)
-            except Exception as exc:  # noqa: BLE001 - compile failures are a result, not a crash
-                compile_info = {"mode": compile, "error": f"{type(exc).__name__}: {str(exc)[:300]}"}
+                try:
+                    invert(G, targets[:b], settings=dataclasses.replace(settings, steps=2), loss_fn=loss_fn, w_stats=stats)
+                    _sync(device)
+                    compile_info.append({"batch": b, "compile_and_2_steps_s": time.perf_counter() - t0, "error": None})
+                except Exception as exc:  # noqa: BLE001 - a compile failure is a result, not a crash
+                    compile_info.append({"batch": b, "error": f"{type(exc).__name__}: {str(exc)[:300]}"})
+                    continue
+                record("projection", "fast+compile", b, precisions[0], "-", fast_projection(b, settings))
 
         image_difference = [
             _image_difference(G, p, device, n=min(2, nmax), seed=seed) for p in dict.fromkeys(precisions)
         ]
-        # Last, so that a failed capture cannot disturb the other measurements.
-        if cuda_graph and device.type == "cuda":
-            for b in dict.fromkeys((1, max(batch_sizes))):
-                record("projection", "fast+graph", b, precisions[0], "-", lambda timer, b=b: _graphed_projection(
-                    G, targets[:b], loss_fn, stats, precision=precisions[0], total=total, warmup=warmup,
-                    generator=torch.Generator(device=device).manual_seed(seed), timer=timer)[0])  # fmt: skip
 
     ref_p, ref_a = _best(rows, "projection", "reference", 1), _best(rows, "adaptation", "reference", 1)
     single_p, single_a = _best(rows, "projection", "fast", 1), _best(rows, "adaptation", "fast", 1)
@@ -627,8 +528,10 @@ def run_speed(
     ref_s = _seconds_per_photo(ref_p, ref_a)
     single_s = _seconds_per_photo(single_p, single_a)
     batch_s = _seconds_per_photo(batch_p, batch_a)
-    graph_1 = _best(rows, "projection", "fast+graph", 1)
-    graph_n = _best(rows, "projection", "fast+graph", None)
+    comp_1 = _best(rows, "projection", "fast+compile", 1)
+    comp_n = _best(rows, "projection", "fast+compile", None)
+    eager_1 = _best(rows, "projection", "fast-eager", 1)
+    eager_n = _best(rows, "projection", "fast-eager", None)
 
     def ratio(a, b):
         return None if a is None or b is None or b == 0 else a / b
@@ -647,12 +550,17 @@ def run_speed(
             ref_p.ms_per_step_per_photo if ref_p else None, batch_p.ms_per_step_per_photo if batch_p else None),
         "adaptation_step_speedup_batched": ratio(
             ref_a.ms_per_step_per_photo if ref_a else None, batch_a.ms_per_step_per_photo if batch_a else None),
-        "cuda_graph_prototype": None if graph_1 is None and graph_n is None else {
-            "projection_single": _pick(graph_1), "projection_batched": _pick(graph_n),
-            "s_per_photo_single": _seconds_per_photo(graph_1, single_a),
-            "s_per_photo_batched": _seconds_per_photo(graph_n, batch_a),
-            "speedup_single": ratio(ref_s, _seconds_per_photo(graph_1, single_a)),
-            "speedup_batched": ratio(ref_s, _seconds_per_photo(graph_n, batch_a)),
+        "with_compile": None if comp_1 is None and comp_n is None else {
+            "projection_single": _pick(comp_1), "projection_batched": _pick(comp_n),
+            "s_per_photo_single": _seconds_per_photo(comp_1, single_a),
+            "s_per_photo_batched": _seconds_per_photo(comp_n, batch_a),
+            "speedup_single": ratio(ref_s, _seconds_per_photo(comp_1, single_a)),
+            "speedup_batched": ratio(ref_s, _seconds_per_photo(comp_n, batch_a)),
+        },
+        "without_cuda_graphs": None if eager_1 is None and eager_n is None else {
+            "projection_single": _pick(eager_1), "projection_batched": _pick(eager_n),
+            "s_per_photo_single": _seconds_per_photo(eager_1, single_a),
+            "s_per_photo_batched": _seconds_per_photo(eager_n, batch_a),
         },
         "goal_s_per_photo_batched": 5.0,
         "goal_s_single_photo": 30.0,
@@ -664,14 +572,16 @@ def run_speed(
         "environment": environment(device),
         "settings": {
             "batch_sizes": list(batch_sizes), "adapt_batch_sizes": list(adapt_batch_sizes),
-            "steps_timed": steps, "warmup_steps": warmup, "precisions": list(precisions),
+            "steps_timed": steps, "warmup_steps": warmup, "warmup_steps_fast_projection": fast_warmup,
+            "precisions": list(precisions),
             "adapt_engines": list(adapt_engines), "cudnn_benchmark_fast_path": bool(cudnn_benchmark),
-            "compile": compile, "cuda_graph": bool(cuda_graph), "seed": seed, "weights": "random", "lpips_trunk": "random VGG16",
+            "compile": bool(compile), "eager_too": bool(eager_too), "seed": seed, "weights": "random", "lpips_trunk": "random VGG16",
             "setup_s": setup_s,
             "reference_mode": "fp32, batch 1, float(loss) host sync every step, default torch.optim.Adam, "
                               "grouped (fused) modulated convolutions, cuDNN defaults",
             "fast_path": "cleftscore.gan.invert.invert / cleftscore.gan.adapt.adapt as shipped (batched, "
-                         "fused/foreach Adam, no per-step host sync), cuDNN autotuning when on CUDA",
+                         "fused/foreach Adam, no per-step host sync, projection steps replayed as a CUDA "
+                         "graph on CUDA), cuDNN autotuning when on CUDA",
             "peak_memory": "torch.cuda.max_memory_allocated per configuration" if device.type == "cuda"
                            else "process peak RSS so far (CPU; monotone, upper bound)",
         },  # fmt: skip

@@ -137,9 +137,12 @@ def speed(
     precision: Annotated[
         Optional[list[str]], typer.Option("--precision", help="Fast-path precision (repeatable; default auto[, bf16 on CUDA]).")
     ] = None,
-    compile_mode: Annotated[
-        Optional[str], typer.Option("--compile", help="Also time a torch.compile-d synthesis in this mode.")
-    ] = None,
+    compile_step: Annotated[
+        bool, typer.Option("--compile", help="Also time the projection with torch.compile (compile time reported apart).")
+    ] = False,
+    eager_too: Annotated[
+        bool, typer.Option("--eager-too", help="On CUDA, also time the projection without CUDA graphs.")
+    ] = False,
     out: Annotated[Optional[Path], typer.Option("--out", help="Write the JSON report here.")] = None,
 ) -> None:
     """Time projection and adaptation steps: the official way of working (reference) vs our fast path."""
@@ -155,7 +158,8 @@ def speed(
         adapt_batches = None if adapt_batch is None else ((1, adapt_batch) if adapt_batch > 1 else (1,))
         report = run_speed(
             CONFIGS[config], device=dev, batch_sizes=batches, adapt_batch_sizes=adapt_batches, steps=steps,
-            warmup=warmup, precisions=tuple(precision) if precision else None, compile=compile_mode,
+            warmup=warmup, precisions=tuple(precision) if precision else None, compile=compile_step,
+            eager_too=eager_too,
             config_name=config, progress=lambda line: err_console.print(line),
         )  # fmt: skip
         s = report["summary"]

@@ -206,6 +206,7 @@ def score_command(
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.", rich_help_panel=GAN)] = "auto",
     precision: Annotated[Precision, typer.Option("--precision", help="auto: fp16 where the official model used it (CUDA); fp32; bf16.", rich_help_panel=GAN)] = Precision.auto,
     early_stop: Annotated[bool, typer.Option("--early-stop", help="Stop the inversion when its loss stops improving.", rich_help_panel=GAN)] = False,
+    compile_steps: Annotated[bool, typer.Option("--compile", help="torch.compile the inversion step: minutes to compile, then faster GPU steps (large batches).", rich_help_panel=GAN)] = False,
     seed: Annotated[int, typer.Option("--seed", help="Seed of every random draw.")] = 0,
     size: Annotated[Optional[int], typer.Option("--size", help="Aligned face size (default: the generator's resolution; 1024 for asymmetry).")] = None,
     detector: Annotated[Detector, typer.Option("--detector", help="Face detector.")] = Detector.hog,
@@ -237,7 +238,7 @@ def score_command(
                 size=size,
                 detector=detector.value,
                 score=_score_settings(roi, mask, metric, colorspace, erosion),
-                gan=GanSettings(generator=generator, vgg16=vgg16, steps=steps, adapt_steps=adapt_steps, snapshot_steps=snaps, loss=loss.value, batch=batch, device=device, precision=precision.value, early_stop=early_stop),
+                gan=GanSettings(generator=generator, vgg16=vgg16, steps=steps, adapt_steps=adapt_steps, snapshot_steps=snaps, loss=loss.value, batch=batch, device=device, precision=precision.value, early_stop=early_stop, compile=compile_steps),
                 seed=seed,
             )
         except ValueError as exc:

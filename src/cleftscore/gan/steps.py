@@ -1,0 +1,168 @@
+"""Running an optimisation step many times: eagerly, or captured once as a CUDA graph and replayed.
+
+A projection step of the 1024-px generator launches a few thousand small kernels. On a GPU the
+Python and dispatcher overhead of launching them (about 70 ms per step) exceeds the GPU work of
+one photo (about 15 ms), so :func:`run_steps` can capture the step as a CUDA graph after a few
+ordinary warm-up steps and then replay it: one launch per step. This is only correct for a step
+that keeps all of its changing state on the device (step counter, learning rate, random draws
+made up front) and never reads a value back to the host; :func:`cleftscore.gan.invert.invert`
+is written that way.
+
+:func:`compiled` wraps a function in ``torch.compile`` and falls back to the plain function,
+with a warning, when compilation fails on this machine.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+from collections.abc import Callable
+
+import torch
+
+__all__ = ["run_steps", "compiled", "WARMUP_STEPS"]
+
+logger = logging.getLogger(__name__)
+
+#: Ordinary steps before a capture: the optimiser's state, cuDNN's algorithm choice and the
+#: caching allocator must have settled, or the graph would record first-call work.
+WARMUP_STEPS = 3
+#: On CUDA the host may run at most about this many steps ahead of the GPU (twice this at
+#: worst), so that progress reports stay close to the work actually done.
+_LAG_STEPS = 16
+
+
+def run_steps(
+    step: Callable[[], None],
+    total: int,
+    *,
+    device: torch.device,
+    cuda_graph: bool,
+    progress: Callable[[int, int], None] | None = None,
+    stop: Callable[[int], bool] | None = None,
+) -> tuple[int, str]:
+    """Call ``step`` ``total`` times, as ordinary calls or as replays of a captured CUDA graph.
+
+    Parameters
+    ----------
+    step : callable
+        One optimisation step. For ``cuda_graph=True`` everything that changes from one step to
+        the next must live in device tensors that the step itself updates, and the step must not
+        synchronise with the host (a replay re-runs the recorded kernels, not the Python).
+    total : int
+        Steps to run.
+    device : torch.device
+        Where the step runs.
+    cuda_graph : bool
+        Capture after :data:`WARMUP_STEPS` ordinary steps and replay (CUDA only; ignored on
+        other devices and for runs too short to gain from it). If the capture fails, the
+        remaining steps run as ordinary calls and a warning is logged.
+    progress : callable or None
+        ``progress(done, total)`` after each step is queued.
+    stop : callable or None
+        ``stop(done)`` after each step; True ends the run early (it may synchronise).
+
+    Returns
+    -------
+    steps_run : int
+        Steps run (fewer than ``total`` after an early stop).
+    mode : {"eager", "cuda_graph"}
+        How the steps after the warm-up ran.
+    """
+    on_cuda = device.type == "cuda"
+    pending: collections.deque = collections.deque()
+    done = 0
+
+    def after_step() -> bool:
+        nonlocal done
+        done += 1
+        if on_cuda and done % _LAG_STEPS == 0:
+            event = torch.cuda.Event()
+            event.record()
+            pending.append(event)
+            if len(pending) > 2:
+                pending.popleft().synchronize()
+        if progress is not None:
+            progress(done, total)
+        return stop is not None and stop(done)
+
+    graph = None
+    if cuda_graph and on_cuda and total > WARMUP_STEPS + 1:
+        # Warm-up on a side stream, as the capture needs (PyTorch's CUDA graph notes).
+        side = torch.cuda.Stream(device=device)
+        side.wait_stream(torch.cuda.current_stream(device))
+        with torch.cuda.stream(side):
+            for _ in range(WARMUP_STEPS):
+                step()
+                if after_step():
+                    torch.cuda.current_stream(device).wait_stream(side)
+                    return done, "eager"
+        torch.cuda.current_stream(device).wait_stream(side)
+        graph = _capture(step, device)
+    mode = "cuda_graph" if graph is not None else "eager"
+    while done < total:
+        if graph is not None:
+            graph.replay()
+        else:
+            step()
+        if after_step():
+            break
+    return done, mode
+
+
+def _capture(step: Callable[[], None], device: torch.device) -> torch.cuda.CUDAGraph | None:
+    """Record one call of ``step`` as a CUDA graph (nothing runs); None when capture fails."""
+    graph = torch.cuda.CUDAGraph()
+    try:
+        with torch.cuda.graph(graph):
+            step()
+    except Exception as exc:  # noqa: BLE001 - any capture failure means: run eagerly instead
+        if isinstance(exc, torch.cuda.OutOfMemoryError):
+            raise
+        logger.warning("CUDA graph capture failed (%s: %s); running ordinary steps", type(exc).__name__, exc)
+        torch.cuda.synchronize(device)
+        return None
+    return graph
+
+
+def compiled(fn: Callable, *, enabled: bool, what: str = "step") -> Callable:
+    """``torch.compile(fn)`` that falls back to ``fn`` (once, with a warning) if compiling fails.
+
+    Compilation happens on the first call; a failure there (no C++ compiler, no Triton, an
+    unsupported operation) is caught, logged and the plain function used from then on. Out of
+    memory errors are not compile failures and are raised.
+
+    Parameters
+    ----------
+    fn : callable
+        Function of tensors.
+    enabled : bool
+        False returns ``fn`` itself.
+    what : str
+        Name used in the warning.
+    """
+    if not enabled:
+        return fn
+    try:
+        fast = torch.compile(fn, dynamic=False)
+    except Exception as exc:  # noqa: BLE001 - e.g. torch.compile unsupported on this Python
+        logger.warning("torch.compile is not available for the %s (%s); running it uncompiled", what, exc)
+        return fn
+    state = {"fn": fast, "checked": False}
+
+    def call(*args, **kwargs):
+        if state["checked"]:
+            return state["fn"](*args, **kwargs)
+        try:
+            out = fast(*args, **kwargs)
+        except torch.cuda.OutOfMemoryError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any compiler failure: use the plain function
+            logger.warning("torch.compile failed for the %s (%s: %s); running it uncompiled",
+                           what, type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "")  # fmt: skip
+            state["fn"] = fn
+            out = fn(*args, **kwargs)
+        state["checked"] = True
+        return out
+
+    return call
