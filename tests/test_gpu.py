@@ -125,6 +125,32 @@ def test_batched_adaptation_reduced_precision_close_to_fp32() -> None:
     assert all(torch.equal(before[k], v) for k, v in G.state_dict().items())
 
 
+@pytest.mark.parametrize("engine", ["vmap", "loop"])
+def test_cuda_graph_adaptation_equals_ordinary_steps(engine: str) -> None:
+    from cleftscore.gan.adapt import AdaptSettings, adapt
+    from cleftscore.perceptual import PerceptualDistance
+
+    G = _generator(T64, "cuda")
+    loss_fn = PerceptualDistance(vgg16_weights=None, random_trunk=True).cuda()
+    z, noises = _case(G, 2, seed=6)
+    z, noises = z.cuda(), [t.cuda() for t in noises]
+    with torch.no_grad():
+        w = G.mapping(z, None, truncation_psi=0.5)[:, 0]
+        targets = G(z, truncation_psi=0.7, noise_mode="const", force_fp32=True)
+        targets = targets / targets.abs().amax(dim=(1, 2, 3), keepdim=True)
+    start = G.synthesis(w.unsqueeze(1).expand(-1, G.num_ws, -1), noise=noises, force_fp32=True)
+    out = {}
+    with _no_tf32():
+        for graph in (False, True):
+            settings = AdaptSettings(steps=12, precision="fp32", engine=engine, cuda_graph=graph)
+            out[graph] = adapt(G, w, noises, targets, settings=settings, loss_fn=loss_fn)
+    moved = float((out[False].images - start).abs().mean())
+    assert moved > 0
+    # Replays that reused stale state (step counter, Adam's step) would land elsewhere.
+    assert float((out[True].images - out[False].images).abs().mean()) <= 0.02 * moved
+    np.testing.assert_allclose(out[True].losses, out[False].losses, rtol=1e-3)
+
+
 def test_speed_harness_reports_cuda_memory() -> None:
     from cleftscore.benchmarks.speed import run_speed
 

@@ -344,9 +344,9 @@ def run_speed(
     steps : int
         Timed steps per configuration.
     warmup : int
-        Untimed steps before them (>= 1: cuDNN autotuning, allocator warm-up). The fast
-        projection always has more than :data:`cleftscore.gan.steps.WARMUP_STEPS`, so that its
-        timed steps are CUDA-graph replays, not the capture.
+        Untimed steps before them (>= 1: cuDNN autotuning, allocator warm-up); raised to one
+        more than :data:`cleftscore.gan.steps.WARMUP_STEPS`, so that the fast path's timed steps
+        are CUDA-graph replays, not the capture.
     precisions : sequence of str or None
         Fast-path precisions (default ``("auto", "bf16")`` on CUDA, ``("auto",)`` elsewhere).
     adapt_engines : sequence of str
@@ -400,6 +400,10 @@ def run_speed(
     if bad:
         raise ValueError(f"adapt_engines must be 'vmap' and/or 'loop', got {bad}")
     say = progress or (lambda line: logger.info("%s", line))
+    requested_warmup = warmup
+    # More warm-up steps than the runner's own, so that the timed steps of the fast path are
+    # CUDA-graph replays (not the capture); the same count everywhere keeps final losses comparable.
+    warmup = max(warmup, WARMUP_STEPS + 1)
     total = warmup + steps
 
     t_setup = time.perf_counter()
@@ -469,14 +473,12 @@ def run_speed(
         G, w_piv[:1], [t[:1] for t in noises_piv], targets[:1], loss_fn, total=total, warmup=warmup, timer=timer))  # fmt: skip
 
     # (b) fast path: the library itself, as shipped (on CUDA: CUDA-graph replays after a warm-up).
-    fast_warmup = max(warmup, WARMUP_STEPS + 1)
-    fast_total = fast_warmup + steps
 
     def fast_projection(b: int, settings: InversionSettings) -> Callable[[_Timer], float]:
         def run(timer: _Timer) -> float:
             return _final_loss(invert(G, targets[:b], settings=settings, loss_fn=loss_fn,
                                generator=torch.Generator(device=device).manual_seed(seed),
-                               progress=progress_timer(timer, fast_warmup), w_stats=stats).losses)  # fmt: skip
+                               progress=progress_timer(timer, warmup), w_stats=stats).losses)  # fmt: skip
 
         return run
 
@@ -484,7 +486,7 @@ def run_speed(
     with _cudnn_benchmark(cudnn_benchmark and device.type == "cuda"):
         for precision in precisions:
             for b in batch_sizes:
-                settings = InversionSettings(steps=fast_total, precision=precision)
+                settings = InversionSettings(steps=total, precision=precision)
                 record("projection", "fast", b, precision, "-", fast_projection(b, settings))
                 if eager_too and device.type == "cuda":
                     no_graph = dataclasses.replace(settings, cuda_graph=False)
@@ -503,7 +505,7 @@ def run_speed(
                     record("adaptation", "fast", b, precision, engine, fast_adapt)
         if compile:
             compile_info = []
-            settings = InversionSettings(steps=fast_total, precision=precisions[0], compile=True)
+            settings = InversionSettings(steps=total, precision=precisions[0], compile=True)
             for b in dict.fromkeys((1, max(batch_sizes))):
                 # The first call compiles (for this batch size); time it apart from the steps.
                 t0 = time.perf_counter()
@@ -572,7 +574,7 @@ def run_speed(
         "environment": environment(device),
         "settings": {
             "batch_sizes": list(batch_sizes), "adapt_batch_sizes": list(adapt_batch_sizes),
-            "steps_timed": steps, "warmup_steps": warmup, "warmup_steps_fast_projection": fast_warmup,
+            "steps_timed": steps, "warmup_steps": warmup, "warmup_steps_requested": requested_warmup,
             "precisions": list(precisions),
             "adapt_engines": list(adapt_engines), "cudnn_benchmark_fast_path": bool(cudnn_benchmark),
             "compile": bool(compile), "eager_too": bool(eager_too), "seed": seed, "weights": "random", "lpips_trunk": "random VGG16",

@@ -140,7 +140,8 @@ class _Progress:
         self.gan_done += n
         self.progress.advance(self.gan, n)
         # After the first steps, say once how long the whole GAN part will take.
-        if not self.estimated and self.gan_done >= min(20, self.gan_total):
+        # 50: past the warm-up (and CUDA-graph capture), and the GPU at most 8 steps behind.
+        if not self.estimated and self.gan_done >= min(50, self.gan_total):
             self.estimated = True
             rate = (time.perf_counter() - self.gan_t0) / max(self.gan_done, 1)
             eta = rate * (self.gan_total - self.gan_done)

@@ -31,6 +31,7 @@ import torch
 from torch import Tensor
 
 from cleftscore.gan.invert import PRECISIONS, autocast_context, resolve_precision
+from cleftscore.gan.steps import run_steps
 
 __all__ = ["AdaptSettings", "AdaptResult", "adapt"]
 
@@ -62,6 +63,9 @@ class AdaptSettings:
         ``"vmap"``: all photos at once with stacked per-photo weights; ``"loop"``: one photo at a
         time on a deep copy of the synthesis network; ``"auto"``: vmap, then loop if the GPU runs
         out of memory. Results agree to float rounding.
+    cuda_graph : bool
+        On CUDA, replay the step as a CUDA graph after a few warm-up steps (same numbers).
+        Not with snapshots before the last step, which need the host in the loop.
     """
 
     steps: int = 50
@@ -72,6 +76,7 @@ class AdaptSettings:
     precision: str = "fp32"
     freeze: tuple[str, ...] = ()
     engine: str = "auto"
+    cuda_graph: bool = True
 
     def __post_init__(self) -> None:
         if self.steps < 0:
@@ -238,26 +243,50 @@ def _train(
     amp_dtype: torch.dtype | None,
     progress: Callable[[int, int], None] | None,
 ) -> tuple[Tensor, dict[int, Tensor]]:
-    """The step loop both engines share: per-photo losses [N, steps] and snapshots, no host syncs."""
+    """The step loop both engines share: per-photo losses [N, steps] and snapshots, no host syncs.
+
+    The step keeps its changing state on the device (a step counter indexes the loss table), so
+    it can be replayed as a CUDA graph; snapshots before the last step need the host in the loop
+    and keep the steps ordinary.
+    """
     device = targets.device
     target_features = _target_features(targets, settings, loss_fn)
     losses = torch.zeros((targets.shape[0], settings.steps), device=device)
+    k = torch.zeros((1,), dtype=torch.long, device=device)
     snapshots: dict[int, Tensor] = {}
-    for step in range(settings.steps):
+    wanted = [s for s in settings.snapshot_steps if s < settings.steps]
+    done = [0]
+
+    def step() -> None:
         with autocast_context(device, amp_dtype):
             images = synthesize()
             per = _loss(images, targets, target_features, settings, loss_fn)
-        if step in settings.snapshot_steps:
-            snapshots[step] = images.detach().float().clone()
+        if done[0] in wanted:
+            snapshots[done[0]] = images.detach().float().clone()
         # Each photo's loss depends only on its own weights, so the sum gives per-photo grads.
         grads = torch.autograd.grad(per.sum(), plist)
         for p, g in zip(plist, grads):
             p.grad = g
         opt.step()
-        losses[:, step] = per.detach()
+        with torch.no_grad():
+            losses.index_copy_(1, k, per.detach().unsqueeze(1))
+            k.add_(1)
+
+    def count(step_done: int, total: int) -> None:
+        done[0] = step_done
         if progress is not None:
-            progress(step + 1, settings.steps)
+            progress(step_done, total)
+
+    run_steps(step, settings.steps, device=device, cuda_graph=settings.cuda_graph and not wanted, progress=count)
     return losses, snapshots
+
+
+def _adam(params: list[Tensor], lr: float, device: torch.device) -> torch.optim.Optimizer:
+    """Adam over per-photo weights; capturable on CUDA, so that a CUDA graph can replay its step.
+
+    Not the fused CUDA Adam: it rejects some of the gradients vmap produces (layout).
+    """
+    return torch.optim.Adam(params, lr=lr, betas=(0.9, 0.999), foreach=True, capturable=device.type == "cuda")
 
 
 def _result(final: Tensor, snapshots: dict[int, Tensor], losses: Tensor, settings: AdaptSettings) -> AdaptResult:
@@ -289,8 +318,7 @@ def _adapt_vmap(G, ws, noises, targets, *, settings, loss_fn, progress) -> Adapt
         }
         buffers = {name: b for name, b in synth.named_buffers()}
         buffers.update({name: p.detach() for name, p in synth.named_parameters() if name not in params})
-        # Not the fused CUDA Adam: it rejects some of the gradients vmap produces (layout).
-        opt = torch.optim.Adam(list(params.values()), lr=settings.lr, betas=(0.9, 0.999), foreach=True)
+        opt = _adam(list(params.values()), settings.lr, device)
 
         def one(p: dict[str, Tensor], w_i: Tensor, noise_i: list[Tensor]) -> Tensor:
             out = functional_call(
@@ -323,7 +351,7 @@ def _adapt_copy(G, ws, noises, targets, *, settings, loss_fn, progress) -> Adapt
         if settings.freeze and name.endswith(settings.freeze):
             p.requires_grad_(False)
     plist = [p for p in synth.parameters() if p.requires_grad]
-    opt = torch.optim.Adam(plist, lr=settings.lr, betas=(0.9, 0.999), foreach=True)
+    opt = _adam(plist, settings.lr, device)
     losses, snapshots = _train(
         lambda: synth(ws, noise_mode="const", noise=noises, force_fp32=force_fp32), plist, opt, targets,
         settings=settings, loss_fn=loss_fn, amp_dtype=amp_dtype, progress=progress,

@@ -9,8 +9,11 @@ first 75 %; the noise maps are renormalised to zero mean / unit variance after e
 A batch of N images runs at once: each image has its own w, noise maps and regulariser and the
 batch loss is the *sum* of the per-image losses, so every image gets exactly the gradient it
 would get alone, and since Adam is elementwise a batched run equals N separate runs (to float
-rounding). Nothing in the step loop synchronises with the host: the per-step losses go into a
-preallocated device tensor copied back once at the end.
+rounding). Nothing in the step loop synchronises with the host: the learning rate, the w
+perturbation (drawn up front) and the row of the loss table are picked on the device by a device
+step counter, and the per-step losses are copied back once at the end. So on CUDA the whole step
+is captured once as a CUDA graph and replayed (:mod:`cleftscore.gan.steps`), which removes the
+launch overhead of its few thousand small kernels.
 
 References
 ----------

@@ -27,9 +27,10 @@ logger = logging.getLogger(__name__)
 #: Ordinary steps before a capture: the optimiser's state, cuDNN's algorithm choice and the
 #: caching allocator must have settled, or the graph would record first-call work.
 WARMUP_STEPS = 3
-#: On CUDA the host may run at most about this many steps ahead of the GPU (twice this at
-#: worst), so that progress reports stay close to the work actually done.
-_LAG_STEPS = 16
+#: On CUDA the host runs at most twice this many steps ahead of the GPU, so that progress
+#: reports (and the ETA drawn from them) stay close to the work actually done, while the GPU
+#: always has queued work.
+_LAG_STEPS = 4
 
 
 def run_steps(
@@ -80,7 +81,7 @@ def run_steps(
             event = torch.cuda.Event()
             event.record()
             pending.append(event)
-            if len(pending) > 2:
+            if len(pending) > 1:
                 pending.popleft().synchronize()
         if progress is not None:
             progress(done, total)
