@@ -438,3 +438,27 @@ def test_demodulation_without_the_big_weight_tensor_matches_fused() -> None:
         a = _modulated_conv2d(x, weight, styles, fused=True, **kw)
         b = _modulated_conv2d(x, weight, styles, fused=False, **kw)
         assert torch.allclose(a, b, atol=1e-12, rtol=1e-10)
+
+
+def test_detached_fp16_prescaling_leaves_gradients_unchanged() -> None:
+    # The float16 path divides weight and styles by their infinity norms and treats the norms as
+    # constants in the backward pass. That is exact because demodulation makes the output
+    # invariant to those scales: the gradients equal those through live norms.
+    from cleftscore.gan.networks import _modulated_conv2d
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn((2, 6, 5, 5), generator=g, dtype=torch.float64)
+    weight = torch.randn((4, 6, 3, 3), generator=g, dtype=torch.float64, requires_grad=True)
+    styles = torch.randn((2, 6), generator=g, dtype=torch.float64, requires_grad=True)
+    probe = torch.randn((2, 4, 5, 5), generator=g, dtype=torch.float64)
+
+    def grads(live: bool) -> tuple[torch.Tensor, ...]:
+        wn = weight.norm(float("inf"), dim=(1, 2, 3), keepdim=True)
+        sn = styles.norm(float("inf"), dim=1, keepdim=True)
+        if not live:
+            wn, sn = wn.detach(), sn.detach()
+        out = _modulated_conv2d(x, weight / wn, styles / sn, demodulate=True, up=False, kernel=None, noise=None, fused=False)
+        return torch.autograd.grad((out * probe).sum(), (weight, styles))
+
+    for live_g, const_g in zip(grads(True), grads(False)):
+        assert torch.allclose(live_g, const_g, rtol=1e-5, atol=1e-9 * float(live_g.abs().max()))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -223,3 +224,41 @@ def test_snapshot_steps_are_checked_before_any_gan_work() -> None:
 
     with pytest.raises(ValueError, match="outside 0..50"):
         GanSettings(adapt_steps=50, snapshot_steps=(0, 25, 100))
+
+
+def test_outputs_of_a_batch_are_made_while_the_next_batch_runs(tmp_path: Path, batch_dir: Path) -> None:
+    # Batches of one photo: the first photo's heat map, score and files must be made on the
+    # worker thread while the GAN steps of the second photo run, and photos finish in order.
+    import threading
+
+    from cleftscore.pipeline import GanSettings, PipelineSettings, ProgressHooks, score_photos
+
+    events: list[tuple[str, str, float]] = []
+    first_done = threading.Event()
+
+    def photo_done(res) -> None:
+        events.append(("done:" + Path(res.file).name, threading.current_thread().name, time.perf_counter()))
+        if res.ok and not first_done.is_set():
+            first_done.set()
+            time.sleep(1.0)  # a slow disk: the device must not wait for it
+            events.append(("slept", threading.current_thread().name, time.perf_counter()))
+
+    def gan_step(n: int) -> None:
+        events.append(("step", threading.current_thread().name, time.perf_counter()))
+
+    settings = PipelineSettings(
+        method="gan",
+        gan=GanSettings(generator=str(_small_generator_file()), steps=25, adapt_steps=2, loss="mse", batch=1, device="cpu"),
+    )
+    good = [batch_dir / "hopper.jpg", batch_dir / "hopper_gray.jpg"]
+    results = score_photos(good, settings, out_dir=tmp_path / "run", cache_dir=tmp_path / "cache",
+                           hooks=ProgressHooks(photo_done=photo_done, gan_step=gan_step))  # fmt: skip
+    assert [r.status for r in results] == ["ok", "ok"]
+    done = [e for e in events if e[0].startswith("done:")]
+    assert [e[0] for e in done] == ["done:hopper.jpg", "done:hopper_gray.jpg"]
+    assert all(e[1].startswith("cleftscore-outputs") for e in done)
+    start = done[0][2]
+    end = next(e[2] for e in events if e[0] == "slept")
+    steps_meanwhile = [e for e in events if e[0] == "step" and start < e[2] < end]
+    assert len(steps_meanwhile) >= 5, "the second photo's GAN steps waited for the first photo's outputs"
+    assert all((tmp_path / "run" / "photos" / p.stem / "result.json").is_file() for p in good)

@@ -20,6 +20,7 @@ import os
 import platform
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -651,24 +652,38 @@ def score_photos(
     if todo and hooks.gan_start is not None:
         hooks.gan_start(len(todo), (settings.gan.steps + settings.gan.adapt_steps) * math.ceil(len(todo) / settings.gan.batch))
     bs = settings.gan.batch
-    for start in range(0, len(todo), bs):
-        chunk = todo[start : start + bs]
-        try:
-            entries = _run_batch_with_fallback(normalizer, [r.aligned for r, _ in chunk], [k for _, k in chunk], hooks)  # type: ignore[misc]
-        except Exception as exc:  # noqa: BLE001 - e.g. CPU out of memory: these photos fail, others go on
-            for res, _ in chunk:
-                _fail(res, exc, stage="normalizing with the GAN")
-                finish(res)
-            continue
-        for (res, key), entry in zip(chunk, entries):
+    # Heat maps, scores and files of one batch are made on a worker thread while the device
+    # works on the next batch (the step loop needs little of the host). One worker: photos are
+    # finished in order. Leaving the block waits for it, also on Ctrl-C, so no output is cut.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="cleftscore-outputs") as pool:
+        finishing = []
+
+        def submit(res: PhotoResult) -> None:
+            finishing.append(pool.submit(finish, res))
+
+        def store_and_finish(res: PhotoResult, key: str, entry: dict[str, Any]) -> None:
             try:
                 normalizer.store(key, entry)
             except OSError as exc:
                 hooks._msg(f"could not cache the normalization of {res.file}: {exc}")
-            res.normalized, res.inverted = entry["normalized"], entry["inverted"]
-            res.snapshots = entry["snapshots"]
-            res.timings.update({k: v for k, v in entry["meta"].items() if k.startswith("time_")})
             finish(res)
+
+        for start in range(0, len(todo), bs):
+            chunk = todo[start : start + bs]
+            try:
+                entries = _run_batch_with_fallback(normalizer, [r.aligned for r, _ in chunk], [k for _, k in chunk], hooks)  # type: ignore[misc]
+            except Exception as exc:  # noqa: BLE001 - e.g. CPU out of memory: these photos fail, others go on
+                for res, _ in chunk:
+                    _fail(res, exc, stage="normalizing with the GAN")
+                    submit(res)
+                continue
+            for (res, key), entry in zip(chunk, entries):
+                res.normalized, res.inverted = entry["normalized"], entry["inverted"]
+                res.snapshots = entry["snapshots"]
+                res.timings.update({k: v for k, v in entry["meta"].items() if k.startswith("time_")})
+                finishing.append(pool.submit(store_and_finish, res, key, entry))
+    for future in finishing:
+        future.result()  # an error outside the per-photo guards (e.g. in a hook) is not lost
     return results
 
 

@@ -200,13 +200,16 @@ def _modulated_conv2d(
     Notes
     -----
     In float16 with demodulation the weight and styles are first divided by their infinity norms
-    (a no-op after demodulation) so that intermediate products cannot overflow.
+    (a no-op after demodulation) so that intermediate products cannot overflow. The norms are
+    constants to autograd: demodulation makes the output invariant to these scales, so their
+    gradient terms cancel, and skipping them saves a dozen kernels per layer in every backward.
     """
     n = x.shape[0]
     out_ch, in_ch, k, _ = weight.shape
     if x.dtype == torch.float16 and demodulate:
-        weight = weight * (1.0 / math.sqrt(in_ch * k * k) / weight.norm(float("inf"), dim=(1, 2, 3), keepdim=True))
-        styles = styles / styles.norm(float("inf"), dim=1, keepdim=True)
+        w_norm = weight.detach().norm(float("inf"), dim=(1, 2, 3), keepdim=True)
+        weight = weight * (1.0 / math.sqrt(in_ch * k * k) / w_norm)
+        styles = styles / styles.detach().norm(float("inf"), dim=1, keepdim=True)
 
     w = None
     dcoefs = None
