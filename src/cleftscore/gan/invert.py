@@ -232,10 +232,14 @@ def modconv_fusion(force_fp32: bool, autocast_dtype: torch.dtype | None) -> bool
 
 
 def autocast_context(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
-    """``torch.autocast`` for ``dtype`` on ``device``, or a no-op context when ``dtype`` is None."""
+    """``torch.autocast`` for ``dtype`` on ``device``, or a no-op context when ``dtype`` is None.
+
+    Without autocast's cache of cast weights, which must not outlive a CUDA graph capture (each
+    weight is used once per step here, so the cache saved nothing).
+    """
     if dtype is None:
         return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=dtype)
+    return torch.autocast(device_type=device.type, dtype=dtype, cache_enabled=False)
 
 
 def lr_schedule(step: int, steps: int, settings: InversionSettings) -> tuple[float, float]:
