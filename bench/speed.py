@@ -2,7 +2,7 @@
 
 Usage: python bench/speed.py [--config ffhq1024|g256|t64] [--device cuda] [--batch 8]
        [--adapt-batch N] [--steps 10] [--warmup 3] [--precision auto --precision bf16]
-       [--compile] [--eager-too] [--threads N] [--out PATH]
+       [--compile] [--eager-too] [--profile] [--threads N] [--out PATH]
 Writes bench/results/speed_<device>.json unless --out is given (same report as
 `cleftscore bench speed`). Imports neither dlib nor the CLI (runs on a bare GPU machine).
 """
@@ -31,6 +31,7 @@ def main() -> None:
     ap.add_argument("--adapt-engine", action="append", default=None, help="vmap and/or loop (loop only at batch 1)")
     ap.add_argument("--compile", action="store_true", help="also time the projection with torch.compile")
     ap.add_argument("--eager-too", action="store_true", help="on CUDA, also time the projection without CUDA graphs")
+    ap.add_argument("--profile", action="store_true", help="also list the kernels a projection step spends its time in")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
@@ -44,7 +45,7 @@ def main() -> None:
     report = run_speed(
         CONFIGS[args.config], device=dev, batch_sizes=batches, adapt_batch_sizes=adapt_batches,
         steps=args.steps, warmup=args.warmup, precisions=args.precision,
-        adapt_engines=tuple(args.adapt_engine or ("vmap",)), compile=args.compile, eager_too=args.eager_too,
+        adapt_engines=tuple(args.adapt_engine or ("vmap",)), compile=args.compile, eager_too=args.eager_too, profile=args.profile,
         config_name=args.config,
         progress=print,
     )  # fmt: skip
@@ -76,6 +77,14 @@ def main() -> None:
     for d in report["image_difference"]:
         print(f"  image diff {d['resolved_precision']} vs fp32: max {d['max_abs_diff']:.4g}, mean {d['mean_abs_diff']:.3g} "
               f"(fp32 |img| max {d['fp32_image_abs_max']:.3g}, finite {d['finite']})")
+    prof = report.get("profile")
+    if prof and "top" in prof:
+        print(f"  profile, batch {prof['batch']} {prof['precision']}: {prof['ms_per_step_total']:.1f} ms {prof['time_kind']} time "
+              f"per step in {prof['entries_per_step']:.0f} launches; top entries:")
+        for e in prof["top"][:12]:
+            print(f"    {e['share'] * 100:5.1f}% {e['ms_per_step']:8.2f} ms x{e['calls_per_step']:<5.0f} {e['name'][:90]}")
+    elif prof:
+        print(f"  profile FAILED: {prof['error']}")
     print(f"wrote {out}")
 
 

@@ -130,3 +130,20 @@ def test_compile_rows_and_summary(monkeypatch) -> None:
     assert rep["summary"]["with_compile"]["s_per_photo_batched"] > 0
     assert rep["summary"]["without_cuda_graphs"] is None  # only timed on CUDA
     assert rep["settings"]["warmup_steps"] > rep["settings"]["warmup_steps_requested"] == 1
+
+
+def test_profile_lists_where_a_step_spends_its_time() -> None:
+    from cleftscore.benchmarks.speed import profile_projection
+    from cleftscore.perceptual import PerceptualDistance
+
+    G = Generator(MICRO, generator=torch.Generator().manual_seed(0)).eval().requires_grad_(False)
+    loss_fn = PerceptualDistance(vgg16_weights=None, random_trunk=True)
+    targets = torch.rand((2, 3, 32, 32), generator=torch.Generator().manual_seed(1)) * 2 - 1
+    prof = profile_projection(G, targets, loss_fn, (torch.zeros(32), 1.0), precision="fp32", steps=2, top=10)
+    assert prof["batch"] == 2 and prof["time_kind"] == "cpu" and prof["steps_profiled"] == 2
+    assert prof["ms_per_step_total"] > 0 and prof["entries_per_step"] > 100  # a step is many operators
+    top = prof["top"]
+    assert 1 <= len(top) <= 10
+    assert [e["ms_per_step"] for e in top] == sorted((e["ms_per_step"] for e in top), reverse=True)
+    assert 0 < sum(e["share"] for e in top) <= 1 + 1e-9
+    assert any("conv" in e["name"] for e in top)  # the convolutions are among the costly ones

@@ -31,7 +31,7 @@ from torch import Tensor
 from cleftscore.gan.config import FFHQ1024, GeneratorConfig
 from cleftscore.gan.steps import WARMUP_STEPS
 
-__all__ = ["CONFIGS", "StepTiming", "run_speed", "PROJECTION_STEPS", "ADAPTATION_STEPS"]
+__all__ = ["CONFIGS", "StepTiming", "run_speed", "profile_projection", "PROJECTION_STEPS", "ADAPTATION_STEPS"]
 
 logger = logging.getLogger(__name__)
 
@@ -246,6 +246,77 @@ def _final_loss(losses) -> float:
 # --------------------------------------------------------------------------------------------
 
 
+def profile_projection(G, targets: Tensor, loss_fn, w_stats, *, precision: str, steps: int = 3, top: int = 30) -> dict:
+    """Where the time of a fast projection step goes: the top kernels (CUDA) or operators (CPU).
+
+    Runs :func:`cleftscore.gan.invert.invert` with ordinary steps (no CUDA graph, so each
+    kernel is attributed) under ``torch.profiler``, skipping the first steps, and lists the
+    entries with the most self time per step.
+
+    Parameters
+    ----------
+    G, targets, loss_fn, w_stats
+        As for :func:`cleftscore.gan.invert.invert` (``targets`` sets the batch).
+    precision : str
+        Precision setting of the projection.
+    steps : int
+        Profiled steps.
+    top : int
+        Entries kept.
+
+    Returns
+    -------
+    dict
+        ``batch``, ``precision``, ``time_kind`` (``"device"`` or ``"cpu"``),
+        ``ms_per_step_total`` (all profiled self time per step), ``entries_per_step`` (number
+        of kernel launches or operator calls per step) and ``top``: name, calls per step, ms
+        per step and share of the total.
+    """
+    from torch.profiler import ProfilerActivity, profile, schedule
+
+    from cleftscore.gan.invert import InversionSettings, invert
+
+    device = targets.device
+    cuda = device.type == "cuda"
+    wait, warm = 1, 2
+    settings = InversionSettings(steps=wait + warm + steps + 1, precision=precision, cuda_graph=False)
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    with profile(activities=activities, schedule=schedule(wait=wait, warmup=warm, active=steps, repeat=1)) as prof:
+        invert(G, targets, settings=settings, loss_fn=loss_fn, w_stats=w_stats,
+               progress=lambda done, total: prof.step())  # fmt: skip
+        _sync(device)
+    events = prof.key_averages()
+
+    def self_us(e) -> float:
+        if cuda:
+            return float(getattr(e, "self_device_time_total", getattr(e, "self_cuda_time_total", 0.0)))
+        return float(e.self_cpu_time_total)
+
+    timed = [e for e in events if self_us(e) > 0]
+    if cuda:
+        # Kernels and copies have device time of their own; operators only through them.
+        timed = [e for e in timed if not e.key.startswith("aten::")]
+    total_us = sum(self_us(e) for e in timed)
+    rows = sorted(timed, key=self_us, reverse=True)[:top]
+    return {
+        "batch": int(targets.shape[0]),
+        "precision": precision,
+        "time_kind": "device" if cuda else "cpu",
+        "steps_profiled": steps,
+        "ms_per_step_total": total_us / steps / 1000.0,
+        "entries_per_step": sum(e.count for e in timed) / steps,
+        "top": [
+            {
+                "name": e.key[:160],
+                "calls_per_step": e.count / steps,
+                "ms_per_step": self_us(e) / steps / 1000.0,
+                "share": self_us(e) / total_us if total_us else 0.0,
+            }
+            for e in rows
+        ],
+    }
+
+
 def _image_difference(G, precision: str, device: torch.device, *, n: int, seed: int) -> dict:
     """Max / mean abs difference of the synthesis at ``precision`` (as the projection runs it) vs float32."""
     from cleftscore.gan.invert import autocast_context, modconv_fusion, resolve_precision
@@ -324,6 +395,7 @@ def run_speed(
     adapt_engines: Sequence[str] = ("vmap",),
     compile: bool = False,
     eager_too: bool = False,
+    profile: bool = False,
     cudnn_benchmark: bool = True,
     seed: int = 0,
     config_name: str | None = None,
@@ -357,6 +429,9 @@ def run_speed(
     eager_too : bool
         On CUDA, also time the fast projection without CUDA graphs (``cuda_graph=False``), to
         show what the graph replay gains.
+    profile : bool
+        Also profile fast projection steps at the largest batch and the first precision
+        (:func:`profile_projection`), reported under ``profile``.
     cudnn_benchmark : bool
         Let cuDNN autotune convolutions in the fast path (the reference runs with the default).
     seed : int
@@ -521,6 +596,12 @@ def run_speed(
         image_difference = [
             _image_difference(G, p, device, n=min(2, nmax), seed=seed) for p in dict.fromkeys(precisions)
         ]
+        profile_info = None
+        if profile:
+            try:
+                profile_info = profile_projection(G, targets[: max(batch_sizes)], loss_fn, stats, precision=precisions[0])
+            except Exception as exc:  # noqa: BLE001 - a profiler failure must not lose the timings
+                profile_info = {"error": f"{type(exc).__name__}: {str(exc)[:300]}"}
 
     ref_p, ref_a = _best(rows, "projection", "reference", 1), _best(rows, "adaptation", "reference", 1)
     single_p, single_a = _best(rows, "projection", "fast", 1), _best(rows, "adaptation", "fast", 1)
@@ -590,5 +671,6 @@ def run_speed(
         "timings": [r.to_dict() for r in rows],
         "image_difference": image_difference,
         "compile": compile_info,
+        "profile": profile_info,
         "summary": summary,
     }

@@ -143,6 +143,9 @@ def speed(
     eager_too: Annotated[
         bool, typer.Option("--eager-too", help="On CUDA, also time the projection without CUDA graphs.")
     ] = False,
+    profile: Annotated[
+        bool, typer.Option("--profile", help="Also list the kernels (CUDA) or operators (CPU) a projection step spends its time in.")
+    ] = False,
     out: Annotated[Optional[Path], typer.Option("--out", help="Write the JSON report here.")] = None,
 ) -> None:
     """Time projection and adaptation steps: the official way of working (reference) vs our fast path."""
@@ -159,7 +162,7 @@ def speed(
         report = run_speed(
             CONFIGS[config], device=dev, batch_sizes=batches, adapt_batch_sizes=adapt_batches, steps=steps,
             warmup=warmup, precisions=tuple(precision) if precision else None, compile=compile_step,
-            eager_too=eager_too,
+            eager_too=eager_too, profile=profile,
             config_name=config, progress=lambda line: err_console.print(line),
         )  # fmt: skip
         s = report["summary"]
