@@ -44,7 +44,7 @@ json="$OUTDIR/speed_${CONFIG}_${dev_tag}.json"
 timeout "${SMOKE_BENCH_TIMEOUT:-110}" "$PY" bench/speed.py --config "$CONFIG" \
     --batch "${SMOKE_BATCH:-16}" --adapt-batch "${SMOKE_ADAPT_BATCH:-8}" \
     --steps "${SMOKE_STEPS:-10}" --warmup "${SMOKE_WARMUP:-3}" \
-    --adapt-engine vmap --adapt-engine loop --eager-too --profile ${SMOKE_COMPILE:+--compile} --out "$json" 2>&1 | tee "$OUTDIR/speed_${CONFIG}_${dev_tag}.log"
+    --adapt-engine vmap --adapt-engine loop --eager-too --channels-last --profile ${SMOKE_COMPILE:+--compile} --out "$json" 2>&1 | tee "$OUTDIR/speed_${CONFIG}_${dev_tag}.log"
 bench_rc=$?
 
 echo "== done in $(( $(date +%s) - t_start )) s: tests rc=$tests_rc, benchmark rc=$bench_rc, JSON: $json =="

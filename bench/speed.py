@@ -2,7 +2,7 @@
 
 Usage: python bench/speed.py [--config ffhq1024|g256|t64] [--device cuda] [--batch 8]
        [--adapt-batch N] [--steps 10] [--warmup 3] [--precision auto --precision bf16]
-       [--compile] [--eager-too] [--profile] [--threads N] [--out PATH]
+       [--compile] [--eager-too] [--channels-last] [--profile] [--threads N] [--out PATH]
 Writes bench/results/speed_<device>.json unless --out is given (same report as
 `cleftscore bench speed`). Imports neither dlib nor the CLI (runs on a bare GPU machine).
 """
@@ -31,6 +31,7 @@ def main() -> None:
     ap.add_argument("--adapt-engine", action="append", default=None, help="vmap and/or loop (loop only at batch 1)")
     ap.add_argument("--compile", action="store_true", help="also time the projection with torch.compile")
     ap.add_argument("--eager-too", action="store_true", help="on CUDA, also time the projection without CUDA graphs")
+    ap.add_argument("--channels-last", action="store_true", help="also time the projection with NHWC weights")
     ap.add_argument("--profile", action="store_true", help="also list the kernels a projection step spends its time in")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--out", type=Path, default=None)
@@ -46,6 +47,7 @@ def main() -> None:
         CONFIGS[args.config], device=dev, batch_sizes=batches, adapt_batch_sizes=adapt_batches,
         steps=args.steps, warmup=args.warmup, precisions=args.precision,
         adapt_engines=tuple(args.adapt_engine or ("vmap",)), compile=args.compile, eager_too=args.eager_too, profile=args.profile,
+        channels_last=args.channels_last,
         config_name=args.config,
         progress=print,
     )  # fmt: skip
@@ -68,7 +70,8 @@ def main() -> None:
             print(f"  {r['mode']:18s} {r['stage']} b{r['batch']} {r['resolved_precision']}: "
                   + (f"{r['ms_per_step_per_photo']:.2f} ms/step/photo" if r["ms_per_step"] else f"FAILED {r['error']}"))
     print(f"  speed-up vs reference: single {fmt(s['speedup_single_photo'])}x, batched {fmt(s['speedup_batched'])}x")
-    for key, label in (("without_cuda_graphs", "without CUDA graphs"), ("with_compile", "with torch.compile")):
+    for key, label in (("without_cuda_graphs", "without CUDA graphs"), ("with_compile", "with torch.compile"),
+                       ("with_channels_last", "with channels-last")):
         if s.get(key):
             print(f"  {label}: single {fmt(s[key]['s_per_photo_single'])} s/photo, "
                   f"batched {fmt(s[key]['s_per_photo_batched'])} s/photo")

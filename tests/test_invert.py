@@ -265,3 +265,13 @@ def test_compiled_step_gives_the_same_projection(G, targets, stats, monkeypatch)
     comp = invert(G, targets[:2], settings=dataclasses.replace(settings, compile=True), loss_fn=None, w_stats=stats)
     torch.testing.assert_close(comp.w, eager.w, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(comp.losses, eager.losses, rtol=1e-4)
+
+
+def test_channels_last_gives_the_same_projection_and_leaves_G_alone(G, targets, stats) -> None:
+    settings = dataclasses.replace(SHORT, steps=6)
+    ref = invert(G, targets[:2], settings=settings, loss_fn=None, w_stats=stats)
+    nhwc = invert(G, targets[:2], settings=dataclasses.replace(settings, channels_last=True), loss_fn=None, w_stats=stats)
+    torch.testing.assert_close(nhwc.w, ref.w, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(nhwc.losses, ref.losses, rtol=1e-4)
+    # The NHWC copy is private: the caller's generator keeps its layout.
+    assert all(p.is_contiguous() for p in G.parameters())

@@ -117,12 +117,16 @@ def test_cli_speed_writes_json(tmp_path, monkeypatch) -> None:
     assert bad.exit_code != 0
 
 
-def test_compile_rows_and_summary(monkeypatch) -> None:
+def test_compile_and_channels_last_rows_and_summary(monkeypatch) -> None:
     # A cheap backend stands in for inductor (minutes on two CPU cores); the harness must time
     # the compiled projection, report the compile time apart and summarise it.
     real = torch.compile
     monkeypatch.setattr(torch, "compile", lambda fn, **kw: real(fn, backend="aot_eager", **kw))
-    rep = run_speed(MICRO, device="cpu", batch_sizes=(1, 2), adapt_batch_sizes=(1,), steps=1, warmup=1, compile=True)
+    rep = run_speed(MICRO, device="cpu", batch_sizes=(1, 2), adapt_batch_sizes=(1,), steps=1, warmup=1, compile=True,
+                    channels_last=True)  # fmt: skip
+    nhwc = [r for r in rep["timings"] if r["mode"] == "fast+channels_last"]
+    assert sorted(r["batch"] for r in nhwc) == [1, 2] and all(r["error"] is None for r in nhwc)
+    assert rep["summary"]["with_channels_last"]["s_per_photo_batched"] > 0
     rows = [r for r in rep["timings"] if r["mode"] == "fast+compile"]
     assert sorted(r["batch"] for r in rows) == [1, 2] and all(r["error"] is None for r in rows)
     assert [c["batch"] for c in rep["compile"]] == [1, 2]

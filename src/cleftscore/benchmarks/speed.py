@@ -396,6 +396,7 @@ def run_speed(
     compile: bool = False,
     eager_too: bool = False,
     profile: bool = False,
+    channels_last: bool = False,
     cudnn_benchmark: bool = True,
     seed: int = 0,
     config_name: str | None = None,
@@ -429,6 +430,9 @@ def run_speed(
     eager_too : bool
         On CUDA, also time the fast projection without CUDA graphs (``cuda_graph=False``), to
         show what the graph replay gains.
+    channels_last : bool
+        Also time the fast projection with ``InversionSettings(channels_last=True)`` (first
+        precision, batch 1 and the largest batch).
     profile : bool
         Also profile fast projection steps at the largest batch and the first precision
         (:func:`profile_projection`), reported under ``profile``.
@@ -578,6 +582,10 @@ def run_speed(
                               loss_fn=loss_fn, progress=progress_timer(timer, warmup)).losses)  # fmt: skip
 
                     record("adaptation", "fast", b, precision, engine, fast_adapt)
+        if channels_last:
+            settings = InversionSettings(steps=total, precision=precisions[0], channels_last=True)
+            for b in dict.fromkeys((1, max(batch_sizes))):
+                record("projection", "fast+channels_last", b, precisions[0], "-", fast_projection(b, settings))
         if compile:
             compile_info = []
             settings = InversionSettings(steps=total, precision=precisions[0], compile=True)
@@ -613,6 +621,8 @@ def run_speed(
     batch_s = _seconds_per_photo(batch_p, batch_a)
     comp_1 = _best(rows, "projection", "fast+compile", 1)
     comp_n = _best(rows, "projection", "fast+compile", None)
+    nhwc_1 = _best(rows, "projection", "fast+channels_last", 1)
+    nhwc_n = _best(rows, "projection", "fast+channels_last", None)
     eager_1 = _best(rows, "projection", "fast-eager", 1)
     eager_n = _best(rows, "projection", "fast-eager", None)
 
@@ -640,6 +650,11 @@ def run_speed(
             "speedup_single": ratio(ref_s, _seconds_per_photo(comp_1, single_a)),
             "speedup_batched": ratio(ref_s, _seconds_per_photo(comp_n, batch_a)),
         },
+        "with_channels_last": None if nhwc_1 is None and nhwc_n is None else {
+            "projection_single": _pick(nhwc_1), "projection_batched": _pick(nhwc_n),
+            "s_per_photo_single": _seconds_per_photo(nhwc_1, single_a),
+            "s_per_photo_batched": _seconds_per_photo(nhwc_n, batch_a),
+        },
         "without_cuda_graphs": None if eager_1 is None and eager_n is None else {
             "projection_single": _pick(eager_1), "projection_batched": _pick(eager_n),
             "s_per_photo_single": _seconds_per_photo(eager_1, single_a),
@@ -658,7 +673,7 @@ def run_speed(
             "steps_timed": steps, "warmup_steps": warmup, "warmup_steps_requested": requested_warmup,
             "precisions": list(precisions),
             "adapt_engines": list(adapt_engines), "cudnn_benchmark_fast_path": bool(cudnn_benchmark),
-            "compile": bool(compile), "eager_too": bool(eager_too), "seed": seed, "weights": "random", "lpips_trunk": "random VGG16",
+            "compile": bool(compile), "eager_too": bool(eager_too), "channels_last": bool(channels_last), "seed": seed, "weights": "random", "lpips_trunk": "random VGG16",
             "setup_s": setup_s,
             "reference_mode": "fp32, batch 1, float(loss) host sync every step, default torch.optim.Adam, "
                               "grouped (fused) modulated convolutions, cuDNN defaults",

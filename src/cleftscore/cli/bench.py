@@ -143,6 +143,9 @@ def speed(
     eager_too: Annotated[
         bool, typer.Option("--eager-too", help="On CUDA, also time the projection without CUDA graphs.")
     ] = False,
+    channels_last: Annotated[
+        bool, typer.Option("--channels-last", help="Also time the projection with channels-last (NHWC) weights.")
+    ] = False,
     profile: Annotated[
         bool, typer.Option("--profile", help="Also list the kernels (CUDA) or operators (CPU) a projection step spends its time in.")
     ] = False,
@@ -162,7 +165,7 @@ def speed(
         report = run_speed(
             CONFIGS[config], device=dev, batch_sizes=batches, adapt_batch_sizes=adapt_batches, steps=steps,
             warmup=warmup, precisions=tuple(precision) if precision else None, compile=compile_step,
-            eager_too=eager_too, profile=profile,
+            eager_too=eager_too, profile=profile, channels_last=channels_last,
             config_name=config, progress=lambda line: err_console.print(line),
         )  # fmt: skip
         s = report["summary"]
