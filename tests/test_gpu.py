@@ -144,6 +144,7 @@ def test_cuda_graph_adaptation_equals_ordinary_steps(engine: str) -> None:
         for graph in (False, True):
             settings = AdaptSettings(steps=12, precision="fp32", engine=engine, cuda_graph=graph)
             out[graph] = adapt(G, w, noises, targets, settings=settings, loss_fn=loss_fn)
+    assert out[True].step_mode == "cuda_graph" and out[False].step_mode == "eager"
     moved = float((out[False].images - start).abs().mean())
     assert moved > 0
     # Replays that reused stale state (step counter, Adam's step) would land elsewhere.
@@ -158,6 +159,8 @@ def test_speed_harness_reports_cuda_memory() -> None:
     assert report["environment"]["device_name"]
     for row in report["timings"]:
         assert row["error"] is None, row
+        if row["mode"] == "fast" and row["stage"] == "projection":
+            assert row["step_mode"] == "cuda_graph", row  # the shipped path replays graphs
         assert row["ms_per_step"] > 0 and row["peak_memory_mib"] > 0
     assert report["summary"]["speedup_batched"] > 0
     diff = report["image_difference"][0]

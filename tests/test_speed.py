@@ -36,6 +36,7 @@ def test_report_fields_and_sane_values(report) -> None:
         ("adaptation", "fast", 1), ("adaptation", "fast", 2),
     }  # fmt: skip
     for r in rows:
+        assert r["step_mode"] == ("eager" if r["mode"] == "fast" else None)  # no CUDA graph on a CPU
         assert r["error"] is None
         assert r["ms_per_step"] > 0 and r["steps_timed"] == 2
         assert r["ms_per_step_per_photo"] == pytest.approx(r["ms_per_step"] / r["batch"])

@@ -84,3 +84,25 @@ def test_compiled_runs_the_compiled_function(monkeypatch) -> None:
     out = g(x)
     (grad,) = torch.autograd.grad(out, x)
     torch.testing.assert_close(grad, 3 * x.detach().cos())
+
+
+def test_compiled_falls_back_when_the_backward_fails_to_compile(monkeypatch, caplog) -> None:
+    # AOTAutograd compiles the backward at the first gradient; a failure there must also fall
+    # back to the plain function, before the caller's own backward runs into it.
+    class BadBackward(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            return x * 2
+
+        @staticmethod
+        def backward(ctx, grad):
+            raise RuntimeError("backward kernel failed to compile")
+
+    monkeypatch.setattr(torch, "compile", lambda fn, **kw: (lambda *a: BadBackward.apply(a[0]).sum()))
+    g = compiled(lambda x: (x * 2).sum(), enabled=True, what="probe test")
+    x = torch.arange(3.0, requires_grad=True)
+    with caplog.at_level(logging.WARNING, logger=steps_mod.__name__):
+        out = g(x)
+    (grad,) = torch.autograd.grad(out, x)  # the caller's backward works: the plain function's
+    torch.testing.assert_close(grad, torch.full((3,), 2.0))
+    assert any("backward kernel failed" in r.getMessage() for r in caplog.records)

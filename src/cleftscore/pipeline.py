@@ -20,7 +20,7 @@ import os
 import platform
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -86,8 +86,10 @@ class GanSettings:
         Stop the inversion early when the loss stops improving.
     compile : bool
         Compile the inversion step with ``torch.compile`` (minutes of compiling per batch size,
-        then faster steps on a GPU: for large batches of photos; numbers change only at float
-        rounding level). The steps are replayed as CUDA graphs on a GPU in any case.
+        then possibly faster steps on a GPU: for large batches of photos; numbers change only at
+        float rounding level; falls back to the plain step if compiling fails). Independently of
+        this, on a GPU the inversion steps, and the adaptation steps unless snapshots before the
+        last step are asked for, are replayed as CUDA graphs.
     """
 
     generator: str | None = None
@@ -191,6 +193,10 @@ class ProgressHooks:
     ``gan_start(n_photos, total_steps)`` once before the GAN starts;
     ``gan_step(done_steps)`` as GAN steps are issued (batch-level, inversion + adaptation);
     ``message(text)`` for notes and warnings.
+
+    ``photo_done`` (and ``message``, for a cache write that failed) may be called from the
+    worker thread that writes a GAN batch's outputs while the next batch runs; one photo at a
+    time, in input order.
     """
 
     photo_done: Callable[[PhotoResult], None] | None = None
@@ -655,7 +661,9 @@ def score_photos(
     # Heat maps, scores and files of one batch are made on a worker thread while the device
     # works on the next batch (the step loop needs little of the host). One worker: photos are
     # finished in order. Leaving the block waits for it, also on Ctrl-C, so no output is cut.
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="cleftscore-outputs") as pool:
+    # Not with LPIPS heat maps: GPU work from another thread could break a CUDA graph capture.
+    workers = 0 if lpips_distance is not None else 1
+    with _Finisher(workers) as pool:
         finishing = []
 
         def submit(res: PhotoResult) -> None:
@@ -685,6 +693,28 @@ def score_photos(
     for future in finishing:
         future.result()  # an error outside the per-photo guards (e.g. in a hook) is not lost
     return results
+
+
+class _Finisher:
+    """A one-thread executor (``workers=1``), or one that runs each task at once (``workers=0``)."""
+
+    def __init__(self, workers: int) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cleftscore-outputs") if workers else None
+
+    def __enter__(self) -> "_Finisher":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+
+    def submit(self, fn: Callable[..., None], *args: Any) -> Future:
+        if self._pool is not None:
+            return self._pool.submit(fn, *args)
+        done: Future = Future()
+        fn(*args)
+        done.set_result(None)
+        return done
 
 
 def _run_batch_with_fallback(

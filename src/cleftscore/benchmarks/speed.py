@@ -84,6 +84,9 @@ class StepTiming:
         Why the run failed (e.g. out of memory), else None.
     final_loss : float or None
         Mean per-photo loss of the last step (a sanity check that modes optimise alike).
+    step_mode : str or None
+        For the library's fast path: how its steps ran after the warm-up (``"eager"`` or
+        ``"cuda_graph"``; a ``"cuda_graph"`` row that says ``"eager"`` had a failed capture).
     """
 
     stage: str
@@ -98,6 +101,7 @@ class StepTiming:
     steps_timed: int
     error: str | None = None
     final_loss: float | None = None
+    step_mode: str | None = None
 
     def to_dict(self) -> dict:
         """Plain JSON-serialisable dict."""
@@ -509,9 +513,12 @@ def run_speed(
         err = None
         ms = None
         final_loss = None
+        step_mode = None
         try:
             value = fn(timer)
             ms = timer.elapsed_ms() / steps
+            if isinstance(value, tuple):
+                value, step_mode = value
             final_loss = None if value is None else float(value)
         except Exception as exc:  # noqa: BLE001 - a failed configuration is a result: record it and go on
             err = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
@@ -528,12 +535,12 @@ def run_speed(
             stage=stage, mode=mode, batch=batch, precision=precision,
             resolved_precision=_resolved(precision, device), engine=engine,
             ms_per_step=ms, ms_per_step_per_photo=None if ms is None else ms / batch,
-            peak_memory_mib=peak, steps_timed=steps, error=err, final_loss=final_loss,
+            peak_memory_mib=peak, steps_timed=steps, error=err, final_loss=final_loss, step_mode=step_mode,
         )  # fmt: skip
         rows.append(row)
         say(f"{stage:10s} {mode:9s} b{batch:<3d} {precision:5s} {engine:4s} "
             + (f"{ms:9.2f} ms/step {ms / batch:9.2f} ms/step/photo, peak {peak or 0:8.0f} MiB, final loss {final_loss}"
-               if ms is not None else f"FAILED {err}"))  # fmt: skip
+               + (f", steps {step_mode}" if step_mode else "") if ms is not None else f"FAILED {err}"))  # fmt: skip
 
     def progress_timer(timer: _Timer, after: int) -> Callable[[int, int], None]:
         def cb(step: int, n_total: int) -> None:
@@ -553,11 +560,12 @@ def run_speed(
 
     # (b) fast path: the library itself, as shipped (on CUDA: CUDA-graph replays after a warm-up).
 
-    def fast_projection(b: int, settings: InversionSettings) -> Callable[[_Timer], float]:
-        def run(timer: _Timer) -> float:
-            return _final_loss(invert(G, targets[:b], settings=settings, loss_fn=loss_fn,
-                               generator=torch.Generator(device=device).manual_seed(seed),
-                               progress=progress_timer(timer, warmup), w_stats=stats).losses)  # fmt: skip
+    def fast_projection(b: int, settings: InversionSettings) -> Callable[[_Timer], tuple[float, str]]:
+        def run(timer: _Timer) -> tuple[float, str]:
+            res = invert(G, targets[:b], settings=settings, loss_fn=loss_fn,
+                         generator=torch.Generator(device=device).manual_seed(seed),
+                         progress=progress_timer(timer, warmup), w_stats=stats)  # fmt: skip
+            return _final_loss(res.losses), res.step_mode
 
         return run
 
@@ -578,8 +586,9 @@ def run_speed(
                     settings = AdaptSettings(steps=total, precision=precision, engine=engine)
 
                     def fast_adapt(timer, b=b, settings=settings):
-                        return _final_loss(adapt(G, w_piv[:b], [t[:b] for t in noises_piv], targets[:b], settings=settings,
-                              loss_fn=loss_fn, progress=progress_timer(timer, warmup)).losses)  # fmt: skip
+                        res = adapt(G, w_piv[:b], [t[:b] for t in noises_piv], targets[:b], settings=settings,
+                                    loss_fn=loss_fn, progress=progress_timer(timer, warmup))  # fmt: skip
+                        return _final_loss(res.losses), res.step_mode
 
                     record("adaptation", "fast", b, precision, engine, fast_adapt)
         if channels_last:

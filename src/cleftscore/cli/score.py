@@ -117,7 +117,8 @@ class _Progress:
         )
         self.photos = self.progress.add_task("photos", total=n_photos)
         self.gan = None
-        self.gan_t0 = 0.0
+        self.gan_t10: float | None = None
+        self.gan_done10 = 0
         self.gan_done = 0
         self.gan_total = 0
         self.estimated = False
@@ -132,18 +133,21 @@ class _Progress:
     def gan_start(self, n_photos: int, total_steps: int) -> None:
         self.gan_total = total_steps
         self.gan = self.progress.add_task(f"GAN steps ({n_photos} photos)", total=total_steps)
-        self.gan_t0 = time.perf_counter()
 
     def gan_step(self, n: int) -> None:
         if self.gan is None:
             return
         self.gan_done += n
         self.progress.advance(self.gan, n)
-        # After the first steps, say once how long the whole GAN part will take.
-        # 50: past the warm-up (and CUDA-graph capture), and the GPU at most 8 steps behind.
-        if not self.estimated and self.gan_done >= min(50, self.gan_total):
+        # Say once how long the whole GAN part will take, from the pace of steps 10 to 50:
+        # past loading, compiling, warm-up and CUDA-graph capture (the first steps), and with
+        # the GPU at most 8 steps behind the count.
+        first = min(10, self.gan_total // 5)
+        if self.gan_t10 is None and self.gan_done >= first:
+            self.gan_t10, self.gan_done10 = time.perf_counter(), self.gan_done
+        if not self.estimated and self.gan_t10 is not None and self.gan_done >= min(50, max(first + 1, self.gan_total // 2)):
             self.estimated = True
-            rate = (time.perf_counter() - self.gan_t0) / max(self.gan_done, 1)
+            rate = (time.perf_counter() - self.gan_t10) / max(self.gan_done - self.gan_done10, 1)
             eta = rate * (self.gan_total - self.gan_done)
             self.progress.console.print(f"Estimated GAN time: {_fmt_duration(eta)} ({rate * 1000:.0f} ms per step)")
 

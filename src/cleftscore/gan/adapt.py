@@ -31,7 +31,7 @@ import torch
 from torch import Tensor
 
 from cleftscore.gan.invert import PRECISIONS, autocast_context, resolve_precision
-from cleftscore.gan.steps import run_steps
+from cleftscore.gan.steps import graph_planned, run_steps
 
 __all__ = ["AdaptSettings", "AdaptResult", "adapt"]
 
@@ -112,11 +112,14 @@ class AdaptResult:
         Step -> ``[N, 3, R, R]`` image after that many updates.
     losses : numpy.ndarray
         ``[N, steps]`` float32 per-photo loss before each update.
+    step_mode : {"eager", "cuda_graph"}
+        How the steps ran after the warm-up: ordinary calls, or replays of a CUDA graph.
     """
 
     images: Tensor
     snapshots: dict[int, Tensor]
     losses: np.ndarray
+    step_mode: str = "eager"
 
     def __post_init__(self) -> None:
         n = self.images.shape[0]
@@ -214,6 +217,7 @@ def adapt(
         images=torch.cat([p.images for p in parts]),
         snapshots={s: torch.cat([p.snapshots[s] for p in parts]) for s in settings.snapshot_steps},
         losses=np.concatenate([p.losses for p in parts]),
+        step_mode=parts[0].step_mode if parts else "eager",
     )
 
 
@@ -242,8 +246,8 @@ def _train(
     loss_fn: torch.nn.Module | None,
     amp_dtype: torch.dtype | None,
     progress: Callable[[int, int], None] | None,
-) -> tuple[Tensor, dict[int, Tensor]]:
-    """The step loop both engines share: per-photo losses [N, steps] and snapshots, no host syncs.
+) -> tuple[Tensor, dict[int, Tensor], str]:
+    """The step loop both engines share: per-photo losses [N, steps], snapshots and the step mode.
 
     The step keeps its changing state on the device (a step counter indexes the loss table), so
     it can be replayed as a CUDA graph; snapshots before the last step need the host in the loop
@@ -277,26 +281,34 @@ def _train(
         if progress is not None:
             progress(step_done, total)
 
-    run_steps(step, settings.steps, device=device, cuda_graph=settings.cuda_graph and not wanted, progress=count)
-    return losses, snapshots
+    _, mode = run_steps(step, settings.steps, device=device, cuda_graph=_graph_wanted(settings), progress=count)
+    return losses, snapshots, mode
 
 
-def _adam(params: list[Tensor], lr: float, device: torch.device) -> torch.optim.Optimizer:
-    """Adam over per-photo weights; capturable on CUDA, so that a CUDA graph can replay its step.
+def _graph_wanted(settings: AdaptSettings) -> bool:
+    """CUDA graphs unless a snapshot before the last step needs the host inside the loop."""
+    return settings.cuda_graph and not any(s < settings.steps for s in settings.snapshot_steps)
+
+
+def _adam(params: list[Tensor], settings: AdaptSettings, device: torch.device) -> torch.optim.Optimizer:
+    """Adam over per-photo weights; capturable when a CUDA graph will replay its step.
 
     Not the fused CUDA Adam: it rejects some of the gradients vmap produces (layout).
     """
-    return torch.optim.Adam(params, lr=lr, betas=(0.9, 0.999), foreach=True, capturable=device.type == "cuda")
+    capturable = graph_planned(device, _graph_wanted(settings), settings.steps)
+    return torch.optim.Adam(params, lr=settings.lr, betas=(0.9, 0.999), foreach=True, capturable=capturable)
 
 
-def _result(final: Tensor, snapshots: dict[int, Tensor], losses: Tensor, settings: AdaptSettings) -> AdaptResult:
+def _result(final: Tensor, trained: tuple[Tensor, dict[int, Tensor], str], settings: AdaptSettings) -> AdaptResult:
     """Package the final images; the last step's snapshot is the final image itself."""
+    losses, snapshots, mode = trained
     if settings.steps in settings.snapshot_steps:
         snapshots[settings.steps] = final.clone()
     return AdaptResult(
         images=final,
         snapshots={s: snapshots[s] for s in sorted(settings.snapshot_steps)},
         losses=losses.cpu().numpy(),
+        step_mode=mode,
     )
 
 
@@ -318,7 +330,7 @@ def _adapt_vmap(G, ws, noises, targets, *, settings, loss_fn, progress) -> Adapt
         }
         buffers = {name: b for name, b in synth.named_buffers()}
         buffers.update({name: p.detach() for name, p in synth.named_parameters() if name not in params})
-        opt = _adam(list(params.values()), settings.lr, device)
+        opt = _adam(list(params.values()), settings, device)
 
         def one(p: dict[str, Tensor], w_i: Tensor, noise_i: list[Tensor]) -> Tensor:
             out = functional_call(
@@ -330,7 +342,7 @@ def _adapt_vmap(G, ws, noises, targets, *, settings, loss_fn, progress) -> Adapt
             return out.squeeze(0)
 
         run = vmap(one, in_dims=(0, 0, 0))
-        losses, snapshots = _train(
+        trained = _train(
             lambda: run(params, ws, noises), list(params.values()), opt, targets,
             settings=settings, loss_fn=loss_fn, amp_dtype=amp_dtype, progress=progress,
         )  # fmt: skip
@@ -339,7 +351,7 @@ def _adapt_vmap(G, ws, noises, targets, *, settings, loss_fn, progress) -> Adapt
             final = run(params, ws, noises).float()
     finally:
         synth.train(was_training)
-    return _result(final, snapshots, losses, settings)
+    return _result(final, trained, settings)
 
 
 def _adapt_copy(G, ws, noises, targets, *, settings, loss_fn, progress) -> AdaptResult:
@@ -351,11 +363,11 @@ def _adapt_copy(G, ws, noises, targets, *, settings, loss_fn, progress) -> Adapt
         if settings.freeze and name.endswith(settings.freeze):
             p.requires_grad_(False)
     plist = [p for p in synth.parameters() if p.requires_grad]
-    opt = _adam(plist, settings.lr, device)
-    losses, snapshots = _train(
+    opt = _adam(plist, settings, device)
+    trained = _train(
         lambda: synth(ws, noise_mode="const", noise=noises, force_fp32=force_fp32), plist, opt, targets,
         settings=settings, loss_fn=loss_fn, amp_dtype=amp_dtype, progress=progress,
     )  # fmt: skip
     with torch.no_grad():
         final = synth(ws, noise_mode="const", noise=noises, force_fp32=True).float()
-    return _result(final, snapshots, losses, settings)
+    return _result(final, trained, settings)

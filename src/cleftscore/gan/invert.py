@@ -9,7 +9,7 @@ first 75 %; the noise maps are renormalised to zero mean / unit variance after e
 A batch of N images runs at once: each image has its own w, noise maps and regulariser and the
 batch loss is the *sum* of the per-image losses, so every image gets exactly the gradient it
 would get alone, and since Adam is elementwise a batched run equals N separate runs (to float
-rounding). Nothing in the step loop synchronises with the host: the learning rate, the w
+rounding). Nothing inside a step synchronises with the host: the learning rate, the w
 perturbation (drawn up front) and the row of the loss table are picked on the device by a device
 step counter, and the per-step losses are copied back once at the end. So on CUDA the whole step
 is captured once as a CUDA graph and replayed (:mod:`cleftscore.gan.steps`), which removes the
@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from cleftscore.gan.steps import compiled, run_steps
+from cleftscore.gan.steps import compiled, graph_planned, run_steps
 
 __all__ = [
     "InversionSettings",
@@ -456,8 +456,9 @@ def invert(
     k = torch.zeros((1,), dtype=torch.long, device=device)
     on_cuda = device.type == "cuda"
     lr_t = torch.zeros((), device=device)
-    # Fused, capturable Adam with a tensor learning rate on CUDA: no host sync, graph-safe.
-    opt = torch.optim.Adam(params, lr=lr_t, betas=(0.9, 0.999), fused=on_cuda or None, capturable=on_cuda,
+    # Fused Adam with a tensor learning rate on CUDA: no host sync; capturable for a CUDA graph.
+    capturable = graph_planned(device, settings.cuda_graph, steps)
+    opt = torch.optim.Adam(params, lr=lr_t, betas=(0.9, 0.999), fused=on_cuda or None, capturable=capturable,
                            foreach=None if on_cuda else False)  # fmt: skip
     lr_t = opt.param_groups[0]["lr"]
 

@@ -219,8 +219,11 @@ def _modulated_conv2d(
             dcoefs = (w.square().sum(dim=(2, 3, 4)) + 1e-8).rsqrt()  # [N, O]
             w = w * dcoefs.reshape(n, out_ch, 1, 1, 1)
     elif demodulate:
-        # sum_{i,kk} (W[o,i,kk] s[n,i])^2 = (s^2 @ sum_kk W^2 .T)[n, o]: no [N, O, I, k, k] tensor.
-        dcoefs = (styles.square() @ weight.square().sum(dim=(2, 3)).t() + 1e-8).rsqrt()  # [N, O]
+        # sum_{i,kk} (W[o,i,kk] s[n,i])^2 = sum_i s[n,i]^2 sum_kk W[o,i,kk]^2: an [N, O, I]
+        # product instead of [N, O, I, k, k]. Not a matmul, which autocast would run in bf16.
+        acc = torch.promote_types(weight.dtype, torch.float32)  # at least float32
+        w_sq = weight.to(acc).square().sum(dim=(2, 3))  # [O, I]
+        dcoefs = ((styles.to(acc).square().unsqueeze(1) * w_sq.unsqueeze(0)).sum(dim=2) + 1e-8).rsqrt()  # [N, O]
 
     if not fused:
         x = x * styles.to(x.dtype).reshape(n, in_ch, 1, 1)
