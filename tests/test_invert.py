@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -275,3 +276,20 @@ def test_channels_last_gives_the_same_projection_and_leaves_G_alone(G, targets, 
     np.testing.assert_allclose(nhwc.losses, ref.losses, rtol=1e-4)
     # The NHWC copy is private: the caller's generator keeps its layout.
     assert all(p.is_contiguous() for p in G.parameters())
+
+
+@pytest.mark.skipif(shutil.which("g++") is None and shutil.which("cc") is None, reason="inductor needs a C++ compiler")
+def test_compiled_step_with_the_real_compiler(G, targets, stats, caplog) -> None:
+    # Inductor itself (about a minute on two cores the first time, cached afterwards). Its
+    # backward donates saved buffers: a compile probe that retained the graph broke it and
+    # silently fell back to the plain step, which the stand-in backend cannot show.
+    import logging
+
+    settings = dataclasses.replace(SHORT, steps=3)
+    eager = invert(G, targets[:2], settings=settings, loss_fn=None, w_stats=stats)
+    with caplog.at_level(logging.WARNING, logger="cleftscore.gan.steps"):
+        comp = invert(G, targets[:2], settings=dataclasses.replace(settings, compile=True), loss_fn=None, w_stats=stats)
+    fallbacks = [r.getMessage() for r in caplog.records if r.name == "cleftscore.gan.steps"]
+    assert not fallbacks, fallbacks
+    torch.testing.assert_close(comp.w, eager.w, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(comp.losses, eager.losses, rtol=1e-4)

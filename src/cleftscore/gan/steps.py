@@ -149,17 +149,17 @@ def compiled(fn: Callable, *, enabled: bool, what: str = "step") -> Callable:
     """``torch.compile(fn)`` that falls back to ``fn`` (once, with a warning) if compiling fails.
 
     Compilation happens on the first call: the forward there, the backward at the first
-    gradient. So the first call also takes a gradient of the output's sum with respect to the
-    arguments that require one (retaining the graph for the caller's own backward); a failure
-    in either (no C++ compiler, no Triton, an unsupported operation) is caught, logged and the
-    plain function used from then on. Out of memory errors are not compile failures and are
-    raised.
+    gradient. So the first call runs the compiled function twice: once to take a gradient of
+    its output's sum with respect to the arguments that require one (a probe that compiles the
+    backward), then for the output it returns. A failure in either (no C++ compiler, no
+    Triton, an unsupported operation) is caught, logged and the plain function used from then
+    on. Out of memory errors are not compile failures and are raised.
 
     Parameters
     ----------
     fn : callable
-        Function of tensors (positional arguments: tensors or lists of tensors) returning a
-        tensor.
+        Pure function of tensors (positional arguments: tensors or lists of tensors) returning
+        a tensor; it may be called twice on the first call.
     enabled : bool
         False returns ``fn`` itself.
     what : str
@@ -181,8 +181,10 @@ def compiled(fn: Callable, *, enabled: bool, what: str = "step") -> Callable:
             out = fast(*args, **kwargs)
             inputs = [t for t in _tensors(args) if t.requires_grad]
             if out.requires_grad and inputs:
-                # Compiles the backward now, where a failure can still be caught.
-                torch.autograd.grad(out.sum(), inputs, retain_graph=True, allow_unused=True)
+                # Compiles the backward now, where a failure can still be caught. Its own
+                # forward: a compiled backward may reuse its saved buffers, so it runs once.
+                torch.autograd.grad(out.sum(), inputs, allow_unused=True)
+                out = fast(*args, **kwargs)
         except torch.cuda.OutOfMemoryError:
             raise
         except Exception as exc:  # noqa: BLE001 - any compiler failure: use the plain function
