@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
 
 import numpy as np
 import pytest
@@ -198,3 +199,35 @@ def test_cuda_graph_projection_equals_ordinary_steps(precision: str) -> None:
     moved = float((out[False].w - stats[0]).norm())
     assert moved > 0
     assert float((out[True].w - out[False].w).norm()) <= 1e-2 * moved
+
+
+@pytest.mark.skipif(
+    os.environ.get("CLEFTSCORE_GPU_COMPILE_TEST") != "1",
+    reason="compiling takes minutes: set CLEFTSCORE_GPU_COMPILE_TEST=1 (SMOKE_COMPILE=1 bash bench/gpu_smoke.sh)",
+)
+def test_compiled_projection_replays_as_a_graph_and_matches_plain(caplog) -> None:
+    import logging
+
+    from cleftscore.gan.invert import InversionSettings, invert
+    from cleftscore.gan.wstats import w_stats
+    from cleftscore.perceptual import PerceptualDistance
+
+    G = _generator(T64, "cuda")
+    loss_fn = PerceptualDistance(vgg16_weights=None, random_trunk=True).cuda()
+    z, _ = _case(G, 2, seed=7)
+    with torch.no_grad():
+        targets = G(z.cuda(), truncation_psi=0.7, noise_mode="const", force_fp32=True)
+        targets = targets / targets.abs().amax(dim=(1, 2, 3), keepdim=True)
+    stats = w_stats(G, samples=500)
+    base = InversionSettings(steps=30, precision="fp16")
+    plain = invert(G, targets, settings=base, loss_fn=loss_fn, generator=torch.Generator(device="cuda").manual_seed(0),
+                   w_stats=stats)  # fmt: skip
+    with caplog.at_level(logging.WARNING, logger="cleftscore.gan.steps"):
+        comp = invert(G, targets, settings=dataclasses.replace(base, compile=True), loss_fn=loss_fn,
+                      generator=torch.Generator(device="cuda").manual_seed(0), w_stats=stats)  # fmt: skip
+    fallbacks = [r.getMessage() for r in caplog.records if r.name == "cleftscore.gan.steps"]
+    assert not fallbacks, fallbacks
+    assert comp.step_mode == "cuda_graph"
+    moved = float((plain.w - stats[0]).norm())
+    assert float((comp.w - plain.w).norm()) <= 2e-2 * moved
+    np.testing.assert_allclose(comp.losses, plain.losses, rtol=2e-2)
