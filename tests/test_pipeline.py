@@ -262,3 +262,70 @@ def test_outputs_of_a_batch_are_made_while_the_next_batch_runs(tmp_path: Path, b
     steps_meanwhile = [e for e in events if e[0] == "step" and start < e[2] < end]
     assert len(steps_meanwhile) >= 5, "the second photo's GAN steps waited for the first photo's outputs"
     assert all((tmp_path / "run" / "photos" / p.stem / "result.json").is_file() for p in good)
+
+
+def test_progress_ends_at_its_total_after_a_batch_runs_out_of_memory(tmp_path: Path, batch_dir: Path, monkeypatch) -> None:
+    # A batch of two runs out of GPU memory part-way; it is split and retried. The steps of the
+    # failed attempt are taken back and the total grows by one batch: the bar ends at 100 %.
+    import torch
+
+    from cleftscore import pipeline
+    from cleftscore.pipeline import GanSettings, PipelineSettings, ProgressHooks, score_photos
+
+    real = pipeline._GanNormalizer.run_batch
+
+    def flaky(self, aligned, keys, report=None):
+        if len(aligned) > 1:
+            report(7)  # some steps went by before memory ran out
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+        return real(self, aligned, keys, report)
+
+    monkeypatch.setattr(pipeline._GanNormalizer, "run_batch", flaky)
+    seen = {"total": 0, "steps": 0, "messages": []}
+
+    def start(n_photos: int, total: int) -> None:
+        seen["total"] = total
+
+    def step(n: int) -> None:
+        seen["steps"] += n
+
+    def grow(n: int) -> None:
+        seen["total"] += n
+
+    settings = PipelineSettings(
+        method="gan",
+        gan=GanSettings(generator=str(_small_generator_file()), steps=6, adapt_steps=2, loss="mse", batch=2, device="cpu"),
+    )
+    hooks = ProgressHooks(gan_start=start, gan_step=step, gan_grow=grow, message=seen["messages"].append)
+    results = score_photos([batch_dir / "hopper.jpg", batch_dir / "hopper_gray.jpg"], settings,
+                           out_dir=tmp_path / "run", cache_dir=tmp_path / "cache", hooks=hooks)  # fmt: skip
+    assert [r.status for r in results] == ["ok", "ok"]
+    assert any("retrying in batches of 1" in m for m in seen["messages"])
+    assert seen["total"] == 2 * (6 + 2)  # one batch planned, split in two
+    assert seen["steps"] == seen["total"]
+
+
+def test_progress_ends_at_its_total_when_adaptation_runs_photo_by_photo(tmp_path: Path, batch_dir: Path, monkeypatch) -> None:
+    # Adaptation of a batch falls back to one photo at a time (out of GPU memory): each photo
+    # reports steps 1..N again, which must not count twice.
+    import torch
+
+    from cleftscore.gan import adapt as adapt_mod
+    from cleftscore.pipeline import GanSettings, PipelineSettings, ProgressHooks, score_photos
+
+    def no_memory(*args, **kwargs):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+
+    monkeypatch.setattr(adapt_mod, "_adapt_vmap", no_memory)
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: None)
+    seen = {"total": 0, "steps": 0}
+    hooks = ProgressHooks(gan_start=lambda n, total: seen.update(total=total),
+                          gan_step=lambda n: seen.update(steps=seen["steps"] + n))  # fmt: skip
+    settings = PipelineSettings(
+        method="gan",
+        gan=GanSettings(generator=str(_small_generator_file()), steps=4, adapt_steps=3, loss="mse", batch=2, device="cpu"),
+    )
+    results = score_photos([batch_dir / "hopper.jpg", batch_dir / "hopper_gray.jpg"], settings,
+                           out_dir=tmp_path / "run", cache_dir=tmp_path / "cache", hooks=hooks)  # fmt: skip
+    assert [r.status for r in results] == ["ok", "ok"]
+    assert seen["total"] == 4 + 3 and seen["steps"] == seen["total"]

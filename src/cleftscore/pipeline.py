@@ -191,7 +191,9 @@ class ProgressHooks:
 
     ``photo_done(result)`` after each photo is finished (scored or failed);
     ``gan_start(n_photos, total_steps)`` once before the GAN starts;
-    ``gan_step(done_steps)`` as GAN steps are issued (batch-level, inversion + adaptation);
+    ``gan_step(done_steps)`` as GAN steps are issued (batch-level, inversion + adaptation; a
+    negative count takes back the steps of an attempt that ran out of GPU memory);
+    ``gan_grow(extra_steps)`` when splitting such a batch adds a batch's worth of steps;
     ``message(text)`` for notes and warnings.
 
     ``photo_done`` (and ``message``, for a cache write that failed) may be called from the
@@ -202,6 +204,7 @@ class ProgressHooks:
     photo_done: Callable[[PhotoResult], None] | None = None
     gan_start: Callable[[int, int], None] | None = None
     gan_step: Callable[[int], None] | None = None
+    gan_grow: Callable[[int], None] | None = None
     message: Callable[[str], None] | None = None
 
     def _msg(self, text: str) -> None:
@@ -408,11 +411,14 @@ class _GanNormalizer:
         write_json(d / "meta.json", entry["meta"])
         (d / "done").write_text("ok\n")
 
-    def run_batch(self, aligned: list[np.ndarray], keys: list[str]) -> list[dict[str, Any]]:
+    def run_batch(
+        self, aligned: list[np.ndarray], keys: list[str], report: Callable[[int], None] | None = None
+    ) -> list[dict[str, Any]]:
         """Invert and adapt a batch of aligned faces; returns one entry per face.
 
         Each face's random draws come from its own generator, seeded by its cache key (which
         holds the seed), so a face gets the same result whatever else is in its batch.
+        ``report(n)`` is told of every ``n`` batch steps issued (inversion, then adaptation).
         """
         import torch
 
@@ -425,12 +431,18 @@ class _GanNormalizer:
         inv_settings = InversionSettings(
             steps=gs.steps, loss=gs.loss, early_stop=gs.early_stop, precision=gs.precision, compile=gs.compile
         )
-        steps_done = [0]
+        report = report or (lambda n: None)
+        adapt_seen = [0]
 
         def on_step(step: int, total: int) -> None:
-            steps_done[0] += 1
-            if self.hooks.gan_step is not None:
-                self.hooks.gan_step(1)
+            report(1)
+
+        def on_adapt_step(step: int, total: int) -> None:
+            # When adaptation falls back to one photo at a time, each photo counts 1..steps
+            # again: only new highs are batch steps.
+            if step > adapt_seen[0]:
+                report(step - adapt_seen[0])
+                adapt_seen[0] = step
 
         t0 = time.perf_counter()
         inv = invert(
@@ -438,8 +450,8 @@ class _GanNormalizer:
         )
         t_inv = time.perf_counter() - t0
         # Count steps an early stop skipped, so the progress bar still ends at 100 %.
-        if self.hooks.gan_step is not None and inv.steps_run < gs.steps:
-            self.hooks.gan_step(gs.steps - inv.steps_run)
+        if inv.steps_run < gs.steps:
+            report(gs.steps - inv.steps_run)
         snapshots: dict[int, Any] = {}
         if gs.adapt_steps > 0:
             ad_settings = AdaptSettings(
@@ -449,7 +461,7 @@ class _GanNormalizer:
                 lpips_weight=1.0 if gs.loss == "lpips" else 0.0,
             )
             t1 = time.perf_counter()
-            ad = adapt(self.G, inv.w, inv.noises, targets, settings=ad_settings, loss_fn=self.loss_fn, progress=on_step)
+            ad = adapt(self.G, inv.w, inv.noises, targets, settings=ad_settings, loss_fn=self.loss_fn, progress=on_adapt_step)
             t_adapt = time.perf_counter() - t1
             normalized = _to_uint8(ad.images)
             snapshots = {k: _to_uint8(v) for k, v in ad.snapshots.items()}
@@ -720,15 +732,31 @@ class _Finisher:
 def _run_batch_with_fallback(
     normalizer: _GanNormalizer, aligned: list[np.ndarray], keys: list[str], hooks: ProgressHooks
 ) -> list[dict[str, Any]]:
-    """Run a batch; on CUDA out-of-memory, split it in halves (down to one photo)."""
+    """Run a batch; on CUDA out-of-memory, split it in halves (down to one photo).
+
+    The progress of a failed attempt is taken back, and the bar grows by the steps of the
+    extra batch, so it still ends at 100 %.
+    """
     import torch
 
+    reported = 0
+
+    def report(n: int) -> None:
+        nonlocal reported
+        reported += n
+        if hooks.gan_step is not None:
+            hooks.gan_step(n)
+
     try:
-        return normalizer.run_batch(aligned, keys)
+        return normalizer.run_batch(aligned, keys, report)
     except torch.cuda.OutOfMemoryError:
         if len(aligned) == 1:
             raise CleftscoreError("the GPU ran out of memory on a single photo; try --device cpu or a smaller model") from None
         torch.cuda.empty_cache()
+        if reported and hooks.gan_step is not None:
+            hooks.gan_step(-reported)
+        if hooks.gan_grow is not None:
+            hooks.gan_grow(normalizer.gs.steps + normalizer.gs.adapt_steps)
         half = len(aligned) // 2
         hooks._msg(f"GPU memory is short for a batch of {len(aligned)}; retrying in batches of {half}")
         return _run_batch_with_fallback(normalizer, aligned[:half], keys[:half], hooks) + _run_batch_with_fallback(

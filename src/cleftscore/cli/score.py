@@ -134,6 +134,12 @@ class _Progress:
         self.gan_total = total_steps
         self.gan = self.progress.add_task(f"GAN steps ({n_photos} photos)", total=total_steps)
 
+    def gan_grow(self, n: int) -> None:
+        if self.gan is None:
+            return
+        self.gan_total += n
+        self.progress.update(self.gan, total=self.gan_total)
+
     def gan_step(self, n: int) -> None:
         if self.gan is None:
             return
@@ -252,7 +258,7 @@ def score_command(
         paths = expand_inputs(inputs)
         console.print(f"Scoring {len(paths)} photo(s) with the {chosen} method into {out}")
         progress = _Progress(len(paths))
-        hooks = ProgressHooks(photo_done=progress.photo_done, gan_start=progress.gan_start, gan_step=progress.gan_step, message=progress.message)
+        hooks = ProgressHooks(photo_done=progress.photo_done, gan_start=progress.gan_start, gan_step=progress.gan_step, gan_grow=progress.gan_grow, message=progress.message)
         from cleftscore.pipeline import photo_ids
 
         ids = photo_ids(paths)
