@@ -4,9 +4,11 @@ Times, in one run on one device, a *reference mode* that works the way NVIDIA's 
 the pivotal-tuning code) does -- float32, one photo at a time, a host synchronisation after
 every step for the progress line (``float(loss)``), PyTorch's default Adam -- and our *fast
 path*: the library's :func:`cleftscore.gan.invert.invert` and :func:`cleftscore.gan.adapt.adapt`
-themselves, batched, at reduced precision, with fused/foreach Adam and no per-step host sync.
-Fast-path steps are timed with CUDA events recorded from the progress callback (no
-synchronisation inside the timed region); the CPU uses wall-clock time.
+themselves, batched, at reduced precision, with fused/foreach Adam, no host sync inside a step,
+and on CUDA the steps replayed as CUDA graphs. Optional rows time the fast projection without
+graphs, compiled, or channels-last, and :func:`profile_projection` lists where a step's time
+goes. Fast-path steps are timed with CUDA events recorded from the progress callback, after the
+warm-up and the graph capture; the CPU uses wall-clock time.
 
 The generator has random weights (the architecture is what costs time) and LPIPS a random VGG16
 trunk (same cost as the real one). The result is a plain JSON-serialisable dict; see
