@@ -71,6 +71,12 @@ def test_asymmetry_batch_scores_good_photos_and_lists_failures(batch_dir: Path, 
     rec = json.loads((out / "photos" / by_name["hopper.jpg"].photo_id / "result.json").read_text())
     assert rec["settings"]["method"] == "asymmetry" and rec["score"] == pytest.approx(by_name["hopper.jpg"].score)
     assert len(rec["landmarks_aligned"]) == 68
+    # The landmark-level asymmetry index travels to result.json and the CSV; failed photos have none.
+    assert rec["landmark_asymmetry_px"] == pytest.approx(by_name["hopper.jpg"].landmark_asymmetry_px)
+    assert 0 < rec["landmark_asymmetry_px"] < 256
+    by_row = {Path(row["file"]).name: row for row in rows}
+    assert float(by_row["hopper.jpg"]["landmark_asymmetry_px"]) == pytest.approx(rec["landmark_asymmetry_px"], abs=1e-3)
+    assert by_row["broken.jpg"]["landmark_asymmetry_px"] == ""
 
 
 def test_rescore_changes_scores_without_normalizing_again(batch_dir: Path, tmp_path: Path) -> None:
@@ -85,6 +91,8 @@ def test_rescore_changes_scores_without_normalizing_again(batch_dir: Path, tmp_p
     assert (out / "photos" / "hopper" / "normalized.png").read_bytes() == normalized_before
     rec = json.loads((out / "photos" / "hopper" / "result.json").read_text())
     assert rec["settings"]["score"]["difference"]["erosion"] == 0
+    # Normalization-side results survive a rescore.
+    assert rec["landmark_asymmetry_px"] == pytest.approx(first[0].landmark_asymmetry_px)
 
 
 def test_score_cli_example_runs_offline(tmp_path: Path) -> None:

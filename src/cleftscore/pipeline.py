@@ -179,6 +179,7 @@ class PhotoResult:
     timings: dict[str, float] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
     cached: bool = False
+    landmark_asymmetry_px: float | None = None  # asymmetry method: RMS landmark residual
 
     @property
     def ok(self) -> bool:
@@ -511,10 +512,12 @@ def _fail(res: PhotoResult, exc: BaseException, *, stage: str = "") -> None:
     res.message = text if res.file in text else f"{res.file}: {text}"
 
 
-def _asymmetry_normalize(prepared: PreparedPhoto) -> np.ndarray:
+def _asymmetry_normalize(prepared: PreparedPhoto) -> tuple[np.ndarray, float]:
+    """The mirrored, registered face and its landmark-level asymmetry index (pixels, RMS)."""
     from cleftscore.mirror import mirror_normalize
 
-    return mirror_normalize(prepared.aligned.image, prepared.aligned.landmarks).image
+    mirrored = mirror_normalize(prepared.aligned.image, prepared.aligned.landmarks)
+    return mirrored.image, mirrored.residual_landmark_error
 
 
 def _mask_for(prepared: PreparedPhoto, score_settings: ScoreSettings) -> np.ndarray:
@@ -645,7 +648,7 @@ def score_photos(
             t0 = time.perf_counter()
             try:
                 assert res.prepared is not None
-                res.normalized = _asymmetry_normalize(res.prepared)
+                res.normalized, res.landmark_asymmetry_px = _asymmetry_normalize(res.prepared)
             except Exception as exc:  # noqa: BLE001
                 _fail(res, exc, stage="normalizing")
             res.timings["normalize_s"] = time.perf_counter() - t0
@@ -793,6 +796,12 @@ def result_record(res: PhotoResult, settings: PipelineSettings, run_info: dict[s
         "timings": res.timings,
         **run_info,
     }
+    if res.landmark_asymmetry_px is not None:
+        rec["landmark_asymmetry_px"] = res.landmark_asymmetry_px
+        rec["landmark_asymmetry_definition"] = (
+            "RMS distance (pixels, aligned size) between the 68 landmarks and their mirrored, "
+            "registered positions; about 0 for a symmetric face"
+        )
     if res.prepared is not None:
         a = res.prepared.aligned
         rec.update(
@@ -818,6 +827,7 @@ CSV_COLUMNS = [
     "score",
     "message",
     "method",
+    "landmark_asymmetry_px",
     "roi",
     "mask_file",
     "metric",
@@ -857,6 +867,7 @@ def csv_row(rec: dict[str, Any]) -> dict[str, Any]:
         "score": "" if rec.get("score") is None else f"{rec['score']:.6f}",
         "message": rec.get("message", ""),
         "method": s["method"],
+        "landmark_asymmetry_px": "" if rec.get("landmark_asymmetry_px") is None else f"{rec['landmark_asymmetry_px']:.3f}",
         "roi": sc["roi"],
         "mask_file": sc.get("mask_file") or "",
         "metric": sc["difference"]["metric"],
@@ -1000,7 +1011,7 @@ def rescore_run(
         res.cached = True
         run_info = {k: rec[k] for k in ("cleftscore_version", "torch_version", "python_version", "generator", "generator_sha256", "vgg16", "device", "resolution") if k in rec}
         run_info["settings"] = settings.to_dict()
-        extra = {k: rec[k] for k in ("size", "faces_found", "face_box", "detector_score", "landmarks_aligned", "landmarks_original", "to_original", "original_shape") if k in rec}
+        extra = {k: rec[k] for k in ("size", "faces_found", "face_box", "detector_score", "landmarks_aligned", "landmarks_original", "to_original", "original_shape", "landmark_asymmetry_px", "landmark_asymmetry_definition") if k in rec}
         if res.ok:
             try:
                 res.aligned = load_image(d / "aligned.png")
