@@ -279,16 +279,24 @@ def test_channels_last_gives_the_same_projection_and_leaves_G_alone(G, targets, 
 
 
 @pytest.mark.skipif(shutil.which("g++") is None and shutil.which("cc") is None, reason="inductor needs a C++ compiler")
-def test_compiled_step_with_the_real_compiler(G, targets, stats, caplog) -> None:
-    # Inductor itself (about a minute on two cores the first time, cached afterwards). Its
-    # backward donates saved buffers: a compile probe that retained the graph broke it and
-    # silently fell back to the plain step, which the stand-in backend cannot show.
+def test_compiled_step_with_the_real_compiler(caplog) -> None:
+    # Inductor itself, on a two-block generator (compiling t32 took almost two minutes on two
+    # cores). Its backward donates saved buffers: a compile probe that retained the graph broke
+    # it and silently fell back to the plain step, which the stand-in backend cannot show.
     import logging
 
+    from cleftscore.gan.config import GeneratorConfig
+    from cleftscore.gan.networks import Generator
+
+    cfg = GeneratorConfig(img_resolution=8, z_dim=8, w_dim=8, mapping_layers=1, channel_base=64, channel_max=8,
+                          num_fp16_res=0, conv_clamp=256)  # fmt: skip
+    G8 = Generator(cfg, generator=torch.Generator().manual_seed(0)).eval().requires_grad_(False)
+    targets8 = torch.rand((2, 3, 8, 8), generator=torch.Generator().manual_seed(1)) * 2 - 1
+    stats8 = (torch.zeros(8), 1.0)
     settings = dataclasses.replace(SHORT, steps=3)
-    eager = invert(G, targets[:2], settings=settings, loss_fn=None, w_stats=stats)
+    eager = invert(G8, targets8, settings=settings, loss_fn=None, w_stats=stats8)
     with caplog.at_level(logging.WARNING, logger="cleftscore.gan.steps"):
-        comp = invert(G, targets[:2], settings=dataclasses.replace(settings, compile=True), loss_fn=None, w_stats=stats)
+        comp = invert(G8, targets8, settings=dataclasses.replace(settings, compile=True), loss_fn=None, w_stats=stats8)
     fallbacks = [r.getMessage() for r in caplog.records if r.name == "cleftscore.gan.steps"]
     assert not fallbacks, fallbacks
     torch.testing.assert_close(comp.w, eager.w, rtol=1e-4, atol=1e-5)
