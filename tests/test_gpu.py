@@ -55,6 +55,20 @@ def _case(G, n: int, seed: int = 1):
     return z, noises
 
 
+def _cuda_case(G, n: int, seed: int):
+    """A random LPIPS, pivots w [n, w_dim], noise maps and normalised targets, all on CUDA."""
+    from cleftscore.perceptual import PerceptualDistance
+
+    loss_fn = PerceptualDistance(vgg16_weights=None, random_trunk=True).cuda()
+    z, noises = _case(G, n, seed=seed)
+    z, noises = z.cuda(), [t.cuda() for t in noises]
+    with torch.no_grad():
+        w = G.mapping(z, None, truncation_psi=0.5)[:, 0]
+        targets = G(z, truncation_psi=0.7, noise_mode="const", force_fp32=True)
+        targets = targets / targets.abs().amax(dim=(1, 2, 3), keepdim=True)
+    return loss_fn, w, noises, targets
+
+
 @pytest.mark.parametrize("fused", [None, False])
 def test_cuda_synthesis_matches_cpu_fp32(fused) -> None:
     G_cpu = _generator(T64, "cpu")
@@ -74,14 +88,9 @@ def test_cuda_synthesis_matches_cpu_fp32(fused) -> None:
 def test_batched_inversion_reduced_precision_close_to_fp32() -> None:
     from cleftscore.gan.invert import InversionSettings, invert
     from cleftscore.gan.wstats import w_stats
-    from cleftscore.perceptual import PerceptualDistance
 
     G = _generator(T64, "cuda")
-    loss_fn = PerceptualDistance(vgg16_weights=None, random_trunk=True).cuda()
-    z, _ = _case(G, 4, seed=3)
-    with torch.no_grad():
-        targets = G(z.cuda(), truncation_psi=0.7, noise_mode="const", force_fp32=True)
-        targets = targets / targets.abs().amax(dim=(1, 2, 3), keepdim=True)
+    loss_fn, _, _, targets = _cuda_case(G, 4, seed=3)
     stats = w_stats(G, samples=500)
     base = InversionSettings(steps=10, precision="fp32")
     out = {}
@@ -103,16 +112,9 @@ def test_batched_inversion_reduced_precision_close_to_fp32() -> None:
 
 def test_batched_adaptation_reduced_precision_close_to_fp32() -> None:
     from cleftscore.gan.adapt import AdaptSettings, adapt
-    from cleftscore.perceptual import PerceptualDistance
 
     G = _generator(T64, "cuda")
-    loss_fn = PerceptualDistance(vgg16_weights=None, random_trunk=True).cuda()
-    z, noises = _case(G, 3, seed=4)
-    z, noises = z.cuda(), [t.cuda() for t in noises]
-    with torch.no_grad():
-        w = G.mapping(z, None, truncation_psi=0.5)[:, 0]
-        targets = G(z, truncation_psi=0.7, noise_mode="const", force_fp32=True)
-        targets = targets / targets.abs().amax(dim=(1, 2, 3), keepdim=True)
+    loss_fn, w, noises, targets = _cuda_case(G, 3, seed=4)
     before = {k: v.clone() for k, v in G.state_dict().items()}
     base = AdaptSettings(steps=6, precision="fp32", engine="vmap")
     ref = adapt(G, w, noises, targets, settings=base, loss_fn=loss_fn)
@@ -129,16 +131,9 @@ def test_batched_adaptation_reduced_precision_close_to_fp32() -> None:
 @pytest.mark.parametrize("engine", ["vmap", "loop"])
 def test_cuda_graph_adaptation_equals_ordinary_steps(engine: str) -> None:
     from cleftscore.gan.adapt import AdaptSettings, adapt
-    from cleftscore.perceptual import PerceptualDistance
 
     G = _generator(T64, "cuda")
-    loss_fn = PerceptualDistance(vgg16_weights=None, random_trunk=True).cuda()
-    z, noises = _case(G, 2, seed=6)
-    z, noises = z.cuda(), [t.cuda() for t in noises]
-    with torch.no_grad():
-        w = G.mapping(z, None, truncation_psi=0.5)[:, 0]
-        targets = G(z, truncation_psi=0.7, noise_mode="const", force_fp32=True)
-        targets = targets / targets.abs().amax(dim=(1, 2, 3), keepdim=True)
+    loss_fn, w, noises, targets = _cuda_case(G, 2, seed=6)
     start = G.synthesis(w.unsqueeze(1).expand(-1, G.num_ws, -1), noise=noises, force_fp32=True)
     out = {}
     with _no_tf32():
@@ -173,14 +168,9 @@ def test_speed_harness_reports_cuda_memory() -> None:
 def test_cuda_graph_projection_equals_ordinary_steps(precision: str) -> None:
     from cleftscore.gan.invert import InversionSettings, invert
     from cleftscore.gan.wstats import w_stats
-    from cleftscore.perceptual import PerceptualDistance
 
     G = _generator(T64, "cuda")
-    loss_fn = PerceptualDistance(vgg16_weights=None, random_trunk=True).cuda()
-    z, _ = _case(G, 2, seed=5)
-    with torch.no_grad():
-        targets = G(z.cuda(), truncation_psi=0.7, noise_mode="const", force_fp32=True)
-        targets = targets / targets.abs().amax(dim=(1, 2, 3), keepdim=True)
+    loss_fn, _, _, targets = _cuda_case(G, 2, seed=5)
     stats = w_stats(G, samples=500)
     out = {}
     old = torch.backends.cudnn.deterministic
@@ -210,14 +200,9 @@ def test_compiled_projection_replays_as_a_graph_and_matches_plain(caplog) -> Non
 
     from cleftscore.gan.invert import InversionSettings, invert
     from cleftscore.gan.wstats import w_stats
-    from cleftscore.perceptual import PerceptualDistance
 
     G = _generator(T64, "cuda")
-    loss_fn = PerceptualDistance(vgg16_weights=None, random_trunk=True).cuda()
-    z, _ = _case(G, 2, seed=7)
-    with torch.no_grad():
-        targets = G(z.cuda(), truncation_psi=0.7, noise_mode="const", force_fp32=True)
-        targets = targets / targets.abs().amax(dim=(1, 2, 3), keepdim=True)
+    loss_fn, _, _, targets = _cuda_case(G, 2, seed=7)
     stats = w_stats(G, samples=500)
     base = InversionSettings(steps=30, precision="fp16")
     plain = invert(G, targets, settings=base, loss_fn=loss_fn, generator=torch.Generator(device="cuda").manual_seed(0),
