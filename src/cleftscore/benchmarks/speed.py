@@ -630,15 +630,18 @@ def run_speed(
     ref_s = _seconds_per_photo(ref_p, ref_a)
     single_s = _seconds_per_photo(single_p, single_a)
     batch_s = _seconds_per_photo(batch_p, batch_a)
-    comp_1 = _best(rows, "projection", "fast+compile", 1)
-    comp_n = _best(rows, "projection", "fast+compile", None)
-    nhwc_1 = _best(rows, "projection", "fast+channels_last", 1)
-    nhwc_n = _best(rows, "projection", "fast+channels_last", None)
-    eager_1 = _best(rows, "projection", "fast-eager", 1)
-    eager_n = _best(rows, "projection", "fast-eager", None)
-
     def ratio(a, b):
         return None if a is None or b is None or b == 0 else a / b
+
+    def variant(mode: str) -> dict | None:
+        """Whole-photo figures when the projection runs in ``mode`` (adaptation as the fast path)."""
+        one, many = _best(rows, "projection", mode, 1), _best(rows, "projection", mode, None)
+        if one is None and many is None:
+            return None
+        single, batched = _seconds_per_photo(one, single_a), _seconds_per_photo(many, batch_a)
+        return {"projection_single": _pick(one), "projection_batched": _pick(many),
+                "s_per_photo_single": single, "s_per_photo_batched": batched,
+                "speedup_single": ratio(ref_s, single), "speedup_batched": ratio(ref_s, batched)}  # fmt: skip
 
     summary = {
         "s_per_photo_formula": f"ms/step/photo x {PROJECTION_STEPS} projection + ms/step/photo x {ADAPTATION_STEPS} adaptation",
@@ -654,23 +657,9 @@ def run_speed(
             ref_p.ms_per_step_per_photo if ref_p else None, batch_p.ms_per_step_per_photo if batch_p else None),
         "adaptation_step_speedup_batched": ratio(
             ref_a.ms_per_step_per_photo if ref_a else None, batch_a.ms_per_step_per_photo if batch_a else None),
-        "with_compile": None if comp_1 is None and comp_n is None else {
-            "projection_single": _pick(comp_1), "projection_batched": _pick(comp_n),
-            "s_per_photo_single": _seconds_per_photo(comp_1, single_a),
-            "s_per_photo_batched": _seconds_per_photo(comp_n, batch_a),
-            "speedup_single": ratio(ref_s, _seconds_per_photo(comp_1, single_a)),
-            "speedup_batched": ratio(ref_s, _seconds_per_photo(comp_n, batch_a)),
-        },
-        "with_channels_last": None if nhwc_1 is None and nhwc_n is None else {
-            "projection_single": _pick(nhwc_1), "projection_batched": _pick(nhwc_n),
-            "s_per_photo_single": _seconds_per_photo(nhwc_1, single_a),
-            "s_per_photo_batched": _seconds_per_photo(nhwc_n, batch_a),
-        },
-        "without_cuda_graphs": None if eager_1 is None and eager_n is None else {
-            "projection_single": _pick(eager_1), "projection_batched": _pick(eager_n),
-            "s_per_photo_single": _seconds_per_photo(eager_1, single_a),
-            "s_per_photo_batched": _seconds_per_photo(eager_n, batch_a),
-        },
+        "with_compile": variant("fast+compile"),
+        "with_channels_last": variant("fast+channels_last"),
+        "without_cuda_graphs": variant("fast-eager"),
         "goal_s_per_photo_batched": 5.0,
         "goal_s_single_photo": 30.0,
     }  # fmt: skip
