@@ -337,3 +337,16 @@ def test_progress_ends_at_its_total_when_adaptation_runs_photo_by_photo(tmp_path
                            out_dir=tmp_path / "run", cache_dir=tmp_path / "cache", hooks=hooks)  # fmt: skip
     assert [r.status for r in results] == ["ok", "ok"]
     assert seen["total"] == 4 + 3 and seen["steps"] == seen["total"]
+
+
+def test_asymmetry_refuses_a_face_in_profile(tmp_path: Path, shared_faces: Path) -> None:
+    # The largest face of this group photo is turned almost to profile: its mirror image cannot
+    # be registered (the "normalized" face came out a flat colour and still got a score). It
+    # must fail with a clear reason, while frontal faces in the same batch are scored.
+    photos = [shared_faces / "elderly_group_7faces_east_asian.jpg", shared_faces / "glasses_south_asian_male_blue_bg.jpg"]
+    results = score_photos(photos, PipelineSettings(method="asymmetry", size=256), out_dir=tmp_path / "run")
+    profile, frontal = results
+    assert profile.status == "failed" and profile.score is None
+    assert "turned too far" in profile.message and "elderly_group_7faces_east_asian.jpg" in profile.message
+    assert "\n" not in profile.message
+    assert frontal.ok and frontal.landmark_asymmetry_px < 0.1 * 256
