@@ -440,6 +440,61 @@ def test_demodulation_without_the_big_weight_tensor_matches_fused() -> None:
         assert torch.allclose(a, b, atol=1e-12, rtol=1e-10)
 
 
+@pytest.mark.parametrize("demodulate", [False, True])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_unfused_1x1_modconv_is_the_per_sample_weight_convolution(demodulate: bool, channels_last: bool) -> None:
+    # Unfused, toRGB's 1x1 modulated convolution is one batched matmul with per-sample weights;
+    # it must equal the grouped convolution (values and gradients) in either memory layout,
+    # and keep the layout of its input.
+    from cleftscore.gan.networks import _modulated_conv2d
+
+    g = torch.Generator().manual_seed(4)
+    x0 = torch.randn((3, 8, 5, 7), generator=g, dtype=torch.float64)
+    if channels_last:
+        x0 = x0.contiguous(memory_format=torch.channels_last)
+    weight = torch.randn((3, 8, 1, 1), generator=g, dtype=torch.float64)
+    styles0 = torch.randn((3, 8), generator=g, dtype=torch.float64)
+    probe = torch.randn((3, 3, 5, 7), generator=g, dtype=torch.float64)
+    outs, grads = [], []
+    for fused in (True, False):
+        x, styles = x0.clone().requires_grad_(True), styles0.clone().requires_grad_(True)
+        out = _modulated_conv2d(x, weight, styles, demodulate=demodulate, up=False, kernel=None, noise=None,
+                                fused=fused, out_gain=1.5)  # fmt: skip
+        outs.append(out)
+        grads.append(torch.autograd.grad((out * probe).sum(), (x, styles)))
+    assert torch.allclose(outs[0], outs[1], atol=1e-12, rtol=1e-10)
+    for a, b in zip(*grads):
+        assert torch.allclose(a, b, atol=1e-12, rtol=1e-10)
+    assert outs[1].is_contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+
+
+@pytest.mark.parametrize("clamp", [None, 0.5])
+def test_folded_activation_gain_matches_official_order(clamp) -> None:
+    # Unfused layers move the sqrt(2) gain in front of the leaky ReLU (onto the demodulation
+    # coefficients, noise strength and bias). Same layer output and gradients as the official
+    # order, clamp included (a small clamp so that it binds).
+    from cleftscore.gan.networks import SynthesisLayer
+
+    layer = SynthesisLayer(6, 4, w_dim=8, resolution=8, up=True, conv_clamp=clamp).double()
+    g = torch.Generator().manual_seed(2)
+    with torch.no_grad():
+        layer.noise_strength.fill_(0.7)
+        layer.bias.copy_(torch.randn(4, generator=g, dtype=torch.float64))
+    x0 = torch.randn((2, 6, 4, 4), generator=g, dtype=torch.float64)
+    w = torch.randn((2, 8), generator=g, dtype=torch.float64)
+    noise = torch.randn((2, 1, 8, 8), generator=g, dtype=torch.float64)
+    probe = torch.randn((2, 4, 8, 8), generator=g, dtype=torch.float64)
+    results = []
+    for fused in (True, False):
+        x = x0.clone().requires_grad_(True)
+        out = layer(x, w, noise=noise, fused=fused)
+        results.append((out, *torch.autograd.grad((out * probe).sum(), (x, layer.noise_strength, layer.bias))))
+    if clamp is not None:
+        assert (results[0][0].abs() == clamp).any()
+    for a, b in zip(*results):
+        assert torch.allclose(a, b, atol=1e-12, rtol=1e-10)
+
+
 def test_detached_fp16_prescaling_leaves_gradients_unchanged() -> None:
     # The float16 path divides weight and styles by their infinity norms and treats the norms as
     # constants in the backward pass. That is exact because demodulation makes the output

@@ -431,12 +431,7 @@ def invert(
                            init_noises=init_noises)  # fmt: skip
     # One leaf tensor per resolution holds every map of that resolution as a channel; the
     # synthesis gets channel views. Fewer, larger tensors: fewer kernels in every step.
-    stacks, slots = _stack_noises(maps, [r for _, r in layers])
-
-    def noise_views(stacks: Sequence[Tensor]) -> list[Tensor]:
-        # unbind: the backward is one stack per resolution (narrow's would be one copy per map)
-        channels = [t.unbind(1) for t in stacks]
-        return [channels[i][c].unsqueeze(1) for i, c in slots]
+    stacks, slots = stack_noises(maps, [r for _, r in layers])
 
     w_opt = w_avg.expand(n, -1).clone().requires_grad_(True)
     params = [w_opt]
@@ -476,7 +471,7 @@ def invert(
         ws = w_in.unsqueeze(1).expand(-1, num_ws, -1)
         with autocast_context(device, amp_dtype):
             synth = synthesis(
-                ws, noise_mode="const", noise=noise_views(stacks), force_fp32=force_fp32, fused_modconv=fused_modconv
+                ws, noise_mode="const", noise=noise_views(stacks, slots), force_fp32=force_fp32, fused_modconv=fused_modconv
             )
             dist = image_distance(synth, targets, loss=settings.loss, loss_fn=loss_fn, target_features=target_features)
         return dist.float() + settings.regularize_noise_weight * noise_regularizer(stacks)
@@ -511,7 +506,7 @@ def invert(
         logger.info("inversion stopped early after %d of %d steps", steps_run, steps)
 
     w_final = w_opt.detach().clone()
-    noises_final = [t.detach().clone() for t in noise_views(stacks)]
+    noises_final = [t.detach().clone() for t in noise_views(stacks, slots)]
     with torch.no_grad():
         images = G.synthesis(
             w_final.unsqueeze(1).expand(-1, num_ws, -1), noise_mode="const", noise=noises_final, force_fp32=True
@@ -544,7 +539,14 @@ def _initial_noises(layers, n, *, device, generator, per_image_rng, init_noises)
     return maps
 
 
-def _stack_noises(maps: Sequence[Tensor], resolutions: Sequence[int]) -> tuple[list[Tensor], list[tuple[int, int]]]:
+def noise_views(stacks: Sequence[Tensor], slots: Sequence[tuple[int, int]]) -> list[Tensor]:
+    """The ``[N, 1, r, r]`` noise maps, in layer order, as views of the per-resolution stacks."""
+    # unbind: the backward is one stack per resolution (narrow's would be one copy per map)
+    channels = [t.unbind(1) for t in stacks]
+    return [channels[i][c].unsqueeze(1) for i, c in slots]
+
+
+def stack_noises(maps: Sequence[Tensor], resolutions: Sequence[int]) -> tuple[list[Tensor], list[tuple[int, int]]]:
     """New tensors ``[N, C_r, r, r]``, one per resolution, and each map's (tensor, channel) slot."""
     order = list(dict.fromkeys(resolutions))
     members: dict[int, list[Tensor]] = {r: [] for r in order}

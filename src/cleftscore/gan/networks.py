@@ -144,6 +144,19 @@ def _conv2d_up2(x: Tensor, weight: Tensor, kernel: Tensor, *, groups: int) -> Te
     return _upfirdn2d(x, kernel, up=1, pad=(p0, p1, p0, p1), gain=4.0)
 
 
+def _per_sample_matmul(x: Tensor, w: Tensor) -> Tensor:
+    """1x1 convolution of each sample with its own weight: ``[N, I, H, W]``, ``[N, O, I]`` -> ``[N, O, H, W]``.
+
+    One batched matrix product in the memory layout ``x`` has (NCHW or channels-last), so
+    neither the input nor the output is copied.
+    """
+    n, c, h, wd = x.shape
+    if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
+        y = torch.bmm(x.permute(0, 2, 3, 1).reshape(n, h * wd, c), w.transpose(1, 2))  # [N, HW, O]
+        return y.reshape(n, h, wd, -1).permute(0, 3, 1, 2)
+    return torch.bmm(w, x.reshape(n, c, h * wd)).reshape(n, -1, h, wd)
+
+
 def _bias_act(x: Tensor, bias: Tensor, *, lrelu: bool, gain: float, clamp: float | None) -> Tensor:
     """Add a per-channel bias, optional leaky ReLU (0.2), scale by ``gain``, clamp to +-``clamp``."""
     shape = [1] * x.ndim
@@ -169,6 +182,7 @@ def _modulated_conv2d(
     kernel: Tensor | None,
     noise: Tensor | None,
     fused: bool,
+    out_gain: float = 1.0,
 ) -> Tensor:
     """Modulated (and optionally demodulated) convolution, 'same' padding.
 
@@ -191,6 +205,9 @@ def _modulated_conv2d(
     fused : bool
         One grouped convolution with per-sample weights (True) or scale activations before and
         after a shared-weight convolution (False). Same result up to rounding.
+    out_gain : float
+        Factor on the convolution's output (folded into the demodulation coefficients or the
+        per-sample weights, so it costs no pass over the activations). ``noise`` is not scaled.
 
     Returns
     -------
@@ -203,6 +220,10 @@ def _modulated_conv2d(
     (a no-op after demodulation) so that intermediate products cannot overflow. The norms are
     constants to autograd: demodulation makes the output invariant to these scales, so their
     gradient terms cancel, and skipping them saves a dozen kernels per layer in every backward.
+
+    Unfused, a 1x1 convolution without upsampling (toRGB) is a batched matrix product with
+    per-sample weights: it reads the activations once, where scaling them first would write and
+    read them again (and twice more in the backward pass).
     """
     n = x.shape[0]
     out_ch, in_ch, k, _ = weight.shape
@@ -213,25 +234,39 @@ def _modulated_conv2d(
 
     w = None
     dcoefs = None
+    if k == 1 and not up and not fused:
+        w = weight.reshape(1, out_ch, in_ch) * styles.reshape(n, 1, in_ch)  # [N, O, I]
+        if demodulate:
+            w = w * (w.square().sum(dim=2, keepdim=True) + 1e-8).rsqrt()
+        if out_gain != 1:
+            w = w * out_gain
+        x = _per_sample_matmul(x, w.to(x.dtype))
+        return x if noise is None else (x + noise).to(x.dtype)
     if fused:
         w = weight.unsqueeze(0) * styles.reshape(n, 1, in_ch, 1, 1)  # [N, O, I, k, k]
         if demodulate:
             dcoefs = (w.square().sum(dim=(2, 3, 4)) + 1e-8).rsqrt()  # [N, O]
             w = w * dcoefs.reshape(n, out_ch, 1, 1, 1)
+        if out_gain != 1:
+            w = w * out_gain
     elif demodulate:
         # sum_{i,kk} (W[o,i,kk] s[n,i])^2 = sum_i s[n,i]^2 sum_kk W[o,i,kk]^2: an [N, O, I]
         # product instead of [N, O, I, k, k]. Not a matmul, which autocast would run in bf16.
         acc = torch.promote_types(weight.dtype, torch.float32)  # at least float32
         w_sq = weight.to(acc).square().sum(dim=(2, 3))  # [O, I]
         dcoefs = ((styles.to(acc).square().unsqueeze(1) * w_sq.unsqueeze(0)).sum(dim=2) + 1e-8).rsqrt()  # [N, O]
+        if out_gain != 1:
+            dcoefs = dcoefs * out_gain
 
     if not fused:
         x = x * styles.to(x.dtype).reshape(n, in_ch, 1, 1)
         wx = weight.to(x.dtype)
         x = _conv2d_up2(x, wx, kernel, groups=1) if up else F.conv2d(x, wx, padding=k // 2)
-        if demodulate and noise is not None:
+        if dcoefs is None and out_gain != 1:
+            dcoefs = torch.full((n, out_ch), out_gain, device=x.device)
+        if dcoefs is not None and noise is not None:
             return torch.addcmul(noise.to(x.dtype), x, dcoefs.to(x.dtype).reshape(n, out_ch, 1, 1))
-        if demodulate:
+        if dcoefs is not None:
             return x * dcoefs.to(x.dtype).reshape(n, out_ch, 1, 1)
         if noise is not None:
             return x + noise.to(x.dtype)
@@ -390,14 +425,20 @@ class SynthesisLayer(nn.Module):
         """
         styles = self.affine(w)
         r = self.resolution
+        # Unfused, the activation gain goes before the leaky ReLU, which commutes with a positive
+        # factor: it then rides on the demodulation coefficients, the noise strength and the
+        # bias instead of costing a pass over the activations (and one in the backward pass).
+        # The fused (official float32) path keeps the official order of rounding.
+        gain = 1.0 if fused else _LRELU_GAIN
+        strength = self.noise_strength * gain if gain != 1 else self.noise_strength
         if noise is not None:
-            noise_map = noise * self.noise_strength
+            noise_map = noise * strength
         elif noise_mode == "random":
             dev = generator.device if generator is not None else x.device
             rnd = torch.randn((x.shape[0], 1, r, r), generator=generator, device=dev).to(x.device)
-            noise_map = rnd * self.noise_strength
+            noise_map = rnd * strength
         elif noise_mode == "const":
-            noise_map = self.noise_const * self.noise_strength
+            noise_map = self.noise_const * strength
         else:
             noise_map = None
         x = _modulated_conv2d(
@@ -409,8 +450,11 @@ class SynthesisLayer(nn.Module):
             kernel=self.resample_filter,
             noise=noise_map,
             fused=fused,
+            out_gain=gain,
         )
-        return _bias_act(x, self.bias, lrelu=True, gain=_LRELU_GAIN, clamp=self.conv_clamp)
+        if fused:
+            return _bias_act(x, self.bias, lrelu=True, gain=_LRELU_GAIN, clamp=self.conv_clamp)
+        return _bias_act(x, self.bias * gain, lrelu=True, gain=1.0, clamp=self.conv_clamp)
 
     def extra_repr(self) -> str:
         up = ", up=2" if self.up else ""

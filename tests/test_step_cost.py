@@ -1,0 +1,55 @@
+"""Tests of the projection-step cost model (meta-device trace and roofline floor)."""
+
+from __future__ import annotations
+
+import pytest
+
+from cleftscore.benchmarks.speed import CONFIGS
+from cleftscore.benchmarks.step_cost import DEVICES, DeviceModel, projection_step_ops, summarize
+
+
+@pytest.fixture(scope="module")
+def ops() -> dict[int, list[dict]]:
+    return {b: projection_step_ops(CONFIGS["t64"], b, "fp16") for b in (1, 3)}
+
+
+def test_trace_covers_forward_backward_and_optimizer(ops) -> None:
+    one = ops[1]
+    phases = {op["phase"] for op in one}
+    assert phases == {"forward", "backward", "optimizer"}
+    names = {op["op"] for op in one}
+    assert {"convolution", "convolution_backward"} <= names
+    # t64 runs its two top resolutions in float16, the rest (and LPIPS) in float32
+    assert any(op["half"] for op in one) and not all(op["half"] for op in one)
+    # views launch no kernel and are not counted
+    assert not names & {"view", "expand", "unsqueeze", "permute", "detach", "unbind"}
+
+
+def test_work_scales_with_the_batch_and_kernels_do_not(ops) -> None:
+    one, three = ops[1], ops[3]
+    assert len(one) == len(three)
+    conv = [sum(op["flops"] for op in o if op["op"].startswith("convolution")) for o in (one, three)]
+    assert conv[0] > 0 and conv[1] == 3 * conv[0]
+    moved = [sum(op["bytes"] for op in o) for o in (one, three)]
+    # activations scale with the batch; weights and target-independent constants do not
+    assert 2.0 * moved[0] < moved[1] < 3.0 * moved[0]
+
+
+def test_roofline_floor_bounds_every_kernel(ops) -> None:
+    dev = DeviceModel("test", hbm_bytes_per_s=1e12, half_flops=1e14, tf32_flops=5e13, kernel_floor_s=1e-6)
+    s = summarize(ops[3], dev, batch=3)
+    total_bytes = sum(op["bytes"] for op in ops[3])
+    assert s["floor_ms"] >= 1e3 * total_bytes / dev.hbm_bytes_per_s
+    assert s["floor_ms"] >= 1e3 * len(ops[3]) * dev.kernel_floor_s
+    assert s["floor_ms_per_photo"] == pytest.approx(s["floor_ms"] / 3)
+    shares = [t["share"] for t in s["top_operators"]]
+    assert shares == sorted(shares, reverse=True) and sum(shares) <= 1.0 + 1e-6
+    # a faster memory system can only lower the floor
+    fast = DeviceModel("fast", hbm_bytes_per_s=1e13, half_flops=1e14, tf32_flops=5e13, kernel_floor_s=1e-6)
+    assert summarize(ops[3], fast, batch=3)["floor_ms"] < s["floor_ms"]
+    assert set(DEVICES) >= {"h100", "h200"}
+
+
+def test_bf16_is_refused_rather_than_mismodelled() -> None:
+    with pytest.raises(ValueError, match="autocast"):
+        projection_step_ops(CONFIGS["t64"], 1, "bf16")
