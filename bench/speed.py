@@ -2,7 +2,7 @@
 
 Usage: python bench/speed.py [--config ffhq1024|g256|t64] [--device cuda] [--batch 8]
        [--adapt-batch N] [--steps 10] [--warmup 3] [--precision auto --precision bf16]
-       [--compile] [--eager-too] [--channels-last] [--profile] [--threads N] [--out PATH]
+       [--compile] [--eager-too] [--unfused-too] [--channels-last] [--profile] [--threads N] [--out PATH]
 Writes bench/results/speed_<device>.json unless --out is given (same report as
 `cleftscore bench speed`). Imports neither dlib nor the CLI (runs on a bare GPU machine).
 """
@@ -31,6 +31,7 @@ def main() -> None:
     ap.add_argument("--adapt-engine", action="append", default=None, help="vmap and/or loop (loop only at batch 1)")
     ap.add_argument("--compile", action="store_true", help="also time the projection with torch.compile")
     ap.add_argument("--eager-too", action="store_true", help="on CUDA, also time the projection without CUDA graphs")
+    ap.add_argument("--unfused-too", action="store_true", help="on CUDA, also time the projection without fused kernels")
     ap.add_argument("--channels-last", action="store_true", help="also time the projection with NHWC weights")
     ap.add_argument("--profile", action="store_true", help="also list the kernels a projection step spends its time in")
     ap.add_argument("--threads", type=int, default=None)
@@ -46,7 +47,7 @@ def main() -> None:
     report = run_speed(
         CONFIGS[args.config], device=dev, batch_sizes=batches, adapt_batch_sizes=adapt_batches,
         steps=args.steps, warmup=args.warmup, precisions=args.precision,
-        adapt_engines=tuple(args.adapt_engine or ("vmap",)), compile=args.compile, eager_too=args.eager_too, profile=args.profile,
+        adapt_engines=tuple(args.adapt_engine or ("vmap",)), compile=args.compile, eager_too=args.eager_too, unfused_too=args.unfused_too, profile=args.profile,
         channels_last=args.channels_last,
         config_name=args.config,
         progress=print,

@@ -148,10 +148,44 @@ def test_cuda_graph_adaptation_equals_ordinary_steps(engine: str) -> None:
     np.testing.assert_allclose(out[True].losses, out[False].losses, rtol=1e-3)
 
 
+@pytest.mark.parametrize("dtype", ["fp16", "bf16"])
+def test_fused_kernels_compile_and_match_plain_ops_on_the_gpu(monkeypatch, dtype: str) -> None:
+    # The Triton kernels pass their own check on this GPU, and a whole synthesis (float16 top
+    # blocks, or everything under bf16 autocast) with them equals the plain-op synthesis,
+    # gradients to w and the noise maps included.
+    from cleftscore.gan import fused as fz
+    from cleftscore.gan.invert import autocast_context
+
+    assert fz._probe(torch.device("cuda")), "the fused kernels failed their check on this GPU (see the log)"
+    G = _generator(T64, "cuda")
+    z, noises = _case(G, 3, seed=4)
+    z, noises = z.cuda(), [t.cuda() for t in noises]
+    probe = torch.randn((3, 3, 64, 64), generator=torch.Generator().manual_seed(2)).cuda()
+    amp = torch.bfloat16 if dtype == "bf16" else None
+
+    def run(enabled: bool):
+        monkeypatch.setenv(fz.ENV_SWITCH, "1" if enabled else "0")
+        ws = G.mapping(z, None).detach().requires_grad_(True)
+        ns = [t.clone().requires_grad_(True) for t in noises]
+        with autocast_context(torch.device("cuda"), amp):
+            img = G.synthesis(ws, noise_mode="const", noise=ns, force_fp32=amp is not None, fused_modconv=False)
+        return img.float(), torch.autograd.grad((img.float() * probe).sum(), [ws, *ns])
+
+    (a, ga), (b, gb) = run(True), run(False)
+    tol = 2e-2 if dtype == "fp16" else 1e-1
+    assert (a - b).abs().max() <= tol * max(1.0, float(b.abs().max()))
+    for x, y in zip(ga, gb):
+        assert torch.isfinite(x).all()
+        assert (x - y).abs().max() <= tol * float(y.abs().max()) + 1e-6
+
+
 def test_speed_harness_reports_cuda_memory() -> None:
     from cleftscore.benchmarks.speed import run_speed
 
-    report = run_speed(T64, device="cuda", batch_sizes=(1, 2), steps=2, warmup=1, precisions=("auto",))
+    report = run_speed(T64, device="cuda", batch_sizes=(1, 2), steps=2, warmup=1, precisions=("auto",),
+                       unfused_too=True)  # fmt: skip
+    assert {r["mode"] for r in report["timings"]} >= {"fast", "fast-unfused"}
+    assert report["summary"]["without_fused_kernels"]["s_per_photo_batched"] > 0
     assert report["environment"]["device_name"]
     for row in report["timings"]:
         assert row["error"] is None, row

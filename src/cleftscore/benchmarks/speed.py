@@ -22,6 +22,7 @@ import copy
 import dataclasses
 import logging
 import math
+import os
 import platform
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -31,6 +32,7 @@ import torch
 from torch import Tensor
 
 from cleftscore.gan.config import FFHQ1024, GeneratorConfig
+from cleftscore.gan.fused import ENV_SWITCH
 from cleftscore.gan.steps import WARMUP_STEPS
 
 __all__ = ["CONFIGS", "StepTiming", "run_speed", "profile_projection", "PROJECTION_STEPS", "ADAPTATION_STEPS"]
@@ -389,6 +391,20 @@ def environment(device: torch.device) -> dict:
     return env
 
 
+@contextlib.contextmanager
+def _environment(name: str, value: str) -> Iterator[None]:
+    """Set an environment variable for the duration of the block."""
+    old = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = old
+
+
 def run_speed(
     config: GeneratorConfig,
     *,
@@ -401,6 +417,7 @@ def run_speed(
     adapt_engines: Sequence[str] = ("vmap",),
     compile: bool = False,
     eager_too: bool = False,
+    unfused_too: bool = False,
     profile: bool = False,
     channels_last: bool = False,
     cudnn_benchmark: bool = True,
@@ -436,6 +453,9 @@ def run_speed(
     eager_too : bool
         On CUDA, also time the fast projection without CUDA graphs (``cuda_graph=False``), to
         show what the graph replay gains.
+    unfused_too : bool
+        On CUDA, also time the fast projection with the fused Triton kernels turned off
+        (``CLEFTSCORE_FUSED_KERNELS=0``; first precision, batch 1 and the largest batch).
     channels_last : bool
         Also time the fast projection with ``InversionSettings(channels_last=True)`` (first
         precision, batch 1 and the largest batch).
@@ -593,6 +613,11 @@ def run_speed(
                         return _final_loss(res.losses), res.step_mode
 
                     record("adaptation", "fast", b, precision, engine, fast_adapt)
+        if unfused_too and device.type == "cuda":
+            settings = InversionSettings(steps=total, precision=precisions[0])
+            with _environment(ENV_SWITCH, "0"):
+                for b in dict.fromkeys((1, max(batch_sizes))):
+                    record("projection", "fast-unfused", b, precisions[0], "-", fast_projection(b, settings))
         if channels_last:
             settings = InversionSettings(steps=total, precision=precisions[0], channels_last=True)
             for b in dict.fromkeys((1, max(batch_sizes))):
@@ -660,6 +685,7 @@ def run_speed(
         "with_compile": variant("fast+compile"),
         "with_channels_last": variant("fast+channels_last"),
         "without_cuda_graphs": variant("fast-eager"),
+        "without_fused_kernels": variant("fast-unfused"),
         "goal_s_per_photo_batched": 5.0,
         "goal_s_single_photo": 30.0,
     }  # fmt: skip
@@ -673,13 +699,14 @@ def run_speed(
             "steps_timed": steps, "warmup_steps": warmup, "warmup_steps_requested": requested_warmup,
             "precisions": list(precisions),
             "adapt_engines": list(adapt_engines), "cudnn_benchmark_fast_path": bool(cudnn_benchmark),
-            "compile": bool(compile), "eager_too": bool(eager_too), "channels_last": bool(channels_last), "seed": seed, "weights": "random", "lpips_trunk": "random VGG16",
+            "compile": bool(compile), "eager_too": bool(eager_too), "unfused_too": bool(unfused_too), "channels_last": bool(channels_last), "seed": seed, "weights": "random", "lpips_trunk": "random VGG16",
             "setup_s": setup_s,
             "reference_mode": "fp32, batch 1, float(loss) host sync every step, default torch.optim.Adam, "
                               "grouped (fused) modulated convolutions, cuDNN defaults",
             "fast_path": "cleftscore.gan.invert.invert / cleftscore.gan.adapt.adapt as shipped (batched, "
                          "fused/foreach Adam, no per-step host sync, projection steps replayed as a CUDA "
-                         "graph on CUDA), cuDNN autotuning when on CUDA",
+                         "graph on CUDA, fused Triton kernels for the modulated convolutions' elementwise "
+                         "stages on CUDA), cuDNN autotuning when on CUDA",
             "peak_memory": "torch.cuda.max_memory_allocated per configuration" if device.type == "cuda"
                            else "process peak RSS so far (CPU; monotone, upper bound)",
         },  # fmt: skip

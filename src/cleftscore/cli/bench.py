@@ -143,6 +143,9 @@ def speed(
     eager_too: Annotated[
         bool, typer.Option("--eager-too", help="On CUDA, also time the projection without CUDA graphs.")
     ] = False,
+    unfused_too: Annotated[
+        bool, typer.Option("--unfused-too", help="On CUDA, also time the projection without the fused Triton kernels.")
+    ] = False,
     channels_last: Annotated[
         bool, typer.Option("--channels-last", help="Also time the projection with channels-last (NHWC) weights.")
     ] = False,
@@ -165,7 +168,7 @@ def speed(
         report = run_speed(
             CONFIGS[config], device=dev, batch_sizes=batches, adapt_batch_sizes=adapt_batches, steps=steps,
             warmup=warmup, precisions=tuple(precision) if precision else None, compile=compile_step,
-            eager_too=eager_too, profile=profile, channels_last=channels_last,
+            eager_too=eager_too, unfused_too=unfused_too, profile=profile, channels_last=channels_last,
             config_name=config, progress=lambda line: err_console.print(line),
         )  # fmt: skip
         s = report["summary"]

@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from cleftscore.gan.config import GeneratorConfig
+from cleftscore.gan.fused import demod_act, fused_kernels_usable, scale_channels
 
 __all__ = [
     "Generator",
@@ -183,7 +184,8 @@ def _modulated_conv2d(
     noise: Tensor | None,
     fused: bool,
     out_gain: float = 1.0,
-) -> Tensor:
+    undemodulated: bool = False,
+) -> Tensor | tuple[Tensor, Tensor]:
     """Modulated (and optionally demodulated) convolution, 'same' padding.
 
     Parameters
@@ -208,11 +210,16 @@ def _modulated_conv2d(
     out_gain : float
         Factor on the convolution's output (folded into the demodulation coefficients or the
         per-sample weights, so it costs no pass over the activations). ``noise`` is not scaled.
+    undemodulated : bool
+        With ``fused=False`` and ``demodulate``: return the convolution output before the
+        demodulation and the coefficients (times ``out_gain``), for a fused epilogue
+        (:func:`cleftscore.gan.fused.demod_act`); ``noise`` must then be None.
 
     Returns
     -------
-    Tensor
-        ``[N, O, H', W']`` in ``x.dtype``.
+    Tensor or (Tensor, Tensor)
+        ``[N, O, H', W']`` in ``x.dtype``; with ``undemodulated``, that before demodulation and
+        the ``[N, O]`` coefficients (float32 or wider).
 
     Notes
     -----
@@ -258,10 +265,17 @@ def _modulated_conv2d(
         if out_gain != 1:
             dcoefs = dcoefs * out_gain
 
+    if undemodulated and (fused or not demodulate or noise is not None):
+        raise ValueError("undemodulated needs fused=False, demodulate=True and no noise")
     if not fused:
-        x = x * styles.to(x.dtype).reshape(n, in_ch, 1, 1)
+        if fused_kernels_usable(x):
+            x = scale_channels(x, styles)
+        else:
+            x = x * styles.to(x.dtype).reshape(n, in_ch, 1, 1)
         wx = weight.to(x.dtype)
         x = _conv2d_up2(x, wx, kernel, groups=1) if up else F.conv2d(x, wx, padding=k // 2)
+        if undemodulated:
+            return x, dcoefs
         if dcoefs is None and out_gain != 1:
             dcoefs = torch.full((n, out_ch), out_gain, device=x.device)
         if dcoefs is not None and noise is not None:
@@ -431,6 +445,8 @@ class SynthesisLayer(nn.Module):
         # The fused (official float32) path keeps the official order of rounding.
         gain = 1.0 if fused else _LRELU_GAIN
         strength = self.noise_strength * gain if gain != 1 else self.noise_strength
+        # On CUDA the unfused layer ends in one fused kernel (demodulation to clamp).
+        one_pass = not fused and fused_kernels_usable(x)
         if noise is not None:
             noise_map = noise * strength
         elif noise_mode == "random":
@@ -441,6 +457,12 @@ class SynthesisLayer(nn.Module):
             noise_map = self.noise_const * strength
         else:
             noise_map = None
+        if one_pass:
+            y, dcoefs = _modulated_conv2d(
+                x, self.weight, styles, demodulate=True, up=self.up, kernel=self.resample_filter, noise=None,
+                fused=False, out_gain=gain, undemodulated=True,
+            )  # fmt: skip
+            return demod_act(y, dcoefs, noise_map, self.bias * gain, self.conv_clamp)
         x = _modulated_conv2d(
             x,
             self.weight,
