@@ -155,6 +155,12 @@ _INTERPRETED = textwrap.dedent(
             for a, e in zip(fz.launch_scale_channels_backward(g, y, s), fz._scale_channels_backward_reference(g, y, s)):
                 assert a.shape == e.shape and a.dtype == e.dtype
                 torch.testing.assert_close(a.float(), e.float(), rtol=1e-3, atol=1e-3)
+    # the GPU check's own cases (bfloat16, 1024-element blocks, shared noise, one channel group)
+    assert all(fz._probe_case(torch.device("cpu"), *case) for case in fz._PROBE_CASES)
+    # NaN stays NaN through the clamp, as in torch.clamp
+    y = torch.tensor([[[[float("nan"), 1.0, -3.0, 5.0]]]])
+    out = fz.launch_demod_act(y, torch.ones((1, 1)), None, torch.zeros((1,)), 2.0)
+    assert out.isnan()[0, 0, 0, 0] and out[0, 0, 0, 1:].tolist() == [1.0, -0.6000000238418579, 2.0], out
     print("kernels agree")
     """
 )

@@ -29,7 +29,8 @@ def demod_act_fwd(y_ptr, d_ptr, noise_ptr, b_ptr, out_ptr, C, HW, noise_stride_n
         v += tl.load(noise_ptr + n.to(tl.int64) * noise_stride_n + offs, mask=mask, other=0.0).to(tl.float32)
     a = tl.where(v > 0, v, v * slope)
     if HAS_CLAMP:
-        a = tl.minimum(tl.maximum(a, -clamp), clamp)
+        # NaN stays NaN, as in torch.clamp (plain min/max would turn it into -clamp)
+        a = tl.clamp(a, -clamp, clamp, propagate_nan=tl.PropagateNan.ALL)
     tl.store(out_ptr + base + offs, a.to(out_ptr.dtype.element_ty), mask=mask)
 
 
