@@ -6,7 +6,7 @@
 #
 # Environment: PY (default python3), OUT (results folder; default bench/results), SMOKE_CONFIG
 # (ffhq1024), SMOKE_BATCH (16), SMOKE_ADAPT_BATCH (8), SMOKE_STEPS (10), SMOKE_WARMUP (3),
-# SMOKE_TEST_TIMEOUT / SMOKE_BENCH_TIMEOUT (seconds, 40 / 150; 240 / 480 with SMOKE_COMPILE=1,
+# SMOKE_TEST_TIMEOUT / SMOKE_BENCH_TIMEOUT (seconds, 90 / 150; 240 / 480 with SMOKE_COMPILE=1,
 # which also tests and times torch.compile: minutes of compiling more). Wheels in .whl/ (lpips,
 # platformdirs) are installed into /tmp/site first when present. Expected wall time on an H100:
 # about 2-2.5 minutes including CUDA start-up; each stage is bounded by `timeout`.
@@ -34,7 +34,7 @@ PYEOF
 
 echo "== stage 1: GPU-marked tests =="
 if [ -n "${SMOKE_COMPILE:-}" ]; then export CLEFTSCORE_GPU_COMPILE_TEST=1; fi
-timeout "${SMOKE_TEST_TIMEOUT:-$([ -n "${SMOKE_COMPILE:-}" ] && echo 240 || echo 40)}" "$PY" -m pytest -m gpu tests/test_gpu.py tests/test_networks.py \
+timeout "${SMOKE_TEST_TIMEOUT:-$([ -n "${SMOKE_COMPILE:-}" ] && echo 240 || echo 90)}" "$PY" -m pytest -m gpu tests/test_gpu.py tests/test_networks.py \
     -q -p no:cacheprovider -rs 2>&1 | tee "$OUTDIR/gpu_tests.log"
 tests_rc=$?
 echo "tests rc=$tests_rc ($(( $(date +%s) - t_start )) s so far)"
