@@ -177,3 +177,32 @@ def test_triton_kernels_agree_with_the_reference_in_the_interpreter() -> None:
     proc = subprocess.run([sys.executable, "-c", _INTERPRETED], env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "kernels agree" in proc.stdout
+
+
+def test_triton_kernels_compile_for_a_hopper_gpu() -> None:
+    # The real compiler (Triton to PTX to cubin for sm_90, the H100/H200), no GPU needed: it
+    # rejects code that the interpreter above would run. Every variant the networks launch.
+    triton = pytest.importorskip("triton")
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    from cleftscore.gan import _triton_kernels as K
+
+    def build(fn, types: dict, consts: dict):
+        sig = {name: ("constexpr" if name in consts else types[name]) for name in fn.arg_names}
+        constexprs = {(i,): consts[name] for i, name in enumerate(fn.arg_names) if name in consts}
+        kernel = triton.compile(ASTSource(fn, sig, constexprs), target=GPUTarget("cuda", 90, 32))
+        assert kernel.asm.get("cubin"), fn.__name__
+
+    f32 = "*fp32"
+    for dtype in ("fp16", "bf16", "fp32"):
+        p = "*" + dtype
+        common = {"d_ptr": f32, "noise_ptr": f32, "b_ptr": f32, "C": "i32", "HW": "i32", "noise_stride_n": "i32",
+                  "clamp": "fp32", "slope": "fp32"}  # fmt: skip
+        for has_noise, has_clamp, block in ((True, True, 1024), (False, False, 16)):
+            flags = {"HAS_NOISE": has_noise, "HAS_CLAMP": has_clamp, "BLOCK": block}
+            build(K.demod_act_fwd, {**common, "y_ptr": p, "out_ptr": p}, flags)
+            build(K.demod_act_bwd, {**common, "g_ptr": p, "y_ptr": p, "gy_ptr": p, "gd_part_ptr": f32,
+                                    "gb_part_ptr": f32, "gnoise_ptr": f32, "NBLK": "i32", "C_PER": "i32"}, flags)  # fmt: skip
+        build(K.scale_channels_bwd, {"g_ptr": p, "x_ptr": p, "s_ptr": f32, "gx_ptr": p, "gs_part_ptr": f32,
+                                     "HW": "i32", "NBLK": "i32"}, {"BLOCK": 256})  # fmt: skip
