@@ -171,12 +171,19 @@ def test_gan_score_cli_end_to_end_with_cache(tmp_path: Path, batch_dir: Path, ra
         rec = json.loads((d / "result.json").read_text())
         assert rec["size"] == 64 and rec["generator_sha256"] and rec["settings"]["gan"]["steps"] == 8
         assert rec["cached"] is False
+        # how the steps ran: all 8, ordinary steps and no fused GPU kernels on a CPU
+        norm = rec["normalization"]
+        assert norm["inversion_steps_run"] == 8 and norm["inversion_step_mode"] == "eager"
+        assert norm["fused_gpu_kernels"] is False and norm["final_inversion_loss"] > 0
     assert (out / "report.html").is_file()
+    first = json.loads((out / "photos" / "hopper" / "result.json").read_text())
     # The same command again reuses the cached normalization and gives the same scores.
     again = CliRunner().invoke(app, args)
     assert again.exit_code == 0, again.output
     rows2 = {Path(r["file"]).name: r for r in _read_csv(out / "scores.csv")}
     assert rows2["hopper.jpg"]["cached"] == "true"
+    again_rec = json.loads((out / "photos" / "hopper" / "result.json").read_text())
+    assert again_rec["cached"] is True and again_rec["normalization"] == first["normalization"]
     assert rows2["hopper.jpg"]["score"] == rows["hopper.jpg"]["score"]
 
 

@@ -180,6 +180,7 @@ class PhotoResult:
     notes: tuple[str, ...] = ()
     cached: bool = False
     landmark_asymmetry_px: float | None = None  # asymmetry method: RMS landmark residual
+    normalization: dict[str, Any] = field(default_factory=dict)  # GAN method: how the steps ran
 
     @property
     def ok(self) -> bool:
@@ -424,6 +425,7 @@ class _GanNormalizer:
         import torch
 
         from cleftscore.gan.adapt import AdaptSettings, adapt
+        from cleftscore.gan.fused import fused_kernels_active
         from cleftscore.gan.invert import InversionSettings, invert
 
         gs = self.gs
@@ -483,6 +485,7 @@ class _GanNormalizer:
                     "meta": {
                         "inversion_steps_run": int(inv.steps_run),
                         "inversion_step_mode": inv.step_mode,
+                        "fused_gpu_kernels": fused_kernels_active(self.device),
                         "final_inversion_loss": float(inv.losses[i, inv.steps_run - 1]),
                         "time_inversion_s": t_inv / n,
                         "time_adaptation_s": t_adapt / n,
@@ -687,6 +690,7 @@ def score_photos(
             res.snapshots = cached["snapshots"]
             res.cached = True
             res.timings.update({k: v for k, v in cached["meta"].items() if k.startswith("time_")})
+            res.normalization = _normalization_info(cached["meta"])
             finish(res)
         else:
             todo.append((res, key))
@@ -724,10 +728,19 @@ def score_photos(
                 res.normalized, res.inverted = entry["normalized"], entry["inverted"]
                 res.snapshots = entry["snapshots"]
                 res.timings.update({k: v for k, v in entry["meta"].items() if k.startswith("time_")})
+                res.normalization = _normalization_info(entry["meta"])
                 finishing.append(pool.submit(store_and_finish, res, key, entry))
     for future in finishing:
         future.result()  # an error outside the per-photo guards (e.g. in a hook) is not lost
     return results
+
+
+#: What result.json says about how a photo's GAN normalization ran (from its cache record).
+_NORMALIZATION_KEYS = ("inversion_steps_run", "inversion_step_mode", "fused_gpu_kernels", "final_inversion_loss", "batch_size")
+
+
+def _normalization_info(meta: dict[str, Any]) -> dict[str, Any]:
+    return {k: meta[k] for k in _NORMALIZATION_KEYS if k in meta}
 
 
 class _Finisher:
@@ -816,6 +829,8 @@ def result_record(res: PhotoResult, settings: PipelineSettings, run_info: dict[s
         "timings": res.timings,
         **run_info,
     }
+    if res.normalization:
+        rec["normalization"] = res.normalization
     if res.landmark_asymmetry_px is not None:
         rec["landmark_asymmetry_px"] = res.landmark_asymmetry_px
         rec["landmark_asymmetry_definition"] = (
@@ -1031,7 +1046,7 @@ def rescore_run(
         res.cached = True
         run_info = {k: rec[k] for k in ("cleftscore_version", "torch_version", "python_version", "generator", "generator_sha256", "vgg16", "device", "resolution") if k in rec}
         run_info["settings"] = settings.to_dict()
-        extra = {k: rec[k] for k in ("size", "faces_found", "face_box", "detector_score", "landmarks_aligned", "landmarks_original", "to_original", "original_shape", "landmark_asymmetry_px", "landmark_asymmetry_definition") if k in rec}
+        extra = {k: rec[k] for k in ("size", "faces_found", "face_box", "detector_score", "landmarks_aligned", "landmarks_original", "to_original", "original_shape", "landmark_asymmetry_px", "landmark_asymmetry_definition", "normalization") if k in rec}
         if res.ok:
             try:
                 res.aligned = load_image(d / "aligned.png")

@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["demod_act", "scale_channels", "fused_kernels_usable", "ENV_SWITCH"]
+__all__ = ["demod_act", "scale_channels", "fused_kernels_usable", "fused_kernels_active", "ENV_SWITCH"]
 
 logger = logging.getLogger(__name__)
 
@@ -341,6 +341,19 @@ def fused_kernels_usable(x: Tensor) -> bool:
     if torch._C._functorch.peek_interpreter_stack() is not None:
         return False
     return x.device.type == "meta" or _probe(x.device)
+
+
+def fused_kernels_active(device: torch.device | str) -> bool:
+    """Whether contiguous activations on ``device`` go through the fused kernels now.
+
+    For the record of a run (``result.json``): True on a GPU whose check passed, unless
+    ``CLEFTSCORE_FUSED_KERNELS=0``; False elsewhere or before the first use on that GPU.
+    """
+    device = torch.device(device)
+    if device.type != "cuda" or os.environ.get(ENV_SWITCH, "1") == "0":
+        return False
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    return _PROBED.get(index, False)
 
 
 def demod_act(y: Tensor, dcoefs: Tensor, noise: Optional[Tensor], bias: Tensor, clamp: Optional[float]) -> Tensor:
