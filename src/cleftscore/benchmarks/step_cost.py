@@ -107,15 +107,8 @@ class _Step:
 
 
 def _projection_step(config: GeneratorConfig, batch: int, precision: str, device: torch.device) -> _Step:
-    """The library's projection objective for a random generator and random targets on ``device``."""
-    from cleftscore.gan.invert import (
-        image_distance,
-        modconv_fusion,
-        noise_regularizer,
-        noise_views,
-        resolve_precision,
-        stack_noises,
-    )
+    """The library's projection loss for a random generator and random targets on ``device``."""
+    from cleftscore.gan.invert import InversionSettings, modconv_fusion, projection_loss, resolve_precision, stack_noises
     from cleftscore.gan.networks import Generator
     from cleftscore.perceptual import PerceptualDistance
 
@@ -139,13 +132,14 @@ def _projection_step(config: GeneratorConfig, batch: int, precision: str, device
     stacks = [t.requires_grad_(True) for t in stacks]
     w = G.mapping.w_avg.reshape(1, -1).expand(batch, -1).clone().requires_grad_(True)
 
+    settings = InversionSettings(precision=precision)
+
     def run(w_in: Tensor, stacks: list[Tensor]) -> Tensor:
-        ws = w_in.unsqueeze(1).expand(-1, G.num_ws, -1)
-        synth = G.synthesis(
-            ws, noise_mode="const", noise=noise_views(stacks, slots), force_fp32=force_fp32, fused_modconv=fused
-        )
-        dist = image_distance(synth, targets, loss="lpips", loss_fn=loss_fn, target_features=target_features)
-        return dist.float() + 1e5 * noise_regularizer(stacks)
+        return projection_loss(
+            w_in, stacks, synthesis=G.synthesis, num_ws=G.num_ws, slots=slots, targets=targets, loss="lpips",
+            loss_fn=loss_fn, target_features=target_features, regularize_noise_weight=settings.regularize_noise_weight,
+            force_fp32=force_fp32, fused_modconv=fused, amp_dtype=None,
+        )  # fmt: skip
 
     return _Step(run=run, w=w, stacks=stacks)
 

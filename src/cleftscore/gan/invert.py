@@ -42,6 +42,7 @@ __all__ = [
     "InversionSettings",
     "InversionResult",
     "invert",
+    "projection_loss",
     "noise_regularizer",
     "resolve_precision",
     "modconv_fusion",
@@ -345,6 +346,37 @@ def image_distance(
     return loss_fn.distance_to_features(target_features, images).float()
 
 
+def projection_loss(
+    w_in: Tensor,
+    stacks: Sequence[Tensor],
+    *,
+    synthesis: torch.nn.Module,
+    num_ws: int,
+    slots: Sequence[tuple[int, int]],
+    targets: Tensor,
+    loss: str,
+    loss_fn: torch.nn.Module | None,
+    target_features: list[Tensor] | None,
+    regularize_noise_weight: float,
+    force_fp32: bool,
+    fused_modconv: bool | None,
+    amp_dtype: torch.dtype | None,
+) -> Tensor:
+    """Per-image loss ``[N]`` of one projection step: image distance plus noise regulariser.
+
+    ``w_in`` is ``[N, w_dim]`` (broadcast to every layer), ``stacks`` the per-resolution noise
+    stacks with their ``slots`` (:func:`stack_noises`). :func:`invert` optimises it; the step
+    cost model (:mod:`cleftscore.benchmarks.step_cost`) traces the very same function.
+    """
+    ws = w_in.unsqueeze(1).expand(-1, num_ws, -1)
+    with autocast_context(targets.device, amp_dtype):
+        synth = synthesis(
+            ws, noise_mode="const", noise=noise_views(stacks, slots), force_fp32=force_fp32, fused_modconv=fused_modconv
+        )
+        dist = image_distance(synth, targets, loss=loss, loss_fn=loss_fn, target_features=target_features)
+    return dist.float() + regularize_noise_weight * noise_regularizer(stacks)
+
+
 def invert(
     G: torch.nn.Module,
     targets: Tensor,
@@ -468,13 +500,11 @@ def invert(
         synthesis = copy.deepcopy(G.synthesis).to(memory_format=torch.channels_last)
 
     def objective(w_in: Tensor, stacks: list[Tensor]) -> Tensor:
-        ws = w_in.unsqueeze(1).expand(-1, num_ws, -1)
-        with autocast_context(device, amp_dtype):
-            synth = synthesis(
-                ws, noise_mode="const", noise=noise_views(stacks, slots), force_fp32=force_fp32, fused_modconv=fused_modconv
-            )
-            dist = image_distance(synth, targets, loss=settings.loss, loss_fn=loss_fn, target_features=target_features)
-        return dist.float() + settings.regularize_noise_weight * noise_regularizer(stacks)
+        return projection_loss(
+            w_in, stacks, synthesis=synthesis, num_ws=num_ws, slots=slots, targets=targets, loss=settings.loss,
+            loss_fn=loss_fn, target_features=target_features, regularize_noise_weight=settings.regularize_noise_weight,
+            force_fp32=force_fp32, fused_modconv=fused_modconv, amp_dtype=amp_dtype,
+        )  # fmt: skip
 
     objective = compiled(objective, enabled=settings.compile, what="projection step")
     losses = torch.zeros((n, steps), device=device, dtype=torch.float32)

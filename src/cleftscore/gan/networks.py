@@ -185,6 +185,7 @@ def _modulated_conv2d(
     fused: bool,
     out_gain: float = 1.0,
     undemodulated: bool = False,
+    fused_ops: bool | None = None,
 ) -> Tensor | tuple[Tensor, Tensor]:
     """Modulated (and optionally demodulated) convolution, 'same' padding.
 
@@ -220,6 +221,9 @@ def _modulated_conv2d(
     Tensor or (Tensor, Tensor)
         ``[N, O, H', W']`` in ``x.dtype``; with ``undemodulated``, that before demodulation and
         the ``[N, O]`` coefficients (float32 or wider).
+    fused_ops : bool or None
+        Unfused: scale the input with :func:`cleftscore.gan.fused.scale_channels` (one-pass
+        backward). None: where :func:`cleftscore.gan.fused.fused_kernels_usable` says so.
 
     Notes
     -----
@@ -268,7 +272,7 @@ def _modulated_conv2d(
     if undemodulated and (fused or not demodulate or noise is not None):
         raise ValueError("undemodulated needs fused=False, demodulate=True and no noise")
     if not fused:
-        if fused_kernels_usable(x):
+        if fused_kernels_usable(x) if fused_ops is None else fused_ops:
             x = scale_channels(x, styles)
         else:
             x = x * styles.to(x.dtype).reshape(n, in_ch, 1, 1)
@@ -460,7 +464,7 @@ class SynthesisLayer(nn.Module):
         if one_pass:
             y, dcoefs = _modulated_conv2d(
                 x, self.weight, styles, demodulate=True, up=self.up, kernel=self.resample_filter, noise=None,
-                fused=False, out_gain=gain, undemodulated=True,
+                fused=False, out_gain=gain, undemodulated=True, fused_ops=True,
             )  # fmt: skip
             return demod_act(y, dcoefs, noise_map, self.bias * gain, self.conv_clamp)
         x = _modulated_conv2d(
@@ -473,6 +477,7 @@ class SynthesisLayer(nn.Module):
             noise=noise_map,
             fused=fused,
             out_gain=gain,
+            fused_ops=False,  # the gate said no (one_pass is False)
         )
         if fused:
             return _bias_act(x, self.bias, lrelu=True, gain=_LRELU_GAIN, clamp=self.conv_clamp)
