@@ -19,6 +19,7 @@ from cleftscore.errors import CheckpointError
 from cleftscore.gan import checkpoints as ck
 from cleftscore.gan.config import FFHQ1024, GeneratorConfig
 
+import nvidia_pickles as NP
 from conftest import LOCAL_GOLDEN, SHARED_GOLDEN
 
 T32 = GeneratorConfig(
@@ -115,153 +116,96 @@ def test_missing_file(tmp_path) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# NVIDIA pickles, built here in NVIDIA's structure with throwaway stand-in modules.
+# NVIDIA pickles, built in the structure NVIDIA's persistence module writes (tests/nvidia_pickles.py).
 
 
 @pytest.fixture()
-def nvidia_modules(monkeypatch):
-    """Fake ``torch_utils.persistence`` and ``dnnlib.util`` so pickle can emit their GLOBALs."""
-    calls: list[object] = []
-    torch_utils = types.ModuleType("torch_utils")
-    persistence = types.ModuleType("torch_utils.persistence")
-
-    def _reconstruct_persistent_obj(meta):  # pragma: no cover - must never run while loading
-        calls.append(meta)
-        raise AssertionError("NVIDIA code was executed")
-
-    _reconstruct_persistent_obj.__module__ = "torch_utils.persistence"
-    _reconstruct_persistent_obj.__qualname__ = "_reconstruct_persistent_obj"
-    persistence._reconstruct_persistent_obj = _reconstruct_persistent_obj
-    torch_utils.persistence = persistence
-    dnnlib = types.ModuleType("dnnlib")
-    util = types.ModuleType("dnnlib.util")
-
-    class EasyDict(dict):
-        def __getattr__(self, name):
-            try:
-                return self[name]
-            except KeyError:
-                raise AttributeError(name) from None
-
-        def __setattr__(self, name, value):
-            self[name] = value
-
-    EasyDict.__module__ = "dnnlib.util"
-    EasyDict.__qualname__ = "EasyDict"
-    util.EasyDict = EasyDict
-    dnnlib.util = util
-    for name, mod in [("torch_utils", torch_utils), ("torch_utils.persistence", persistence), ("dnnlib", dnnlib), ("dnnlib.util", util)]:
-        monkeypatch.setitem(sys.modules, name, mod)
-    return types.SimpleNamespace(reconstruct=_reconstruct_persistent_obj, EasyDict=EasyDict, calls=calls)
+def fake():
+    with NP.nvidia_modules() as handles:
+        yield handles
+    assert handles.calls == [], "NVIDIA's reconstruct function was called"
 
 
-class _Persistent:
-    """Pickles like an object of NVIDIA's ``persistent_class``."""
-
-    def __init__(self, reconstruct, class_name: str, state: dict) -> None:
-        self.reconstruct = reconstruct
-        self.meta = dict(
-            type="class", version=6, class_name=class_name, state=state,
-            module_src="import os\nos.system('touch /tmp/cleftscore-should-never-exist')\n",
-        )  # fmt: skip
-
-    def __reduce__(self):
-        return (self.reconstruct, (self.meta,))
+def _golden_state(name: str) -> dict[str, torch.Tensor]:
+    with np.load(LOCAL_GOLDEN / f"{name}_state_dict.npz") as data:
+        return {k: torch.from_numpy(data[k].copy()) for k in data.files}
 
 
-def _module_state(**extra) -> dict:
-    return dict(
-        training=False, _parameters=collections.OrderedDict(), _buffers=collections.OrderedDict(),
-        _non_persistent_buffers_set=set(), _backward_hooks=collections.OrderedDict(),
-        _forward_hooks=collections.OrderedDict(), _modules=collections.OrderedDict(), **extra,
-    )  # fmt: skip
+def _exact_in_half(state: dict[str, torch.Tensor]) -> set[str]:
+    """Tensors that float16 stores exactly (resampling filters, say): fp16 storages, same image."""
+    return {k for k, v in state.items() if torch.equal(v.half().float(), v)}
 
 
-def _nvidia_tree(fake, state: dict[str, torch.Tensor], keys_file: Path, init_kwargs: dict, *, half: set[str] = frozenset(), class_name: str = "training.networks.Generator") -> _Persistent:
-    kinds = {k: kind for k, kind, _shape in _keys(keys_file)}
-    root = _module_state(_init_args=(), _init_kwargs=fake.EasyDict(init_kwargs), img_resolution=np.int64(32))
-    for key in kinds:
-        *path, leaf = key.split(".")
-        node = root
-        for part in path:
-            node = node["_modules"].setdefault(part, _module_state())
-        t = state[key].half() if key in half else state[key].clone()
-        if kinds[key] == "param":
-            node["_parameters"][leaf] = torch.nn.Parameter(t, requires_grad=False)
-        else:
-            node["_buffers"][leaf] = t
-
-    def wrap(node: dict, name: str) -> _Persistent:
-        node["_modules"] = collections.OrderedDict((k, wrap(v, k)) for k, v in node["_modules"].items())
-        return _Persistent(fake.reconstruct, f"training.networks.{name}", node)
-
-    g = wrap(root, "Generator")
-    g.meta["class_name"] = class_name
-    return g
-
-
-def _t32_init_kwargs(fake, **over) -> dict:
-    kw = dict(
-        z_dim=64, c_dim=0, w_dim=64, img_resolution=32, img_channels=3,
-        mapping_kwargs=fake.EasyDict(num_layers=2),
-        synthesis_kwargs=fake.EasyDict(channel_base=512, channel_max=64, num_fp16_res=0, conv_clamp=None),
-    )  # fmt: skip
+def _nvidia_generator(fake, name: str, *, half: set[str] | None = None, flat: bool = False, state=None, **over):
+    state = _golden_state(name) if state is None else state
+    config = {"t32": T32, "t64": T64}[name]
+    kw = NP.init_kwargs_from_golden(fake, config, flat_synthesis=flat)
     kw.update(over)
-    return kw
+    half = _exact_in_half(state) if half is None else half
+    return NP.build_generator(fake, state, NP.read_keys(LOCAL_GOLDEN / f"{name}_keys.txt"), kw, half=half)
 
 
-def _write_pickle(path: Path, obj, protocol: int = 3) -> Path:
-    with path.open("wb") as f:
-        pickle.dump(obj, f, protocol=protocol)
-    return path
-
-
-def test_nvidia_pickle_loads_without_running_code(tmp_path, nvidia_modules, t32_state) -> None:
-    fake = nvidia_modules
-    G_ema = _nvidia_tree(fake, t32_state, LOCAL_GOLDEN / "t32_keys.txt", _t32_init_kwargs(fake))
-    D = _Persistent(fake.reconstruct, "training.networks.Discriminator", _module_state())
-    snapshot = dict(G=G_ema, D=D, G_ema=G_ema, augment_pipe=None, training_set_kwargs=fake.EasyDict(path="x.zip"))
-    path = _write_pickle(tmp_path / "network-snapshot-000000.pkl", snapshot)
+@pytest.mark.parametrize("protocol", [2, 3, 4, 5])
+@pytest.mark.parametrize("name", ["t32", "t64"])
+def test_nvidia_training_snapshot_loads_and_reproduces_golden(tmp_path, fake, name: str, protocol: int) -> None:
+    G_ema = _nvidia_generator(fake, name)
+    G = _nvidia_generator(fake, name)
+    path = NP.dump(NP.snapshot(fake, G_ema, G), tmp_path / "network-snapshot-000000.pkl", protocol=protocol)
     raw = path.read_bytes()
+    # the file holds what NVIDIA's holds: bare class names, source text, fp16 storages, the
+    # discriminator and the augment pipe, and (protocol 2) Python 2 global names
     assert b"torch_utils.persistence" in raw and b"_load_from_bytes" in raw and b"EasyDict" in raw
+    assert b"training.networks" not in raw and b"Discriminator" in raw and b"AugmentPipe" in raw
+    assert b"HalfStorage" in raw and b"class SynthesisBlock" in raw
+    assert (b"__builtin__" in raw) == (protocol == 2)
 
     config, state = ck.read_checkpoint(path)
-    assert config == T32
-    _assert_same_state(state, t32_state)
-    assert fake.calls == []
-    assert ck.detect_format(path) == "nvidia-pickle"
-    G = ck.load_generator(path)
-    assert G.config == T32
-    _golden_image_check(G)
+    assert config == {"t32": T32, "t64": T64}[name]
+    _assert_same_state(state, _golden_state(name))
+    G_loaded = ck.load_generator(path)
+    z = torch.from_numpy(np.load(LOCAL_GOLDEN / f"{name}_z.npy"))
+    with torch.no_grad():
+        img = G_loaded(z, noise_mode="const", force_fp32=True)
+    np.testing.assert_allclose(img.numpy(), np.load(LOCAL_GOLDEN / f"{name}_img_fp32.npy"), atol=1e-3, rtol=0)
+    assert not Path("/tmp/cleftscore-module-src-was-executed").exists()
 
 
-def test_nvidia_pickle_float16_storages_protocol4(tmp_path, nvidia_modules, t32_state) -> None:
-    fake = nvidia_modules
+def test_nvidia_pickle_takes_g_ema_not_g(tmp_path, fake) -> None:
+    state = _golden_state("t32")
+    other = {k: v + 1 for k, v in state.items()}
+    path = NP.dump(NP.snapshot(fake, _nvidia_generator(fake, "t32"), _nvidia_generator(fake, "t32", state=other)),
+                   tmp_path / "snap.pkl")  # fmt: skip
+    _config, got = ck.read_checkpoint(path)
+    _assert_same_state(got, state)
+
+
+def test_stylegan3_repo_stylegan2_flat_kwargs(tmp_path, fake) -> None:
+    # the stylegan3 repository's StyleGAN2 generator takes its synthesis settings as top-level kwargs
+    path = NP.dump(NP.snapshot(fake, _nvidia_generator(fake, "t64", flat=True)), tmp_path / "sg2.pkl")
+    config, _state = ck.read_checkpoint(path)
+    assert config == T64
+
+
+def test_nvidia_pickle_float16_weights_are_read_as_stored(tmp_path, fake) -> None:
+    state = _golden_state("t32")
     half = {"synthesis.b32.conv1.weight", "mapping.fc1.bias", "synthesis.b4.const"}
-    kw = _t32_init_kwargs(fake)
-    kw["synthesis_kwargs"]["conv_clamp"] = 256
-    kw["synthesis_kwargs"]["num_fp16_res"] = 2
-    G_ema = _nvidia_tree(fake, t32_state, LOCAL_GOLDEN / "t32_keys.txt", kw, half=half)
-    path = _write_pickle(tmp_path / "ffhq.pkl", {"G_ema": G_ema}, protocol=4)
-    assert b"HalfStorage" in path.read_bytes()
-    config, state = ck.read_checkpoint(path)
-    assert config.conv_clamp == 256 and config.num_fp16_res == 2
-    for k, v in t32_state.items():
+    path = NP.dump({"G_ema": _nvidia_generator(fake, "t32", half=half)}, tmp_path / "ffhq.pkl")
+    _config, got = ck.read_checkpoint(path)
+    for k, v in state.items():
         want = v.half().float() if k in half else v
-        assert state[k].dtype == torch.float32
-        assert torch.equal(state[k], want), k
-    assert not torch.equal(state["synthesis.b32.conv1.weight"], t32_state["synthesis.b32.conv1.weight"])
+        assert got[k].dtype == torch.float32
+        assert torch.equal(got[k], want), k
+    assert not torch.equal(got["synthesis.b32.conv1.weight"], state["synthesis.b32.conv1.weight"])
 
 
-def test_nvidia_pickle_non_contiguous_tensor_view(tmp_path, nvidia_modules, t32_state) -> None:
-    fake = nvidia_modules
-    st = dict(t32_state)
+def test_nvidia_pickle_non_contiguous_tensor_view(tmp_path, fake) -> None:
+    state = _golden_state("t32")
+    st = dict(state)
     # a transposed view shares a storage with a different stride; it must come back equal
-    st["mapping.fc1.weight"] = t32_state["mapping.fc1.weight"].t().contiguous().t()
-    G_ema = _nvidia_tree(fake, st, LOCAL_GOLDEN / "t32_keys.txt", _t32_init_kwargs(fake))
-    path = _write_pickle(tmp_path / "g.pkl", {"G_ema": G_ema})
-    _config, state = ck.read_checkpoint(path)
-    assert torch.equal(state["mapping.fc1.weight"], t32_state["mapping.fc1.weight"])
+    st["mapping.fc1.weight"] = state["mapping.fc1.weight"].t().contiguous().t()
+    path = NP.dump({"G_ema": _nvidia_generator(fake, "t32", state=st)}, tmp_path / "g.pkl")
+    _config, got = ck.read_checkpoint(path)
+    assert torch.equal(got["mapping.fc1.weight"], state["mapping.fc1.weight"])
 
 
 @pytest.mark.parametrize(
@@ -270,32 +214,55 @@ def test_nvidia_pickle_non_contiguous_tensor_view(tmp_path, nvidia_modules, t32_
         ({"c_dim": 10}, "conditional"),
         ({"synthesis_kwargs": {"channel_base": 512, "channel_max": 64, "architecture": "resnet"}}, "architecture 'resnet'"),
         ({"img_resolution": 64}, "missing tensors"),
+        ({"mapping_kwargs": {"num_layers": 3_000_000}}, "mapping_layers must be at most 32"),
+        ({"synthesis_kwargs": {"channel_base": 512, "channel_max": 1 << 30}}, "channel_max must be at most"),
+        ({"synthesis_kwargs": {"channel_base": 512, "channel_max": 64, "resample_filter": [1, 1]}}, "resample filter"),
     ],
 )
-def test_nvidia_pickle_unsupported_configs(tmp_path, nvidia_modules, t32_state, change, match) -> None:
-    fake = nvidia_modules
-    G_ema = _nvidia_tree(fake, t32_state, LOCAL_GOLDEN / "t32_keys.txt", _t32_init_kwargs(fake, **change))
-    path = _write_pickle(tmp_path / "g.pkl", {"G_ema": G_ema})
+def test_nvidia_pickle_unsupported_configs(tmp_path, fake, change, match) -> None:
+    path = NP.dump({"G_ema": _nvidia_generator(fake, "t32", **change)}, tmp_path / "g.pkl")
     with pytest.raises(CheckpointError, match=match):
         ck.read_checkpoint(path)
 
 
-def test_stylegan3_and_other_networks_rejected(tmp_path, nvidia_modules, t32_state) -> None:
-    fake = nvidia_modules
-    G3 = _nvidia_tree(fake, t32_state, LOCAL_GOLDEN / "t32_keys.txt", _t32_init_kwargs(fake), class_name="training.networks_stylegan3.Generator")
-    with pytest.raises(CheckpointError, match="StyleGAN3"):
-        ck.read_checkpoint(_write_pickle(tmp_path / "sg3.pkl", {"G_ema": G3}))
-    D = _Persistent(fake.reconstruct, "training.networks.Discriminator", _module_state())
-    with pytest.raises(CheckpointError, match="Discriminator"):
-        ck.read_checkpoint(_write_pickle(tmp_path / "d.pkl", {"G_ema": D}))
+def _stylegan3_like(fake, *, src: str, keys_too: bool, **kw) -> torch.nn.Module:
+    state = _golden_state("t32")
+    keys = NP.read_keys(LOCAL_GOLDEN / "t32_keys.txt")
+    if keys_too:  # StyleGAN3's synthesis starts from Fourier features, not a constant
+        state = {**state, "synthesis.input.freqs": torch.randn(8, 2), "synthesis.L0_36_64.weight": torch.randn(4, 4, 1, 1)}
+        keys = keys + [("synthesis.input.freqs", "buffer"), ("synthesis.L0_36_64.weight", "param")]
+    init = NP.init_kwargs_from_golden(fake, T32, flat_synthesis=True)
+    init.update(kw)
+    return NP.build_generator(fake, state, keys, init, src=src)
+
+
+@pytest.mark.parametrize(
+    "src,keys_too,kw,match",
+    [
+        (NP.STYLEGAN3_SRC, False, {}, "StyleGAN3-T generator"),
+        (NP.STYLEGAN3_SRC, False, {"conv_kernel": 1, "use_radial_filters": True}, "StyleGAN3-R generator"),
+        (NP.STYLEGAN2_SRC, True, {}, r"StyleGAN3 generator \(its tensors\)"),
+        (NP.STYLEGAN2_SRC, False, {"magnitude_ema_beta": 0.999}, "StyleGAN3-T"),
+        ("class Generator(torch.nn.Module): ...\n", False, {}, "neither StyleGAN2's nor StyleGAN3's"),
+    ],
+)
+def test_stylegan3_and_unknown_generators_refused_by_name(tmp_path, fake, src, keys_too, kw, match) -> None:
+    G = _stylegan3_like(fake, src=src, keys_too=keys_too, **kw)
+    path = NP.dump(NP.snapshot(fake, G), tmp_path / "stylegan3-t-ffhq-1024x1024.pkl")
+    with pytest.raises(CheckpointError, match=match):
+        ck.read_checkpoint(path)
+
+
+def test_other_networks_as_g_ema_refused_by_name(tmp_path, fake) -> None:
+    D = NP.build_discriminator(fake, 32)
+    with pytest.raises(CheckpointError, match="'G_ema' is a Discriminator network"):
+        ck.read_checkpoint(NP.dump({"G_ema": D}, tmp_path / "d.pkl"))
     with pytest.raises(CheckpointError, match="no 'G_ema'"):
-        ck.read_checkpoint(_write_pickle(tmp_path / "x.pkl", {"D": D}))
+        ck.read_checkpoint(NP.dump({"D": D}, tmp_path / "x.pkl"))
 
 
-def test_truncated_pickle(tmp_path, nvidia_modules, t32_state) -> None:
-    fake = nvidia_modules
-    G_ema = _nvidia_tree(fake, t32_state, LOCAL_GOLDEN / "t32_keys.txt", _t32_init_kwargs(fake))
-    raw = pickle.dumps({"G_ema": G_ema}, protocol=3)
+def test_truncated_pickle(tmp_path, fake) -> None:
+    raw = pickle.dumps({"G_ema": _nvidia_generator(fake, "t32")}, protocol=4)
     for cut in (len(raw) // 3, len(raw) - 2):
         path = tmp_path / f"cut{cut}.pkl"
         path.write_bytes(raw[:cut])
@@ -322,7 +289,7 @@ def test_pickle_that_runs_code_is_refused_and_runs_nothing(tmp_path, kind: str) 
         "builtins.eval": _Evil(eval, f"open({str(victim)!r}, 'w')"),
         "subprocess": _Evil(subprocess.call, ["touch", str(victim)]),
     }[kind]
-    path = _write_pickle(tmp_path / "evil.pkl", {"G_ema": payload})
+    path = NP.dump({"G_ema": payload}, tmp_path / "evil.pkl")
     with pytest.raises(CheckpointError, match=r"refused to load.*(system|open|eval|subprocess|call)"):
         ck.read_checkpoint(path)
     assert not victim.exists()
@@ -336,7 +303,7 @@ def test_code_hidden_in_a_storage_blob_is_refused(tmp_path) -> None:
         def __reduce__(self):
             return (torch.storage._load_from_bytes, (blob,))
 
-    path = _write_pickle(tmp_path / "evil.pkl", {"G_ema": _Blob()})
+    path = NP.dump({"G_ema": _Blob()}, tmp_path / "evil.pkl")
     with pytest.raises(CheckpointError):
         ck.read_checkpoint(path)
     assert not victim.exists()

@@ -39,6 +39,7 @@ __all__ = [
     "fetch",
     "get_entry",
     "is_cached",
+    "replacement_hint",
     "resolve_generator",
     "resolve_vgg16",
     "verify_file",
@@ -163,6 +164,15 @@ def get_entry(name: str | WeightsEntry) -> WeightsEntry:
         return REGISTRY[name]
     except KeyError:
         raise WeightsMissingError(f"unknown weights {name!r}; known: {', '.join(REGISTRY)}") from None
+
+
+def replacement_hint(path: str | Path) -> str | None:
+    """For a file named as a registry download, the command that fetches a fresh copy."""
+    name = Path(path).name
+    for entry in REGISTRY.values():
+        if entry.kind != "bundled" and entry.filename == name:
+            return f"replace it with `cleftscore weights fetch {entry.name} --force`"
+    return None
 
 
 def default_cache_dir() -> Path:

@@ -45,6 +45,9 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "FORMATS",
+    "MAX_FILE_BYTES",
+    "MAX_TENSOR_BYTES",
+    "check_torch_zip",
     "detect_format",
     "expected_shapes",
     "load_generator",
@@ -59,8 +62,20 @@ log = logging.getLogger(__name__)
 FORMATS = ("nvidia-pickle", "torch", "npz", "safetensors")
 
 _SAFETENSORS_FORMAT = "cleftscore-stylegan2-generator"
+#: Largest weights file read at all (NVIDIA's ffhq.pkl, with G, D and G_ema, is 364 MB).
+MAX_FILE_BYTES = 2 << 30
+#: Largest total of a generator's tensors, in float32, and of an ``.npz``'s uncompressed members
+#: (FFHQ 1024's G_ema: 121 MB).
+MAX_TENSOR_BYTES = 1 << 30
+#: Most tensors a generator file may hold (FFHQ 1024: 182).
+MAX_TENSORS = 4096
 _LEGACY_TORCH_MAGIC = 0x1950A86A20F9469CFC6C
-_GENERATOR_CLASSES = ("training.networks.Generator", "training.networks_stylegan2.Generator")
+# Init kwargs only StyleGAN3's generator takes (stylegan3 repository, networks_stylegan3.py).
+_STYLEGAN3_KWARGS = ("magnitude_ema_beta", "conv_kernel", "use_radial_filters", "num_critical", "first_cutoff")
+# Synthesis settings: nested under ``synthesis_kwargs`` by stylegan2-ada-pytorch, top-level
+# keyword arguments of the stylegan3 repository's StyleGAN2 generator.
+_SYNTHESIS_KWARGS = ("channel_base", "channel_max", "num_fp16_res", "conv_clamp", "architecture",
+                     "resample_filter", "use_noise", "activation")  # fmt: skip
 
 
 # ----------------------------------------------------------------------------------------------
@@ -203,10 +218,25 @@ def read_checkpoint(path: str | Path) -> tuple[GeneratorConfig, dict[str, Tensor
     Raises
     ------
     CheckpointError
-        The file is malformed, truncated, of another architecture, or tries to run code.
+        The file is malformed, truncated, of another architecture, or tries to run code. For a
+        file of the weights cache, the message names the command that replaces it.
     """
-    path = Path(path)
+    try:
+        return _read_checkpoint(Path(path))
+    except CheckpointError as exc:
+        from cleftscore.weights import replacement_hint
+
+        hint = replacement_hint(path)
+        if hint is None or hint in str(exc):
+            raise
+        raise CheckpointError(f"{exc}; {hint}") from None
+
+
+def _read_checkpoint(path: Path) -> tuple[GeneratorConfig, dict[str, Tensor]]:
     fmt = detect_format(path)
+    size = path.stat().st_size
+    if size > MAX_FILE_BYTES:
+        raise CheckpointError(f"{path}: {size / 2**30:.1f} GiB is larger than any generator file (limit {MAX_FILE_BYTES >> 30} GiB)")
     try:
         if fmt == "nvidia-pickle":
             config, state = _read_pickle(path)
@@ -221,10 +251,27 @@ def read_checkpoint(path: str | Path) -> tuple[GeneratorConfig, dict[str, Tensor
     except (MemoryError, RecursionError) as exc:
         raise CheckpointError(f"{path}: malformed weights file ({type(exc).__name__})") from None
     except Exception as exc:  # noqa: BLE001 - any parser failure means a bad file
-        raise CheckpointError(f"{path}: malformed or truncated {fmt} file ({type(exc).__name__}: {exc})") from None
+        raise CheckpointError(f"{path}: malformed or truncated {fmt} file ({type(exc).__name__}: {_one_line(exc)})") from None
+    _check_tensor_budget(state, path)
     state = _ordered_float32(config, state)
     validate_state(config, state, source=path)
     return config, state
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text[:300] + ("..." if len(text) > 300 else "")
+
+
+def _check_tensor_budget(state: Mapping[str, Any], path: Path) -> None:
+    """Refuse more tensors, or more float32 bytes, than any real generator has, before copying."""
+    if len(state) > MAX_TENSORS:
+        raise CheckpointError(f"{path}: {len(state)} tensors, more than any StyleGAN2 generator (limit {MAX_TENSORS})")
+    total = 4 * sum(math.prod(getattr(v, "shape", ())) for v in state.values())
+    if total > MAX_TENSOR_BYTES:
+        raise CheckpointError(
+            f"{path}: its tensors take {total / 2**20:.0f} MiB as float32, more than the {MAX_TENSOR_BYTES >> 20} MiB limit"
+        )
 
 
 def load_generator(path: str | Path, *, device: str | torch.device = "cpu") -> Generator:
@@ -338,9 +385,42 @@ def _infer_config(state: Mapping[str, Tensor], source: Path) -> GeneratorConfig:
 # npz and safetensors.
 
 
+def _check_npz_members(path: Path) -> None:
+    """Check every ``.npy`` member's declared size and header before anything is inflated.
+
+    The zip directory's uncompressed sizes bound what decompression can produce (zipfile stops
+    at the declared size), and each member's ``.npy`` header, read from its first bytes, must
+    describe a numeric array that fits in it.
+    """
+    with zipfile.ZipFile(path) as zf:
+        infos = zf.infolist()
+        if len(infos) > MAX_TENSORS:
+            raise CheckpointError(f"{path}: {len(infos)} arrays, more than any generator has (limit {MAX_TENSORS})")
+        total = sum(i.file_size for i in infos)
+        if total > MAX_TENSOR_BYTES:
+            raise CheckpointError(
+                f"{path}: its arrays inflate to {total / 2**20:.0f} MiB, more than the {MAX_TENSOR_BYTES >> 20} MiB limit"
+            )
+        for info in infos:
+            with zf.open(info) as f:
+                version = np.lib.format.read_magic(f)
+                if version == (1, 0):
+                    shape, _fortran, dtype = np.lib.format.read_array_header_1_0(f)
+                elif version == (2, 0):
+                    shape, _fortran, dtype = np.lib.format.read_array_header_2_0(f)
+                else:
+                    raise CheckpointError(f"{path}: {info.filename} has an unsupported .npy version {version}")
+                header = f.tell()
+            if dtype.hasobject or dtype.kind not in "biuf":
+                raise CheckpointError(f"{path}: {info.filename} holds {dtype} data, not numbers")
+            if math.prod(shape) * dtype.itemsize + header != info.file_size:
+                raise CheckpointError(f"{path}: {info.filename} declares shape {shape}, which does not fit its size")
+
+
 def _read_npz(path: Path) -> tuple[GeneratorConfig, dict[str, Tensor]]:
     import torch
 
+    _check_npz_members(path)
     with np.load(path, allow_pickle=False) as data:
         state = {k: torch.from_numpy(np.array(data[k])) for k in data.files}
     return _infer_config(state, path), state
@@ -368,11 +448,29 @@ def _read_safetensors(path: Path) -> tuple[GeneratorConfig, dict[str, Tensor]]:
 # rosinality/stylegan2-pytorch checkpoints (and torch.save'd official state dicts).
 
 
+def check_torch_zip(path: str | Path) -> None:
+    """Refuse a PyTorch zip checkpoint whose members would inflate past :data:`MAX_FILE_BYTES`.
+
+    ``torch.load`` allocates each record at its declared size; the zip directory says those sizes
+    before anything is read. Legacy (non-zip) files pass unchecked.
+    """
+    path = Path(path)
+    if not zipfile.is_zipfile(path):
+        return
+    with zipfile.ZipFile(path) as zf:
+        total = sum(i.file_size for i in zf.infolist())
+    if total > MAX_FILE_BYTES:
+        raise CheckpointError(
+            f"{path}: its records inflate to {total / 2**30:.1f} GiB, more than the {MAX_FILE_BYTES >> 30} GiB limit"
+        )
+
+
 def _read_torch(path: Path) -> tuple[GeneratorConfig, dict[str, Tensor]]:
     import argparse
 
     import torch
 
+    check_torch_zip(path)
     try:
         # rosinality's train.py also stores its argparse.Namespace; that class is inert.
         with torch.serialization.safe_globals([argparse.Namespace]):
@@ -486,13 +584,29 @@ class _PersistentObject:
             raise CheckpointError(f"persistent object metadata is a {type(meta).__name__}, not a dict")
         self.kind = meta.get("type")
         self.version = meta.get("version")
-        self.class_name = str(meta.get("class_name"))
+        # NVIDIA records the bare class name; older tools wrote dotted paths: keep the last part.
+        self.class_name = str(meta.get("class_name")).rsplit(".", 1)[-1]
         self.state = meta.get("state") or {}
-        # meta["module_src"] holds NVIDIA's source text; it is never executed or kept.
+        # meta["module_src"] is NVIDIA's source text: read as text to name the architecture,
+        # never executed, and not kept.
+        self.source_family = _source_family(meta.get("module_src"))
 
     def __setstate__(self, state: Any) -> None:  # a BUILD opcode after the reconstruct call
         if isinstance(state, dict):
             self.state = {**self.state, **state}
+
+
+def _source_family(src: Any) -> str | None:
+    """Name the network family a persisted class's ``module_src`` text defines (None: no text)."""
+    if not isinstance(src, str):
+        return None
+    if "class SynthesisInput" in src or "filtered_lrelu" in src:
+        return "stylegan3"
+    if "class SynthesisBlock" in src and "class MappingNetwork" in src and "def modulated_conv2d" in src:
+        return "stylegan2"
+    if "class AugmentPipe" in src:
+        return "augment"
+    return "unknown"
 
 
 class _PlainObject:
@@ -553,6 +667,13 @@ def _rebuild_tensor(storage: Any, storage_offset: int, size: Any, stride: Any, *
         last = off + sum((s - 1) * st for s, st in zip(size, stride))
         if last >= storage.numel():
             raise CheckpointError(f"tensor of size {size} reaches past its storage of {storage.numel()} elements")
+        # Overlapping strides (a zero stride, say) would let a few stored bytes expand into a
+        # huge tensor once copied: every element must have its own place in the storage.
+        need = 1
+        for st, s in sorted((st, s) for s, st in zip(size, stride) if s > 1):
+            if st < need:
+                raise CheckpointError(f"tensor of size {size} has overlapping strides {stride}")
+            need = st * s
     return torch.as_strided(storage, size, stride, off)
 
 
@@ -560,19 +681,63 @@ def _rebuild_parameter(data: Any, *_rest: Any) -> Any:
     return data
 
 
+def _latin1_bytes(text: Any, encoding: Any = "utf-8") -> bytes:
+    if not isinstance(text, str) or encoding != "latin1":
+        raise CheckpointError("refused a _codecs.encode call that does not rebuild bytes")
+    return text.encode("latin1")
+
+
+def _clean_dtype(dtype: Any) -> np.dtype:
+    """A fresh dtype rebuilt from ``dtype``'s type string, refused if it holds objects.
+
+    A pickle can BUILD a dtype after creating it and rewrite its flags; only a dtype made anew
+    from its string is trusted to describe plain numbers.
+    """
+    if not isinstance(dtype, np.dtype):
+        raise CheckpointError("refused a numpy value without a numpy dtype")
+    clean = np.dtype(dtype.str)
+    if clean.hasobject or dtype.hasobject or clean.kind not in "biufc" or clean.itemsize != dtype.itemsize:
+        raise CheckpointError("refused a numpy value of object or non-numeric type")
+    return clean
+
+
 def _numpy_scalar(dtype: Any, data: Any = None) -> Any:
-    if not isinstance(dtype, np.dtype) or dtype.hasobject or not isinstance(data, bytes):
+    clean = _clean_dtype(dtype)
+    if not isinstance(data, bytes) or len(data) != clean.itemsize:
+        raise CheckpointError("refused a numpy scalar whose data does not fit its type")
+    value = np.frombuffer(data, dtype=clean, count=1)
+    if value.dtype.hasobject:  # the dtype actually produced, not only the one asked for
         raise CheckpointError("refused a numpy scalar of object type")
-    return np.frombuffer(data, dtype=dtype, count=1)[0].item()
+    return value[0].item()
 
 
-def _numpy_reconstruct(subtype: Any, shape: Any, dtype: Any) -> np.ndarray:
+class _NumpyArray:
+    """Stand-in for a pickled ``numpy.ndarray``: built only from plain bytes of a numeric dtype."""
+
+    def __init__(self, shape: Any) -> None:
+        self.array: np.ndarray | None = None
+
+    def __setstate__(self, state: Any) -> None:
+        if not (isinstance(state, tuple) and len(state) == 5):
+            raise CheckpointError("refused a numpy array with an unexpected pickled state")
+        _version, shape, dtype, is_fortran, raw = state
+        clean = _clean_dtype(dtype)
+        shape = tuple(int(n) for n in shape)
+        if any(n < 0 for n in shape) or not isinstance(raw, (bytes, bytearray)):
+            raise CheckpointError("refused a numpy array whose data is not plain bytes")
+        if math.prod(shape) * clean.itemsize != len(raw):
+            raise CheckpointError(f"numpy array of shape {shape} does not match its {len(raw)} bytes")
+        arr = np.frombuffer(bytes(raw), dtype=clean).reshape(shape, order="F" if is_fortran else "C")
+        if arr.dtype.hasobject:
+            raise CheckpointError("refused a numpy array of object type")
+        self.array = arr
+
+
+def _numpy_reconstruct(subtype: Any, shape: Any, dtype: Any) -> _NumpyArray:
     if subtype is not np.ndarray:
         raise CheckpointError("refused a numpy array subclass")
-    dt = np.dtype(dtype)
-    if dt.hasobject:  # also catches a dtype whose flags the pickle rewrote after creating it
-        raise CheckpointError("refused a numpy array of object type")
-    return np.ndarray(shape, dtype=dt)
+    _clean_dtype(np.dtype(dtype) if isinstance(dtype, (str, bytes)) else dtype)
+    return _NumpyArray(shape)
 
 
 def _numpy_dtype(obj: Any, align: Any = False, copy: Any = False) -> np.dtype:
@@ -621,6 +786,10 @@ _SAFE_GLOBALS: dict[str, Any] = {
     "collections.OrderedDict": lambda: collections.OrderedDict,
     "builtins.set": lambda: set,
     "builtins.frozenset": lambda: frozenset,
+    # Protocol 2 writes Python 2 names, and bytes as _codecs.encode(text, "latin1").
+    "__builtin__.set": lambda: set,
+    "__builtin__.frozenset": lambda: frozenset,
+    "_codecs.encode": lambda: _latin1_bytes,
     "torch._utils._rebuild_tensor_v2": lambda: _rebuild_tensor,
     "torch._utils._rebuild_tensor": lambda: _rebuild_tensor,
     "torch._utils._rebuild_parameter": lambda: _rebuild_parameter,
@@ -714,9 +883,38 @@ class _StorageBlobReader:
         return t
 
 
+class _BoundedReader:
+    """A binary file whose reads never ask for more than what is left of it.
+
+    A pickle's length fields (``BINBYTES8`` and the like) are the file's word; clamping each
+    read to the bytes that exist keeps a forged length from allocating gigabytes.
+    """
+
+    def __init__(self, f: Any, size: int) -> None:
+        self._f, self._left = f, size
+
+    def read(self, n: int = -1) -> bytes:
+        n = self._left if n is None or n < 0 else min(n, self._left)
+        data = self._f.read(n)
+        self._left -= len(data)
+        return data
+
+    def readinto(self, buf: Any) -> int:
+        view = memoryview(buf).cast("B")
+        n = self._f.readinto(view[: min(len(view), self._left)])
+        self._left -= n
+        return n
+
+    def readline(self, limit: int = -1) -> bytes:
+        limit = self._left if limit is None or limit < 0 else min(limit, self._left)
+        data = self._f.readline(limit)
+        self._left -= len(data)
+        return data
+
+
 def _read_pickle(path: Path) -> tuple[GeneratorConfig, dict[str, Tensor]]:
     with path.open("rb") as f:
-        top = _RestrictedUnpickler(f, source=str(path)).load()
+        top = _RestrictedUnpickler(_BoundedReader(f, path.stat().st_size), source=str(path)).load()
     if top == _LEGACY_TORCH_MAGIC:
         return _read_torch(path)
     if isinstance(top, dict) and "G_ema" in top:
@@ -728,15 +926,34 @@ def _read_pickle(path: Path) -> tuple[GeneratorConfig, dict[str, Tensor]]:
         raise CheckpointError(f"{path}: no 'G_ema' network in the pickle (found {what})")
     if not isinstance(net, _PersistentObject):
         raise CheckpointError(f"{path}: 'G_ema' is not an NVIDIA network object")
-    cls = net.class_name
-    if "stylegan3" in cls:
-        raise CheckpointError(f"{path}: a StyleGAN3 generator ({cls}); only StyleGAN2 generators are supported")
-    if cls not in _GENERATOR_CLASSES:
-        raise CheckpointError(f"{path}: 'G_ema' is a {cls}, not a StyleGAN2 generator")
+    _check_generator_class(net, path)
     config = _config_from_init_kwargs(net.state, path)
     state: dict[str, Tensor] = {}
     _walk_module(net, "", state, path)
+    if any(k.startswith("synthesis.input.") or re.match(r"synthesis\.L\d+_", k) for k in state):
+        raise CheckpointError(f"{path}: a StyleGAN3 generator (its tensors); only StyleGAN2 generators are supported")
     return config, state
+
+
+def _check_generator_class(net: _PersistentObject, path: Path) -> None:
+    """Refuse, by name, networks that are not NVIDIA's StyleGAN2 ``Generator``."""
+    cls = net.class_name
+    if cls != "Generator":
+        raise CheckpointError(f"{path}: 'G_ema' is a {cls} network, not a StyleGAN2 generator")
+    kw = net.state.get("_init_kwargs") if isinstance(net.state, Mapping) else None
+    kw = dict(kw) if isinstance(kw, Mapping) else {}
+    family = net.source_family
+    if family == "stylegan3" or any(k in kw for k in _STYLEGAN3_KWARGS):
+        radial = kw.get("conv_kernel") == 1 or bool(kw.get("use_radial_filters"))
+        raise CheckpointError(
+            f"{path}: a StyleGAN3{'-R' if radial else '-T'} generator; only StyleGAN2 generators are supported "
+            "(use stylegan2-ada-pytorch's ffhq.pkl)"
+        )
+    if family == "unknown":
+        raise CheckpointError(
+            f"{path}: 'G_ema' is a Generator whose stored networks.py is neither StyleGAN2's nor StyleGAN3's; "
+            "only StyleGAN2 generators are supported"
+        )
 
 
 def _walk_module(obj: Any, prefix: str, out: dict[str, Tensor], path: Path, depth: int = 0) -> None:
@@ -779,9 +996,19 @@ def _config_from_init_kwargs(st: Mapping[str, Any], path: Path) -> GeneratorConf
             )
         mk = dict(kw.get("mapping_kwargs") or {})
         sk = dict(kw.get("synthesis_kwargs") or {})
+        for name in _SYNTHESIS_KWARGS:
+            if name in kw:
+                sk.setdefault(name, kw[name])
         arch = sk.get("architecture", "skip")
         if arch != "skip":
             raise CheckpointError(f"{path}: synthesis architecture {arch!r}; only 'skip' (config F) is supported")
+        if sk.get("activation", "lrelu") != "lrelu":
+            raise CheckpointError(f"{path}: synthesis activation {sk['activation']!r} is not supported")
+        if not sk.get("use_noise", True):
+            raise CheckpointError(f"{path}: a generator without noise inputs is not supported")
+        filt = sk.get("resample_filter")
+        if filt is not None and [float(v) for v in filt] != [1.0, 3.0, 3.0, 1.0]:
+            raise CheckpointError(f"{path}: resample filter {list(filt)} is not supported (only [1, 3, 3, 1])")
         w_dim = int(kw["w_dim"])
         for name in ("layer_features", "embed_features"):
             if mk.get(name) not in (None, w_dim) and not (name == "embed_features" and c_dim == 0):

@@ -9,6 +9,16 @@ from typing import Any
 __all__ = ["GeneratorConfig", "FFHQ1024"]
 
 
+_UPPER_BOUNDS = {
+    "z_dim": 4096,
+    "w_dim": 4096,
+    "img_channels": 4,
+    "mapping_layers": 32,
+    "channel_base": 1 << 20,
+    "channel_max": 4096,
+}
+
+
 @dataclass(frozen=True)
 class GeneratorConfig:
     """Everything needed to build a :class:`cleftscore.gan.networks.Generator`.
@@ -54,11 +64,16 @@ class GeneratorConfig:
         r = self.img_resolution
         if r < 4 or r > 4096 or r & (r - 1):
             raise ValueError(f"img_resolution must be a power of two from 4 to 4096, got {r}")
-        for name in ("z_dim", "w_dim", "img_channels", "mapping_layers", "channel_base", "channel_max"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
-        if self.num_fp16_res < 0:
-            raise ValueError(f"num_fp16_res must be >= 0, got {self.num_fp16_res}")
+        # Configs come from untrusted files too: the bounds keep a claimed architecture from
+        # costing more memory or time than any real StyleGAN2 (FFHQ: 512, 8, 32768, 512).
+        for name, top in _UPPER_BOUNDS.items():
+            value = int(getattr(self, name))
+            if value < 1:
+                raise ValueError(f"{name} must be positive, got {value}")
+            if value > top:
+                raise ValueError(f"{name} must be at most {top}, got {value}")
+        if self.num_fp16_res < 0 or self.num_fp16_res > 11:
+            raise ValueError(f"num_fp16_res must be from 0 to 11, got {self.num_fp16_res}")
 
     @property
     def num_ws(self) -> int:
