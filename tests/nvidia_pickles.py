@@ -215,7 +215,7 @@ def build_generator(
                 nodes[path] = make(path)
                 node.add_module(parts[i], nodes[path])
             node = nodes[path]
-        t = state[key].detach().clone()
+        t = state[key].detach()  # views keep their strides, as torch pickles them
         if key in half:
             t = t.half()
         if kind == "param":

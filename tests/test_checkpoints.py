@@ -442,3 +442,97 @@ def test_npz_with_pickled_objects_is_refused(tmp_path) -> None:
     assert not victim.exists()
     with zipfile.ZipFile(tmp_path / "obj.npz") as zf:
         assert zf.namelist() == ["x.npy"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Resource limits: what an untrusted file claims is checked before it is expanded.
+
+
+def _patch_zip_sizes(path: Path, member: str, new_size: int) -> None:
+    """Rewrite the uncompressed size a zip's local and central headers declare for ``member``."""
+    raw = bytearray(path.read_bytes())
+    name = member.encode()
+    for sig, size_at in ((b"PK\x03\x04", 22), (b"PK\x01\x02", 24)):
+        start = 0
+        while (i := raw.find(sig, start)) >= 0:
+            name_at = i + (30 if sig == b"PK\x03\x04" else 46)
+            if raw[name_at : name_at + len(name)] == name:
+                raw[i + size_at : i + size_at + 4] = new_size.to_bytes(4, "little")
+            start = i + 4
+    path.write_bytes(bytes(raw))
+
+
+def test_npz_declared_inflated_size_over_limit_is_refused(tmp_path) -> None:
+    path = tmp_path / "big.npz"
+    np.savez_compressed(path, **{"synthesis.b4.const": np.zeros((64, 4, 4), np.float32)})
+    _patch_zip_sizes(path, "synthesis.b4.const.npy", 3 << 30)
+    with pytest.raises(CheckpointError, match=r"inflate to 3072 MiB, more than the 1024 MiB limit"):
+        ck.read_checkpoint(path)
+
+
+def test_npz_header_shape_must_fit_its_member(tmp_path) -> None:
+    path = tmp_path / "liar.npz"
+    np.savez(path, **{"synthesis.b4.const": np.zeros((64, 4, 4), np.float32)})
+    raw = path.read_bytes().replace(b"(64, 4, 4)", b"(64, 4, 9)")
+    path.write_bytes(raw)
+    with pytest.raises(CheckpointError, match=r"declares shape \(64, 4, 9\), which does not fit"):
+        ck.read_checkpoint(path)
+
+
+def test_forged_pickle_length_does_not_allocate(tmp_path) -> None:
+    # BINBYTES8 claiming 1 TiB, followed by 8 bytes: the read is clamped to the file's size
+    path = tmp_path / "forged.pkl"
+    path.write_bytes(b"\x80\x04\x8e" + (1 << 40).to_bytes(8, "little") + b"12345678")
+    with pytest.raises(CheckpointError, match="forged.pkl: malformed"):
+        ck.read_checkpoint(path)
+
+
+def test_overlapping_tensor_strides_are_refused(tmp_path, fake) -> None:
+    state = _golden_state("t32")
+    state["synthesis.b32.conv1.weight"] = torch.zeros(1).expand(state["synthesis.b32.conv1.weight"].shape)
+    path = NP.dump({"G_ema": _nvidia_generator(fake, "t32", state=state, half=set())}, tmp_path / "expand.pkl")
+    with pytest.raises(CheckpointError, match="overlapping strides"):
+        ck.read_checkpoint(path)
+
+
+def test_tensor_budget_is_checked_before_copying(tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(ck, "MAX_TENSOR_BYTES", 1 << 16)
+    with pytest.raises(CheckpointError, match="more than the 0 MiB limit"):
+        ck.read_checkpoint(LOCAL_GOLDEN / "t32_state_dict.npz")
+
+
+def _peak_rss_mb_of(code: str) -> tuple[float, str]:
+    import subprocess
+
+    # VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the forking pytest process.
+    prog = code + "\nimport re\nprint('PEAK', int(re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read())[1]) / 1024)\n"
+    out = subprocess.run([sys.executable, "-c", prog], capture_output=True, text=True, timeout=120, check=True).stdout
+    peak = float(out.rsplit("PEAK", 1)[1])
+    return peak, out
+
+
+@pytest.mark.slow
+def test_npz_zip_bomb_and_huge_mapping_claim_are_refused_with_little_memory(tmp_path, fake) -> None:
+    import io as _io
+
+    bomb = tmp_path / "bomb.npz"
+    header = _io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "<f4", "fortran_order": False, "shape": (2**29,)})
+    info = zipfile.ZipInfo("synthesis.b4.const.npy")
+    info.compress_type = zipfile.ZIP_DEFLATED
+    with zipfile.ZipFile(bomb, "w") as zf, zf.open(info, "w", force_zip64=True) as f:
+        f.write(header.getvalue())
+        zeros = bytes(1 << 24)
+        for _ in range(128):  # 2 GiB of zeros, about 2 MB compressed
+            f.write(zeros)
+    assert bomb.stat().st_size < 3 << 20
+    layers = NP.dump({"G_ema": _nvidia_generator(fake, "t32", mapping_kwargs=fake.EasyDict(num_layers=3_000_000))},
+                     tmp_path / "layers.pkl")  # fmt: skip
+    for path, match in ((bomb, "inflate to 2048 MiB"), (layers, "mapping_layers must be at most 32")):
+        peak, out = _peak_rss_mb_of(
+            "from cleftscore.gan.checkpoints import read_checkpoint\n"
+            "from cleftscore.errors import CheckpointError\n"
+            f"try:\n    read_checkpoint({str(path)!r})\nexcept CheckpointError as exc:\n    print('REFUSED', exc)\n"
+        )
+        assert "REFUSED" in out and match in out
+        assert peak < 300, f"{path.name}: peak RSS {peak:.0f} MB"

@@ -418,9 +418,9 @@ def _check_npz_members(path: Path) -> None:
 
 
 def _read_npz(path: Path) -> tuple[GeneratorConfig, dict[str, Tensor]]:
+    _check_npz_members(path)
     import torch
 
-    _check_npz_members(path)
     with np.load(path, allow_pickle=False) as data:
         state = {k: torch.from_numpy(np.array(data[k])) for k in data.files}
     return _infer_config(state, path), state
@@ -633,40 +633,70 @@ class _EasyDict(dict):
 class _StorageType:
     """Marker for a typed storage class such as ``torch.FloatStorage``."""
 
-    def __init__(self, name: str, dtype: torch.dtype) -> None:
+    def __init__(self, name: str) -> None:
         self.name = name
-        self.dtype = dtype
+        self.dtype, self.itemsize = _STORAGE_TYPES[name]
 
 
-def _storage_dtypes() -> dict[str, torch.dtype]:
-    import torch
+# Typed storage classes of legacy ``torch.save`` blobs: torch dtype name and bytes per element.
+# Names, not torch objects, so a file can be refused before torch is imported.
+_STORAGE_TYPES: dict[str, tuple[str, int]] = {
+    "FloatStorage": ("float32", 4),
+    "HalfStorage": ("float16", 2),
+    "DoubleStorage": ("float64", 8),
+    "BFloat16Storage": ("bfloat16", 2),
+    "LongStorage": ("int64", 8),
+    "IntStorage": ("int32", 4),
+    "ShortStorage": ("int16", 2),
+    "CharStorage": ("int8", 1),
+    "ByteStorage": ("uint8", 1),
+    "BoolStorage": ("bool", 1),
+}
 
-    return {
-        "FloatStorage": torch.float32,
-        "HalfStorage": torch.float16,
-        "DoubleStorage": torch.float64,
-        "BFloat16Storage": torch.bfloat16,
-        "LongStorage": torch.int64,
-        "IntStorage": torch.int32,
-        "ShortStorage": torch.int16,
-        "CharStorage": torch.int8,
-        "ByteStorage": torch.uint8,
-        "BoolStorage": torch.bool,
-    }
+
+class _LazyStorage:
+    """The raw bytes of one storage; a torch tensor is made only once the whole file checks out."""
+
+    def __init__(self, dtype: str, raw: bytes) -> None:
+        self.dtype, self.raw = dtype, raw
+        self.numel = len(raw) // _STORAGE_TYPES_BY_DTYPE[dtype]
+        self._tensor: Tensor | None = None
+
+    def tensor(self) -> Tensor:
+        import torch
+
+        if self._tensor is None:
+            dtype = getattr(torch, self.dtype)
+            self._tensor = torch.frombuffer(bytearray(self.raw), dtype=dtype) if self.raw else torch.empty(0, dtype=dtype)
+            self.raw = b""
+        return self._tensor
 
 
-def _rebuild_tensor(storage: Any, storage_offset: int, size: Any, stride: Any, *_rest: Any) -> Tensor:
-    import torch
+_STORAGE_TYPES_BY_DTYPE = {dtype: size for dtype, size in _STORAGE_TYPES.values()}
 
-    if not isinstance(storage, torch.Tensor) or storage.dim() != 1:
+
+class _LazyTensor:
+    """A checked view (offset, size, stride) into a :class:`_LazyStorage`."""
+
+    def __init__(self, storage: _LazyStorage, offset: int, size: tuple[int, ...], stride: tuple[int, ...]) -> None:
+        self.storage, self.offset, self.shape, self.stride = storage, offset, size, stride
+
+    def materialize(self) -> Tensor:
+        import torch
+
+        return torch.as_strided(self.storage.tensor(), self.shape, self.stride, self.offset)
+
+
+def _rebuild_tensor(storage: Any, storage_offset: int, size: Any, stride: Any, *_rest: Any) -> _LazyTensor:
+    if not isinstance(storage, _LazyStorage):
         raise CheckpointError("tensor data is not a storage")
     size, stride, off = tuple(int(s) for s in size), tuple(int(s) for s in stride), int(storage_offset)
     if len(size) != len(stride) or off < 0 or any(s < 0 for s in size) or any(s < 0 for s in stride):
         raise CheckpointError(f"bad tensor geometry (size {size}, stride {stride}, offset {off})")
     if all(s > 0 for s in size):
         last = off + sum((s - 1) * st for s, st in zip(size, stride))
-        if last >= storage.numel():
-            raise CheckpointError(f"tensor of size {size} reaches past its storage of {storage.numel()} elements")
+        if last >= storage.numel:
+            raise CheckpointError(f"tensor of size {size} reaches past its storage of {storage.numel} elements")
         # Overlapping strides (a zero stride, say) would let a few stored bytes expand into a
         # huge tensor once copied: every element must have its own place in the storage.
         need = 1
@@ -674,7 +704,7 @@ def _rebuild_tensor(storage: Any, storage_offset: int, size: Any, stride: Any, *
             if st < need:
                 raise CheckpointError(f"tensor of size {size} has overlapping strides {stride}")
             need = st * s
-    return torch.as_strided(storage, size, stride, off)
+    return _LazyTensor(storage, off, size, stride)
 
 
 def _rebuild_parameter(data: Any, *_rest: Any) -> Any:
@@ -761,8 +791,8 @@ class _RestrictedUnpickler(pickle.Unpickler):
         safe = _SAFE_GLOBALS.get(full)
         if safe is not None:
             return safe()
-        if module == "torch" and name in _storage_dtypes():
-            return _StorageType(name, _storage_dtypes()[name])
+        if module == "torch" and name in _STORAGE_TYPES:
+            return _StorageType(name)
         if module.startswith("torch.nn.modules.") and name[:1].isupper() and name.isidentifier():
             return _make_plain_class(full)
         if module.startswith("dnnlib.tflib"):
@@ -806,8 +836,8 @@ _SAFE_GLOBALS: dict[str, Any] = {
 
 
 class _PendingStorage:
-    def __init__(self, key: str, dtype: torch.dtype, numel: int, view: Any) -> None:
-        self.key, self.dtype, self.numel, self.view = key, dtype, numel, view
+    def __init__(self, key: str, stype: _StorageType, numel: int, view: Any) -> None:
+        self.key, self.dtype, self.itemsize, self.numel, self.view = key, stype.dtype, stype.itemsize, numel, view
 
 
 class _BlobUnpickler(_RestrictedUnpickler):
@@ -818,8 +848,8 @@ class _BlobUnpickler(_RestrictedUnpickler):
         self.pending: dict[str, _PendingStorage] = {}
 
     def find_class(self, module: str, name: str) -> Any:
-        if module == "torch" and name in _storage_dtypes():
-            return _StorageType(name, _storage_dtypes()[name])
+        if module == "torch" and name in _STORAGE_TYPES:
+            return _StorageType(name)
         raise CheckpointError(f"{self.source}: refused to load: a storage blob asks for {module}.{name}")
 
     def persistent_load(self, pid: Any) -> Any:
@@ -829,18 +859,16 @@ class _BlobUnpickler(_RestrictedUnpickler):
         view = pid[5] if len(pid) > 5 else None
         if not isinstance(stype, _StorageType):
             raise CheckpointError(f"{self.source}: storage of unknown type {stype!r}")
-        pending = self.pending.get(key) or _PendingStorage(key, stype.dtype, numel, None)
+        pending = self.pending.get(key) or _PendingStorage(key, stype, numel, None)
         self.pending[key] = pending
-        return _PendingStorage(key, stype.dtype, numel, view) if view is not None else pending
+        return _PendingStorage(key, stype, numel, view) if view is not None else pending
 
 
 class _StorageBlobReader:
     """Parse one legacy (non-zip) ``torch.save(storage)`` blob without ``torch.load``."""
 
     @staticmethod
-    def read(blob: Any) -> Tensor:
-        import torch
-
+    def read(blob: Any) -> _LazyStorage:
         if not isinstance(blob, (bytes, bytearray)):
             raise CheckpointError("storage blob is not bytes")
         f = io.BytesIO(blob)
@@ -857,7 +885,7 @@ class _StorageBlobReader:
         keys = _BlobUnpickler(f, source=src).load()
         if not isinstance(keys, list):
             raise CheckpointError("storage blob has no key list")
-        tensors: dict[str, Tensor] = {}
+        raws: dict[str, bytes] = {}
         for key in keys:
             pending = up.pending.get(str(key))
             if pending is None:
@@ -866,21 +894,20 @@ class _StorageBlobReader:
             if len(head) != 8:
                 raise CheckpointError("storage blob is truncated")
             (count,) = struct.unpack("<q", head)
-            itemsize = torch.empty((), dtype=pending.dtype).element_size()
+            itemsize = pending.itemsize
             if count != pending.numel or count < 0:
                 raise CheckpointError("storage blob size does not match its header")
             raw = f.read(count * itemsize)
             if len(raw) != count * itemsize:
                 raise CheckpointError("storage blob is truncated")
-            t = torch.frombuffer(bytearray(raw), dtype=pending.dtype) if count else torch.empty(0, dtype=pending.dtype)
-            tensors[pending.key] = t
-        if not isinstance(result, _PendingStorage) or result.key not in tensors:
+            raws[pending.key] = raw
+        if not isinstance(result, _PendingStorage) or result.key not in raws:
             raise CheckpointError("storage blob does not hold a storage")
-        t = tensors[result.key]
+        raw = raws[result.key]
         if result.view is not None:
             _vkey, off, size = result.view[:3]
-            t = t[int(off) : int(off) + int(size)]
-        return t
+            raw = raw[int(off) * result.itemsize : (int(off) + int(size)) * result.itemsize]
+        return _LazyStorage(result.dtype, raw)
 
 
 class _BoundedReader:
@@ -928,11 +955,14 @@ def _read_pickle(path: Path) -> tuple[GeneratorConfig, dict[str, Tensor]]:
         raise CheckpointError(f"{path}: 'G_ema' is not an NVIDIA network object")
     _check_generator_class(net, path)
     config = _config_from_init_kwargs(net.state, path)
-    state: dict[str, Tensor] = {}
-    _walk_module(net, "", state, path)
-    if any(k.startswith("synthesis.input.") or re.match(r"synthesis\.L\d+_", k) for k in state):
+    lazy: dict[str, _LazyTensor] = {}
+    _walk_module(net, "", lazy, path)
+    if any(k.startswith("synthesis.input.") or re.match(r"synthesis\.L\d+_", k) for k in lazy):
         raise CheckpointError(f"{path}: a StyleGAN3 generator (its tensors); only StyleGAN2 generators are supported")
-    return config, state
+    # Everything is checked on sizes alone before torch is imported or a byte is copied.
+    _check_tensor_budget(lazy, path)
+    validate_state(config, lazy, source=path)
+    return config, {k: v.materialize() for k, v in lazy.items()}
 
 
 def _check_generator_class(net: _PersistentObject, path: Path) -> None:
@@ -956,9 +986,7 @@ def _check_generator_class(net: _PersistentObject, path: Path) -> None:
         )
 
 
-def _walk_module(obj: Any, prefix: str, out: dict[str, Tensor], path: Path, depth: int = 0) -> None:
-    import torch
-
+def _walk_module(obj: Any, prefix: str, out: dict[str, _LazyTensor], path: Path, depth: int = 0) -> None:
     if depth > 32:
         raise CheckpointError(f"{path}: network nesting too deep")
     st = getattr(obj, "state", None)
@@ -972,7 +1000,7 @@ def _walk_module(obj: Any, prefix: str, out: dict[str, Tensor], path: Path, dept
         for name, value in items.items():
             if value is None or (group == "_buffers" and name in skip):
                 continue
-            if not isinstance(value, torch.Tensor):
+            if not isinstance(value, _LazyTensor):
                 raise CheckpointError(f"{path}: {prefix}{name} is a {type(value).__name__}, not a tensor")
             out[f"{prefix}{name}"] = value
     children = st.get("_modules") or {}
