@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import pickle
 import re
 import socket
 import threading
@@ -16,16 +17,39 @@ import torch
 from conftest import LOCAL_GOLDEN
 from typer.testing import CliRunner
 
+import nvidia_pickles as NP
 from cleftscore import weights as W
+from cleftscore.gan.config import GeneratorConfig
 from cleftscore.cli import app
 from cleftscore.errors import CheckpointError, DownloadError, WeightsMissingError
 
-PAYLOAD = bytes(range(256)) * 4096 + b"tail"  # ~1 MB, several chunks
+T32 = GeneratorConfig(z_dim=64, w_dim=64, img_resolution=32, mapping_layers=2, channel_base=512, channel_max=64,
+                      num_fp16_res=0, conv_clamp=None)  # fmt: skip
+
+
+RANDOM = np.random.default_rng(0).bytes(300_000)  # served where a weights file is expected
+
+
+def _generator_pickle() -> bytes:
+    """The t32 golden generator as an NVIDIA training snapshot (what `fetch ffhq` must accept)."""
+    state = {k: torch.from_numpy(v) for k, v in np.load(LOCAL_GOLDEN / "t32_state_dict.npz").items()}
+    with NP.nvidia_modules() as fake:
+        kw = NP.init_kwargs_from_golden(fake, T32)
+        G = NP.build_generator(fake, state, NP.read_keys(LOCAL_GOLDEN / "t32_keys.txt"), kw)
+        return pickle.dumps(NP.snapshot(fake, G), protocol=4)
+
+
+PAYLOAD = _generator_pickle()
 PAYLOAD_SHA = hashlib.sha256(PAYLOAD).hexdigest()
 
 
 class _Handler(BaseHTTPRequestHandler):
-    """Serves ``server.files``; supports ``Range: bytes=N-``; cuts ``server.cut_once`` paths mid-way."""
+    """Serves ``server.files``; supports ``Range: bytes=N-``.
+
+    ``server.cut_once``: paths whose next body is cut after a third; ``server.no_length``: paths
+    served without Content-Length (the body ends when the connection closes); ``server.refuse_range``:
+    paths that answer every Range request with 416.
+    """
 
     def do_GET(self) -> None:  # noqa: N802 - http.server API
         srv = self.server
@@ -39,7 +63,7 @@ class _Handler(BaseHTTPRequestHandler):
         if rng:
             m = re.fullmatch(r"bytes=(\d+)-", rng)
             start = int(m.group(1))
-            if start >= len(data):
+            if start >= len(data) or self.path in srv.refuse_range:
                 self.send_response(416)
                 self.send_header("Content-Range", f"bytes */{len(data)}")
                 self.send_header("Content-Length", "0")
@@ -50,15 +74,15 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self.send_response(200)
         body = data[start:]
-        self.send_header("Content-Length", str(len(body)))
+        if self.path not in srv.no_length:
+            self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         if self.path in srv.cut_once:
             srv.cut_once.discard(self.path)
-            self.wfile.write(body[: len(body) // 3])
-            self.wfile.flush()
+            body = body[: len(body) // 3]
             self.close_connection = True
-            return
         self.wfile.write(body)
+        self.wfile.flush()
 
     def log_message(self, *args) -> None:
         pass
@@ -67,7 +91,8 @@ class _Handler(BaseHTTPRequestHandler):
 @pytest.fixture()
 def server():
     srv = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    srv.files, srv.cut_once, srv.requests = {"/w.bin": PAYLOAD}, set(), []
+    srv.files, srv.requests = {"/w.bin": PAYLOAD, "/random.pkl": RANDOM}, []
+    srv.cut_once, srv.no_length, srv.refuse_range = set(), set(), set()
     thread = threading.Thread(target=srv.serve_forever, daemon=True)
     thread.start()
     srv.url = f"http://127.0.0.1:{srv.server_address[1]}"
@@ -90,6 +115,11 @@ def _closed_port() -> int:
     port = s.getsockname()[1]
     s.close()
     return port
+
+
+def _cache_files(folder) -> list[str]:
+    """What a download left in the cache folder (lock files are the downloader's own housekeeping)."""
+    return sorted(p.name for p in folder.iterdir() if not p.name.endswith(".lock"))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -149,7 +179,7 @@ def test_fetch_wrong_checksum_leaves_nothing(tmp_path, server) -> None:
     entry = _entry(server.url + "/w.bin", sha256="0" * 64)
     with pytest.raises(DownloadError, match="checksum mismatch"):
         W.fetch(entry, cache_dir=tmp_path, progress=False)
-    assert list(tmp_path.iterdir()) == []
+    assert _cache_files(tmp_path) == []
 
 
 def test_fetch_resumes_an_interrupted_transfer(tmp_path, server) -> None:
@@ -166,10 +196,89 @@ def test_fetch_resumes_an_interrupted_transfer(tmp_path, server) -> None:
     assert server.requests[-1] == ("/w.bin", f"bytes={have}-")
 
 
-def test_fetch_complete_part_file_gets_416_and_finishes(tmp_path, server) -> None:
-    (tmp_path / "w.bin.part").write_bytes(PAYLOAD)
-    path = W.fetch(_entry(server.url + "/w.bin", sha256=PAYLOAD_SHA), cache_dir=tmp_path, progress=False)
+def test_fetch_416_on_resume_starts_again(tmp_path, server) -> None:
+    # a .part as long as the file (or longer) is not "complete": 416 means start again
+    (tmp_path / "w.bin.part").write_bytes(bytes(len(PAYLOAD) + 10))
+    path = W.fetch(_entry(server.url + "/w.bin"), cache_dir=tmp_path, progress=False)
     assert path.read_bytes() == PAYLOAD
+    assert [r for _p, r in server.requests] == [f"bytes={len(PAYLOAD) + 10}-", None]
+
+
+def _one_line_refusal(exc_info, url: str) -> str:
+    msg = str(exc_info.value)
+    assert "\n" not in msg and url in msg and "nothing was cached" in msg
+    return msg
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["random bytes", "random bytes, no Content-Length", "cut transfer, no Content-Length", "416 after a partial file"],
+)
+def test_fetch_never_caches_a_file_that_does_not_load(tmp_path, server, case: str) -> None:
+    path = {"random bytes": "/random.pkl", "random bytes, no Content-Length": "/random.pkl"}.get(case, "/w.bin")
+    url = server.url + path
+    if "no Content-Length" in case:
+        server.no_length.add(path)
+    if case.startswith("cut"):
+        server.cut_once.add(path)
+    if case.startswith("416"):
+        server.files[path] = RANDOM
+        server.refuse_range.add(path)
+        (tmp_path / "stylegan2-ada-ffhq.pkl.part").write_bytes(PAYLOAD[:1000])
+    entry = dataclasses.replace(W.REGISTRY["ffhq"], url=url)
+    with pytest.raises(DownloadError) as info:
+        W.fetch(entry, cache_dir=tmp_path, progress=False)
+    msg = _one_line_refusal(info, url)
+    assert "not a usable generator weights file" in msg
+    assert ("no Content-Length" in msg) == ("no Content-Length" in case)
+    assert _cache_files(tmp_path) == []
+    # a later good download succeeds
+    server.files[path] = PAYLOAD
+    server.no_length.discard(path)
+    got = W.fetch(entry, cache_dir=tmp_path, progress=False)
+    assert got.read_bytes() == PAYLOAD and _cache_files(tmp_path) == ["stylegan2-ada-ffhq.pkl", "stylegan2-ada-ffhq.pkl.sha256"]
+
+
+def test_fetch_vgg16_is_checked_by_its_tensor_shapes(tmp_path, server) -> None:
+    _fake_vgg16(tmp_path / "good.pth")
+    _fake_vgg16(tmp_path / "short.pth", drop="features.28.weight")
+    server.files["/good.pth"] = (tmp_path / "good.pth").read_bytes()
+    server.files["/short.pth"] = (tmp_path / "short.pth").read_bytes()
+    cache = tmp_path / "cache"
+    with pytest.raises(DownloadError, match="not a usable vgg16 weights file: not torchvision's VGG16"):
+        W.fetch(_entry(server.url + "/short.pth", kind="vgg16"), cache_dir=cache, progress=False)
+    assert _cache_files(cache) == []
+    path = W.fetch(_entry(server.url + "/good.pth", kind="vgg16"), cache_dir=cache, progress=False)
+    assert path.read_bytes() == server.files["/good.pth"]
+
+
+def test_two_fetches_at_once_download_once(tmp_path, server) -> None:
+    entry = _entry(server.url + "/w.bin")
+    results: list[object] = []
+    threads = [threading.Thread(target=lambda: results.append(W.fetch(entry, cache_dir=tmp_path, progress=False)))
+               for _ in range(2)]  # fmt: skip
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert results == [tmp_path / "w.bin"] * 2 and (tmp_path / "w.bin").read_bytes() == PAYLOAD
+    assert len(server.requests) == 1
+
+
+def test_damaged_cached_file_names_the_command_that_replaces_it(tmp_path, server) -> None:
+    from cleftscore.gan.checkpoints import load_generator
+
+    cached = tmp_path / W.REGISTRY["ffhq"].filename
+    cached.write_bytes(PAYLOAD[:-50])  # what an older cleftscore may have cached from a cut transfer
+    with pytest.raises(CheckpointError, match=r"replace it with `cleftscore weights fetch ffhq --force`"):
+        load_generator(W.resolve_generator("ffhq", cache_dir=tmp_path))
+    cached.write_bytes(RANDOM)
+    with pytest.raises(CheckpointError, match=r"unknown weights format.*fetch ffhq --force"):
+        W.resolve_generator("ffhq", cache_dir=tmp_path)
+    result = runner.invoke(app, ["weights", "fetch", "ffhq", "--force", "--url", server.url + "/w.bin",
+                                 "--cache-dir", str(tmp_path), "--no-progress"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert load_generator(W.resolve_generator("ffhq", cache_dir=tmp_path)).config == T32
 
 
 def test_fetch_404_is_a_clear_error(tmp_path, server) -> None:
@@ -197,7 +306,7 @@ def test_resolve_generator(tmp_path, monkeypatch) -> None:
     with pytest.raises(WeightsMissingError, match=r"cleftscore weights fetch ffhq.*--generator PATH"):
         W.resolve_generator(cache_dir=tmp_path)
     cached = tmp_path / W.REGISTRY["ffhq"].filename
-    cached.write_bytes(b"x")
+    cached.write_bytes(PAYLOAD)
     assert W.resolve_generator("ffhq", cache_dir=tmp_path) == cached
     local = tmp_path / "mine.pkl"
     local.write_bytes(b"x")
@@ -307,10 +416,10 @@ def test_cli_fetch_from_mirror(tmp_path, server) -> None:
 
 def test_cached_download_is_checked_against_its_recorded_checksum(tmp_path) -> None:
     cached = tmp_path / W.REGISTRY["ffhq"].filename
-    cached.write_bytes(b"the file as first downloaded")
+    cached.write_bytes(PAYLOAD)
     digest = hashlib.sha256(cached.read_bytes()).hexdigest()
     cached.with_name(cached.name + ".sha256").write_text(f"{digest}  {cached.name}\n")
     assert W.resolve_generator("ffhq", cache_dir=tmp_path) == cached
-    cached.write_bytes(b"swapped for something else")
-    with pytest.raises(CheckpointError, match="does not match the recorded"):
+    cached.write_bytes((LOCAL_GOLDEN / "t64_state_dict.npz").read_bytes())  # another valid generator
+    with pytest.raises(CheckpointError, match="does not match the recorded.*fetch ffhq --force"):
         W.resolve_generator("ffhq", cache_dir=tmp_path)

@@ -76,6 +76,9 @@ def load_vgg16_state_dict(path: str | Path) -> dict[str, Tensor]:
         raise WeightsMissingError(
             f"VGG16 weights for LPIPS not found at {path}: run `cleftscore weights fetch vgg16` or pass --vgg16 PATH"
         )
+    from cleftscore.gan.checkpoints import check_torch_zip
+
+    check_torch_zip(path)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any failure to unpickle is a bad file

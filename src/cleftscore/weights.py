@@ -13,6 +13,7 @@ given by path are checked by format and shapes, not by checksum.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import http.client
@@ -22,9 +23,10 @@ import socket
 import urllib.error
 import urllib.request
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from cleftscore.errors import CheckpointError, DownloadError, WeightsMissingError
 
@@ -52,6 +54,12 @@ log = logging.getLogger(__name__)
 Kind = Literal["generator", "vgg16", "bundled"]
 
 _CHUNK = 1 << 20
+
+#: What :func:`cleftscore.gan.checkpoints.detect_format` may call each kind of download.
+FORMATS_BY_KIND: dict[str, tuple[str, ...]] = {
+    "generator": ("nvidia-pickle", "torch", "npz", "safetensors"),
+    "vgg16": ("torch", "nvidia-pickle"),  # zip or legacy torch.save; legacy files start like a pickle
+}
 
 
 @dataclass(frozen=True)
@@ -229,6 +237,7 @@ def fetch(
     cache_dir: str | Path | None = None,
     progress: bool = True,
     timeout: float = 20,
+    force: bool = False,
 ) -> Path:
     """Return the local path of a registry file, downloading it into the cache if needed.
 
@@ -242,6 +251,9 @@ def fetch(
         Show a progress bar on stderr.
     timeout : float
         Seconds to wait for the connection and for each read.
+    force : bool
+        Download again even when the file is cached (the cached copy stays until the new one
+        has passed every check).
 
     Returns
     -------
@@ -252,14 +264,17 @@ def fetch(
     ------
     DownloadError
         Offline, HTTP error, interrupted transfer (the ``.part`` file is kept and the next call
-        resumes it with an HTTP Range request) or checksum mismatch (the download is deleted).
+        resumes it with an HTTP Range request), checksum mismatch, or a file that the loader the
+        pipeline uses does not accept (then the download is deleted).
     WeightsMissingError
         A bundled file whose package is missing.
 
     Notes
     -----
-    The file is written to ``<name>.part`` and renamed into place only after its size and
-    checksum are verified, so a file in the cache is always complete.
+    The file is written to ``<name>.part`` and renamed into place only after its size, its
+    checksum and a full load by the pipeline's own loader (the generator reader, or the VGG16
+    shape check) have passed, so a file in the cache is always complete and usable. A lock file
+    beside it keeps two processes from writing the same download.
     """
     entry = get_entry(name)
     dest = _target(entry, cache_dir)
@@ -267,29 +282,74 @@ def fetch(
         if not dest.is_file():
             raise WeightsMissingError(f"{entry.name}: {dest} is missing; reinstall the package that ships it")
         return dest
-    if dest.is_file() and (entry.size is None or dest.stat().st_size == entry.size):
-        return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
-    part = dest.with_name(dest.name + ".part")
-    try:
-        _download(entry, part, progress=progress, timeout=timeout)
-    except (urllib.error.URLError, http.client.HTTPException, OSError, socket.timeout) as exc:
-        raise DownloadError(_failure(entry, dest, exc)) from None
-    digest = _sha256(part)
+    with _exclusive_lock(dest.with_name(dest.name + ".lock")):
+        if not force and dest.is_file() and (entry.size is None or dest.stat().st_size == entry.size):
+            return dest
+        part = dest.with_name(dest.name + ".part")
+        if force:
+            part.unlink(missing_ok=True)
+        try:
+            complete = _download(entry, part, progress=progress, timeout=timeout)
+        except (urllib.error.URLError, http.client.HTTPException, OSError, socket.timeout) as exc:
+            raise DownloadError(_failure(entry, dest, exc)) from None
+        _accept_download(entry, part, dest, length_known=complete)
+    return dest
+
+
+@contextlib.contextmanager
+def _exclusive_lock(path: Path) -> Iterator[None]:
+    """Hold an advisory lock on ``path`` (created if needed); waits for another holder."""
+    import fcntl
+
+    with path.open("a") as f:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
+def _accept_download(entry: WeightsEntry, part: Path, dest: Path, *, length_known: bool) -> None:
+    """Check a finished ``.part`` (size, checksum, the pipeline's loader); rename it into the cache."""
+
+    def refuse(reason: str) -> DownloadError:
+        part.unlink(missing_ok=True)
+        return DownloadError(f"{entry.url}: {reason}; the download was deleted and nothing was cached")
+
     size = part.stat().st_size
     if entry.size is not None and size != entry.size:
-        part.unlink(missing_ok=True)
-        raise DownloadError(f"{entry.url}: got {size} bytes, expected {entry.size}; the download was deleted, try again")
+        raise refuse(f"got {size} bytes, expected {entry.size}")
+    problem = _load_problem(entry, part)
+    if problem is not None:
+        how = "" if length_known else " (the server sent no Content-Length, so a cut transfer looks like this too)"
+        raise refuse(f"the file is not a usable {entry.kind} weights file: {problem}{how}")
+    digest = _sha256(part)
     if entry.sha256 is not None and digest != entry.sha256:
-        part.unlink(missing_ok=True)
-        raise DownloadError(
-            f"{entry.url}: checksum mismatch (sha256 {digest}, expected {entry.sha256}); the download was deleted"
-        )
-    part.replace(dest)
+        raise refuse(f"checksum mismatch (sha256 {digest}, expected {entry.sha256})")
     if entry.sha256 is None:
-        dest.with_name(dest.name + ".sha256").write_text(f"{digest}  {dest.name}\n")
+        rec = dest.with_name(dest.name + ".sha256")
+        tmp = rec.with_name(rec.name + ".tmp")
+        tmp.write_text(f"{digest}  {dest.name}\n")
+        tmp.replace(rec)
         log.info("%s: no published checksum; recorded sha256 %s (trust on first use)", dest, digest)
-    return dest
+    part.replace(dest)
+
+
+def _load_problem(entry: WeightsEntry, path: Path) -> str | None:
+    """Why the loader the pipeline uses refuses ``path`` (None: it loads)."""
+    try:
+        if entry.kind == "generator":
+            from cleftscore.gan.checkpoints import read_checkpoint
+
+            read_checkpoint(path)
+        elif entry.kind == "vgg16":
+            from cleftscore.perceptual import load_vgg16_state_dict
+
+            load_vgg16_state_dict(path)
+    except CheckpointError as exc:
+        return str(exc).removeprefix(f"{path}: ").removesuffix("; re-fetch it")
+    return None
 
 
 def _failure(entry: WeightsEntry, dest: Path, exc: BaseException) -> str:
@@ -306,49 +366,69 @@ def _failure(entry: WeightsEntry, dest: Path, exc: BaseException) -> str:
     )
 
 
-def _download(entry: WeightsEntry, part: Path, *, progress: bool, timeout: float) -> None:
-    have = part.stat().st_size if part.is_file() else 0
-    headers = {"User-Agent": "cleftscore"}
-    if have:
-        headers["Range"] = f"bytes={have}-"
-    req = urllib.request.Request(entry.url, headers=headers)
-    try:
-        resp = urllib.request.urlopen(req, timeout=timeout)  # noqa: S310 - URL comes from the registry
-    except urllib.error.HTTPError as exc:
-        if exc.code == 416 and have:  # nothing left to send: the .part is complete (or bogus)
-            if entry.size is None or have == entry.size:
-                return
-            part.unlink()
-        raise
-    with resp:
-        if resp.status == 206:
-            mode, start = "ab", have
-        else:
-            mode, start = "wb", 0
-        length = resp.headers.get("Content-Length")
-        total = start + int(length) if length is not None else entry.size
-        got = start
-        bar = _progress_bar(progress, entry, total, start)
+def _download(entry: WeightsEntry, part: Path, *, progress: bool, timeout: float) -> bool:
+    """Download (or resume) into ``part``; True when the server said how long the file is.
+
+    A 416 answer to a resume means the server cannot continue from what ``part`` holds: the
+    partial file is dropped and the download starts again, once.
+    """
+    for _attempt in range(2):
+        have = part.stat().st_size if part.is_file() else 0
+        headers = {"User-Agent": "cleftscore"}
+        if have:
+            headers["Range"] = f"bytes={have}-"
+        req = urllib.request.Request(entry.url, headers=headers)
         try:
-            with part.open(mode) as f:
-                while True:
-                    try:
-                        chunk = resp.read(_CHUNK)
-                    except http.client.IncompleteRead as exc:
-                        f.write(exc.partial)
-                        got += len(exc.partial)
-                        break
-                    if not chunk:
-                        break
-                    f.write(chunk)
-                    got += len(chunk)
-                    if bar is not None:
-                        bar[0].update(bar[1], completed=got)
-        finally:
-            if bar is not None:
-                bar[0].stop()
+            resp = urllib.request.urlopen(req, timeout=timeout)  # noqa: S310 - URL comes from the registry
+        except urllib.error.HTTPError as exc:
+            if exc.code == 416 and have:
+                part.unlink()
+                continue
+            raise
+        with resp:
+            return _receive(entry, resp, part, have, progress=progress)
+    raise OSError("the server refused to resume and then to send the whole file (HTTP 416)")
+
+
+def _receive(entry: WeightsEntry, resp: Any, part: Path, have: int, *, progress: bool) -> bool:
+    resumed = resp.status == 206 and _content_range_start(resp.headers.get("Content-Range")) == have
+    if resp.status == 206 and not resumed:
+        raise OSError(f"the server resumed at another offset than the {have} bytes already here")
+    mode, start = ("ab", have) if resumed else ("wb", 0)
+    length = resp.headers.get("Content-Length")
+    total = start + int(length) if length is not None else None
+    got = start
+    bar = _progress_bar(progress, entry, total if total is not None else entry.size, start)
+    try:
+        with part.open(mode) as f:
+            while True:
+                try:
+                    chunk = resp.read(_CHUNK)
+                except http.client.IncompleteRead as exc:
+                    f.write(exc.partial)
+                    got += len(exc.partial)
+                    break
+                if not chunk:
+                    break
+                f.write(chunk)
+                got += len(chunk)
+                if bar is not None:
+                    bar[0].update(bar[1], completed=got)
+            f.flush()
+            os.fsync(f.fileno())
+    finally:
+        if bar is not None:
+            bar[0].stop()
     if total is not None and got < total:
         raise OSError(f"transfer interrupted at {got} of {total} bytes; partial file kept at {part}, run again to resume")
+    return total is not None
+
+
+def _content_range_start(value: str | None) -> int | None:
+    if not value or not value.startswith("bytes "):
+        return None
+    first = value[6:].split("-", 1)[0]
+    return int(first) if first.isdigit() else None
 
 
 def _progress_bar(enabled: bool, entry: WeightsEntry, total: int | None, start: int):  # noqa: ANN202
@@ -421,10 +501,23 @@ def resolve_vgg16(
                     cache_dir=cache_dir, download=download)  # fmt: skip
 
 
-def _check_cached_checksum(entry: WeightsEntry, target: Path) -> None:
-    """A cached download must still match its published or first-download sha256."""
+def _check_cached(entry: WeightsEntry, target: Path) -> None:
+    """A cached download must still look like its kind and match its published or recorded sha256.
+
+    The format is checked from the first bytes before the (slow) sha256 of a large file.
+    """
     if entry.kind == "bundled":
         return
+    hint = replacement_hint(target) or f"replace it with `cleftscore weights fetch {entry.name} --force`"
+    from cleftscore.gan.checkpoints import detect_format
+
+    try:
+        fmt = detect_format(target)
+    except CheckpointError as exc:
+        raise CheckpointError(f"{exc}; {hint}") from None
+    allowed = FORMATS_BY_KIND[entry.kind]
+    if fmt not in allowed:
+        raise CheckpointError(f"{target}: a {fmt} file, not {entry.kind} weights; {hint}")
     expected = entry.sha256
     if expected is None:
         rec = target.with_name(target.name + ".sha256")
@@ -435,7 +528,7 @@ def _check_cached_checksum(entry: WeightsEntry, target: Path) -> None:
     if digest != expected:
         raise CheckpointError(
             f"{target}: sha256 {digest} does not match the recorded {expected}; the file changed since it was "
-            f"downloaded: delete it and run `cleftscore weights fetch {entry.name}`"
+            f"downloaded: {hint}"
         )
 
 
@@ -451,7 +544,7 @@ def _resolve(
             raise WeightsMissingError(f"{spec!r} is {entry.kind} weights, not {kind} weights")
         if is_cached(entry, cache_dir=cache_dir):
             target = _target(entry, cache_dir)
-            _check_cached_checksum(entry, target)
+            _check_cached(entry, target)
             return target
         if download:
             return fetch(entry, cache_dir=cache_dir)
@@ -545,34 +638,42 @@ def verify_file(path: str | Path, *, cache_dir: str | Path | None = None) -> Ver
     from cleftscore.gan.checkpoints import detect_format, read_checkpoint
 
     path = Path(path)
-    fmt = detect_format(path)
-    digest, size = _sha256(path), path.stat().st_size
-    match = _registry_match(digest, cache_dir)
+    fmt = detect_format(path)  # from the first bytes, before anything is hashed or loaded
+
+    def report(kind: str, fmt: str, config: GeneratorConfig | None) -> VerifyReport:
+        digest = _sha256(path)
+        return VerifyReport(path, kind, fmt, digest, path.stat().st_size, config, _registry_match(digest, cache_dir))
+
     try:
         config, _state = read_checkpoint(path)
-        return VerifyReport(path, "generator", fmt, digest, size, config, match)
+        return report("generator", fmt, config)
     except CheckpointError as exc:
         gen_reason = str(exc).removeprefix(f"{path}: ")
-        if "refused to load" in gen_reason:
+        # npz and safetensors files can only be generators; a refusal on safety or size grounds is final
+        if fmt in ("npz", "safetensors") or "refused" in gen_reason or "limit" in gen_reason:
             raise
     kind, other_reason = _check_torch_weights(path, fmt)
     if kind is not None:
-        return VerifyReport(path, kind, "torch" if fmt == "nvidia-pickle" else fmt, digest, size, None, match)
+        return report(kind, "torch" if fmt == "nvidia-pickle" else fmt, None)
     raise CheckpointError(f"{path}: not a usable weights file: {gen_reason}; {other_reason}")
 
 
 def _check_torch_weights(path: Path, fmt: str) -> tuple[str | None, str]:
     if fmt not in ("torch", "nvidia-pickle"):
         return None, "not VGG16/LPIPS weights"
-    import pickle
+    from cleftscore.gan.checkpoints import check_torch_zip
 
+    try:
+        check_torch_zip(path)
+    except CheckpointError as exc:
+        return None, str(exc).removeprefix(f"{path}: ")
     import torch
 
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # torch warns about pickle protocols it did not write
             sd = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError):
+    except Exception:  # noqa: BLE001 - weights_only refusals come as many types (a rebuild given a string: TypeError)
         return None, "not a PyTorch state dict of tensors either"
     if not isinstance(sd, dict):
         return None, "not a PyTorch state dict"

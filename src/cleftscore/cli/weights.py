@@ -54,15 +54,18 @@ def fetch(
     url: Annotated[Optional[str], typer.Option(help="Download from this URL instead (a mirror).")] = None,
     timeout: Annotated[float, typer.Option(help="Network timeout in seconds.")] = 20.0,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    force: Annotated[
+        bool, typer.Option("--force", help="Download again even if cached (replaces a damaged cached file once the new one checks out).")
+    ] = False,
 ) -> None:
-    """Download a weights file into the cache (resumes a partial download; verifies checksums)."""
+    """Download a weights file into the cache (resumes a partial download; checks it loads before caching)."""
     from cleftscore import weights
 
     with user_errors():
         entry = weights.get_entry(name)
         if url is not None:
             entry = dataclasses.replace(entry, url=url)
-        path = weights.fetch(entry, cache_dir=cache_dir, progress=progress, timeout=timeout)
+        path = weights.fetch(entry, cache_dir=cache_dir, progress=progress, timeout=timeout, force=force)
     console.print(str(path), highlight=False, soft_wrap=True)
 
 
@@ -90,9 +93,14 @@ def convert(
     """Convert generator weights to cleftscore's .safetensors format (no pickle code is run)."""
     from cleftscore.gan.checkpoints import read_checkpoint, save_generator
 
+    from cleftscore.errors import CheckpointError
+
     with user_errors():
         config, state = read_checkpoint(src)
-        save_generator(state, dst, config=config)
+        try:
+            save_generator(state, dst, config=config)
+        except OSError as exc:
+            raise CheckpointError(f"{dst}: cannot write the converted file ({exc.strerror or exc})") from None
     console.print(
         f"wrote {dst} ({config.img_resolution}x{config.img_resolution}, {len(state)} tensors)",
         highlight=False,

@@ -246,8 +246,10 @@ def _read_checkpoint(path: Path) -> tuple[GeneratorConfig, dict[str, Tensor]]:
             config, state = _read_npz(path)
         else:
             config, state = _read_safetensors(path)
-    except CheckpointError:
-        raise
+    except CheckpointError as exc:
+        if str(exc).startswith(f"{path}:"):
+            raise
+        raise CheckpointError(f"{path}: {exc}") from None  # raised deep in the unpickler, without the name
     except (MemoryError, RecursionError) as exc:
         raise CheckpointError(f"{path}: malformed weights file ({type(exc).__name__})") from None
     except Exception as exc:  # noqa: BLE001 - any parser failure means a bad file
@@ -352,8 +354,12 @@ def save_generator(source: Generator | Mapping[str, Tensor], path: str | Path, *
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp), metadata=meta)
-    tmp.replace(path)
+    try:
+        save_file(tensors, str(tmp), metadata=meta)
+        tmp.replace(path)
+    except BaseException:  # a full disk or Ctrl-C leaves neither a half file nor a stray .tmp
+        tmp.unlink(missing_ok=True)
+        raise
     return path
 
 
