@@ -649,13 +649,20 @@ def verify_file(path: str | Path, *, cache_dir: str | Path | None = None) -> Ver
         return report("generator", fmt, config)
     except CheckpointError as exc:
         gen_reason = str(exc).removeprefix(f"{path}: ")
-        # npz and safetensors files can only be generators; a refusal on safety or size grounds is final
-        if fmt in ("npz", "safetensors") or "refused" in gen_reason or "limit" in gen_reason:
+        # npz, safetensors and NVIDIA network pickles can only be generators; a refusal on safety
+        # or size grounds is final too (torch.load is not tried on such a file)
+        if fmt in ("npz", "safetensors") or "refused" in gen_reason or "limit" in gen_reason or _is_network_pickle(path):
             raise
     kind, other_reason = _check_torch_weights(path, fmt)
     if kind is not None:
         return report(kind, "torch" if fmt == "nvidia-pickle" else fmt, None)
     raise CheckpointError(f"{path}: not a usable weights file: {gen_reason}; {other_reason}")
+
+
+def _is_network_pickle(path: Path) -> bool:
+    """Whether a pickle names NVIDIA's persistence module near its start (G_ema comes first or early)."""
+    with path.open("rb") as f:
+        return b"torch_utils.persistence" in f.read(1 << 16)
 
 
 def _check_torch_weights(path: Path, fmt: str) -> tuple[str | None, str]:
