@@ -114,12 +114,17 @@ class AdaptResult:
         ``[N, steps]`` float32 per-photo loss before each update.
     step_mode : {"eager", "cuda_graph"}
         How the steps ran after the warm-up: ordinary calls, or replays of a CUDA graph.
+    roi_curve : numpy.ndarray or None
+        ``[N, steps + 1]`` float32 ROI residual energy of the image each step rendered (before
+        its update) and, last, of the final image; only when :func:`adapt` was given ``roi``
+        (see :mod:`cleftscore.gan.dynamics`).
     """
 
     images: Tensor
     snapshots: dict[int, Tensor]
     losses: np.ndarray
     step_mode: str = "eager"
+    roi_curve: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n = self.images.shape[0]
@@ -130,6 +135,8 @@ class AdaptResult:
         for s, t in self.snapshots.items():
             if t.shape != self.images.shape:
                 raise ValueError(f"snapshot {s} has shape {tuple(t.shape)}, expected {tuple(self.images.shape)}")
+        if self.roi_curve is not None and self.roi_curve.shape != (n, self.losses.shape[1] + 1):
+            raise ValueError(f"roi_curve must be [{n}, steps + 1], got {self.roi_curve.shape}")
 
 
 def adapt(
@@ -141,6 +148,7 @@ def adapt(
     settings: AdaptSettings,
     loss_fn: torch.nn.Module | None,
     progress: Callable[[int, int], None] | None = None,
+    roi: Tensor | None = None,
 ) -> AdaptResult:
     """Fine-tune a private copy of ``G``'s synthesis weights per photo (pivotal tuning).
 
@@ -160,6 +168,9 @@ def adapt(
         Non-spatial LPIPS; required when ``settings.lpips_weight > 0``.
     progress : callable or None
         ``progress(step, total)`` after each step (for the vmap engine; per photo for the loop).
+    roi : Tensor or None
+        ``[N, R, R]`` ROI weights in [0, 1]: record the ROI residual energy at every step
+        (``AdaptResult.roi_curve``), on the device, from the image each step renders anyway.
 
     Returns
     -------
@@ -191,11 +202,15 @@ def adapt(
     ws = w.detach().to(device=device, dtype=torch.float32)
     noises = [t.detach().to(device=device, dtype=torch.float32) for t in noises]
     targets = targets.detach().float()
+    if roi is not None:
+        roi = roi.detach().to(device=device, dtype=torch.float32).reshape(n, r, r)
+        if not bool((roi.sum(dim=(1, 2)) > 0).all()):
+            raise ValueError("every photo's roi needs at least one selected pixel")
 
     engine = settings.engine
     if engine in ("auto", "vmap"):
         try:
-            return _adapt_vmap(G, ws, noises, targets, settings=settings, loss_fn=loss_fn, progress=progress)
+            return _adapt_vmap(G, ws, noises, targets, settings=settings, loss_fn=loss_fn, progress=progress, roi=roi)
         except torch.cuda.OutOfMemoryError:
             if engine == "vmap" or n == 1:
                 raise
@@ -210,6 +225,7 @@ def adapt(
             settings=settings,
             loss_fn=loss_fn,
             progress=progress,
+            roi=None if roi is None else roi[i : i + 1],
         )
         for i in range(n)
     ]
@@ -218,6 +234,7 @@ def adapt(
         snapshots={s: torch.cat([p.snapshots[s] for p in parts]) for s in settings.snapshot_steps},
         losses=np.concatenate([p.losses for p in parts]),
         step_mode=parts[0].step_mode if parts else "eager",
+        roi_curve=None if roi is None else np.concatenate([p.roi_curve for p in parts]),
     )
 
 
@@ -246,16 +263,21 @@ def _train(
     loss_fn: torch.nn.Module | None,
     amp_dtype: torch.dtype | None,
     progress: Callable[[int, int], None] | None,
-) -> tuple[Tensor, dict[int, Tensor], str]:
+    roi: Tensor | None = None,
+) -> tuple[Tensor, dict[int, Tensor], str, Tensor | None]:
     """The step loop both engines share: per-photo losses [N, steps], snapshots and the step mode.
 
     The step keeps its changing state on the device (a step counter indexes the loss table), so
     it can be replayed as a CUDA graph; snapshots before the last step need the host in the loop
-    and keep the steps ordinary.
+    and keep the steps ordinary. The ROI residual curve is written on the device like the
+    losses (no host sync per step); its last entry, for the final image, is left to the caller.
     """
+    from cleftscore.gan.dynamics import roi_residual_energy
+
     device = targets.device
     target_features = _target_features(targets, settings, loss_fn)
     losses = torch.zeros((targets.shape[0], settings.steps), device=device)
+    curve = None if roi is None else torch.zeros((targets.shape[0], settings.steps + 1), device=device)
     k = torch.zeros((1,), dtype=torch.long, device=device)
     snapshots: dict[int, Tensor] = {}
     wanted = [s for s in settings.snapshot_steps if s < settings.steps]
@@ -274,6 +296,8 @@ def _train(
         opt.step()
         with torch.no_grad():
             losses.index_copy_(1, k, per.detach().unsqueeze(1))
+            if curve is not None:
+                curve.index_copy_(1, k, roi_residual_energy(images.detach(), targets, roi).unsqueeze(1))
             k.add_(1)
 
     def count(step_done: int, total: int) -> None:
@@ -282,7 +306,7 @@ def _train(
             progress(step_done, total)
 
     _, mode = run_steps(step, settings.steps, device=device, cuda_graph=_graph_wanted(settings), progress=count)
-    return losses, snapshots, mode
+    return losses, snapshots, mode, curve
 
 
 def _graph_wanted(settings: AdaptSettings) -> bool:
@@ -299,20 +323,26 @@ def _adam(params: list[Tensor], settings: AdaptSettings, device: torch.device) -
     return torch.optim.Adam(params, lr=settings.lr, betas=(0.9, 0.999), foreach=True, capturable=capturable)
 
 
-def _result(final: Tensor, trained: tuple[Tensor, dict[int, Tensor], str], settings: AdaptSettings) -> AdaptResult:
+def _result(final: Tensor, trained: tuple[Tensor, dict[int, Tensor], str, Tensor | None], settings: AdaptSettings,
+            targets: Tensor, roi: Tensor | None) -> AdaptResult:  # fmt: skip
     """Package the final images; the last step's snapshot is the final image itself."""
-    losses, snapshots, mode = trained
+    from cleftscore.gan.dynamics import roi_residual_energy
+
+    losses, snapshots, mode, curve = trained
     if settings.steps in settings.snapshot_steps:
         snapshots[settings.steps] = final.clone()
+    if curve is not None:
+        curve[:, settings.steps] = roi_residual_energy(final, targets, roi)
     return AdaptResult(
         images=final,
         snapshots={s: snapshots[s] for s in sorted(settings.snapshot_steps)},
         losses=losses.cpu().numpy(),
         step_mode=mode,
+        roi_curve=None if curve is None else curve.cpu().numpy(),
     )
 
 
-def _adapt_vmap(G, ws, noises, targets, *, settings, loss_fn, progress) -> AdaptResult:
+def _adapt_vmap(G, ws, noises, targets, *, settings, loss_fn, progress, roi=None) -> AdaptResult:
     """All photos at once: per-photo weights stacked on axis 0, synthesis under vmap."""
     from torch.func import functional_call, vmap
 
@@ -344,17 +374,17 @@ def _adapt_vmap(G, ws, noises, targets, *, settings, loss_fn, progress) -> Adapt
         run = vmap(one, in_dims=(0, 0, 0))
         trained = _train(
             lambda: run(params, ws, noises), list(params.values()), opt, targets,
-            settings=settings, loss_fn=loss_fn, amp_dtype=amp_dtype, progress=progress,
+            settings=settings, loss_fn=loss_fn, amp_dtype=amp_dtype, progress=progress, roi=roi,
         )  # fmt: skip
         with torch.no_grad():
             force_fp32 = True  # the final image is always synthesised in float32
             final = run(params, ws, noises).float()
     finally:
         synth.train(was_training)
-    return _result(final, trained, settings)
+    return _result(final, trained, settings, targets, roi)
 
 
-def _adapt_copy(G, ws, noises, targets, *, settings, loss_fn, progress) -> AdaptResult:
+def _adapt_copy(G, ws, noises, targets, *, settings, loss_fn, progress, roi=None) -> AdaptResult:
     """Plain training of a deep copy of the synthesis network (any batch size; used per photo)."""
     device = targets.device
     force_fp32, amp_dtype = resolve_precision(settings.precision, device)
@@ -366,8 +396,8 @@ def _adapt_copy(G, ws, noises, targets, *, settings, loss_fn, progress) -> Adapt
     opt = _adam(plist, settings, device)
     trained = _train(
         lambda: synth(ws, noise_mode="const", noise=noises, force_fp32=force_fp32), plist, opt, targets,
-        settings=settings, loss_fn=loss_fn, amp_dtype=amp_dtype, progress=progress,
+        settings=settings, loss_fn=loss_fn, amp_dtype=amp_dtype, progress=progress, roi=roi,
     )  # fmt: skip
     with torch.no_grad():
         final = synth(ws, noise_mode="const", noise=noises, force_fp32=True).float()
-    return _result(final, trained, settings)
+    return _result(final, trained, settings, targets, roi)

@@ -1,0 +1,162 @@
+"""Adaptation dynamics: how many adaptation steps until the cleft comes back (the paper's future work).
+
+The paper observes that adapting the generator beyond about 50 steps gradually rebuilds the cleft
+itself, and proposes the number of steps this takes as a second severity index. With
+``roi`` given, :func:`cleftscore.gan.adapt.adapt` records the *ROI residual energy* between the
+photo and the image each adaptation step renders anyway (before that step's update), and once
+more after the last update: a curve ``E(0..steps)`` per photo, accumulated on the device.
+
+Residual energy (the default score's difference map, on the device): the squared difference of
+photo and rendering in BT.601 YCbCr, in 8-bit code units, eroded by a 3 x 3 minimum filter per
+channel (reflected borders), summed over the channels, and averaged over the ROI with the mask's
+weights: ``E = sum(m * d) / sum(m)``.
+
+Indices of the normalised curve ``c(s) = E(s) / E(0)``:
+
+- ``reappearance_step``: the first step at which ``c(s) <= f``: the photo's own residual in the
+  ROI has fallen to a fraction ``f`` of where it started, i.e. the generator has rebuilt that much
+  of what made the photo differ from its projection, the cleft included. A photo whose curve never
+  gets there has ``reappearance_step = steps`` and ``reached = False`` (censored).
+- ``curve_auc``: the area under ``c`` over the steps, divided by the number of steps (trapezoid
+  rule; 1 = nothing rebuilt, near 0 = rebuilt at once).
+
+Both grow with severity when the normal parts of a face are rebuilt quickly and the defect slowly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from cleftscore.gan.adapt import AdaptSettings
+
+__all__ = [
+    "DEFAULT_FRACTION",
+    "DynamicsIndices",
+    "curve_indices",
+    "dynamics_adapt_settings",
+    "roi_residual_energy",
+]
+
+#: Default ``f`` of :func:`curve_indices`, chosen on the planted benchmark (bench/results/dynamics_*.json).
+DEFAULT_FRACTION = 0.5
+
+# BT.601 (as skimage.color.rgb2ycbcr) applied to a difference of RGB values in [0, 1]: the offsets
+# cancel, so the difference in YCbCr code units is this matrix times the RGB difference.
+_YCBCR = (
+    (65.481, 128.553, 24.966),
+    (-37.797, -74.203, 112.0),
+    (112.0, -93.786, -18.214),
+)
+
+
+def roi_residual_energy(images: Tensor, targets: Tensor, roi: Tensor, *, erosion: int = 3) -> Tensor:
+    """Per-photo ROI residual energy ``[N]`` of renderings against photos, on their device.
+
+    Parameters
+    ----------
+    images, targets : Tensor
+        ``[N, 3, R, R]`` images in [-1, 1] (renderings and photos).
+    roi : Tensor
+        ``[N, R, R]`` (or ``[N, 1, R, R]``) ROI weights in [0, 1], each with a non-zero sum.
+    erosion : int
+        Side of the minimum filter (0 or 1: none).
+
+    Returns
+    -------
+    Tensor
+        ``[N]`` float32: the mean eroded YCbCr squared difference over each ROI.
+    """
+    m = roi.reshape(roi.shape[0], 1, *roi.shape[-2:]).to(device=images.device, dtype=torch.float32)
+    diff = (images.float() - targets.float()) * 0.5  # [-1, 1] -> differences of [0, 1] values
+    mat = torch.tensor(_YCBCR, dtype=torch.float32, device=images.device)
+    d = torch.einsum("kc,nchw->nkhw", mat, diff).square()
+    if erosion > 1:
+        pad = erosion // 2
+        d = -F.max_pool2d(-F.pad(d, (pad, pad, pad, pad), mode="reflect"), erosion, stride=1)
+    return (d.sum(dim=1, keepdim=True) * m).sum(dim=(1, 2, 3)) / m.sum(dim=(1, 2, 3)).clamp_min(1e-12)
+
+
+@dataclass(frozen=True)
+class DynamicsIndices:
+    """The adaptation-dynamics indices of one photo (see the module docstring).
+
+    Attributes
+    ----------
+    reappearance_step : int
+        First step with ``E(s) <= fraction * E(0)``; ``steps`` when never reached.
+    reached : bool
+        Whether the curve got there within the recorded steps.
+    curve_auc : float
+        Area under ``E(s) / E(0)`` per step.
+    fraction : float
+        The ``f`` used.
+    steps : int
+        Adaptation steps recorded.
+    energy_start, energy_end : float
+        ``E(0)`` and ``E(steps)``.
+    """
+
+    reappearance_step: int
+    reached: bool
+    curve_auc: float
+    fraction: float
+    steps: int
+    energy_start: float
+    energy_end: float
+
+    def to_dict(self) -> dict[str, object]:
+        """Plain JSON-serialisable dict."""
+        return dataclasses.asdict(self)
+
+
+def curve_indices(curve: np.ndarray, *, fraction: float = DEFAULT_FRACTION) -> DynamicsIndices:
+    """Indices of one ROI residual curve ``E(0..steps)``.
+
+    Raises
+    ------
+    ValueError
+        A curve with fewer than two points, non-finite or negative values, or ``fraction``
+        outside (0, 1).
+    """
+    c = np.asarray(curve, dtype=np.float64).ravel()
+    if c.size < 2 or not np.all(np.isfinite(c)) or c.min() < 0:
+        raise ValueError(f"a residual curve needs >= 2 finite non-negative values, got {c.size}")
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"fraction must lie in (0, 1), got {fraction}")
+    steps = c.size - 1
+    norm = c / max(c[0], 1e-20)
+    below = np.flatnonzero(norm <= fraction)
+    reached = below.size > 0
+    return DynamicsIndices(
+        reappearance_step=int(below[0]) if reached else steps,
+        reached=bool(reached),
+        curve_auc=float(np.trapezoid(norm) / steps),
+        fraction=float(fraction),
+        steps=int(steps),
+        energy_start=float(c[0]),
+        energy_end=float(c[-1]),
+    )
+
+
+def dynamics_adapt_settings(base: AdaptSettings, dynamics_steps: int, strip_steps: tuple[int, ...] = ()) -> AdaptSettings:
+    """Settings that run ``dynamics_steps`` adaptation steps and keep the normalized image.
+
+    The normalized face stays the image after ``base.steps`` updates (a snapshot); the steps
+    beyond it only feed the curve and the reappearance strip (``strip_steps``, clipped to the
+    run).
+
+    Raises
+    ------
+    ValueError
+        When ``dynamics_steps`` is smaller than ``base.steps``.
+    """
+    if dynamics_steps < base.steps:
+        raise ValueError(f"dynamics steps ({dynamics_steps}) must be >= the adaptation steps ({base.steps})")
+    keep = {base.steps, *base.snapshot_steps, *(s for s in strip_steps if 0 <= s <= dynamics_steps)}
+    return dataclasses.replace(base, steps=dynamics_steps, snapshot_steps=tuple(sorted(keep)))

@@ -1,0 +1,114 @@
+"""Tests of the adaptation-dynamics curve and indices (cleftscore.gan.dynamics)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from cleftscore.gan.adapt import AdaptSettings, adapt
+from cleftscore.gan.dynamics import curve_indices, dynamics_adapt_settings, roi_residual_energy
+from cleftscore.heatmap import erode, pse_map
+
+from conftest import golden_dir_for
+
+
+@pytest.fixture(scope="module")
+def G():
+    from cleftscore.gan.checkpoints import load_generator
+
+    return load_generator(golden_dir_for("t32") / "t32_state_dict.npz")
+
+
+@pytest.fixture(scope="module")
+def case(G):
+    g = torch.Generator().manual_seed(5)
+    n = 3
+    w = G.mapping(torch.randn((n, G.z_dim), generator=g))[:, 0].detach()
+    noises = [torch.randn((n, 1, r, r), generator=g) for _, r in G.synthesis.noise_layers()]
+    targets = torch.rand((n, 3, 32, 32), generator=g) * 2 - 1
+    roi = torch.zeros((n, 32, 32))
+    roi[:, 16:28, 8:24] = 1.0
+    roi[1, 4:8, 4:8] = 0.5  # a soft part in one mask
+    return w, noises, targets, roi
+
+
+MSE = AdaptSettings(steps=6, lpips_weight=0.0, lr=3e-3)
+
+
+def test_energy_matches_the_numpy_difference_map() -> None:
+    g = torch.Generator().manual_seed(0)
+    a = torch.rand((2, 3, 24, 24), generator=g) * 2 - 1
+    b = torch.rand((2, 3, 24, 24), generator=g) * 2 - 1
+    roi = (torch.rand((2, 24, 24), generator=g) > 0.5).float()
+    got = roi_residual_energy(a, b, roi).numpy()
+    for i in range(2):
+        to01 = lambda t: ((t[i].permute(1, 2, 0).double().numpy() + 1) / 2)  # noqa: E731
+        d = erode(pse_map(to01(a), to01(b), colorspace="ycbcr"), size=3).sum(axis=-1)
+        m = roi[i].numpy()
+        want = float((d * m).sum() / m.sum())
+        assert got[i] == pytest.approx(want, rel=1e-4)
+
+
+def test_curve_ends_are_the_start_and_final_images(G, case) -> None:
+    w, noises, targets, roi = case
+    res = adapt(G, w, noises, targets, settings=MSE, loss_fn=None, roi=roi)
+    assert res.roi_curve.shape == (3, MSE.steps + 1)
+    with torch.no_grad():
+        start = G.synthesis(w.unsqueeze(1).expand(-1, G.num_ws, -1), noise_mode="const", noise=noises, force_fp32=True)
+    np.testing.assert_allclose(res.roi_curve[:, 0], roi_residual_energy(start, targets, roi).numpy(), rtol=1e-5)
+    np.testing.assert_allclose(res.roi_curve[:, -1], roi_residual_energy(res.images, targets, roi).numpy(), rtol=1e-5)
+    # adaptation fits the photo: the residual falls
+    assert np.all(res.roi_curve[:, -1] < res.roi_curve[:, 0])
+    # without roi, nothing is recorded
+    assert adapt(G, w, noises, targets, settings=MSE, loss_fn=None).roi_curve is None
+
+
+@pytest.mark.parametrize("engine", ["vmap", "loop"])
+def test_batch_curves_equal_one_by_one(G, case, engine: str) -> None:
+    w, noises, targets, roi = case
+    s = dataclasses.replace(MSE, engine=engine)
+    batch = adapt(G, w, noises, targets, settings=s, loss_fn=None, roi=roi).roi_curve
+    for i in range(3):
+        one = adapt(G, w[i : i + 1], [t[i : i + 1] for t in noises], targets[i : i + 1], settings=s, loss_fn=None,
+                    roi=roi[i : i + 1]).roi_curve  # fmt: skip
+        np.testing.assert_allclose(batch[i], one[0], rtol=2e-4, atol=1e-6)
+
+
+def test_longer_run_keeps_the_normalized_image(G, case) -> None:
+    # the normalized face is the step-`steps` image whether or not the run goes on for the curve
+    w, noises, targets, roi = case
+    plain = adapt(G, w, noises, targets, settings=MSE, loss_fn=None)
+    long = dynamics_adapt_settings(MSE, 15, strip_steps=(0, 3, 10, 15, 99))
+    assert long.steps == 15 and long.snapshot_steps == (0, 3, 6, 10, 15)
+    res = adapt(G, w, noises, targets, settings=long, loss_fn=None, roi=roi)
+    torch.testing.assert_close(res.snapshots[MSE.steps], plain.images, rtol=0, atol=1e-5)
+    assert res.roi_curve.shape == (3, 16)
+    with pytest.raises(ValueError, match="must be >="):
+        dynamics_adapt_settings(MSE, 3)
+
+
+def test_roi_must_select_pixels(G, case) -> None:
+    w, noises, targets, roi = case
+    with pytest.raises(ValueError, match="at least one selected pixel"):
+        adapt(G, w, noises, targets, settings=MSE, loss_fn=None, roi=torch.zeros_like(roi))
+
+
+def test_curve_indices() -> None:
+    curve = np.array([10.0, 8.0, 6.0, 4.0, 4.0])
+    ix = curve_indices(curve, fraction=0.5)
+    assert ix.reappearance_step == 3 and ix.reached
+    # trapezoid of [1, .8, .6, .4, .4] over 4 steps
+    assert ix.curve_auc == pytest.approx((0.5 * 1 + 0.8 + 0.6 + 0.4 + 0.5 * 0.4) / 4)
+    never = curve_indices(np.array([10.0, 9.0, 9.5]), fraction=0.5)
+    assert never.reappearance_step == 2 and not never.reached
+    # a slower fall gives a later step and a larger area
+    slow = curve_indices(np.array([10.0, 9.0, 8.0, 7.0, 4.0]), fraction=0.5)
+    assert slow.reappearance_step > ix.reappearance_step and slow.curve_auc > ix.curve_auc
+    for bad in (np.array([1.0]), np.array([1.0, np.nan]), np.array([1.0, -1.0])):
+        with pytest.raises(ValueError):
+            curve_indices(bad)
+    with pytest.raises(ValueError, match="fraction"):
+        curve_indices(curve, fraction=1.0)
