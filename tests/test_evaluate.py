@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 from cleftscore.errors import CleftscoreError
+from cleftscore.runfolder import FaceGeometry, PhotoRecord, write_photo
 from cleftscore.evaluate import (
     GRID_METRICS,
     GRID_REGIONS,
@@ -80,58 +81,48 @@ def _save(path: Path, img: np.ndarray) -> None:
     Image.fromarray(np.clip(np.rint(img), 0, 255).astype(np.uint8)).save(path)
 
 
+def _geometry() -> FaceGeometry:
+    return FaceGeometry(size=SIZE, faces_found=1, face_box=(0.0, 0.0, SIZE, SIZE), detector_score=1.0,
+                        landmarks_aligned=LANDMARKS, landmarks_original=LANDMARKS, to_original=np.eye(3),
+                        original_shape=(SIZE, SIZE))  # fmt: skip
+
+
 def _photo(run: Path, pid: str, file: str, *, method: str, amplitude: float,
            rng: np.random.Generator, mask_file: str | None = None) -> None:
-    d = run / "photos" / pid
-    d.mkdir(parents=True)
+    """One scored photo, written through the run-folder writer as ``score`` writes it."""
     base = _base_face(rng)
     aligned = base.copy()
     aligned[44:48, 33:39, 0] -= amplitude / 2  # painted defect, one side of the upper lip
     aligned[44:48, 33:39, 1] -= amplitude
-    noise_levels = {"normalized.png": 2.0, "inverted.png": 4.0}
-    _save(d / "aligned.png", aligned)
+
+    def u8(img: np.ndarray) -> np.ndarray:
+        return np.clip(np.rint(img), 0, 255).astype(np.uint8)
+
+    files = {"aligned.png": u8(aligned)}
     if method == "gan":
-        for name, level in noise_levels.items():
+        for name, level in {"normalized.png": 2.0, "inverted.png": 4.0}.items():
             # +-1..level everywhere, so no difference map is exactly zero
             noise = rng.integers(1, int(level) + 1, size=base.shape) * rng.choice([-1, 1], base.shape)
-            _save(d / name, base + noise)
+            files[name] = u8(base + noise)
     else:
-        _save(d / "normalized.png", aligned[:, ::-1])
-    rec = {
-        "file": file,
-        "photo_id": pid,
-        "status": "ok",
-        "method": method,
-        "score": 0.0,
-        "landmarks_aligned": LANDMARKS.tolist(),
-        "size": SIZE,
-        "mask_file": mask_file,
-        "settings": {"method": method},
-    }
-    (d / "result.json").write_text(json.dumps(rec))
+        files["normalized.png"] = u8(aligned[:, ::-1])
+    rec = PhotoRecord(file=file, photo_id=pid, status="ok", method=method, score=0.0,
+                      settings={"method": method, "score": {"mask_file": mask_file}},
+                      geometry=_geometry(), pictures=tuple(files))  # fmt: skip
+    write_photo(run, rec, files)
 
 
 def _make_run(run: Path, *, method: str = "gan", mask_file: str | None = None) -> Path:
     """A run folder with 8 rated photos, 1 unrated photo and 1 failed photo."""
     rng = np.random.default_rng(1234)
     run.mkdir(parents=True)
-    rows = []
     for i, amp in enumerate(AMPLITUDES):
-        pid = f"p{i:02d}"
-        file = f"/data/clinic/P{i:02d}.jpg"
-        _photo(run, pid, file, method=method, amplitude=amp, rng=rng, mask_file=mask_file)
-        rows.append({"file": file, "photo_id": pid, "status": "ok", "message": "",
-                     "score": "0", "method": method})
+        _photo(run, f"p{i:02d}", f"/data/clinic/P{i:02d}.jpg", method=method, amplitude=amp, rng=rng, mask_file=mask_file)
     _photo(run, "unrated", "/data/clinic/unrated.jpg", method=method, amplitude=30, rng=rng,
            mask_file=mask_file)
-    rows.append({"file": "/data/clinic/unrated.jpg", "photo_id": "unrated", "status": "ok",
-                 "message": "", "score": "0", "method": method})
-    rows.append({"file": "/data/clinic/noface.jpg", "photo_id": "noface", "status": "failed",
-                 "message": "no face found", "score": "", "method": method})
-    with (run / "scores.csv").open("w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
+    failed = PhotoRecord(file="/data/clinic/noface.jpg", photo_id="noface", status="failed",
+                         message="/data/clinic/noface.jpg: no face found", method=method)  # fmt: skip
+    write_photo(run, failed, {})
     return run
 
 
@@ -375,7 +366,7 @@ def test_grid_lists_missing_and_failed_photos(gan_eval) -> None:
     assert set(gan_eval.matched) == {f"/data/clinic/P{i:02d}.jpg" for i in range(len(AMPLITUDES))}
     assert gan_eval.missing_in_ratings == ("/data/clinic/unrated.jpg",)
     assert gan_eval.missing_in_run == ("noface.jpg (failed in the run)", "ghost.png")
-    assert gan_eval.failed == (("/data/clinic/noface.jpg", "no face found"),)
+    assert gan_eval.failed == (("/data/clinic/noface.jpg", "/data/clinic/noface.jpg: no face found"),)
 
 
 def test_grid_higher_is_abnormal_flips(gan_run) -> None:

@@ -2,21 +2,49 @@
 
 The pipeline runs photo -> aligned face -> normalized face -> difference heat map -> score.
 See ``DESIGN.md`` in the project's shared folder and the README for the method.
+
+The names below load lazily, so ``import cleftscore`` stays light (no torch):
+
+- :func:`score_photos`: photos or folders in, one :class:`PhotoResult` each (and a run folder);
+- :func:`rescore_run`: a finished run folder scored again with other :class:`ScoreSettings`;
+- :class:`PipelineSettings`, :class:`GanSettings`, :class:`ScoreSettings`,
+  :class:`DifferenceSettings`: every setting, as typed records;
+- :func:`score_photo`: two aligned arrays and a mask in, score and heat map out.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from cleftscore.errors import CleftscoreError
 
-__all__ = ["CleftscoreError", "__version__"]
 __version__ = "0.1.0"
 
-_PIPELINE_NAMES = ("score_photos", "rescore_run", "PipelineSettings", "GanSettings", "PhotoResult")
+#: Public name -> module that defines it.
+_LAZY = {
+    "score_photos": "cleftscore.pipeline",
+    "rescore_run": "cleftscore.pipeline",
+    "PipelineSettings": "cleftscore.pipeline",
+    "PhotoResult": "cleftscore.pipeline",
+    "ProgressHooks": "cleftscore.pipeline",
+    "GanSettings": "cleftscore.normalize.gan",
+    "ScoreSettings": "cleftscore.score",
+    "PhotoScore": "cleftscore.score",
+    "score_photo": "cleftscore.score",
+    "DifferenceSettings": "cleftscore.heatmap",
+}
+
+__all__ = ["CleftscoreError", "__version__", *_LAZY]
 
 
-def __getattr__(name: str):  # lazy: importing cleftscore must not import torch
-    if name in _PIPELINE_NAMES:
-        from cleftscore import pipeline
+def __getattr__(name: str) -> Any:  # lazy: importing cleftscore must not import torch
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'cleftscore' has no attribute {name!r}")
+    import importlib
 
-        return getattr(pipeline, name)
-    raise AttributeError(f"module 'cleftscore' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

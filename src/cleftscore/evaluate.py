@@ -26,7 +26,6 @@ functions; :func:`evaluate_run` builds the grid and :func:`write_evaluation` wri
 from __future__ import annotations
 
 import csv
-import json
 import logging
 import math
 from collections.abc import Callable, Mapping, Sequence
@@ -474,63 +473,37 @@ class _RunContents:
 
 
 def _read_run(run_dir: Path) -> _RunContents:
-    """Read ``scores.csv`` and every ``photos/<id>/result.json`` of a run folder."""
+    """Every photo record of a run folder (those of its latest score or rescore)."""
+    from cleftscore.runfolder import is_run_folder, list_photo_ids, photo_dir, read_records, read_run_settings
+
     if not run_dir.is_dir():
         raise CleftscoreError(f"{run_dir}: run folder not found; run `cleftscore score ... --out "
                               f"{run_dir}` first")
-    failed: list[tuple[str, str]] = []
-    ids: list[str] = []
-    scores_csv = run_dir / "scores.csv"
-    if scores_csv.is_file():
-        with scores_csv.open(newline="", encoding="utf-8-sig") as fh:
-            for row in csv.DictReader(fh):
-                status = (row.get("status") or "").strip()
-                pid = (row.get("photo_id") or "").strip()
-                if status == "ok" and pid:
-                    ids.append(pid)
-                else:
-                    failed.append((row.get("file") or pid, (row.get("message") or status).strip()))
-    photos_dir = run_dir / "photos"
-    if not ids and photos_dir.is_dir():
-        ids = sorted(p.parent.name for p in photos_dir.glob("*/result.json"))
-    if not ids and not failed:
+    _, latest = read_run_settings(run_dir)
+    ids = latest if latest is not None else list_photo_ids(run_dir)
+    if not is_run_folder(run_dir) or not ids:
         raise CleftscoreError(
-            f"{run_dir}: not a cleftscore run folder (no scores.csv or photos/*/result.json); "
+            f"{run_dir}: not a cleftscore run folder (no photos/*/result.json); "
             "evaluate the folder written by `cleftscore score --out DIR`"
         )
+    failed: list[tuple[str, str]] = []
     photos: list[_Photo] = []
-    for pid in ids:
-        folder = photos_dir / pid
-        result_path = folder / "result.json"
-        try:
-            result = json.loads(result_path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            failed.append((pid, f"{result_path} is missing"))
+    for rec in read_records(run_dir, ids):
+        if not rec.ok:
+            failed.append((rec.file, rec.message))
             continue
-        except (OSError, ValueError) as exc:
-            failed.append((pid, f"{result_path} is unreadable ({exc})"))
-            continue
-        if result.get("status", "ok") != "ok":
-            failed.append((str(result.get("file", pid)), str(result.get("message", "failed"))))
-            continue
-        try:
-            landmarks = np.asarray(result["landmarks_aligned"], dtype=np.float64)
-            size = int(result["size"])
-        except (KeyError, TypeError, ValueError):
-            failed.append((pid, f"{result_path} lacks landmarks_aligned or size"))
-            continue
-        if landmarks.shape != (68, 2):
-            failed.append((pid, f"{result_path}: landmarks_aligned has shape {landmarks.shape}"))
+        if rec.geometry is None or "aligned.png" not in rec.pictures:
+            failed.append((rec.file, f"{photo_dir(run_dir, rec.photo_id)}: the record has no face geometry or aligned picture"))
             continue
         photos.append(
             _Photo(
-                name=str(result.get("file") or pid),
-                photo_id=pid,
-                folder=folder,
-                method=str(result.get("method", "gan")),
-                landmarks=landmarks,
-                size=size,
-                mask_file=result.get("mask_file") or None,
+                name=rec.file,
+                photo_id=rec.photo_id,
+                folder=photo_dir(run_dir, rec.photo_id),
+                method=rec.method or "gan",
+                landmarks=rec.geometry.landmarks_aligned,
+                size=rec.geometry.size,
+                mask_file=(rec.settings.get("score") or {}).get("mask_file") or None,
             )
         )
     return _RunContents(photos=tuple(photos), failed=tuple(failed))
@@ -747,9 +720,7 @@ def _photo_scores(
             elif normalizer == "gan-inversion":
                 reference = load_image(photo.folder / "inverted.png")
             else:
-                from cleftscore.mirror import mirror_normalize
-
-                reference = mirror_normalize(aligned, landmarks).image
+                reference = _mirror_reference(aligned, landmarks)
         except (CleftscoreError, ValueError, OSError) as exc:
             problems.setdefault(normalizer, []).append(f"{photo.name}: {exc}")
             continue
@@ -777,6 +748,20 @@ def _photo_scores(
                             roi_score(eroded[erosion], mask)
                         )
     return out
+
+
+def _mirror_reference(aligned: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+    """The asymmetry normalizer's face, through the same door as ``score`` (frontal check included)."""
+    from cleftscore.face.align import AlignedFace
+    from cleftscore.normalize.mirror import MirrorNormalizer
+
+    size = aligned.shape[0]
+    face = AlignedFace(image=aligned, size=size, landmarks=landmarks, landmarks_original=landmarks,
+                       to_original=np.eye(3), original_shape=(size, size))  # fmt: skip
+    (norm,) = MirrorNormalizer().normalize([face])
+    if norm.image is None:
+        raise CleftscoreError(norm.error)
+    return norm.image
 
 
 def evaluate_run(

@@ -24,6 +24,11 @@ from cleftscore.errors import ImageLoadError
 
 __all__ = [
     "IMAGE_SUFFIXES",
+    "atomic_write_bytes",
+    "find_images",
+    "link_or_copy",
+    "replace_folder",
+    "restore_replaced_folders",
     "MIN_SIDE",
     "load_image",
     "save_image",
@@ -247,3 +252,133 @@ def save_image(path: str | os.PathLike[str], image: np.ndarray) -> None:
     im = Image.fromarray(np.ascontiguousarray(arr))
     kwargs: dict[str, object] = {"quality": 95} if fmt in ("JPEG", "WEBP") else {}
     im.save(p, format=fmt, **kwargs)
+
+
+# ----------------------------------------------------------------------------- files
+
+
+def find_images(folder: str | os.PathLike[str]) -> list[Path]:
+    """Every image file under ``folder``, sub-folders included, in a stable sorted order.
+
+    Hidden files and folders (names starting with ``.``) are skipped; so are symbolic links to
+    folders, which could loop.
+
+    Parameters
+    ----------
+    folder : str or os.PathLike
+        The folder to search.
+
+    Returns
+    -------
+    list of Path
+        Files whose suffix is in :data:`IMAGE_SUFFIXES`, sorted by their path relative to
+        ``folder`` (case-blind), so ``patient1/a.jpg`` comes before ``patient2/a.jpg``.
+    """
+    root = Path(folder)
+    found: list[Path] = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        for name in filenames:
+            if not name.startswith(".") and Path(name).suffix.lower() in IMAGE_SUFFIXES:
+                found.append(Path(dirpath) / name)
+    return sorted(found, key=lambda p: [part.lower() for part in p.relative_to(root).parts])
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
+    """Write ``data`` under a temporary name beside ``path``, then rename it into place.
+
+    A reader sees the old file or the new one, never a part; an interrupted write leaves a
+    ``.tmp`` file that the next write replaces.
+    """
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, p)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return p
+
+
+def link_or_copy(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
+    """Hard-link ``src`` as ``dst`` (no bytes copied), or copy it where links are not allowed.
+
+    Safe because cleftscore never rewrites a file in place: every write makes a new file and
+    renames it, so a linked file never changes under its other name.
+    """
+    import shutil
+
+    d = Path(dst)
+    d.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(src, d)
+    except OSError:
+        shutil.copy2(src, d)
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths in one atomic step (Linux ``renameat2(RENAME_EXCHANGE)``); False if unsupported."""
+    import ctypes
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    rc = renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange)
+    return rc == 0
+
+
+def replace_folder(staging: str | os.PathLike[str], target: str | os.PathLike[str]) -> None:
+    """Put the finished folder ``staging`` in the place of ``target`` (which may not exist).
+
+    On Linux the two are swapped in one atomic step, so ``target`` is always either the whole
+    old folder or the whole new one. Elsewhere the old folder is first renamed to
+    ``.old-<name>-<pid>`` beside it; :func:`restore_replaced_folders` puts it back when a crash
+    hit between the two renames.
+    """
+    import shutil
+
+    new, old = Path(staging), Path(target)
+    if not old.exists():
+        os.replace(new, old)
+        return
+    if _exchange(new, old):
+        shutil.rmtree(new, ignore_errors=True)  # now the old folder
+        return
+    aside = old.with_name(f".old-{old.name}-{os.getpid()}")
+    shutil.rmtree(aside, ignore_errors=True)
+    os.replace(old, aside)
+    os.replace(new, old)
+    shutil.rmtree(aside, ignore_errors=True)
+
+
+def restore_replaced_folders(parent: str | os.PathLike[str]) -> None:
+    """Undo what an interrupted :func:`replace_folder` left in ``parent``.
+
+    A ``.old-<name>-<pid>`` folder whose ``<name>`` is missing goes back in place; any other
+    ``.old-*`` and every unfinished ``.new-*`` staging folder is removed. Only call this while
+    holding the folder's lock (no other run is writing there).
+    """
+    import shutil
+
+    root = Path(parent)
+    if not root.is_dir():
+        return
+    for item in sorted(root.iterdir()):
+        name = item.name
+        if name.startswith(".old-") and item.is_dir():
+            original = root / name[len(".old-") :].rsplit("-", 1)[0]
+            if not original.exists():
+                os.replace(item, original)
+            else:
+                shutil.rmtree(item, ignore_errors=True)
+        elif name.startswith(".new-") and item.is_dir():
+            shutil.rmtree(item, ignore_errors=True)

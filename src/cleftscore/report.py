@@ -31,6 +31,7 @@ __all__ = [
     "overlay",
     "panel",
     "robust_vmax",
+    "thumbnail_jpeg",
     "write_csv",
     "write_html_report",
     "write_json",
@@ -348,13 +349,42 @@ def write_png(path: str | os.PathLike, image: np.ndarray, *, compress_level: int
     """
     from PIL import Image
 
+    from cleftscore.io import atomic_write_bytes
+
     img = np.asarray(image)
     if img.dtype != np.uint8 or img.ndim not in (2, 3):
         raise ValueError(f"write_png needs a uint8 (H, W[, 3]) image, got {img.shape} {img.dtype}")
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(img).save(p, format="PNG", compress_level=int(compress_level))
-    return p
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, format="PNG", compress_level=int(compress_level))
+    return atomic_write_bytes(path, buf.getvalue())
+
+
+def thumbnail_jpeg(image: np.ndarray, *, height: int = 160, quality: int = 80) -> bytes:
+    """A small JPEG of a picture, for embedding in the report.
+
+    Parameters
+    ----------
+    image : (H, W, 3) ndarray of uint8
+        The picture (typically a panel strip), 0..255.
+    height : int
+        Height of the thumbnail in pixels (never enlarged).
+    quality : int
+        JPEG quality 1..95.
+
+    Returns
+    -------
+    bytes
+        The JPEG file's bytes (a 4-picture panel at 160 px is about 20-40 KB).
+    """
+    from PIL import Image
+
+    img = _check_image(image)
+    if height < 1:
+        raise ValueError(f"height must be >= 1, got {height}")
+    small = _resize(img, min(height, img.shape[0]))
+    buf = io.BytesIO()
+    Image.fromarray(small).save(buf, format="JPEG", quality=int(quality), optimize=True)
+    return buf.getvalue()
 
 
 def _jsonable(obj: Any) -> Any:
@@ -395,15 +425,16 @@ def write_json(path: str | os.PathLike, data: Any) -> Path:
     Path
         The written path.
     """
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
+    from cleftscore.io import atomic_write_bytes
+
     text = json.dumps(_jsonable(data), indent=2, ensure_ascii=False, allow_nan=False)
     # Write then rename, so an interrupted run never leaves a truncated record; text that
     # cannot be encoded (a file name in a foreign encoding) is escaped, not fatal.
-    tmp = p.with_name(p.name + ".tmp")
-    tmp.write_text(text + "\n", encoding="utf-8", errors="backslashreplace")
-    os.replace(tmp, p)
-    return p
+    return atomic_write_bytes(path, (text + "\n").encode("utf-8", errors="backslashreplace"))
+
+
+#: First characters that make a spreadsheet read a cell as a formula (CSV injection).
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 def _csv_cell(value: Any) -> str:
@@ -412,11 +443,20 @@ def _csv_cell(value: Any) -> str:
         return ""
     if isinstance(v, bool):
         return "true" if v else "false"
-    if isinstance(v, float):
-        return repr(v)
-    if isinstance(v, (list, dict)):
-        return json.dumps(v, ensure_ascii=False)
-    return str(v)
+    if isinstance(v, (int, float)):
+        return repr(v)  # a negative number is a number, not a formula
+    text = json.dumps(v, ensure_ascii=False) if isinstance(v, (list, dict)) else str(v)
+    if text.startswith(_FORMULA_START) and not _is_number(text):
+        # A leading apostrophe is how spreadsheets mark text; the file name stays readable.
+        return "'" + text
+    return text
+
+
+def _is_number(text: str) -> bool:
+    try:
+        return math.isfinite(float(text)) and text.strip() == text
+    except ValueError:
+        return False
 
 
 def _columns(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None) -> list[str]:
@@ -455,22 +495,32 @@ def write_csv(
     Notes
     -----
     UTF-8 with a byte-order mark (Excel then reads accented file names correctly), comma
-    separated, ``\\r\\n`` line ends, quoted where needed.
+    separated, ``\\r\\n`` line ends, quoted where needed. Text that a spreadsheet would
+    evaluate as a formula (starting with ``=``, ``+``, ``-``, ``@``, tab or carriage return)
+    gets a leading apostrophe; numbers are written as they are. The file is written under a
+    temporary name and renamed.
     """
+    from cleftscore.io import atomic_write_bytes
+
     cols = _columns(rows, columns)
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    with p.open("w", encoding="utf-8-sig", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(cols)
-        for row in rows:
-            writer.writerow([_csv_cell(row.get(c)) for c in cols])
-    return p
+    fh = io.StringIO(newline="")
+    writer = csv.writer(fh)
+    writer.writerow(cols)
+    for row in rows:
+        writer.writerow([_csv_cell(row.get(c)) for c in cols])
+    return atomic_write_bytes(path, fh.getvalue().encode("utf-8-sig", errors="backslashreplace"))
 
 
-def _png_data_uri(path: str | os.PathLike, max_px: int) -> str | None:
+def _data_uri(path: str | os.PathLike, max_px: int) -> str | None:
     from PIL import Image
 
+    if Path(path).suffix.lower() in (".jpg", ".jpeg"):
+        try:
+            data = Path(path).read_bytes()
+        except OSError as exc:
+            logger.warning("could not embed %s in the report: %s", path, exc)
+            return None
+        return "data:image/jpeg;base64," + base64.b64encode(data).decode("ascii")
     try:
         with Image.open(path) as im:
             im = im.convert("RGB")
@@ -507,7 +557,7 @@ th,td{border:1px solid #ccc;padding:.3em .6em;vertical-align:top;text-align:left
 th{background:#f0f0f0;cursor:pointer;user-select:none}
 th.asc::after{content:" \\25B2"} th.desc::after{content:" \\25BC"}
 tr.failed td{background:#fdecea}
-td.img img{max-height:384px}
+td.img img{max-height:384px;border:0}
 dl.settings{display:grid;grid-template-columns:max-content auto;gap:.2em 1em}
 dl.settings dt{font-weight:bold}
 """
@@ -553,12 +603,14 @@ def write_html_report(
     columns: Sequence[str],
     settings: Mapping[str, Any] | None = None,
     image_key: str = "panel_png",
+    link_key: str = "panel_link",
     max_image_px: int = 384,
 ) -> Path:
     """One self-contained HTML page with every photo's panel and score.
 
-    The file opens from disk with no network: pictures are embedded as base64 PNG, styles and
-    the sorting script are inline, and no external resource is referenced.
+    The file opens from disk with no network: small pictures are embedded (base64), styles and
+    the sorting script are inline, and no external resource is referenced. Each picture can
+    link to its full-size file beside the report.
 
     Parameters
     ----------
@@ -576,9 +628,14 @@ def write_html_report(
     settings : dict, optional
         Settings summary shown above the table (method, metric, ROI, generator...).
     image_key : str
-        Row key holding the path of the picture to embed (default ``"panel_png"``).
+        Row key holding the path of the picture to embed (default ``"panel_png"``). A ``.jpg``
+        file is embedded as it is (make it small, see :func:`thumbnail_jpeg`); other pictures are
+        downscaled to ``max_image_px`` and embedded as PNG.
+    link_key : str
+        Row key holding a link (relative to the report) to the full-size picture; the embedded
+        thumbnail is wrapped in it.
     max_image_px : int
-        Embedded pictures are downscaled to at most this height to keep the file small.
+        Height limit of embedded pictures that are not JPEG thumbnails.
 
     Returns
     -------
@@ -621,17 +678,20 @@ def write_html_report(
             text, key = _fmt(row.get(c))
             parts.append(f'<td data-sort="{esc(key)}">{esc(text)}</td>')
         img_path = row.get(image_key)
-        uri = _png_data_uri(img_path, max_image_px) if img_path else None
+        uri = _data_uri(img_path, max_image_px) if img_path else None
         if uri:
             alt = esc(f"panel of {row.get('file', '')}")
-            parts.append(f'<td class="img" data-sort=""><img src="{uri}" alt="{alt}"></td>')
+            img = f'<img src="{uri}" alt="{alt}">'
+            link = row.get(link_key)
+            if link:
+                img = f'<a href="{esc(str(link))}">{img}</a>'
+            parts.append(f'<td class="img" data-sort="">{img}</td>')
         else:
             parts.append('<td class="img" data-sort=""></td>')
         parts.append("</tr>")
     parts.append("</tbody></table>")
     parts.append(f"<script>{_JS}</script>")
     parts.append("</body></html>")
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    p.write_text("\n".join(parts) + "\n", encoding="utf-8")
-    return p
+    from cleftscore.io import atomic_write_bytes
+
+    return atomic_write_bytes(path, ("\n".join(parts) + "\n").encode("utf-8", errors="backslashreplace"))

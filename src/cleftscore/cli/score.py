@@ -233,7 +233,8 @@ def score_command(
     skips GAN work that is cached. Photos that fail are listed with the reason; the others are
     still scored (exit code 1 only when none could be scored).
     """
-    from cleftscore.pipeline import GanSettings, PipelineSettings, ProgressHooks, expand_inputs, make_lpips_distance, score_photos, write_run_summary
+    from cleftscore.pipeline import GanSettings, PipelineSettings, find_inputs, make_lpips_distance
+    from cleftscore.runfolder import RunLock
 
     with user_errors():
         inputs = list(photos or [])
@@ -255,25 +256,28 @@ def score_command(
         except ValueError as exc:
             raise CleftscoreError(f"invalid option: {exc}") from None
         lpips_distance = make_lpips_distance(vgg16, device=device) if metric is Metric.lpips else None
-        paths = expand_inputs(inputs)
-        console.print(f"Scoring {len(paths)} photo(s) with the {chosen} method into {out}")
-        progress = _Progress(len(paths))
-        hooks = ProgressHooks(photo_done=progress.photo_done, gan_start=progress.gan_start, gan_step=progress.gan_step, gan_grow=progress.gan_grow, message=progress.message)
-        from cleftscore.pipeline import photo_ids
+        found = find_inputs(inputs)
+        with RunLock(out):
+            _score_locked(found, inputs, chosen, settings, out, cache_dir, lpips_distance, calibrate, higher_is)
 
-        ids = photo_ids(paths)
-        try:
-            with progress.progress:
-                results = score_photos(paths, settings, out_dir=out, cache_dir=cache_dir, hooks=hooks, lpips_distance=lpips_distance)
-        except KeyboardInterrupt:
-            csv_path, html_path = write_run_summary(out, ids)
-            err_console.print(f"[yellow]Interrupted.[/yellow] Finished photos are in {out}; {csv_path} lists them. Re-run the same command to continue (cached GAN work is reused).")
-            raise typer.Exit(code=130) from None
-        _calibrate(out, calibrate, higher_is)
-        csv_path, html_path = write_run_summary(out, ids)
-        _print_results(results, csv_path, html_path)
-        if not any(r.ok for r in results):
-            raise typer.Exit(code=1)
+
+def _score_locked(found, inputs, chosen, settings, out, cache_dir, lpips_distance, calibrate, higher_is) -> None:
+    """The score command once it holds the output folder's lock."""
+    from cleftscore.pipeline import ProgressHooks, score_photos
+
+    console.print(f"Scoring {len(found)} photo(s) with the {chosen} method into {out}")
+    progress = _Progress(len(found))
+    hooks = ProgressHooks(photo_done=progress.photo_done, gan_start=progress.gan_start, gan_step=progress.gan_step, gan_grow=progress.gan_grow, message=progress.message)
+    try:
+        with progress.progress:
+            results = score_photos(inputs, settings, out_dir=out, cache_dir=cache_dir, hooks=hooks, lpips_distance=lpips_distance)
+    except KeyboardInterrupt:
+        err_console.print(f"[yellow]Interrupted.[/yellow] Finished photos are in {out}; {out / 'scores.csv'} lists them. Re-run the same command to continue (cached GAN work is reused).")
+        raise typer.Exit(code=130) from None
+    _calibrate(out, calibrate, higher_is)
+    _print_results(results, out / "scores.csv", out / "report.html")
+    if not any(r.ok for r in results):
+        raise typer.Exit(code=1)
 
 
 @app.command("rescore")
@@ -289,13 +293,26 @@ def rescore_command(
     calibrate: CalibrateOpt = None,
     higher_is: HigherIsOpt = HigherIs.normal,
 ) -> None:
-    """Recompute heat maps and scores of a finished run with other scoring settings (seconds; no GAN)."""
-    from cleftscore.pipeline import ProgressHooks, make_lpips_distance, rescore_run, write_run_summary
+    """Recompute heat maps and scores of a finished run with other scoring settings (no GAN).
+
+    About a second per photo on a CPU; photos already scored with these settings are kept.
+    Nothing the run holds is rewritten in place, so an interrupted rescore loses nothing.
+    """
+    from cleftscore.pipeline import ProgressHooks, make_lpips_distance, rescore_run
+    from cleftscore.runfolder import RunLock, is_run_folder, list_photo_ids
 
     with user_errors():
         settings = _score_settings(roi, mask, metric, colorspace, erosion)
         lpips_distance = make_lpips_distance(vgg16, device=device) if metric is Metric.lpips else None
-        results = rescore_run(run_dir, settings, lpips_distance=lpips_distance, hooks=ProgressHooks())
-        _calibrate(run_dir, calibrate, higher_is)
-        csv_path, html_path = write_run_summary(run_dir, [r.photo_id for r in results])
-        _print_results(results, csv_path, html_path)
+        if not is_run_folder(run_dir):
+            raise CleftscoreError(f"{run_dir}: not a cleftscore run folder (no photos/ inside); run `cleftscore score` first")
+        with RunLock(run_dir):
+            progress = _Progress(len(list_photo_ids(run_dir)))
+            try:
+                with progress.progress:
+                    results = rescore_run(run_dir, settings, lpips_distance=lpips_distance, hooks=ProgressHooks(photo_done=progress.photo_done, message=progress.message))
+            except KeyboardInterrupt:
+                err_console.print(f"[yellow]Interrupted.[/yellow] Every photo in {run_dir} still has its record; {run_dir / 'scores.csv'} marks those not yet re-scored as stale. Run the same command again to finish.")
+                raise typer.Exit(code=130) from None
+            _calibrate(run_dir, calibrate, higher_is)
+            _print_results(results, run_dir / "scores.csv", run_dir / "report.html")

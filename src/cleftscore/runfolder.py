@@ -1,0 +1,713 @@
+"""The run folder: one place that knows its layout, the photo record and the CSV columns.
+
+A run folder (``cleftscore score --out DIR``) holds::
+
+    DIR/.cleftscore.lock          advisory lock: one run writes here at a time
+    DIR/run.json                  settings and photos of the latest score/rescore
+    DIR/scores.csv                one row per photo (failed and stale rows say so)
+    DIR/report.html               thumbnails linking to the full-size pictures
+    DIR/photos/<photo_id>/        result.json + the photo's pictures
+
+Every file is written under a temporary name and renamed. A photo's folder is built complete
+under ``photos/.new-<id>-<pid>`` and then put in the place of the old one in one step, so a
+record and its pictures always belong to the same photo and a failed record has no pictures.
+Nothing here ever rewrites a file in place; unchanged pictures are hard-linked into the new
+folder.
+
+:class:`PhotoRecord` is the typed, versioned content of ``result.json``. Extra numbers a
+normalizer or a score produces go in :attr:`PhotoRecord.measures` (name -> :class:`Measure`):
+they reach ``result.json`` and the CSV (one column per name) without touching this module.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cleftscore.errors import CleftscoreError
+from cleftscore.normalize import Measure
+
+__all__ = [
+    "RECORD_VERSION",
+    "CSV_COLUMNS",
+    "PICTURES",
+    "FaceGeometry",
+    "Measure",
+    "PhotoRecord",
+    "RunFolderBusyError",
+    "RunLock",
+    "csv_columns",
+    "csv_row",
+    "is_run_folder",
+    "list_photo_ids",
+    "photo_dir",
+    "read_record",
+    "read_run_settings",
+    "read_records",
+    "settings_differences",
+    "write_photo",
+    "write_run_settings",
+    "write_summary",
+]
+
+#: Version of the ``result.json`` layout; 1 is the flat layout before measures and pictures.
+RECORD_VERSION = 2
+RECORD_FILE = "result.json"
+RUN_FILE = "run.json"
+LOCK_FILE = ".cleftscore.lock"
+CSV_FILE = "scores.csv"
+REPORT_FILE = "report.html"
+PHOTOS_DIR = "photos"
+SNAPSHOTS_DIR = "snapshots"
+THUMBNAIL = "thumb.jpg"
+#: Pictures of a scored photo, in the order the record lists them.
+PICTURES = (
+    "aligned.png",
+    "inverted.png",
+    "normalized.png",
+    "heatmap.png",
+    "overlay.png",
+    "overlay_original.png",
+    "panel.png",
+    THUMBNAIL,
+)
+SCORE_DEFINITION = "S = -log(sqrt(sum over ROI of eroded PSE) / N); higher = closer to normal"
+STATUSES = ("ok", "failed")
+
+
+class RunFolderBusyError(CleftscoreError):
+    """Another cleftscore process is writing into the same run folder."""
+
+
+class RecordError(CleftscoreError):
+    """A ``result.json`` that cannot be read as a photo record."""
+
+
+# ----------------------------------------------------------------------------- the record
+
+
+@dataclass(frozen=True, eq=False)
+class FaceGeometry:
+    """Where the face was found and how the aligned crop maps back onto the photo.
+
+    Attributes
+    ----------
+    size : int
+        Side of the aligned face in pixels.
+    faces_found : int
+        Faces the detector found (the largest was used).
+    face_box : tuple of 4 float
+        ``(left, top, right, bottom)`` of the face in the photo.
+    detector_score : float
+        Detector confidence of that face.
+    landmarks_aligned, landmarks_original : (68, 2) ndarray of float64
+        Landmarks in the aligned frame and in the photo.
+    to_original : (3, 3) ndarray of float64
+        Affine map aligned -> photo.
+    original_shape : tuple of int
+        ``(H, W)`` of the photo.
+    """
+
+    size: int
+    faces_found: int
+    face_box: tuple[float, float, float, float]
+    detector_score: float
+    landmarks_aligned: np.ndarray
+    landmarks_original: np.ndarray
+    to_original: np.ndarray
+    original_shape: tuple[int, int]
+
+    def __post_init__(self) -> None:
+        for name, shape in (("landmarks_aligned", (68, 2)), ("landmarks_original", (68, 2)), ("to_original", (3, 3))):
+            value = np.asarray(getattr(self, name), dtype=np.float64)
+            if value.shape != shape:
+                raise ValueError(f"{name} must have shape {shape}, got {value.shape}")
+            object.__setattr__(self, name, value)
+        if len(self.face_box) != 4 or len(self.original_shape) != 2:
+            raise ValueError("face_box needs 4 numbers and original_shape 2")
+        if self.size < 1:
+            raise ValueError(f"size must be >= 1, got {self.size}")
+
+
+@dataclass(frozen=True, eq=False)
+class PhotoRecord:
+    """What ``result.json`` says about one photo. Built checked; read and written only here.
+
+    Attributes
+    ----------
+    file : str
+        The photo as given (its path).
+    photo_id : str
+        Its folder name under ``photos/``.
+    status : {"ok", "failed"}
+        ``failed`` records carry a one-line ``message`` and have no pictures.
+    message : str
+        Why it failed (names the file), or empty.
+    method : str
+        Normalizer name (``gan``, ``asymmetry``, ...).
+    score : float or None
+        S, higher = closer to normal; None when failed.
+    settings : dict
+        Every setting that produced the record (``PipelineSettings.to_dict()``).
+    notes : tuple of str
+        Remarks (several faces, small face...).
+    cached : bool
+        The normalization came from the cache or an earlier run.
+    timings : dict
+        Seconds per stage.
+    environment : dict
+        Versions, and for the GAN method the generator, its checksum, VGG16 and the device.
+    geometry : FaceGeometry or None
+        Alignment of the face; None when alignment failed.
+    measures : dict of str -> Measure
+        Extra numbers (e.g. ``landmark_asymmetry_px``); each becomes a CSV column.
+    normalization : dict
+        How the normalization ran (GAN: steps, step mode, final loss, batch).
+    calibration : dict or None
+        Calibrated rating and 0-100 severity, only after ``--calibrate``.
+    pictures : tuple of str
+        Picture files of the photo's folder (relative), e.g. ``aligned.png``.
+    damaged : bool
+        True for a stand-in made by :func:`read_record` from an unreadable ``result.json``.
+    """
+
+    file: str
+    photo_id: str
+    status: str
+    message: str = ""
+    method: str = ""
+    score: float | None = None
+    settings: Mapping[str, Any] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
+    cached: bool = False
+    timings: Mapping[str, float] = field(default_factory=dict)
+    environment: Mapping[str, Any] = field(default_factory=dict)
+    geometry: FaceGeometry | None = None
+    measures: Mapping[str, Measure] = field(default_factory=dict)
+    normalization: Mapping[str, Any] = field(default_factory=dict)
+    calibration: Mapping[str, Any] | None = None
+    pictures: tuple[str, ...] = ()
+    damaged: bool = False
+
+    def __post_init__(self) -> None:
+        if self.status not in STATUSES:
+            raise ValueError(f"status must be one of {STATUSES}, got {self.status!r}")
+        if self.status == "failed" and not self.message:
+            raise ValueError("a failed record needs a message saying why")
+        if self.status == "failed" and self.pictures:
+            raise ValueError("a failed record has no pictures (they could show another photo)")
+        if self.score is not None:
+            object.__setattr__(self, "score", float(self.score))
+        object.__setattr__(self, "notes", tuple(self.notes))
+        object.__setattr__(self, "pictures", tuple(self.pictures))
+        for name, m in self.measures.items():
+            if not isinstance(m, Measure):
+                raise ValueError(f"measure {name!r} must be a Measure, got {type(m).__name__}")
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    def replace(self, **changes: Any) -> "PhotoRecord":
+        """A copy with some fields changed (checked again)."""
+        return dataclasses.replace(self, **changes)
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON object of ``result.json``."""
+        out: dict[str, Any] = {
+            "record_version": RECORD_VERSION,
+            "file": self.file,
+            "photo_id": self.photo_id,
+            "status": self.status,
+            "message": self.message,
+            "method": self.method,
+            "score": self.score,
+            "score_definition": SCORE_DEFINITION,
+            "settings": dict(self.settings),
+            "notes": list(self.notes),
+            "cached": self.cached,
+            "timings": dict(self.timings),
+            "environment": dict(self.environment),
+            "measures": {k: dataclasses.asdict(m) for k, m in self.measures.items()},
+            "normalization": dict(self.normalization),
+            "calibration": dict(self.calibration) if self.calibration is not None else None,
+            "pictures": list(self.pictures),
+        }
+        g = self.geometry
+        out["geometry"] = None if g is None else {
+            "size": g.size,
+            "faces_found": g.faces_found,
+            "face_box": list(g.face_box),
+            "detector_score": g.detector_score,
+            "landmarks_aligned": g.landmarks_aligned.tolist(),
+            "landmarks_original": g.landmarks_original.tolist(),
+            "to_original": g.to_original.tolist(),
+            "original_shape": list(g.original_shape),
+        }
+        return out
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> "PhotoRecord":
+        """Parse a ``result.json`` object of any known version.
+
+        Raises
+        ------
+        ValueError, KeyError, TypeError
+            When fields are missing or malformed.
+        """
+        version = int(data.get("record_version", 1))
+        if version > RECORD_VERSION:
+            raise ValueError(f"record version {version} is newer than this cleftscore reads ({RECORD_VERSION}); update cleftscore")
+        if version == 1:
+            data = _upgrade_v1(data)
+        geo = data.get("geometry")
+        geometry = None if geo is None else FaceGeometry(
+            size=int(geo["size"]),
+            faces_found=int(geo["faces_found"]),
+            face_box=tuple(float(v) for v in geo["face_box"]),  # type: ignore[arg-type]
+            detector_score=float(geo["detector_score"] or 0.0),
+            landmarks_aligned=np.asarray(geo["landmarks_aligned"], dtype=np.float64),
+            landmarks_original=np.asarray(geo["landmarks_original"], dtype=np.float64),
+            to_original=np.asarray(geo["to_original"], dtype=np.float64),
+            original_shape=tuple(int(v) for v in geo["original_shape"]),  # type: ignore[arg-type]
+        )
+        settings = data["settings"]
+        if not isinstance(settings, Mapping):
+            raise TypeError("settings must be an object")
+        return cls(
+            file=str(data["file"]),
+            photo_id=str(data["photo_id"]),
+            status=str(data["status"]),
+            message=str(data.get("message") or ""),
+            method=str(data.get("method") or settings.get("method", "")),
+            score=data.get("score"),
+            settings=settings,
+            notes=tuple(str(n) for n in data.get("notes") or ()),
+            cached=bool(data.get("cached", False)),
+            timings={str(k): float(v) for k, v in (data.get("timings") or {}).items()},
+            environment=dict(data.get("environment") or {}),
+            geometry=geometry,
+            measures={str(k): Measure(**v) for k, v in (data.get("measures") or {}).items()},
+            normalization=dict(data.get("normalization") or {}),
+            calibration=data.get("calibration"),
+            pictures=tuple(str(p) for p in data.get("pictures") or ()),
+        )
+
+
+_V1_ENVIRONMENT = ("cleftscore_version", "torch_version", "python_version", "generator", "generator_sha256", "vgg16", "device", "resolution")
+
+
+def _upgrade_v1(data: Mapping[str, Any]) -> dict[str, Any]:
+    """The flat layout of cleftscore 0.1 records, in the version-2 shape."""
+    out = dict(data)
+    out["environment"] = {k: data[k] for k in _V1_ENVIRONMENT if k in data}
+    out["geometry"] = None
+    if "landmarks_aligned" in data:
+        out["geometry"] = {k: data.get(k) for k in ("size", "faces_found", "face_box", "detector_score", "landmarks_aligned", "landmarks_original", "to_original", "original_shape")}
+        out["geometry"]["face_box"] = data.get("face_box") or [0, 0, 0, 0]
+        out["geometry"]["faces_found"] = data.get("faces_found") or 1
+    out["measures"] = {}
+    if data.get("landmark_asymmetry_px") is not None:
+        out["measures"]["landmark_asymmetry_px"] = {"value": data["landmark_asymmetry_px"], "definition": data.get("landmark_asymmetry_definition", "")}
+    # Version 1 wrote pictures in place; which of them are there is not recorded.
+    out["pictures"] = [] if data.get("status") != "ok" else [p for p in PICTURES if p != THUMBNAIL]
+    return out
+
+
+# ----------------------------------------------------------------------------- reading
+
+
+def photo_dir(run_dir: str | os.PathLike[str], photo_id: str) -> Path:
+    """The folder of one photo in a run."""
+    return Path(run_dir) / PHOTOS_DIR / photo_id
+
+
+def is_run_folder(run_dir: str | os.PathLike[str]) -> bool:
+    """Whether ``run_dir`` looks like a run folder (has ``photos/``)."""
+    return (Path(run_dir) / PHOTOS_DIR).is_dir()
+
+
+def list_photo_ids(run_dir: str | os.PathLike[str]) -> list[str]:
+    """Every photo folder of a run (sorted), finished or not; staging folders are skipped."""
+    photos = Path(run_dir) / PHOTOS_DIR
+    if not photos.is_dir():
+        return []
+    return sorted(p.name for p in photos.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def read_record(run_dir: str | os.PathLike[str], photo_id: str) -> PhotoRecord:
+    """The record of one photo; an unreadable one becomes a ``failed``, ``damaged`` record.
+
+    Never raises for a bad file: the message names the file and says what to do, so every
+    caller shows it as a failed row.
+    """
+    path = photo_dir(run_dir, photo_id) / RECORD_FILE
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(data, Mapping):
+            raise TypeError("not a JSON object")
+        record = PhotoRecord.from_json(data)
+    except FileNotFoundError:
+        reason = "no result.json (an interrupted run of an older cleftscore?)"
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        reason = f"unreadable record ({type(exc).__name__}: {' '.join(str(exc).split())})"
+    else:
+        if record.photo_id != photo_id:
+            reason = f"record names photo {record.photo_id!r}, not this folder"
+        else:
+            return record
+    return PhotoRecord(
+        file=photo_id,
+        photo_id=photo_id,
+        status="failed",
+        message=f"{path}: {reason}; left as it is, score the photo again to replace it",
+        damaged=True,
+    )
+
+
+def read_records(run_dir: str | os.PathLike[str], photo_ids: Sequence[str] | None = None) -> list[PhotoRecord]:
+    """Records of the given photos (default: every photo folder), damaged ones included."""
+    ids = list_photo_ids(run_dir) if photo_ids is None else list(photo_ids)
+    return [read_record(run_dir, pid) for pid in ids if photo_dir(run_dir, pid).is_dir()]
+
+
+def read_run_settings(run_dir: str | os.PathLike[str]) -> tuple[dict[str, Any] | None, list[str] | None]:
+    """(settings, photo ids) of the latest run into the folder, from ``run.json``; Nones if absent."""
+    try:
+        data = json.loads((Path(run_dir) / RUN_FILE).read_text(encoding="utf-8"))
+        return dict(data["settings"]), [str(p) for p in data["photo_ids"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None, None
+
+
+# ----------------------------------------------------------------------------- writing
+
+
+def write_run_settings(run_dir: str | os.PathLike[str], settings: Mapping[str, Any], photo_ids: Sequence[str]) -> None:
+    """Record which settings and photos the current run is about (``run.json``)."""
+    from cleftscore.report import write_json
+
+    write_json(Path(run_dir) / RUN_FILE, {"record_version": RECORD_VERSION, "settings": dict(settings), "photo_ids": list(photo_ids)})
+
+
+def write_photo(
+    run_dir: str | os.PathLike[str],
+    record: PhotoRecord,
+    files: Mapping[str, np.ndarray | bytes | Path],
+) -> Path:
+    """Write one photo's folder complete, then put it in the place of the old one.
+
+    Parameters
+    ----------
+    run_dir : path
+        The run folder.
+    record : PhotoRecord
+        The record; its ``pictures`` must name exactly the keys of ``files``.
+    files : mapping of str -> ndarray, bytes or Path
+        Relative file name -> a uint8 image (written as PNG), bytes (written as they are) or an
+        existing file (hard-linked, or copied).
+
+    Returns
+    -------
+    Path
+        The photo's folder.
+    """
+    from cleftscore.io import atomic_write_bytes, link_or_copy, replace_folder
+    from cleftscore.report import write_json, write_png
+
+    if set(files) != set(record.pictures):
+        raise ValueError(f"record lists pictures {sorted(record.pictures)} but files {sorted(files)} were given")
+    photos = Path(run_dir) / PHOTOS_DIR
+    target = photos / record.photo_id
+    staging = photos / f".new-{record.photo_id}-{os.getpid()}"
+    import shutil
+
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        for name, content in files.items():
+            dst = staging / name
+            if isinstance(content, Path):
+                link_or_copy(content, dst)
+            elif isinstance(content, bytes):
+                atomic_write_bytes(dst, content)
+            else:
+                write_png(dst, content)
+        write_json(staging / RECORD_FILE, record.to_json())
+        replace_folder(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return target
+
+
+# ----------------------------------------------------------------------------- CSV
+
+
+#: The CSV's fixed columns; measure columns (:attr:`PhotoRecord.measures`) follow ``message``.
+CSV_COLUMNS = (
+    "file",
+    "photo_id",
+    "status",
+    "score",
+    "message",
+    "method",
+    "roi",
+    "mask_file",
+    "metric",
+    "colorspace",
+    "erosion",
+    "size",
+    "detector",
+    "faces_found",
+    "steps",
+    "adapt_steps",
+    "loss",
+    "seed",
+    "generator",
+    "generator_sha256",
+    "device",
+    "precision",
+    "cached",
+    "time_align_s",
+    "time_normalize_s",
+    "notes",
+    "cleftscore_version",
+    "calibrated_rating",
+    "severity_0_100",
+)
+#: Measures that always get a column (empty where a method has none), so CSVs of both methods line up.
+STANDARD_MEASURES = ("landmark_asymmetry_px",)
+
+
+def csv_columns(records: Sequence[PhotoRecord]) -> list[str]:
+    """Columns of a CSV of these records: fixed ones, then every measure name seen."""
+    names = list(STANDARD_MEASURES)
+    for r in records:
+        names.extend(k for k in r.measures if k not in names)
+    i = CSV_COLUMNS.index("method") + 1
+    return [*CSV_COLUMNS[:i], *names, *CSV_COLUMNS[i:]]
+
+
+def _fmt(value: float | None, digits: int) -> str:
+    return "" if value is None else f"{value:.{digits}f}"
+
+
+def _flat(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, Mapping):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = list(v) if isinstance(v, tuple) else v
+    return out
+
+
+#: Settings that do not change a score (how fast, not what): not compared for staleness.
+_NEUTRAL_SETTINGS = ("gan.batch", "gan.compile", "gan.device", "gan.generator", "gan.vgg16")
+
+
+def settings_differences(record: Mapping[str, Any], run: Mapping[str, Any]) -> list[str]:
+    """Settings of a record that differ from the run's, as ``name=record (not run)``.
+
+    Only the settings ``run`` names are compared (a rescore names only ``score``). GAN
+    settings are ignored when neither uses the GAN, and so are settings that only change speed.
+    """
+    fa, fb = _flat(record), _flat(run)
+    skip = set(_NEUTRAL_SETTINGS)
+    if fa.get("method") != "gan" and fb.get("method", fa.get("method")) != "gan":
+        skip |= {k for k in fb if k.startswith("gan.")}
+    keys = sorted(k for k in fb if k not in skip and fa.get(k) != fb.get(k))
+    return [f"{k}={fa.get(k)} (not {fb.get(k)})" for k in keys]
+
+
+def csv_row(record: PhotoRecord, *, stale: Sequence[str] = ()) -> dict[str, Any]:
+    """One CSV row with every setting; ``stale`` lists settings that differ from the run's."""
+    s = record.settings
+    sc = s.get("score") or {}
+    diff = sc.get("difference") or {}
+    gs = s.get("gan") or {}
+    gan = s.get("method") == "gan"
+    t = record.timings
+    env = record.environment
+    cal = record.calibration or {}
+    g = record.geometry
+    status, score, message = record.status, _fmt(record.score, 6), record.message
+    if stale and record.ok:
+        status, score = "stale", ""
+        message = "scored with other settings than this run: " + ", ".join(stale) + "; run `cleftscore rescore` or score it again"
+    row: dict[str, Any] = {
+        "file": record.file,
+        "photo_id": record.photo_id,
+        "status": status,
+        "score": score,
+        "message": message,
+        "method": record.method,
+        "roi": sc.get("roi", ""),
+        "mask_file": sc.get("mask_file") or "",
+        "metric": diff.get("metric", ""),
+        "colorspace": diff.get("colorspace", ""),
+        "erosion": diff.get("erosion", ""),
+        "size": g.size if g is not None else "",
+        "detector": s.get("detector", ""),
+        "faces_found": g.faces_found if g is not None else "",
+        "steps": gs.get("steps", "") if gan else "",
+        "adapt_steps": gs.get("adapt_steps", "") if gan else "",
+        "loss": gs.get("loss", "") if gan else "",
+        "seed": s.get("seed", ""),
+        "generator": env.get("generator", "") if gan else "",
+        "generator_sha256": env.get("generator_sha256", "") if gan else "",
+        "device": env.get("device", "") if gan else "cpu",
+        "precision": gs.get("precision", "") if gan else "",
+        "cached": record.cached,
+        "time_align_s": f"{t.get('align_s', 0.0):.2f}",
+        "time_normalize_s": f"{t.get('normalize_s', t.get('time_inversion_s', 0.0) + t.get('time_adaptation_s', 0.0)):.2f}",
+        "notes": "; ".join(record.notes),
+        "cleftscore_version": env.get("cleftscore_version", ""),
+        "calibrated_rating": _fmt(cal.get("calibrated_rating"), 3),
+        "severity_0_100": _fmt(cal.get("severity_0_100"), 3),
+    }
+    for name, m in record.measures.items():
+        row[name] = f"{m.value:.3f}"
+    return row
+
+
+def write_summary(
+    run_dir: str | os.PathLike[str],
+    records: Sequence[PhotoRecord],
+    *,
+    settings: Mapping[str, Any] | None,
+) -> tuple[Path, Path]:
+    """Write ``scores.csv`` and ``report.html`` from records.
+
+    Rows whose record was made with other settings than ``settings`` (the run's) are marked
+    ``stale``, with the differing settings in the message and no score.
+    """
+    from cleftscore.report import write_csv, write_html_report
+
+    run = Path(run_dir)
+    rows, html_rows = [], []
+    for r in records:
+        stale = settings_differences(r.settings, settings) if settings is not None and r.ok and not r.damaged else []
+        row = csv_row(r, stale=stale)
+        rows.append(row)
+        folder = photo_dir(run, r.photo_id)
+        thumb = folder / THUMBNAIL if r.ok and THUMBNAIL in r.pictures else None
+        html_rows.append({
+            **row,
+            "panel_png": str(thumb) if thumb is not None and thumb.is_file() else None,
+            "panel_link": f"{PHOTOS_DIR}/{r.photo_id}/panel.png" if r.ok and "panel.png" in r.pictures else None,
+        })
+    csv_path, html_path = run / CSV_FILE, run / REPORT_FILE
+    cols = csv_columns(records)
+    write_csv(csv_path, rows, columns=cols)
+    write_html_report(
+        html_path,
+        html_rows,
+        title="cleftscore report",
+        columns=["file", "status", "score", "method", "roi", "metric", "colorspace", "erosion", "message", "notes"],
+    )
+    return csv_path, html_path
+
+
+# ----------------------------------------------------------------------------- the lock
+
+
+class RunLock:
+    """Advisory lock on a run folder, held for a whole score, rescore or calibration.
+
+    A second process that tries to take it fails at once with :class:`RunFolderBusyError`. The
+    operating system drops the lock when its process ends, even by SIGKILL, so a crash never
+    leaves a folder locked. Taking it also undoes what a crashed run left half-done. Inside the
+    process that holds it, taking it again is allowed (the command line holds it around
+    ``score_photos``, which takes it too).
+
+    Examples
+    --------
+    >>> with RunLock(out_dir):            # doctest: +SKIP
+    ...     ...                           # write into out_dir
+    """
+
+    def __init__(self, run_dir: str | os.PathLike[str]) -> None:
+        self.run_dir = Path(run_dir)
+        self._fh: Any = None
+        self._nested = False
+
+    def __enter__(self) -> "RunLock":
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        path = self.run_dir / LOCK_FILE
+        fh = open(path, "a+", encoding="utf-8")
+        try:
+            _lock_file(fh)
+        except OSError:
+            fh.seek(0)
+            holder = fh.read().strip() or "unknown"
+            fh.close()
+            if holder == str(os.getpid()):
+                self._nested = True  # this process holds it already
+                return self
+            raise RunFolderBusyError(
+                f"{self.run_dir}: another cleftscore run (process {holder}) is writing into this folder; "
+                "wait for it to finish or choose another --out"
+            ) from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"{os.getpid()}\n")
+        fh.flush()
+        self._fh = fh
+        from cleftscore.io import restore_replaced_folders
+
+        restore_replaced_folders(self.run_dir / PHOTOS_DIR)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._fh is not None:
+            with contextlib.suppress(OSError):
+                self._fh.seek(0)
+                self._fh.truncate()
+            _unlock_file(self._fh)
+            self._fh.close()
+            self._fh = None
+
+
+def _lock_file(fh: Any) -> None:
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        import msvcrt
+
+        fh.seek(0)
+        msvcrt.locking(fh.fileno(), msvcrt.LK_NBLCK, 1)
+        return
+    fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
+def _unlock_file(fh: Any) -> None:
+    try:
+        import fcntl
+    except ImportError:
+        import msvcrt
+
+        with contextlib.suppress(OSError):
+            fh.seek(0)
+            msvcrt.locking(fh.fileno(), msvcrt.LK_UNLCK, 1)
+        return
+    fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def locked(run_dir: str | os.PathLike[str] | None) -> Iterator[None]:
+    """:class:`RunLock` on ``run_dir``, or nothing when it is None."""
+    if run_dir is None:
+        yield
+        return
+    with RunLock(run_dir):
+        yield
