@@ -29,7 +29,7 @@ from cleftscore.gan.adapt import AdaptSettings, adapt
 from cleftscore.gan.invert import InversionSettings, invert
 from cleftscore.gan.wstats import w_stats
 
-__all__ = ["PlantedSettings", "run_planted", "plant_defect", "auroc", "prepare_generator", "BenchmarkGenerator", "SEVERITIES"]
+__all__ = ["PlantedSet", "PlantedSettings", "build_planted_set", "run_planted", "plant_defect", "auroc", "prepare_generator", "BenchmarkGenerator", "SEVERITIES"]
 
 logger = logging.getLogger(__name__)
 
@@ -237,38 +237,45 @@ def _stage_metrics(recon: Tensor, clean: Tensor, defective: Tensor, masks: Tenso
     }
 
 
-def run_planted(
-    G: torch.nn.Module,
-    *,
-    settings: PlantedSettings,
-    loss_fn: torch.nn.Module | None = None,
-    device: torch.device | str | None = None,
-    progress: Callable[[str, int, int], None] | None = None,
-) -> dict:
-    """Run the planted-anomaly benchmark and return a JSON-able report.
+@dataclass(frozen=True)
+class PlantedSet:
+    """The benchmark's images: K clean samples of a prepared generator and their planted copies.
 
-    Parameters
+    Attributes
     ----------
-    G : Generator
-        The generator (not modified; a prepared copy is used).
-    settings : PlantedSettings
-        Sizes, steps, loss and seed.
-    loss_fn : PerceptualDistance or None
-        Needed when ``settings.loss == "lpips"``.
-    device : torch.device, str or None
-        Where to run (default: ``G``'s device).
-    progress : callable or None
-        ``progress(stage, step, total)`` with stage ``"invert"`` or ``"adapt"``.
-
-    Returns
-    -------
-    dict
-        Settings, environment, timings (s/image) and metrics after projection and after each
-        reported adaptation step.
+    generator : BenchmarkGenerator
+        The prepared copy whose images lie in [-1, 1].
+    clean : Tensor
+        ``[K, 3, R, R]``.
+    defective : Tensor
+        ``[5K, 3, R, R]``, five severities per clean sample, in order.
+    masks : Tensor
+        ``[5K, R, R]`` bool, the pixels each defect changed.
+    clean_of, severity : numpy.ndarray
+        ``[5K]``: the clean sample each defective image came from, and its severity (1..5).
+    targets : Tensor
+        ``[6K, 3, R, R]``: ``clean`` then ``defective``.
+    scale, shift : float
+        The affine map of the raw samples into [-1, 1].
     """
-    if settings.loss == "lpips" and loss_fn is None:
-        raise ValueError("settings.loss='lpips' needs a loss_fn (PerceptualDistance with real VGG16 weights)")
-    device = torch.device(device) if device is not None else next(G.parameters()).device
+
+    generator: BenchmarkGenerator
+    clean: Tensor
+    defective: Tensor
+    masks: Tensor
+    clean_of: np.ndarray
+    severity: np.ndarray
+    targets: Tensor
+    scale: float
+    shift: float
+
+    @property
+    def resolution(self) -> int:
+        return int(self.clean.shape[-1])
+
+
+def build_planted_set(G: torch.nn.Module, *, settings: PlantedSettings, device: torch.device) -> PlantedSet:
+    """Sample K normal images from a prepared copy of ``G`` and plant five severities in each."""
     G = G.to(device)
     gen = torch.Generator(device="cpu").manual_seed(settings.seed)
     rng = np.random.default_rng(settings.seed)
@@ -307,7 +314,45 @@ def run_planted(
     clean_of_a = np.array(clean_of)
     severity_a = np.array(severity)
     targets = torch.cat([clean, defective_t])
-    n_img = targets.shape[0]
+    return PlantedSet(Gb, clean, defective_t, masks_t, clean_of_a, severity_a, targets, scale, shift)
+
+
+def run_planted(
+    G: torch.nn.Module,
+    *,
+    settings: PlantedSettings,
+    loss_fn: torch.nn.Module | None = None,
+    device: torch.device | str | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> dict:
+    """Run the planted-anomaly benchmark and return a JSON-able report.
+
+    Parameters
+    ----------
+    G : Generator
+        The generator (not modified; a prepared copy is used).
+    settings : PlantedSettings
+        Sizes, steps, loss and seed.
+    loss_fn : PerceptualDistance or None
+        Needed when ``settings.loss == "lpips"``.
+    device : torch.device, str or None
+        Where to run (default: ``G``'s device).
+    progress : callable or None
+        ``progress(stage, step, total)`` with stage ``"invert"`` or ``"adapt"``.
+
+    Returns
+    -------
+    dict
+        Settings, environment, timings (s/image) and metrics after projection and after each
+        reported adaptation step.
+    """
+    if settings.loss == "lpips" and loss_fn is None:
+        raise ValueError("settings.loss='lpips' needs a loss_fn (PerceptualDistance with real VGG16 weights)")
+    device = torch.device(device) if device is not None else next(G.parameters()).device
+    ps = build_planted_set(G, settings=settings, device=device)
+    Gb, clean, defective_t, masks_t = ps.generator, ps.clean, ps.defective, ps.masks
+    clean_of_a, severity_a, targets, scale, shift = ps.clean_of, ps.severity, ps.targets, ps.scale, ps.shift
+    k, r, n_img = settings.k, ps.resolution, ps.targets.shape[0]
 
     inv_settings = InversionSettings(
         steps=settings.steps, loss=settings.loss, precision=settings.precision, optimize_noise=settings.optimize_noise
