@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import re
 import subprocess
@@ -165,6 +166,39 @@ def test_html_report_self_contained_sortable_and_escaped(tmp_path):
     headers = [t for t, _ in p.tags if t == "th"]
     assert len(headers) == 5  # 4 columns + panel
     assert 'class="failed"' in text
+
+
+def test_csv_cells_that_start_a_formula_are_escaped_and_numbers_are_not(tmp_path):
+    rows = [{"file": "=HYPERLINK(\"x\")", "a": "+1+cmd", "num": "+1", "b": "-2+3", "c": "@cmd", "d": "\tx", "e": "\rx",
+             "score": "-2.000000", "n": -3, "f": -0.5, "ok": "plain"}]
+    with write_csv(tmp_path / "s.csv", rows).open(encoding="utf-8-sig", newline="") as fh:
+        (got,) = list(csv.DictReader(fh))
+    assert got["file"] == "'=HYPERLINK(\"x\")" and got["a"] == "'+1+cmd" and got["num"] == "+1" and got["b"] == "'-2+3"
+    assert got["c"] == "'@cmd" and got["d"] == "'\tx" and got["e"] == "'\rx"
+    assert got["score"] == "-2.000000" and got["n"] == "-3" and got["f"] == "-0.5" and got["ok"] == "plain"
+
+
+def test_thumbnails_are_small_jpegs_that_link_to_the_full_picture(tmp_path):
+    from cleftscore.report import thumbnail_jpeg
+
+    rng = np.random.default_rng(0)
+    strip = rng.integers(0, 255, size=(1024, 4 * 1024, 3), dtype=np.uint8)  # noise: the worst case for JPEG
+    thumb = thumbnail_jpeg(strip)
+    assert thumb[:2] == b"\xff\xd8" and len(thumb) < 100_000
+    from PIL import Image
+
+    assert Image.open(io.BytesIO(thumb)).size == (640, 160)
+    (tmp_path / "t.jpg").write_bytes(thumb)
+    rows = [{"file": "a.jpg", "status": "ok", "panel_png": str(tmp_path / "t.jpg"), "panel_link": "photos/a/panel.png"},
+            {"file": "b.jpg", "status": "failed", "message": "b.jpg: no face"}]
+    text = write_html_report(tmp_path / "r.html", rows, columns=["file", "status"]).read_text(encoding="utf-8")
+    p = _Collector()
+    p.feed(text)
+    links = [a for t, a in p.tags if t == "a"]
+    imgs = [a for t, a in p.tags if t == "img"]
+    assert links == [{"href": "photos/a/panel.png"}]
+    assert len(imgs) == 1 and imgs[0]["src"].startswith("data:image/jpeg;base64,")
+    assert len(text) < len(thumb) * 4 // 3 + 20_000
 
 
 def test_report_imports_no_torch():
