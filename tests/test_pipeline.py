@@ -363,6 +363,9 @@ def test_public_api_from_the_package_root() -> None:
         "from cleftscore.gan import load_generator\n"
         "from cleftscore.gan.checkpoints import load_generator as real\n"
         "assert load_generator is real and callable(cleftscore.score_photos)\n"
+        "import cleftscore.gan.adapt, cleftscore.gan.invert\n"
+        "from cleftscore.gan import adapt, invert\n"
+        "assert callable(adapt) and callable(invert) and gan.adapt is adapt and adapt.__name__ == 'adapt'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
 
@@ -525,7 +528,9 @@ def test_progress_ends_at_its_total_when_adaptation_runs_photo_by_photo(tmp_path
     # cached take their planned steps back.
     import torch
 
-    from cleftscore.gan import adapt as adapt_mod
+    import importlib
+
+    adapt_mod = importlib.import_module("cleftscore.gan.adapt")
 
     def no_memory(*args, **kwargs):
         raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")

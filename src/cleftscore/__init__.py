@@ -37,14 +37,26 @@ _LAZY = {
 __all__ = ["CleftscoreError", "__version__", *_LAZY]
 
 
-def __getattr__(name: str) -> Any:  # lazy: importing cleftscore must not import torch
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'cleftscore' has no attribute {name!r}")
-    import importlib
+def lazy_names(package: str, table: dict[str, str]) -> tuple[Any, Any]:
+    """``__getattr__`` and ``__dir__`` for a package whose public names live in other modules.
 
-    return getattr(importlib.import_module(module), name)
+    ``table`` maps each public name to the module that defines it; the module is imported on
+    first use, so importing the package stays light.
+    """
+
+    def getattr_(name: str) -> Any:
+        module = table.get(name)
+        if module is None:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        import importlib
+
+        return getattr(importlib.import_module(module), name)
+
+    def dir_() -> list[str]:
+        return sorted(__all__ if package == "cleftscore" else table)
+
+    return getattr_, dir_
 
 
-def __dir__() -> list[str]:
-    return sorted(__all__)
+# lazy: importing cleftscore must not import torch
+__getattr__, __dir__ = lazy_names("cleftscore", _LAZY)

@@ -10,11 +10,19 @@ Names load lazily (importing this package does not import torch)::
 - :class:`Generator` is the network (:mod:`cleftscore.gan.networks`);
 - :func:`invert` with :class:`InversionSettings` is the paper's Alg. 1 (the official projector);
 - :func:`adapt` with :class:`AdaptSettings` is Alg. 2 (pivotal tuning).
+
+``cleftscore.gan.invert`` and ``cleftscore.gan.adapt`` are those functions, also after their
+modules are imported; reach the modules with ``importlib.import_module("cleftscore.gan.adapt")``
+or ``from cleftscore.gan.adapt import ...``.
 """
 
 from __future__ import annotations
 
+import sys
+import types
 from typing import Any
+
+from cleftscore import lazy_names
 
 _LAZY = {
     "load_generator": "cleftscore.gan.checkpoints",
@@ -30,15 +38,20 @@ _LAZY = {
 
 __all__ = list(_LAZY)
 
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'cleftscore.gan' has no attribute {name!r}")
-    import importlib
-
-    return getattr(importlib.import_module(module), name)
+__getattr__, __dir__ = lazy_names("cleftscore.gan", _LAZY)
 
 
-def __dir__() -> list[str]:
-    return sorted(__all__)
+class _Package(types.ModuleType):
+    """This package, keeping ``invert`` and ``adapt`` the functions of the same-named modules.
+
+    Importing a sub-module sets it as an attribute of its package; for these two names that
+    would hide the function, so the package keeps the function instead.
+    """
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in ("invert", "adapt") and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
