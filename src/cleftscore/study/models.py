@@ -1,0 +1,112 @@
+"""Tables of the study database, as SQLAlchemy 2 declarative models (the newest schema).
+
+The migrations in ``migrations/versions`` build exactly these tables; a test compares them.
+There is deliberately no column for a name: a patient is known by a pseudonymous code.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any
+
+from sqlalchemy import CheckConstraint, Date, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+__all__ = ["Base", "Patient", "Visit", "Photo", "Score", "PHASES", "CLEFT_SIDES", "CLEFT_TYPES"]
+
+#: Visit phases, in the order of care.
+PHASES = ("pre-op", "post-op", "follow-up")
+CLEFT_SIDES = ("left", "right", "bilateral", "median")
+CLEFT_TYPES = ("lip", "lip-alveolus", "lip-palate", "other")
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Patient(Base):
+    __tablename__ = "patients"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    code: Mapped[str] = mapped_column(String(32), unique=True)
+    birth_year: Mapped[int | None] = mapped_column(Integer)
+    cleft_type: Mapped[str | None] = mapped_column(String(16))
+    cleft_side: Mapped[str | None] = mapped_column(String(16))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+    visits: Mapped[list["Visit"]] = relationship(back_populates="patient", order_by="Visit.date")
+
+
+class Visit(Base):
+    __tablename__ = "visits"
+    __table_args__ = (
+        CheckConstraint("phase IN ('pre-op', 'post-op', 'follow-up')", name="ck_visits_phase"),
+        Index("ix_visits_patient_date", "patient_id", "date"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id"))
+    date: Mapped[dt.date] = mapped_column(Date)
+    phase: Mapped[str] = mapped_column(String(16))
+    procedure: Mapped[str | None] = mapped_column(String(200))
+    note: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+    patient: Mapped[Patient] = relationship(back_populates="visits")
+    photos: Mapped[list["Photo"]] = relationship(back_populates="visit", order_by="Photo.id")
+
+
+class Photo(Base):
+    __tablename__ = "photos"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    visit_id: Mapped[int] = mapped_column(ForeignKey("visits.id"))
+    sha256: Mapped[str] = mapped_column(String(64), unique=True)  # of the original file's bytes
+    original_name: Mapped[str] = mapped_column(String(400))
+    stored_path: Mapped[str] = mapped_column(String(200))  # relative to the study's file folder
+    stored_sha256: Mapped[str] = mapped_column(String(64))
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    imported_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+    visit: Mapped[Visit] = relationship(back_populates="photos")
+    scores: Mapped[list["Score"]] = relationship(back_populates="photo", order_by="Score.id")
+
+
+class Score(Base):
+    __tablename__ = "scores"
+    __table_args__ = (UniqueConstraint("photo_id", "settings_key", name="uq_scores_photo_settings"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    photo_id: Mapped[int] = mapped_column(ForeignKey("photos.id"))
+    method: Mapped[str] = mapped_column(String(32))
+    settings_key: Mapped[str] = mapped_column(String(64))  # sha256 of the canonical settings JSON
+    settings_json: Mapped[str] = mapped_column(Text)
+    score: Mapped[float] = mapped_column(Float)
+    pictures_json: Mapped[str] = mapped_column(Text)  # picture name -> stored path
+    normalization_json: Mapped[str] = mapped_column(Text)
+    environment_json: Mapped[str] = mapped_column(Text)
+    notes: Mapped[str] = mapped_column(Text, default="")
+    cleftscore_version: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    # Added by revision 0002.
+    measures_json: Mapped[str] = mapped_column(Text, default="{}", server_default="{}")
+
+    photo: Mapped[Photo] = relationship(back_populates="scores")
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        return json.loads(self.settings_json)
+
+    @property
+    def pictures(self) -> dict[str, str]:
+        return json.loads(self.pictures_json)
+
+    @property
+    def measures(self) -> dict[str, Any]:
+        return json.loads(self.measures_json)
