@@ -14,6 +14,7 @@ photos.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import logging
 import os
 import platform
@@ -741,16 +742,28 @@ def rescore_run(
             raise CleftscoreError(f"{run}: no photo results found under photos/")
         write_run_settings(run, wanted, ids)
         results: list[PhotoResult] = []
+        # Two photos at a time: image encoding and most array work release the GIL. LPIPS maps
+        # stay on one thread (one model on one device).
+        workers = 1 if lpips_distance is not None else min(2, os.cpu_count() or 1)
+        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cleftscore-rescore")
+
+        def one(pid: str) -> PhotoResult:
+            rec = read_record(run, pid)
+            if not rec.ok or not settings_differences(rec.settings, wanted):
+                return _result_from_record(rec)  # failed, unreadable, or already up to date
+            return _rescore_one(run, rec, score_settings, {**rec.settings, "score": wanted["score"]}, lpips_distance)
+
         try:
-            for pid in ids:
-                rec = read_record(run, pid)
-                if not rec.ok or not settings_differences(rec.settings, wanted):
-                    res = _result_from_record(rec)  # failed, unreadable, or already up to date
-                else:
-                    res = _rescore_one(run, rec, score_settings, {**rec.settings, "score": wanted["score"]}, lpips_distance)
+            # Never more photos under way than workers, so an interrupt leaves little to finish.
+            queue = iter(ids)
+            under_way = [pool.submit(one, pid) for pid in itertools.islice(queue, workers)]
+            while under_way:
+                res = under_way.pop(0).result()
+                under_way.extend(pool.submit(one, pid) for pid in itertools.islice(queue, 1))
                 results.append(res)
                 hooks._done(res)
         finally:
+            pool.shutdown(wait=True, cancel_futures=True)  # a photo under way is finished whole
             try:
                 write_summary(run, read_records(run, ids), settings=wanted)
             except OSError as exc:
