@@ -1,0 +1,60 @@
+"""What ``cleftscore study patients`` and ``study show`` print, as plain rows."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import selectinload
+
+from cleftscore.study.db import Study
+from cleftscore.study.models import Patient, Photo, Visit
+from cleftscore.study.records import find_patient
+
+__all__ = ["PatientDetail", "patient_list", "patient_detail"]
+
+
+@dataclass(frozen=True)
+class PatientDetail:
+    """A patient's header line and one row per score (or per visit/photo without one)."""
+
+    header: str
+    rows: tuple[tuple[Any, ...], ...]
+
+
+def patient_list(study: Study) -> list[tuple[Any, ...]]:
+    """(code, birth year, cleft type, side, visits, photos) for every patient, by code."""
+    with study.transaction() as s:
+        visits = dict(s.execute(select(Visit.patient_id, func.count()).group_by(Visit.patient_id)).all())
+        photos = dict(s.execute(select(Visit.patient_id, func.count(Photo.id)).join(Photo).group_by(Visit.patient_id)).all())
+        return [(p.code, p.birth_year, p.cleft_type, p.cleft_side, visits.get(p.id, 0), photos.get(p.id, 0))
+                for p in s.scalars(select(Patient).order_by(Patient.code))]  # fmt: skip
+
+
+def patient_detail(study: Study, code: str) -> PatientDetail:
+    """The patient's visits, photos and scores.
+
+    Raises
+    ------
+    NotFoundError
+        Unknown code.
+    """
+    with study.transaction() as s:
+        p = find_patient(s, code)
+        s.refresh(p)
+        visits = list(s.scalars(select(Visit).where(Visit.patient_id == p.id).order_by(Visit.date, Visit.id)
+                                .options(selectinload(Visit.photos).selectinload(Photo.scores))))  # fmt: skip
+        facts = [f"born {p.birth_year}" if p.birth_year else "", p.cleft_type or "", p.cleft_side or ""]
+        header = f"patient {p.code}" + "".join(f", {f}" for f in facts if f) + f": {len(visits)} visit(s)"
+        rows: list[tuple[Any, ...]] = []
+        for v in visits:
+            base = (v.id, v.date.isoformat(), v.phase, v.procedure)
+            if not v.photos:
+                rows.append((*base, None, "(no photos)", None, None))
+            for ph in v.photos:
+                if not ph.scores:
+                    rows.append((*base, ph.id, ph.original_name, None, None))
+                for sc in ph.scores:
+                    rows.append((*base, ph.id, ph.original_name, sc.method, f"{sc.score:.4f}"))
+        return PatientDetail(header=header, rows=tuple(rows))
