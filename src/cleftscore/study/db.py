@@ -85,15 +85,19 @@ class Study:
     files: Path
 
     @contextlib.contextmanager
-    def transaction(self) -> Iterator[Session]:
+    def transaction(self, *, write: bool = True) -> Iterator[Session]:
         """A session whose work is committed together at the end, or not at all.
+
+        ``write=False`` reads without taking the write lock (WAL: a consistent snapshot, even
+        while another process writes).
 
         Raises
         ------
         StudyBusyError
             When another process keeps the database locked for longer than the timeout.
         """
-        with _sqlite_errors(self.path), Session(self.engine, expire_on_commit=False) as session, session.begin():
+        engine = self.engine if write else _reader(self.engine)
+        with _sqlite_errors(self.path), Session(engine, expire_on_commit=False) as session, session.begin():
             yield session
 
     def close(self) -> None:
@@ -146,9 +150,14 @@ def _make_engine(path: Path, timeout: float) -> Engine:
     def _on_begin(conn: Any) -> None:
         # IMMEDIATE takes the write lock up front, so two writers queue (busy timeout) instead
         # of one failing mid-transaction when it tries to upgrade a read lock.
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        conn.exec_driver_sql(f"BEGIN {conn.get_execution_options().get('study_begin', 'IMMEDIATE')}")
 
     return engine
+
+
+def _reader(engine: Engine) -> Engine:
+    """The engine with plain (deferred) transactions, for reading."""
+    return engine.execution_options(study_begin="DEFERRED")
 
 
 def _alembic_config(connection: Any) -> Any:
@@ -179,7 +188,7 @@ def _check_and_upgrade(engine: Engine, path: Path, revision: str) -> None:
     from alembic import command
     from alembic.runtime.migration import MigrationContext
 
-    with engine.connect() as conn:
+    with _reader(engine).connect() as conn:
         ok = conn.exec_driver_sql("PRAGMA quick_check").scalar()
         if ok != "ok":
             raise StudyCorruptError(f"{path}: the database is damaged ({ok}); restore it from a backup")
@@ -241,7 +250,7 @@ def open_study(
     engine = _make_engine(p, timeout)
     try:
         with _sqlite_errors(p):
-            _check_and_upgrade(engine, p, "head" if revision == "head" else revision)
+            _check_and_upgrade(engine, p, schema_head() if revision == "head" else revision)
     except BaseException:
         engine.dispose()
         raise
@@ -250,7 +259,7 @@ def open_study(
 
 def current_revision(study: Study) -> str | None:
     """The schema revision the database is at."""
-    with study.engine.connect() as conn:
+    with _reader(study.engine).connect() as conn:
         row = conn.execute(text("SELECT version_num FROM alembic_version")).first()
         conn.rollback()
     return None if row is None else str(row[0])

@@ -22,7 +22,7 @@ TABLES = ("patients", "visits", "photos", "scores")
 
 
 def _rows(study: Study) -> dict[str, list[dict[str, Any]]]:
-    with study.transaction() as s:
+    with study.transaction(write=False) as s:
         patients = list(s.scalars(select(Patient).order_by(Patient.id)))
         code = {p.id: p.code for p in patients}
         visits = list(s.scalars(select(Visit).order_by(Visit.id)))

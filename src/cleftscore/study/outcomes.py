@@ -248,7 +248,7 @@ def compute_outcomes(study: Study, *, method: str | None = None, settings: str |
     """
     if after not in ("last", "first"):
         raise StudyError(f"--after must be last or first, got {after!r}")
-    with study.transaction() as s:
+    with study.transaction(write=False) as s:
         patients = list(s.scalars(select(Patient).order_by(Patient.code).options(
             selectinload(Patient.visits).selectinload(Visit.photos))))  # fmt: skip
         scores = list(s.scalars(select(Score).join(Photo).order_by(Score.id)))

@@ -167,7 +167,7 @@ def _where(photo: Photo) -> str:
 
 def _existing(study: Study, visit_id: int, sha: str, settings: Mapping[str, Any]) -> ImportLine | None:
     """A line for a photo that needs no work (scored already, or in another visit); else None."""
-    with study.transaction() as s:
+    with study.transaction(write=False) as s:
         photo = s.scalar(select(Photo).where(Photo.sha256 == sha))
         if photo is None:
             return None
@@ -264,7 +264,7 @@ def _guarded(file: str, fn: Callable[[], ImportLine]) -> ImportLine:
 
 
 def _check_visit(study: Study, visit_id: int) -> None:
-    with study.transaction() as s:
+    with study.transaction(write=False) as s:
         find_visit(s, visit_id)
 
 

@@ -25,7 +25,7 @@ class PatientDetail:
 
 def patient_list(study: Study) -> list[tuple[Any, ...]]:
     """(code, birth year, cleft type, side, visits, photos) for every patient, by code."""
-    with study.transaction() as s:
+    with study.transaction(write=False) as s:
         visits = dict(s.execute(select(Visit.patient_id, func.count()).group_by(Visit.patient_id)).all())
         photos = dict(s.execute(select(Visit.patient_id, func.count(Photo.id)).join(Photo).group_by(Visit.patient_id)).all())
         return [(p.code, p.birth_year, p.cleft_type, p.cleft_side, visits.get(p.id, 0), photos.get(p.id, 0))
@@ -40,7 +40,7 @@ def patient_detail(study: Study, code: str) -> PatientDetail:
     NotFoundError
         Unknown code.
     """
-    with study.transaction() as s:
+    with study.transaction(write=False) as s:
         p = find_patient(s, code)
         s.refresh(p)
         visits = list(s.scalars(select(Visit).where(Visit.patient_id == p.id).order_by(Visit.date, Visit.id)
