@@ -368,6 +368,7 @@ def _record(res: PhotoResult, settings: dict[str, Any], environment: dict[str, A
 
 
 MAX_OVERLAY_SIDE = 4096
+PANEL_HEIGHT = 512
 
 
 def _overlay_on_original(original: np.ndarray, aligned: Any, heatmap: np.ndarray, mask: np.ndarray | None, vmax: float) -> np.ndarray:
@@ -410,7 +411,8 @@ def _score_pictures(res: PhotoResult, original: np.ndarray | None, aligned_face:
     if res.inverted is not None:
         images.insert(1, res.inverted)
         labels.insert(1, "inverted (no adaptation)")
-    strip = panel(images, labels)
+    # 512 px high is plenty for a slide and a quarter of the pixels to draw and encode.
+    strip = panel(images, labels, height=min(PANEL_HEIGHT, res.aligned.shape[0]))
     out["panel.png"] = strip
     out[THUMBNAIL] = thumbnail_jpeg(strip)
     return out
