@@ -226,7 +226,7 @@ def photo_ids(paths: Sequence[str | Path]) -> list[str]:
     return _unique([_safe_id(Path(p).stem) for p in paths])
 
 
-def find_inputs(inputs: Sequence[str | Path]) -> list[InputPhoto]:
+def find_inputs(inputs: Sequence[str | Path], *, require_images: bool = True) -> list[InputPhoto]:
     """Photos to score: files as given, folders searched recursively, each with its photo id.
 
     A photo found in a sub-folder keeps the sub-folder in its id (``patient1__front`` for
@@ -237,7 +237,8 @@ def find_inputs(inputs: Sequence[str | Path]) -> list[InputPhoto]:
     Raises
     ------
     CleftscoreError
-        When no input holds a usable file at all (every folder empty of images).
+        With ``require_images``, when no input holds a usable file at all (every input a
+        folder without images).
     """
     found: list[tuple[Path, str]] = []
     empty: list[Path] = []
@@ -254,7 +255,7 @@ def find_inputs(inputs: Sequence[str | Path]) -> list[InputPhoto]:
         else:
             # Missing files are reported per photo by the loader, so a batch goes on.
             found.append((p, _safe_id(p.stem)))
-    if found and len(empty) == len(found):
+    if require_images and found and len(empty) == len(found):
         raise CleftscoreError(
             f"no image files found in {', '.join(map(str, empty))} or its sub-folders "
             f"(looked for {', '.join(IMAGE_SUFFIXES)}); point to the folder that holds the photos"
@@ -264,8 +265,11 @@ def find_inputs(inputs: Sequence[str | Path]) -> list[InputPhoto]:
 
 
 def expand_inputs(inputs: Sequence[str | Path]) -> list[Path]:
-    """Expand folders into their image files (sub-folders too, sorted); keep files as given."""
-    return [i.path for i in find_inputs(inputs)]
+    """Expand folders into their image files (sub-folders too, sorted); keep files as given.
+
+    A folder without images stays in the list (it fails on its own row).
+    """
+    return [i.path for i in find_inputs(inputs, require_images=False)]
 
 
 # ----------------------------------------------------------------------------- one photo
