@@ -165,17 +165,17 @@ def _where(photo: Photo) -> str:
     return f"photo {photo.id} of patient {v.patient.code}, visit {v.id} ({v.date.isoformat()} {v.phase})"
 
 
-def _existing(study: Study, visit_id: int, sha: str, settings: Mapping[str, Any]) -> ImportLine | None:
+def _existing(study: Study, visit_id: int, sha: str, settings: Mapping[str, Any], name: str) -> ImportLine | None:
     """A line for a photo that needs no work (scored already, or in another visit); else None."""
     with study.transaction(write=False) as s:
         photo = s.scalar(select(Photo).where(Photo.sha256 == sha))
         if photo is None:
             return None
         if photo.visit_id != visit_id:
-            return ImportLine(photo.original_name, "failed", f"already in the study as {_where(photo)}; a photo belongs to one visit")
+            return ImportLine(name, "failed", f"{name}: already in the study as {_where(photo)}; a photo belongs to one visit")
         for sc in photo.scores:
             if _same_settings(sc.settings, settings):
-                return ImportLine(photo.original_name, "already", f"already scored with these settings ({_where(photo)})", sc.score)
+                return ImportLine(name, "already", f"{name}: already scored with these settings ({_where(photo)})", sc.score)
     return None
 
 
@@ -200,7 +200,7 @@ def _import_record(study: Study, visit_id: int, run_dir: Path, record: Any, orig
                                           "give the folder that holds it with --photos DIR")  # fmt: skip
     sha = sha256_file(original)
     settings = dict(record.settings)
-    line = _existing(study, visit_id, sha, settings)
+    line = _existing(study, visit_id, sha, settings, name)
     if line is not None:
         return line
     stored = store_photo(study.files, original, sha256=sha)
@@ -229,11 +229,11 @@ def _import_record(study: Study, visit_id: int, run_dir: Path, record: Any, orig
             s.add(photo)
             s.flush()
         elif photo.visit_id != visit.id:
-            return ImportLine(name, "failed", f"already in the study as {_where(photo)}; a photo belongs to one visit")
+            return ImportLine(name, "failed", f"{name}: already in the study as {_where(photo)}; a photo belongs to one visit")
         key = settings_key(settings)
         old = s.scalar(select(Score).where(Score.photo_id == photo.id, Score.settings_key == key))
         if old is not None:
-            return ImportLine(name, "already", f"already scored with these settings ({_where(photo)})", old.score)
+            return ImportLine(name, "already", f"{name}: already scored with these settings ({_where(photo)})", old.score)
         s.add(Score(
             photo_id=photo.id,
             method=record.method,
@@ -378,7 +378,7 @@ def score_into_visit(study: Study, visit_id: int, photos: Sequence[str | os.Path
         if not item.path.is_file():
             emit(ImportLine(name, "failed", f"{item.path}: no such photo file"))
             continue
-        line = _guarded(name, lambda p=item.path: _existing(study, visit_id, sha256_file(p), wanted) or ImportLine("", "todo"))
+        line = _guarded(name, lambda p=item.path: _existing(study, visit_id, sha256_file(p), wanted, p.name) or ImportLine("", "todo"))
         if line.status == "todo":
             todo.append(item.path)
         else:
