@@ -487,3 +487,16 @@ def test_cli_evaluate_bad_ratings_is_one_red_line(gan_run, tmp_path: Path) -> No
     assert result.exit_code == 1
     assert "missing column(s) rating" in result.output
     assert "Traceback" not in result.output
+
+
+def test_asymmetry_rows_use_the_same_normalizer_as_score(shared_faces: Path) -> None:
+    # evaluate goes through the mirror normalizer's door, frontal check included: a face that
+    # `score --method asymmetry` refuses gives no asymmetry score here either.
+    from cleftscore.evaluate import _mirror_reference
+    from cleftscore.face.prepare import prepare_photo
+
+    profile = prepare_photo(shared_faces / "elderly_group_7faces_east_asian.jpg", size=256).aligned
+    with pytest.raises(CleftscoreError, match="turned too far"):
+        _mirror_reference(profile.image, profile.landmarks)
+    frontal = prepare_photo(shared_faces / "glasses_south_asian_male_blue_bg.jpg", size=256).aligned
+    assert _mirror_reference(frontal.image, frontal.landmarks).shape == (256, 256, 3)
