@@ -226,6 +226,21 @@ def test_outcomes_per_patient_and_cohort_with_both_plots(study_db: Path, tmp_pat
             assert np.asarray(im.convert("L")).std() > 10
 
 
+def test_cohort_can_compare_the_first_later_visit(study_db: Path) -> None:
+    from cleftscore.study.db import open_study
+    from cleftscore.study.outcomes import compute_outcomes
+
+    with open_study(study_db, create=False) as study:
+        last = compute_outcomes(study, n_boot=500)
+        first = compute_outcomes(study, after="first", n_boot=500)
+        assert compute_outcomes(study, n_boot=500, seed=0) == last  # seeded: the same CIs every time
+    p1 = {c.phase: c for c in last.changes if c.code == "P001"}
+    assert last.cohort.later[0] == pytest.approx(p1["follow-up"].after)
+    assert first.cohort.later[0] == pytest.approx(p1["post-op"].after)
+    assert last.cohort.later[1:] == first.cohort.later[1:]  # one later visit each
+    assert last.method == "asymmetry" and last.notes == ()
+
+
 def test_bootstrap_ci_is_seeded_and_needs_two_photos() -> None:
     from cleftscore.study.outcomes import bootstrap_change_ci
 
@@ -301,6 +316,41 @@ def test_failing_photos_are_one_line_each_and_the_batch_goes_on(study_copy: Path
     _check_consistent(study_copy)
 
 
+def test_a_full_disk_while_storing_leaves_no_row_behind(study_copy: Path, tmp_path: Path, local_faces: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    from cleftscore.pipeline import PipelineSettings, score_photos
+    from cleftscore.study import records
+    from cleftscore.study.db import open_study
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for k in range(2):
+        _variant(_sample("tiny_128px_portrait_uniform.jpg", local_faces), 40 + k).save(folder / f"g{k}.jpg", quality=93)
+    run = tmp_path / "run"
+    score_photos(sorted(folder.iterdir()), PipelineSettings(method="asymmetry", size=int(SIZE)), out_dir=run)
+    real = records.store_bytes
+    calls = {"n": 0}
+
+    def store_bytes(root: Path, data: bytes, *, suffix: str, folder: str = "pictures") -> str:
+        calls["n"] += 1
+        if calls["n"] == 10:  # a picture of the second photo
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(root, data, suffix=suffix, folder=folder)
+
+    monkeypatch.setattr(records, "store_bytes", store_bytes)
+    before = _counts(study_copy)
+    with open_study(study_copy, create=False) as study:
+        report = records.import_run(study, 2, run)
+    assert [line.status for line in report.lines] == ["added", "failed"]
+    assert report.lines[1].message.startswith("g1.jpg: ") and "No space left" in report.lines[1].message
+    assert _counts(study_copy) == (before[0], before[1], before[2] + 1, before[3] + 1)
+    _check_consistent(study_copy)
+    monkeypatch.setattr(records, "store_bytes", real)
+    with open_study(study_copy, create=False) as study:  # space again: the same import finishes the job
+        assert [line.status for line in records.import_run(study, 2, run).lines] == ["already", "added"]
+
+
 def test_unknown_visit_stops_before_any_work(study_copy: Path, photo_sets: dict) -> None:
     before = _counts(study_copy)
     for args in (["score", "99", str(photo_sets["P001", 0][0]), *ASYM], ["import-run", "99", str(study_copy.parent)], ["show", "P404"]):
@@ -373,7 +423,7 @@ def test_sigkill_during_a_scoring_run_leaves_a_consistent_rerunnable_study(study
     folder = tmp_path / "many"
     folder.mkdir()
     base = Image.open(local_faces / "tiny_128px_portrait_uniform.jpg").convert("RGB")
-    n = 12
+    n = 8
     for k in range(n):
         _variant(base, 30 + k).save(folder / f"f{k:02d}.jpg", quality=93)
     before = _counts(study_copy)

@@ -214,3 +214,11 @@ def test_cli_date_and_unknown_patient_are_one_line(tmp_path: Path) -> None:
     assert len(unknown.output.strip().splitlines()) == 1
     ok = runner.invoke(app, ["study", "add-visit", "P001", "--date", "2026-03-14", "--phase", "pre-op", "--db", db])
     assert ok.exit_code == 0 and "Added visit 1" in ok.output
+
+
+def test_outcomes_of_an_empty_study_is_one_line(tmp_path: Path) -> None:
+    db = str(tmp_path / "s.sqlite")
+    assert runner.invoke(app, ["study", "init", "--db", db]).exit_code == 0
+    result = runner.invoke(app, ["study", "outcomes", "--db", db, "--out", str(tmp_path / "out")])
+    assert result.exit_code == 1 and "no scores yet" in result.output and len(result.output.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
