@@ -106,7 +106,7 @@ def cohort_png(cohort: CohortChange) -> bytes:
         colour = "#1e8449" if a >= b else "#c0392b"
         ax.plot([0, 1], [b, a], color=colour, marker="o", lw=1.5)
         ax.annotate(code, (1, a), xytext=(5, 0), textcoords="offset points", va="center", fontsize=8)
-    ax.set_xticks([0, 1], ["pre-op", f"{cohort.after} later visit"])
+    ax.set_xticks([0, 1], ["pre-op", f"later visit ({cohort.after})"])
     ax.set_xlim(-0.3, 1.45)
     ax.set_ylabel("mean score S of the visit (higher = closer to normal)")
     title = f"{len(cohort.codes)} patient(s)"
