@@ -9,7 +9,6 @@ exposure, so no two files share a hash.
 from __future__ import annotations
 
 import csv
-import datetime as dt
 import os
 import shutil
 import signal
@@ -320,7 +319,7 @@ def test_a_full_disk_while_storing_leaves_no_row_behind(study_copy: Path, tmp_pa
     import errno
 
     from cleftscore.pipeline import PipelineSettings, score_photos
-    from cleftscore.study import records
+    from cleftscore.study import ingest
     from cleftscore.study.db import open_study
 
     folder = tmp_path / "photos"
@@ -329,7 +328,7 @@ def test_a_full_disk_while_storing_leaves_no_row_behind(study_copy: Path, tmp_pa
         _variant(_sample("tiny_128px_portrait_uniform.jpg", local_faces), 40 + k).save(folder / f"g{k}.jpg", quality=93)
     run = tmp_path / "run"
     score_photos(sorted(folder.iterdir()), PipelineSettings(method="asymmetry", size=int(SIZE)), out_dir=run)
-    real = records.store_bytes
+    real = ingest.store_bytes
     calls = {"n": 0}
 
     def store_bytes(root: Path, data: bytes, *, suffix: str, folder: str = "pictures") -> str:
@@ -338,17 +337,17 @@ def test_a_full_disk_while_storing_leaves_no_row_behind(study_copy: Path, tmp_pa
             raise OSError(errno.ENOSPC, "No space left on device")
         return real(root, data, suffix=suffix, folder=folder)
 
-    monkeypatch.setattr(records, "store_bytes", store_bytes)
+    monkeypatch.setattr(ingest, "store_bytes", store_bytes)
     before = _counts(study_copy)
     with open_study(study_copy, create=False) as study:
-        report = records.import_run(study, 2, run)
+        report = ingest.import_run(study, 2, run)
     assert [line.status for line in report.lines] == ["added", "failed"]
     assert report.lines[1].message.startswith("g1.jpg: ") and "No space left" in report.lines[1].message
     assert _counts(study_copy) == (before[0], before[1], before[2] + 1, before[3] + 1)
     _check_consistent(study_copy)
-    monkeypatch.setattr(records, "store_bytes", real)
+    monkeypatch.setattr(ingest, "store_bytes", real)
     with open_study(study_copy, create=False) as study:  # space again: the same import finishes the job
-        assert [line.status for line in records.import_run(study, 2, run).lines] == ["already", "added"]
+        assert [line.status for line in ingest.import_run(study, 2, run).lines] == ["already", "added"]
 
 
 def test_unknown_visit_stops_before_any_work(study_copy: Path, photo_sets: dict) -> None:

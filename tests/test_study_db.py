@@ -222,3 +222,13 @@ def test_outcomes_of_an_empty_study_is_one_line(tmp_path: Path) -> None:
     result = runner.invoke(app, ["study", "outcomes", "--db", db, "--out", str(tmp_path / "out")])
     assert result.exit_code == 1 and "no scores yet" in result.output and len(result.output.strip().splitlines()) == 1
     assert not (tmp_path / "out").exists()
+
+
+def test_export_of_an_empty_study_has_headers(tmp_path: Path) -> None:
+    from cleftscore.study.export import COLUMNS, export_tables
+
+    with open_study(tmp_path / "s.sqlite") as study:
+        written = export_tables(study, tmp_path / "csv")
+    for path in written:
+        header = path.read_text(encoding="utf-8-sig").strip()
+        assert header == ",".join(COLUMNS[path.stem])

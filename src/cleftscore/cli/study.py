@@ -115,7 +115,7 @@ def score(
     from cleftscore.heatmap import DifferenceSettings
     from cleftscore.pipeline import GanSettings, PipelineSettings, ProgressHooks
     from cleftscore.score import ScoreSettings
-    from cleftscore.study import records
+    from cleftscore.study import ingest
 
     with user_errors():
         if metric is Metric.lpips:
@@ -135,7 +135,7 @@ def score(
                     console.print(f"{line.file}: S = {line.score:.4f}", highlight=False)
 
             try:
-                report = records.score_into_visit(study, visit, photos, settings, cache_dir=cache_dir, on_line=show,
+                report = ingest.score_into_visit(study, visit, photos, settings, cache_dir=cache_dir, on_line=show,
                                                   hooks=ProgressHooks(message=lambda m: err_console.print(m, highlight=False)))  # fmt: skip
             except KeyboardInterrupt:
                 err_console.print("[yellow]Interrupted.[/yellow] The photos scored so far are recorded; run the same command again to score the rest.")
@@ -152,10 +152,10 @@ def import_run(
     photos: Annotated[Optional[Path], typer.Option("--photos", help="Folder of the original photos, if they moved since the run.")] = None,
 ) -> None:
     """Record the scored photos of an existing run folder in a visit (originals are copied in)."""
-    from cleftscore.study import records
+    from cleftscore.study import ingest
 
     with user_errors(), _open(db) as study:
-        report = records.import_run(study, visit, run_dir, photos_dir=photos)
+        report = ingest.import_run(study, visit, run_dir, photos_dir=photos)
         code = _print_lines(report, verb="Imported")
     raise typer.Exit(code=code)
 

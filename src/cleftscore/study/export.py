@@ -16,35 +16,37 @@ from sqlalchemy import select
 from cleftscore.study.db import Study
 from cleftscore.study.models import Patient, Photo, Score, Visit
 
-__all__ = ["export_tables", "TABLES"]
+__all__ = ["export_tables", "COLUMNS"]
 
-TABLES = ("patients", "visits", "photos", "scores")
+#: Table -> its CSV columns (an empty table still gets its header).
+COLUMNS: dict[str, tuple[str, ...]] = {
+    "patients": ("patient_id", "code", "birth_year", "cleft_type", "cleft_side", "created_at"),
+    "visits": ("visit_id", "patient", "date", "phase", "procedure", "note", "created_at"),
+    "photos": ("photo_id", "visit_id", "patient", "sha256", "original_name", "stored_path", "stored_sha256", "width",
+               "height", "imported_at"),
+    "scores": ("score_id", "photo_id", "visit_id", "patient", "method", "score", "settings_key", "settings", "measures",
+               "pictures", "normalization", "environment", "notes", "cleftscore_version", "created_at"),
+}  # fmt: skip
 
 
-def _rows(study: Study) -> dict[str, list[dict[str, Any]]]:
+def _values(study: Study) -> dict[str, list[tuple[Any, ...]]]:
     with study.transaction(write=False) as s:
         patients = list(s.scalars(select(Patient).order_by(Patient.id)))
         code = {p.id: p.code for p in patients}
         visits = list(s.scalars(select(Visit).order_by(Visit.id)))
-        visit_patient = {v.id: code[v.patient_id] for v in visits}
+        of_visit = {v.id: code[v.patient_id] for v in visits}
         photos = list(s.scalars(select(Photo).order_by(Photo.id)))
-        photo_visit = {p.id: p.visit_id for p in photos}
+        visit_of = {p.id: p.visit_id for p in photos}
         scores = list(s.scalars(select(Score).order_by(Score.id)))
         return {
-            "patients": [{"patient_id": p.id, "code": p.code, "birth_year": p.birth_year, "cleft_type": p.cleft_type,
-                          "cleft_side": p.cleft_side, "created_at": p.created_at.isoformat()} for p in patients],
-            "visits": [{"visit_id": v.id, "patient": visit_patient[v.id], "date": v.date.isoformat(), "phase": v.phase,
-                        "procedure": v.procedure, "note": v.note, "created_at": v.created_at.isoformat()} for v in visits],
-            "photos": [{"photo_id": p.id, "visit_id": p.visit_id, "patient": visit_patient[p.visit_id], "sha256": p.sha256,
-                        "original_name": p.original_name, "stored_path": p.stored_path, "stored_sha256": p.stored_sha256,
-                        "width": p.width, "height": p.height, "imported_at": p.imported_at.isoformat()} for p in photos],
-            "scores": [{"score_id": c.id, "photo_id": c.photo_id, "visit_id": photo_visit[c.photo_id],
-                        "patient": visit_patient[photo_visit[c.photo_id]], "method": c.method, "score": c.score,
-                        "settings_key": c.settings_key, "settings": json.loads(c.settings_json),
-                        "measures": json.loads(c.measures_json), "pictures": json.loads(c.pictures_json),
-                        "normalization": json.loads(c.normalization_json), "environment": json.loads(c.environment_json),
-                        "notes": c.notes, "cleftscore_version": c.cleftscore_version,
-                        "created_at": c.created_at.isoformat()} for c in scores],
+            "patients": [(p.id, p.code, p.birth_year, p.cleft_type, p.cleft_side, p.created_at.isoformat()) for p in patients],
+            "visits": [(v.id, of_visit[v.id], v.date.isoformat(), v.phase, v.procedure, v.note, v.created_at.isoformat()) for v in visits],
+            "photos": [(p.id, p.visit_id, of_visit[p.visit_id], p.sha256, p.original_name, p.stored_path, p.stored_sha256,
+                        p.width, p.height, p.imported_at.isoformat()) for p in photos],
+            "scores": [(c.id, c.photo_id, visit_of[c.photo_id], of_visit[visit_of[c.photo_id]], c.method, c.score, c.settings_key,
+                        json.loads(c.settings_json), json.loads(c.measures_json), json.loads(c.pictures_json),
+                        json.loads(c.normalization_json), json.loads(c.environment_json), c.notes, c.cleftscore_version,
+                        c.created_at.isoformat()) for c in scores],
         }  # fmt: skip
 
 
@@ -62,5 +64,8 @@ def export_tables(study: Study, out_dir: str | Path) -> list[Path]:
     from cleftscore.report import write_csv
 
     out = Path(out_dir)
-    rows = _rows(study)
-    return [write_csv(out / f"{name}.csv", rows[name]) for name in TABLES]
+    values = _values(study)
+    return [
+        write_csv(out / f"{name}.csv", [dict(zip(cols, row)) for row in values[name]], columns=cols)
+        for name, cols in COLUMNS.items()
+    ]

@@ -42,7 +42,6 @@ def patient_detail(study: Study, code: str) -> PatientDetail:
     """
     with study.transaction(write=False) as s:
         p = find_patient(s, code)
-        s.refresh(p)
         visits = list(s.scalars(select(Visit).where(Visit.patient_id == p.id).order_by(Visit.date, Visit.id)
                                 .options(selectinload(Visit.photos).selectinload(Photo.scores))))  # fmt: skip
         facts = [f"born {p.birth_year}" if p.birth_year else "", p.cleft_type or "", p.cleft_side or ""]

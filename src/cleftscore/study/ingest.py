@@ -1,0 +1,310 @@
+"""Photos and their scores into a visit: importing run folders, scoring photos with the pipeline.
+
+Every photo goes into the study in its own transaction, together with its score, after its
+stored copy and pictures are on disk: a crash leaves the study as it was before that photo, and
+running the same command again picks up where it stopped (photos already scored with the same
+settings are found by their hash and skipped).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+
+from cleftscore.errors import CleftscoreError
+from cleftscore.study.db import NotFoundError, Study, StudyError
+from cleftscore.study.models import Photo, Score
+from cleftscore.study.records import find_visit
+from cleftscore.study.store import sha256_file, store_bytes, store_photo
+
+__all__ = ["ImportLine", "ImportReport", "import_run", "score_into_visit", "settings_key"]
+
+#: Run-folder records that are not pictures of the score.
+_NOT_PICTURES = ("result.json",)
+
+
+@dataclass(frozen=True)
+class ImportLine:
+    """What happened to one photo: ``added``, ``already`` (in the study with these settings) or ``failed``."""
+
+    file: str
+    status: str
+    message: str = ""
+    score: float | None = None
+
+
+@dataclass
+class ImportReport:
+    """One line per photo of an import or scoring run, in input order."""
+
+    lines: list[ImportLine] = field(default_factory=list)
+
+    def count(self, status: str) -> int:
+        return sum(line.status == status for line in self.lines)
+
+
+def settings_key(settings: Mapping[str, Any]) -> str:
+    """SHA-256 of the settings as canonical JSON (sorted keys)."""
+    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _same_settings(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    from cleftscore.runfolder import settings_differences
+
+    # Settings that change only speed (batch, device...) do not make another score.
+    return a.get("method") == b.get("method") and not settings_differences(a, b) and not settings_differences(b, a)
+
+
+def _where(photo: Photo) -> str:
+    v = photo.visit
+    return f"photo {photo.id} of patient {v.patient.code}, visit {v.id} ({v.date.isoformat()} {v.phase})"
+
+
+def _existing(study: Study, visit_id: int, sha: str, settings: Mapping[str, Any], name: str) -> ImportLine | None:
+    """A line for a photo that needs no work (scored already, or in another visit); else None."""
+    with study.transaction(write=False) as s:
+        photo = s.scalar(select(Photo).where(Photo.sha256 == sha))
+        if photo is None:
+            return None
+        if photo.visit_id != visit_id:
+            return ImportLine(name, "failed", f"{name}: already in the study as {_where(photo)}; a photo belongs to one visit")
+        for sc in photo.scores:
+            if _same_settings(sc.settings, settings):
+                return ImportLine(name, "already", f"{name}: already scored with these settings ({_where(photo)})", sc.score)
+    return None
+
+
+def _find_original(record: Any, originals: Mapping[str, Path], photos_dir: Path | None) -> Path | None:
+    candidates = [originals.get(record.photo_id), Path(record.file)]
+    if photos_dir is not None:
+        candidates.append(photos_dir / Path(record.file).name)
+    for c in candidates:
+        if c is not None and c.is_file():
+            return c
+    return None
+
+
+def _import_record(study: Study, visit_id: int, run_dir: Path, record: Any, original: Path | None) -> ImportLine:
+    from cleftscore.runfolder import photo_dir
+
+    name = Path(record.file).name
+    if not record.ok:
+        return ImportLine(name, "failed", record.message)
+    if original is None:
+        return ImportLine(name, "failed", f"{record.file}: the original photo is not there (the run folder records only its path); "
+                                          "give the folder that holds it with --photos DIR")  # fmt: skip
+    sha = sha256_file(original)
+    settings = dict(record.settings)
+    line = _existing(study, visit_id, sha, settings, name)
+    if line is not None:
+        return line
+    stored = store_photo(study.files, original, sha256=sha)
+    g = record.geometry
+    if g is not None and tuple(g.original_shape) != (stored.height, stored.width):
+        return ImportLine(name, "failed", f"{original}: {stored.width}x{stored.height} pixels, but the run scored a "
+                                          f"{g.original_shape[1]}x{g.original_shape[0]} photo of that name; is it the same photo?")  # fmt: skip
+    folder = photo_dir(run_dir, record.photo_id)
+    pictures = {}
+    for pic in record.pictures:
+        if pic in _NOT_PICTURES:
+            continue
+        try:
+            data = (folder / pic).read_bytes()
+        except OSError as exc:
+            return ImportLine(name, "failed", f"{folder / pic}: picture missing from the run folder ({exc.strerror}); score the photo again")
+        pictures[pic] = store_bytes(study.files, data, suffix=Path(pic).suffix)
+    from cleftscore import __version__
+
+    with study.transaction() as s:
+        visit = find_visit(s, visit_id)
+        photo = s.scalar(select(Photo).where(Photo.sha256 == sha))
+        if photo is None:
+            photo = Photo(visit_id=visit.id, sha256=sha, original_name=name, stored_path=stored.stored_path,
+                          stored_sha256=stored.stored_sha256, width=stored.width, height=stored.height)  # fmt: skip
+            s.add(photo)
+            s.flush()
+        elif photo.visit_id != visit.id:
+            return ImportLine(name, "failed", f"{name}: already in the study as {_where(photo)}; a photo belongs to one visit")
+        key = settings_key(settings)
+        old = s.scalar(select(Score).where(Score.photo_id == photo.id, Score.settings_key == key))
+        if old is not None:
+            return ImportLine(name, "already", f"{name}: already scored with these settings ({_where(photo)})", old.score)
+        s.add(Score(
+            photo_id=photo.id,
+            method=record.method,
+            settings_key=key,
+            settings_json=json.dumps(settings, sort_keys=True, default=str),
+            score=float(record.score),
+            pictures_json=json.dumps(pictures, sort_keys=True),
+            normalization_json=json.dumps(dict(record.normalization), sort_keys=True, default=str),
+            environment_json=json.dumps(dict(record.environment), sort_keys=True, default=str),
+            measures_json=json.dumps({k: {"value": m.value, "definition": m.definition} for k, m in record.measures.items()}, sort_keys=True),
+            notes="; ".join(record.notes),
+            cleftscore_version=str(record.environment.get("cleftscore_version") or __version__),
+        ))
+    return ImportLine(name, "added", "", float(record.score))
+
+
+def _guarded(file: str, fn: Callable[[], ImportLine]) -> ImportLine:
+    """One photo's import; its problems become a failed line naming the file, never an exception."""
+    try:
+        return fn()
+    except StudyError as exc:
+        if isinstance(exc, NotFoundError):
+            raise  # the visit itself vanished: nothing else can go in either
+        return ImportLine(file, "failed", f"{file}: {exc}")
+    except (CleftscoreError, OSError, ValueError) as exc:
+        text = " ".join(str(exc).split())
+        return ImportLine(file, "failed", text if file in text else f"{file}: {text}")
+
+
+def _check_visit(study: Study, visit_id: int) -> None:
+    with study.transaction(write=False) as s:
+        find_visit(s, visit_id)
+
+
+def import_run(study: Study, visit_id: int, run_dir: str | os.PathLike[str], *, photos_dir: str | os.PathLike[str] | None = None,
+               originals: Mapping[str, Path] | None = None) -> ImportReport:  # fmt: skip
+    """Import the scored photos of a run folder into a visit.
+
+    Parameters
+    ----------
+    study : Study
+    visit_id : int
+    run_dir : path
+        A run folder (``cleftscore score --out DIR``), read with :mod:`cleftscore.runfolder`.
+    photos_dir : path, optional
+        Where the original photos are, when the paths the run recorded no longer lead to them.
+    originals : mapping of photo id -> Path, optional
+        The original of each photo id, when the caller knows it.
+
+    Returns
+    -------
+    ImportReport
+        One line per photo of the run: added, already there, or failed (with the reason).
+
+    Raises
+    ------
+    NotFoundError
+        Unknown visit.
+    StudyError
+        ``run_dir`` is not a run folder.
+    """
+    from cleftscore.runfolder import is_run_folder, read_records
+
+    run = Path(run_dir)
+    _check_visit(study, visit_id)
+    if not is_run_folder(run):
+        raise StudyError(f"{run}: not a run folder (no photos/ inside); give the --out folder of `cleftscore score`")
+    report = ImportReport()
+    pdir = Path(photos_dir) if photos_dir is not None else None
+    for record in read_records(run):
+        original = _find_original(record, originals or {}, pdir)
+        report.lines.append(_guarded(Path(record.file).name, lambda r=record, o=original: _import_record(study, visit_id, run, r, o)))
+    return report
+
+
+def _clear_stale_runs(tmp: Path) -> None:
+    """Remove scoring folders that killed runs left behind (their lock is free again)."""
+    from cleftscore.runfolder import RunFolderBusyError, RunLock
+
+    if not tmp.is_dir():
+        return
+    for d in tmp.iterdir():
+        if d.is_dir() and d.name.startswith("run-") and d.name != f"run-{os.getpid()}":
+            try:
+                with RunLock(d):
+                    pass
+            except RunFolderBusyError:
+                continue  # a live run
+            shutil.rmtree(d, ignore_errors=True)
+
+
+def score_into_visit(study: Study, visit_id: int, photos: Sequence[str | os.PathLike[str]], settings: Any, *,
+                     hooks: Any = None, cache_dir: str | Path | None = None,
+                     on_line: Callable[[ImportLine], None] | None = None) -> ImportReport:  # fmt: skip
+    """Score photos with the normal pipeline and record each one in a visit as it finishes.
+
+    Photos already in the visit with a score of the same settings are skipped without running
+    the pipeline; each scored photo is committed on its own, so an interrupted run keeps what
+    it finished and running it again does only the rest.
+
+    Parameters
+    ----------
+    study : Study
+    visit_id : int
+    photos : sequence of path
+        Photo files or folders (as for ``cleftscore score``).
+    settings : PipelineSettings
+    hooks : ProgressHooks, optional
+        Progress callbacks of the pipeline (``photo_done`` is called after the photo is recorded).
+    cache_dir : path, optional
+        GAN normalization cache.
+    on_line : callable, optional
+        Called with each photo's :class:`ImportLine` as soon as it is known.
+
+    Returns
+    -------
+    ImportReport
+        One line per photo.
+
+    Raises
+    ------
+    NotFoundError
+        Unknown visit (before anything is scored).
+    CleftscoreError
+        Problems that stop the whole run (no image found, weights missing).
+    """
+    from cleftscore.pipeline import ProgressHooks, find_inputs, score_photos
+    from cleftscore.runfolder import read_record
+
+    _check_visit(study, visit_id)
+    wanted = settings.to_dict()
+    report = ImportReport()
+
+    def emit(line: ImportLine) -> None:
+        report.lines.append(line)
+        if on_line is not None:
+            on_line(line)
+
+    todo: list[Path] = []
+    for item in find_inputs(list(photos)):
+        name = item.path.name
+        if not item.path.is_file():
+            emit(ImportLine(name, "failed", f"{item.path}: no such photo file"))
+            continue
+        line = _guarded(name, lambda p=item.path: _existing(study, visit_id, sha256_file(p), wanted, p.name) or ImportLine("", "todo"))
+        if line.status == "todo":
+            todo.append(item.path)
+        else:
+            emit(line)
+    if not todo:
+        return report
+    tmp = study.files / "tmp"
+    _clear_stale_runs(tmp)
+    run = tmp / f"run-{os.getpid()}"
+    shutil.rmtree(run, ignore_errors=True)
+    originals = {i.photo_id: i.path for i in find_inputs(todo)}
+    user = hooks or ProgressHooks()
+
+    def photo_done(res: Any) -> None:
+        record = read_record(run, res.photo_id)
+        emit(_guarded(Path(res.file).name, lambda: _import_record(study, visit_id, run, record, originals.get(res.photo_id))))
+        if user.photo_done is not None:
+            user.photo_done(res)
+
+    pipeline_hooks = ProgressHooks(photo_done=photo_done, gan_start=user.gan_start, gan_step=user.gan_step,
+                                   gan_grow=user.gan_grow, message=user.message)  # fmt: skip
+    try:
+        score_photos(todo, settings, out_dir=run, cache_dir=cache_dir, hooks=pipeline_hooks)
+    finally:
+        shutil.rmtree(run, ignore_errors=True)
+    return report
