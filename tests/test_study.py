@@ -315,6 +315,30 @@ def test_failing_photos_are_one_line_each_and_the_batch_goes_on(study_copy: Path
     _check_consistent(study_copy)
 
 
+@pytest.mark.slow
+def test_gan_method_records_each_photo_from_the_writer_thread(study_copy: Path, photo_sets: dict, tiny_generator_file: Path) -> None:
+    """The GAN pipeline finishes photos on a worker thread; each is recorded from there."""
+    before = _counts(study_copy)
+    gan = ["--method", "gan", "--generator", str(tiny_generator_file), "--loss", "mse", "--device", "cpu",
+           "--steps", "2", "--adapt-steps", "1", "--batch", "2"]  # fmt: skip
+    folder = str(photo_sets["P002", 1][0].parent)
+    result = runner.invoke(app, ["study", "score", "5", folder, *gan, "--db", str(study_copy)])
+    assert result.exit_code == 0, result.output
+    assert "Scored 3 photo(s); 0 already" in result.output  # the same photos, new settings: new scores
+    assert _counts(study_copy) == (*before[:3], before[3] + 3)
+    methods = _query(study_copy, "SELECT method, COUNT(*) FROM scores s JOIN photos p ON s.photo_id = p.id WHERE p.visit_id = 5 GROUP BY method")
+    assert sorted(methods) == [("asymmetry", 3), ("gan", 3)]
+    import json
+
+    (normalization,) = _query(study_copy, "SELECT normalization_json FROM scores WHERE method = 'gan' LIMIT 1")[0]
+    assert json.loads(normalization)  # the normalizer's record of how the steps ran
+    _check_consistent(study_copy)
+    again = runner.invoke(app, ["study", "score", "5", folder, *gan, "--batch", "1", "--db", str(study_copy)])
+    assert "Scored 0 photo(s); 3 already" in again.output  # batch changes speed, not the score
+    with_several = runner.invoke(app, ["study", "outcomes", "--db", str(study_copy), "--out", str(study_copy.parent / "o")])
+    assert with_several.exit_code == 1 and "choose one with --method" in with_several.output
+
+
 def test_a_full_disk_while_storing_leaves_no_row_behind(study_copy: Path, tmp_path: Path, local_faces: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import errno
 

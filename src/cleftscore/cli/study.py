@@ -103,6 +103,8 @@ def score(
     vgg16: Annotated[Optional[str], typer.Option("--vgg16", help="VGG16 weights for the GAN's LPIPS loss (path).")] = None,
     steps: Annotated[int, typer.Option("--steps", min=1, help="GAN inversion steps (paper: 2000).")] = 2000,
     adapt_steps: Annotated[int, typer.Option("--adapt-steps", min=0, help="GAN adaptation steps (paper: 50).")] = 50,
+    loss: Annotated[str, typer.Option("--loss", help="GAN image loss: lpips (paper) or mse (no VGG16 needed).")] = "lpips",
+    batch: Annotated[int, typer.Option("--batch", min=1, help="Photos per GAN batch on the device.")] = 4,
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")] = "auto",
     seed: Annotated[int, typer.Option("--seed", help="Seed of every random draw.")] = 0,
     cache_dir: Annotated[Optional[Path], typer.Option("--cache-dir", help="Cache of GAN normalizations.")] = None,
@@ -125,7 +127,8 @@ def score(
                 method=method.value, size=size, detector=detector.value, seed=seed,
                 score=ScoreSettings(roi=roi.value, mask_file=str(mask) if mask else None,
                                     difference=DifferenceSettings(metric=metric.value, colorspace=colorspace.value, erosion=erosion)),
-                gan=GanSettings(generator=generator, vgg16=vgg16, steps=steps, adapt_steps=adapt_steps, device=device),
+                gan=GanSettings(generator=generator, vgg16=vgg16, steps=steps, adapt_steps=adapt_steps, loss=loss,
+                                batch=batch, device=device),
             )  # fmt: skip
         except ValueError as exc:
             raise CleftscoreError(f"invalid option: {exc}") from None
