@@ -112,3 +112,19 @@ def test_curve_indices() -> None:
             curve_indices(bad)
     with pytest.raises(ValueError, match="fraction"):
         curve_indices(curve, fraction=1.0)
+
+
+def test_figures_render() -> None:
+    from cleftscore.dynamics_figures import curve_figure, reappearance_strip
+
+    img = curve_figure(np.linspace(10, 2, 31), fraction=0.5, reappearance_step=19, reached=True, adapt_steps=5)
+    assert img.dtype == np.uint8 and img.ndim == 3 and img.shape[2] == 3 and img.std() > 0
+    faces = {s: np.full((32, 32, 3), 40 * i, np.uint8) for i, s in enumerate((0, 50, 100))}
+    strip = reappearance_strip(faces, height=64)
+    assert strip.shape == (64 + 18, 3 * 64 + 2 * 4, 3)
+    # each tile shows its own face, in step order
+    assert strip[40, 10, 0] == 0 and strip[40, 68 + 10, 0] == 40 and strip[40, 136 + 10, 0] == 80
+    with pytest.raises(ValueError):
+        reappearance_strip({})
+    with pytest.raises(ValueError, match="differ in size"):
+        reappearance_strip({0: np.zeros((8, 8, 3), np.uint8), 1: np.zeros((9, 9, 3), np.uint8)})
