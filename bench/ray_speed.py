@@ -1,0 +1,132 @@
+"""Photos per minute of ``score`` in one process against ``score --ray`` with 2 CPU workers.
+
+The tiny test generator (t32, 32 px) on this machine's CPU cores, the sample photos of
+``tests/data/faces`` turned into distinct photos (mirrored and rescaled copies, so no two share
+a cache entry), a fresh cache for every run. The single-process and Ray runs alternate, in one
+process, so both see the same load on a shared machine. Ray's start (a local instance, and two
+workers loading PyTorch and the generator) is timed on its own, apart from the scoring.
+Results go to ``bench/results/ray_speed_cpu.json``.
+
+Usage::
+
+    python bench/ray_speed.py [--photos 24] [--steps 100] [--adapt-steps 5] [--batch 2] [--rounds 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+HERE = Path(__file__).resolve().parent
+FACES = HERE.parent / "tests" / "data" / "faces"
+GENERATOR = HERE.parent / "tests" / "data" / "golden" / "t32_state_dict.npz"
+
+
+def distinct_photos(folder: Path, n: int) -> list[Path]:
+    """``n`` photos made from the samples: each sample mirrored or not and at one of several scales."""
+    sources = sorted(FACES.glob("*.jpg"))
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for i in range(n):
+        src = sources[i % len(sources)]
+        variant = i // len(sources)
+        img = Image.open(src).convert("RGB")
+        if variant % 2:
+            img = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        scale = 1.0 + 0.15 * (variant // 2)
+        img = img.resize((round(img.width * scale), round(img.height * scale)), Image.Resampling.LANCZOS)
+        path = folder / f"{src.stem}_v{variant}.png"
+        img.save(path)
+        out.append(path)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--photos", type=int, default=24)
+    ap.add_argument("--steps", type=int, default=100)
+    ap.add_argument("--adapt-steps", type=int, default=5)
+    ap.add_argument("--batch", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--out", type=Path, default=HERE / "results" / "ray_speed_cpu.json")
+    args = ap.parse_args()
+
+    import torch
+
+    from cleftscore.distributed import RaySettings, ray_pool
+    from cleftscore.distributed.ray_pool import ray_session
+    from cleftscore.pipeline import GanSettings, PipelineSettings, score_photos
+
+    settings = PipelineSettings(
+        method="gan",
+        gan=GanSettings(generator=str(GENERATOR), loss="mse", device="cpu", steps=args.steps, adapt_steps=args.adapt_steps, batch=args.batch),
+    )
+    single_s: list[float] = []
+    ray_s: list[float] = []
+    start_s: list[float] = []
+    scores: dict[str, list[float]] = {}
+    with tempfile.TemporaryDirectory(prefix="cleftscore-ray-bench-") as tmp:
+        root = Path(tmp)
+        photos = distinct_photos(root / "photos", args.photos)
+
+        def timed(name: str, **kw) -> float:
+            t0 = time.perf_counter()
+            results = score_photos(photos, settings, out_dir=root / name, cache_dir=root / f"cache-{name}", **kw)
+            dt = time.perf_counter() - t0
+            for r in results:
+                scores.setdefault(r.photo_id, []).append(r.score if r.ok else float("nan"))
+            return dt
+
+        # Computed once per generator and kept in each cache: not part of either side's time.
+        score_photos(photos[:1], settings, out_dir=root / "warm", cache_dir=root / "cache-warm")
+        for rnd in range(args.rounds):
+            single_s.append(timed(f"single{rnd}"))
+            t0 = time.perf_counter()
+            with ray_session(RaySettings(address="auto")):
+                with ray_pool(settings.gan, seed=settings.seed, cache_dir=root / f"cache-ray{rnd}", ray=RaySettings(workers=2)) as pool:
+                    start_s.append(time.perf_counter() - t0)
+                    ray_s.append(timed(f"ray{rnd}", normalizer_factory=pool.normalizer))
+        spread = max(float(np.nanmax(v) - np.nanmin(v)) for v in scores.values())
+        n_ok = sum(all(np.isfinite(v)) for v in scores.values())
+
+    def per_min(seconds: list[float]) -> float:
+        return round(60 * args.photos / statistics.median(seconds), 2)
+
+    single_pm, ray_pm = per_min(single_s), per_min(ray_s)
+    ray_with_start_pm = round(60 * args.photos / statistics.median([a + b for a, b in zip(ray_s, start_s)]), 2)
+    result = {
+        "benchmark": "ray_speed",
+        "what": "cleftscore score (align, GAN normalize, score, pictures, run folder) in one process vs --ray with 2 CPU workers",
+        "generator": "t32 (tiny test generator, 32 px)",
+        "settings": {"photos": args.photos, "steps": args.steps, "adapt_steps": args.adapt_steps, "batch": args.batch, "loss": "mse",
+                     "rounds": args.rounds},  # fmt: skip
+        "photos_ok": n_ok,
+        "largest_score_difference_between_runs": spread,
+        "single_process_s": [round(s, 2) for s in single_s],
+        "single_process_torch_threads": torch.get_num_threads(),
+        "ray_run_s": [round(s, 2) for s in ray_s],
+        "ray_start_s": [round(s, 2) for s in start_s],
+        "photos_per_min_single_process": single_pm,
+        "photos_per_min_ray": ray_pm,
+        "photos_per_min_ray_including_start": ray_with_start_pm,
+        "ratio_ray_over_single": round(ray_pm / single_pm, 3),
+        "ratio_ray_including_start_over_single": round(ray_with_start_pm / single_pm, 3),
+        "machine": {"platform": platform.platform(), "python": platform.python_version(), "cpu_count": os.cpu_count(),
+                    "load_average_at_end": [round(x, 2) for x in os.getloadavg()]},  # fmt: skip
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
