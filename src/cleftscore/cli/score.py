@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from enum import Enum
 from importlib import resources
@@ -62,6 +63,7 @@ class Precision(str, Enum):
 
 SCORING = "Scoring"
 GAN = "GAN normalizer"
+RAY = "Many GPUs and nodes (Ray)"
 
 RoiOpt = Annotated[Roi, typer.Option("--roi", help="Region scored: mouth+nose (paper), face without eyes, or the full image.", rich_help_panel=SCORING)]
 MaskOpt = Annotated[Optional[Path], typer.Option("--mask", help="Mask image (white = inside), overrides --roi.", rich_help_panel=SCORING)]
@@ -224,6 +226,8 @@ def score_command(
     cache_dir: Annotated[Optional[Path], typer.Option("--cache-dir", help="Cache of GAN normalizations (default: the user cache).")] = None,
     calibrate: CalibrateOpt = None,
     higher_is: HigherIsOpt = HigherIs.normal,
+    ray_address: Annotated[Optional[str], typer.Option("--ray", help="Spread the GAN work over GPUs with Ray: 'auto' (this machine) or a running cluster's address, HOST:6379 (needs the ray extra; docs/ray.md).", rich_help_panel=RAY)] = None,
+    ray_workers: Annotated[Optional[int], typer.Option("--ray-workers", min=1, help="Ray workers (default: one per GPU; 2 CPU workers where there is no GPU).", rich_help_panel=RAY)] = None,
 ) -> None:
     """Score photos: align the face, normalize it, and write heat maps, scores and a report.
 
@@ -253,24 +257,41 @@ def score_command(
                 gan=GanSettings(generator=generator, vgg16=vgg16, steps=steps, adapt_steps=adapt_steps, snapshot_steps=snaps, loss=loss.value, batch=batch, device=device, precision=precision.value, early_stop=early_stop, compile=compile_steps),
                 seed=seed,
             )
+            ray_settings = _ray_settings(ray_address, ray_workers)
         except ValueError as exc:
             raise CleftscoreError(f"invalid option: {exc}") from None
         lpips_distance = make_lpips_distance(vgg16, device=device) if metric is Metric.lpips else None
         found = find_inputs(inputs)
         with RunLock(out):
-            _score_locked(found, inputs, chosen, settings, out, cache_dir, lpips_distance, calibrate, higher_is)
+            _score_locked(found, inputs, chosen, settings, out, cache_dir, lpips_distance, calibrate, higher_is, ray_settings=ray_settings)
 
 
-def _score_locked(found, inputs, chosen, settings, out, cache_dir, lpips_distance, calibrate, higher_is) -> None:
+def _ray_settings(address: str | None, workers: int | None):
+    if address is None:
+        if workers is not None:
+            raise ValueError("--ray-workers needs --ray auto or --ray ADDRESS")
+        return None
+    from cleftscore.distributed import RaySettings
+
+    return RaySettings(address=address, workers=workers)
+
+
+def _score_locked(found, inputs, chosen, settings, out, cache_dir, lpips_distance, calibrate, higher_is, *, ray_settings=None) -> None:
     """The score command once it holds the output folder's lock."""
     from cleftscore.pipeline import ProgressHooks, score_photos
+
+    run = score_photos
+    if ray_settings is not None:
+        from cleftscore.distributed import score_photos_ray
+
+        run = functools.partial(score_photos_ray, ray=ray_settings)  # the same call, GAN work on Ray workers
 
     console.print(f"Scoring {len(found)} photo(s) with the {chosen} method into {out}")
     progress = _Progress(len(found))
     hooks = ProgressHooks(photo_done=progress.photo_done, gan_start=progress.gan_start, gan_step=progress.gan_step, gan_grow=progress.gan_grow, message=progress.message)
     try:
         with progress.progress:
-            results = score_photos(inputs, settings, out_dir=out, cache_dir=cache_dir, hooks=hooks, lpips_distance=lpips_distance)
+            results = run(inputs, settings, out_dir=out, cache_dir=cache_dir, hooks=hooks, lpips_distance=lpips_distance)
     except KeyboardInterrupt:
         err_console.print(f"[yellow]Interrupted.[/yellow] Finished photos are in {out}; {out / 'scores.csv'} lists them. Re-run the same command to continue (cached GAN work is reused).")
         raise typer.Exit(code=130) from None
