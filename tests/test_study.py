@@ -452,7 +452,7 @@ def test_sigkill_during_a_scoring_run_leaves_a_consistent_rerunnable_study(study
     before = _counts(study_copy)
     cmd = [sys.executable, "-c", "from cleftscore.cli import main; main()", "study", "score", "8", str(folder), *ASYM, *d]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 300
     try:
         while time.monotonic() < deadline and proc.poll() is None:
             if _counts(study_copy)[2] > before[2] + 2:  # a few photos in, more to come
@@ -472,3 +472,27 @@ def test_sigkill_during_a_scoring_run_leaves_a_consistent_rerunnable_study(study
     assert _counts(study_copy) == (before[0], before[1], before[2] + n, before[3] + n)
     _check_consistent(study_copy)
     assert not any((Path(str(study_copy) + ".files") / "tmp").iterdir())
+    check = runner.invoke(app, ["study", "check", "--clean", *d])
+    assert check.exit_code == 0 and check.output.startswith("OK;"), check.output
+
+
+def test_check_finds_changed_missing_and_unreferenced_files(study_copy: Path) -> None:
+    files = Path(str(study_copy) + ".files")
+    d = ["--db", str(study_copy)]
+    assert runner.invoke(app, ["study", "check", *d]).output.strip() == "OK; 0 unreferenced file(s) (--clean removes them)"
+    import json
+
+    (stored, other) = (row[0] for row in _query(study_copy, "SELECT stored_path FROM photos LIMIT 2"))
+    heatmap = json.loads(_query(study_copy, "SELECT pictures_json FROM scores LIMIT 1")[0][0])["heatmap.png"]
+    (files / stored).write_bytes(b"changed")
+    (files / other).unlink()
+    (files / heatmap).unlink()
+    stray = files / "pictures" / "00" / "stray.png"
+    stray.parent.mkdir(parents=True, exist_ok=True)
+    stray.write_bytes(b"left by a killed run")
+    result = runner.invoke(app, ["study", "check", "--clean", *d])
+    assert result.exit_code == 1
+    problems = [line for line in result.output.splitlines() if line.startswith("problem:")]
+    assert len(problems) == 3 and "3 problem(s); 1 unreferenced file(s) removed" in result.output
+    assert "has changed" in problems[0] and "stored copy" in problems[1] and "picture heatmap.png of score 1 is missing" in problems[2]
+    assert not stray.exists() and (files / stored).exists()  # referenced files are never removed

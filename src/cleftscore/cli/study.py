@@ -223,6 +223,23 @@ def outcomes(
     console.print(f"Wrote {', '.join(str(p) for p in written)}", highlight=False, soft_wrap=True)
 
 
+@study_app.command("check")
+def check(
+    db: DbOpt = None,
+    clean: Annotated[bool, typer.Option("--clean", help="Remove files no row refers to (left by interrupted runs).")] = False,
+) -> None:
+    """Check the database's integrity and every stored file against its recorded hash."""
+    from cleftscore.study.check import check_study
+
+    with user_errors(), _open(db) as study:
+        report = check_study(study, clean=clean)
+    for problem in report.problems:
+        err_console.print(f"[red]problem:[/red] {problem}", highlight=False, soft_wrap=True)
+    left = f"{report.removed} unreferenced file(s) removed" if clean else f"{len(report.unreferenced)} unreferenced file(s) (--clean removes them)"
+    console.print(f"{'OK' if report.ok else f'{len(report.problems)} problem(s)'}; {left}")
+    raise typer.Exit(code=0 if report.ok else 1)
+
+
 @study_app.command("export")
 def export(
     out: Annotated[Path, typer.Argument(help="Folder for patients.csv, visits.csv, photos.csv and scores.csv.", show_default=False)],
