@@ -281,8 +281,11 @@ def score_into_visit(study: Study, visit_id: int, photos: Sequence[str | os.Path
         if not item.path.is_file():
             emit(ImportLine(name, "failed", f"{item.path}: no such photo file"))
             continue
-        line = _guarded(name, lambda p=item.path: _existing(study, visit_id, sha256_file(p), wanted, p.name) or ImportLine("", "todo"))
-        if line.status == "todo":
+        try:
+            line = _existing(study, visit_id, sha256_file(item.path), wanted, name)
+        except OSError as exc:
+            line = ImportLine(name, "failed", f"{item.path}: cannot be read ({exc.strerror})")
+        if line is None:
             todo.append(item.path)
         else:
             emit(line)
