@@ -462,7 +462,7 @@ def test_outputs_of_a_batch_are_made_while_the_next_batch_runs(tmp_path: Path, b
     # No clock: the first photo's photo_done waits until a step of the second batch has been
     # issued, and those steps wait until that photo_done has begun. If the device waited for
     # the outputs, the first wait would run out.
-    steps_per_batch = 25 + 2
+    steps_per_batch = 6 + 1
     done_started, stepped_meanwhile = threading.Event(), threading.Event()
     count = {"steps": 0}
     seen: list[tuple[str, str, bool]] = []
@@ -479,7 +479,7 @@ def test_outputs_of_a_batch_are_made_while_the_next_batch_runs(tmp_path: Path, b
             done_started.wait(timeout=300)
             stepped_meanwhile.set()
 
-    settings = _gan(tiny_generator_file, steps=25, adapt_steps=2, batch=1)
+    settings = _gan(tiny_generator_file, steps=6, adapt_steps=1, batch=1)
     good = [batch_dir / "hopper.jpg", batch_dir / "hopper_gray.jpg"]
     results = score_photos(good, settings, out_dir=tmp_path / "run", cache_dir=tmp_path / "cache",
                            hooks=ProgressHooks(photo_done=photo_done, gan_step=gan_step))  # fmt: skip
@@ -550,3 +550,23 @@ def test_progress_ends_at_its_total_when_adaptation_runs_photo_by_photo(tmp_path
                            out_dir=tmp_path / "run", cache_dir=tmp_path / "cache", hooks=hooks)  # fmt: skip
     assert [r.status for r in results] == ["ok", "ok", "failed", "failed"]
     assert seen["total"] == 4 + 3 and seen["steps"] == seen["total"]
+
+
+def test_a_run_folder_of_the_earlier_layout_is_rescored(tmp_path: Path, batch_dir: Path) -> None:
+    # Version-1 records were flat and listed no pictures; rescore reads them, keeps the
+    # pictures that are there and writes a version-2 record.
+    out = tmp_path / "run"
+    score_photos([batch_dir / "hopper.jpg"], ASYM, out_dir=out)
+    d = out / "photos" / "hopper"
+    rec = json.loads((d / "result.json").read_text())
+    flat = {k: rec[k] for k in ("file", "photo_id", "status", "message", "method", "score", "settings", "notes", "timings")}
+    flat.update(rec["geometry"], landmark_asymmetry_px=rec["measures"]["landmark_asymmetry_px"]["value"], **rec["environment"])
+    (d / "thumb.jpg").unlink()
+    (d / "result.json").write_text(json.dumps(flat))
+    aligned = (d / "aligned.png").read_bytes()
+    (res,) = rescore_run(out, ScoreSettings(roi="face"))
+    assert res.ok, res.message
+    new = read_record(out, "hopper")
+    assert new.to_json()["record_version"] == 2 and new.settings["score"]["roi"] == "face"
+    assert new.measures["landmark_asymmetry_px"].value == pytest.approx(flat["landmark_asymmetry_px"])
+    assert (d / "aligned.png").read_bytes() == aligned and (d / "thumb.jpg").is_file()

@@ -440,13 +440,19 @@ def _picture_order(names: Sequence[str]) -> list[str]:
 
 
 def _write_result(out: Path, res: PhotoResult, settings: dict[str, Any], environment: dict[str, Any],
-                  geometry: FaceGeometry | None, files: dict[str, Any] | None) -> None:  # fmt: skip
-    """Write the photo's fresh folder; if its pictures cannot be written, the failed record alone."""
+                  geometry: FaceGeometry | None, files: dict[str, Any] | None, *, keep_old: bool = False) -> None:  # fmt: skip
+    """Write the photo's fresh folder.
+
+    If its pictures cannot be written, the photo fails and gets its failed record alone, or
+    (``keep_old``, for a rescore) keeps its old folder, whose record and pictures still match.
+    """
     try:
         files = files if res.ok and files is not None else {}
         write_photo(out, _record(res, settings, environment, geometry, _picture_order(list(files))), files)
     except Exception as exc:  # noqa: BLE001 - one photo never stops the batch
         _fail(res, exc, stage="writing its outputs")
+        if keep_old:
+            return
         try:
             write_photo(out, _record(res, settings, environment, geometry, ()), {})
         except Exception:  # noqa: BLE001 - e.g. the disk is full; the message still shows
@@ -684,7 +690,11 @@ def _rescore_one(run: Path, rec: PhotoRecord, score_settings: ScoreSettings, new
 
     res = _result_from_record(rec)
     folder = photo_dir(run, rec.photo_id)
-    kept = {name: folder / name for name in rec.pictures if name in ("aligned.png", "normalized.png", "inverted.png") or name.startswith(SNAPSHOTS_DIR + "/")}
+    kept = {name: folder / name for name in rec.pictures
+            if (name in ("aligned.png", "normalized.png", "inverted.png") or name.startswith(SNAPSHOTS_DIR + "/"))
+            and (folder / name).is_file()}  # fmt: skip
+    for snap in sorted((folder / SNAPSHOTS_DIR).glob("*.png")):  # listed by version-2 records; found for older ones
+        kept.setdefault(f"{SNAPSHOTS_DIR}/{snap.name}", snap)
     files: dict[str, Any] | None = None
     try:
         if rec.geometry is None:
@@ -709,7 +719,7 @@ def _rescore_one(run: Path, rec: PhotoRecord, score_settings: ScoreSettings, new
     if not res.ok:
         # The old folder stays as it was: its pictures and record still belong together.
         return res
-    _write_result(run, res, new_settings, dict(rec.environment), rec.geometry, files)
+    _write_result(run, res, new_settings, dict(rec.environment), rec.geometry, files, keep_old=True)
     res.release_images()
     return res
 
@@ -865,7 +875,8 @@ def calibrate_run(
                 "ratings_file": str(ratings_path),
             })  # fmt: skip
             folder = photo_dir(run, rec.photo_id)
-            write_photo(run, calibrated, {name: folder / name for name in rec.pictures})
+            present = tuple(name for name in rec.pictures if (folder / name).is_file())
+            write_photo(run, calibrated.replace(pictures=present), {name: folder / name for name in present})
         fit = {**dataclasses.asdict(cal), "ratings_file": str(ratings_path), "photos_used": list(matched.files),
                "unrated_photos": list(matched.missing_in_ratings), "rated_but_not_in_run": list(matched.missing_in_run)}  # fmt: skip
         write_json(run / "calibration.json", fit)
