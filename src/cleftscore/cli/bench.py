@@ -186,3 +186,107 @@ def speed(
             out.parent.mkdir(parents=True, exist_ok=True)
             out.write_text(json.dumps(report, indent=2))
             console.print(f"wrote {out}")
+
+
+def _print_cleft_synth(report: dict) -> None:
+    from rich.table import Table
+
+    table = Table("scorer", "rho", *(f"AUROC s{s}" for s in report["severities"]), "bilat. rho", "pixel AUROC",
+                  "min gap", *report["scorers"][next(iter(report["scorers"]))]["robustness"])  # fmt: skip
+    for name, m in report["scorers"].items():
+        rob = [f"{v['median']:.3f}" if v.get("n") else "-" for v in m["robustness"].values()]
+        pix = m["pixel_auroc"].get("median")
+        table.add_row(
+            name, f"{m['spearman_rho']:.3f}", *(f"{v:.2f}" for v in m["auroc_vs_clean"].values()),
+            f"{m['bilateral']['spearman_rho']:.2f}", "-" if pix is None else f"{pix:.3f}",
+            f"{m['smallest_adjacent_gap']:.3f}", *rob,
+        )  # fmt: skip
+    console.print(table)
+
+
+_PHOTO_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"})
+
+
+@bench_app.command("cleft-synth")
+def cleft_synth(
+    faces: Annotated[
+        Optional[list[Path]],
+        typer.Option("--faces", help="Normal face photos or folders of them (repeatable). "
+                     "Default: the packaged astronaut portrait, unless --devsets is given."),
+    ] = None,
+    devsets: Annotated[
+        Optional[Path], typer.Option("--devsets", help="Folder built by devsets/rebuild.py: use its normal faces.")
+    ] = None,
+    cache: Annotated[Optional[Path], typer.Option("--cache", help="Folder of aligned faces (.npy) for --devsets.")] = None,
+    every: Annotated[int, typer.Option("--every", min=1, help="With --devsets: every N-th normal face of each set.")] = 1,
+    robustness_faces: Annotated[
+        int, typer.Option("--robustness-faces", min=0, help="Faces that get the four photo changes.")
+    ] = 8,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Write the JSON report here.")] = None,
+) -> None:
+    """Plant graded cleft-like defects (5 severities, unilateral and bilateral) on normal faces and score them.
+
+    Reports per scorer (the old score and each idea of issue 19): Spearman rho of severity vs score, AUROC of each severity vs the clean faces, pixel AUROC of the heat map in the defect mask, and the score change under rotation, scaling, JPEG and downscaling vs the gap between adjacent severities.
+    """
+    from importlib import resources
+
+    from cleftscore.benchmarks.cleft_synth import FaceSample, default_scorers, devset_normal_faces, run_cleft_synth
+    from cleftscore.face import prepare_photo
+
+    with user_errors():
+        samples: list[FaceSample] = []
+        if devsets is not None:
+            samples += devset_normal_faces(devsets, cache, every=every)
+        paths: list[Path] = []
+        for p in faces or ([] if devsets is not None else [Path(str(resources.files("cleftscore") / "data" / "astronaut.png"))]):
+            paths += sorted(q for q in p.iterdir() if q.suffix.lower() in _PHOTO_SUFFIXES) if p.is_dir() else [p]
+        for p in paths:
+            prep = prepare_photo(p, size=1024)
+            samples.append(FaceSample(p.name, prep.aligned.image, prep.aligned.landmarks))
+        report = run_cleft_synth(samples, scorers=default_scorers(), robustness_faces=robustness_faces,
+                                 progress=lambda line: err_console.print(line))  # fmt: skip
+        report["input"] = "devsets normal faces" if devsets is not None else [p.name for p in paths]
+        _print_cleft_synth(report)
+        if out is not None:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(json.dumps(report, indent=2))
+            console.print(f"wrote {out}")
+
+
+@bench_app.command("cleft-devsets")
+def cleft_devsets(
+    devsets: Annotated[Path, typer.Option("--devsets", help="Folder built by devsets/rebuild.py (with labels.csv).")],
+    cache: Annotated[Optional[Path], typer.Option("--cache", help="Folder of aligned faces (.npy).")] = None,
+    synthetic: Annotated[
+        Optional[Path],
+        typer.Option("--synthetic", help="A cleft-synth JSON: its severity-3 thresholds give the adult false-alarm rate."),
+    ] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Write the JSON report here (aggregates only).")] = None,
+) -> None:
+    """Score the development photo sets: cleft vs normal children, before vs after repair, A/B ratio, false alarms on adults."""
+    from cleftscore.benchmarks.cleft_synth import default_scorers, run_devsets
+
+    with user_errors():
+        if not (devsets / "labels.csv").is_file():
+            raise typer.BadParameter(f"{devsets} has no labels.csv; build it with devsets/rebuild.py")
+        thresholds = None
+        if synthetic is not None:
+            syn = json.loads(synthetic.read_text())
+            thresholds = {n: m["threshold_90pct_severity3"] for n, m in syn["scorers"].items()}
+        report = run_devsets(devsets, scorers=default_scorers(), cache=cache, thresholds=thresholds,
+                             progress=lambda line: err_console.print(line))  # fmt: skip
+        from rich.table import Table
+
+        table = Table("scorer", "children AUROC", "all below", "repair AUROC", "A/B rho", "clefts vs adults", "adult FA")
+        for name, m in report["scorers"].items():
+            fa = m.get("adult_false_alarm_rate")
+            table.add_row(
+                name, f"{m['children_auroc_normal_above_cleft']:.2f}", str(m["children_all_clefts_below_all_normal"]),
+                f"{m['repair_auroc_after_above_before']:.2f}", f"{m['ab_ratio_spearman']:.2f}",
+                f"{m['clefts_vs_adults_auroc']:.2f}", "-" if fa is None else f"{fa:.2f}",
+            )  # fmt: skip
+        console.print(table)
+        if out is not None:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(json.dumps(report, indent=2))
+            console.print(f"wrote {out}")

@@ -1,0 +1,470 @@
+"""Scores of the weights-free asymmetry method that measure the face rather than the photograph.
+
+The mirror normalizer (:mod:`cleftscore.mirror`) gives a face ``x`` and its registered mirror
+image ``y``. The paper's score ``S = -log(sqrt(sum_ROI d) / N)`` of their eroded squared
+difference ``d`` depends as much on the photograph (sharpness, upsampling, JPEG, lighting, the
+size of the face) as on the face: two faces photographed differently are not comparable. The
+settings here add, each switchable for the benchmark (``cleftscore bench cleft-synth``):
+
+* ``photometric``: both images are reduced to their local structure before the difference: the
+  smooth lighting (a Gaussian mean at ``scale`` intercanthal distances) is removed and the local
+  contrast is matched (each image divided by its own local standard deviation), so a side light
+  or a dim photo no longer scores as asymmetry.
+* ``refine``: a dense optical flow from the face to its mirror, smoothed at ``refine_scale``
+  intercanthal distances, warps the mirror once more: it takes out what the landmark warp left
+  of pose and of normal soft-tissue asymmetry, but is too smooth to close a lip notch.
+* ``reference="control"``: the mean difference in the ROI is divided by the mean difference in
+  control regions of the same face (cheeks, nose bridge, jaw: the face region outside the mouth
+  region), so everything that raises the difference everywhere (sharpness, noise, JPEG, a
+  registration that is off by a pixel) cancels.
+
+The score keeps the convention of :func:`cleftscore.score.roi_score`: higher = more normal.
+Plain functions on arrays; no torch, no file I/O.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from cleftscore.face.roi import roi_mask
+from cleftscore.heatmap import erode, to_colorspace
+from cleftscore.mirror import mirror_normalize
+
+__all__ = [
+    "REFERENCES",
+    "STATISTICS",
+    "AsymmetryScore",
+    "AsymmetrySettings",
+    "NasolabialIndices",
+    "asymmetry_score",
+    "control_mask",
+    "intercanthal_distance",
+    "nasolabial_indices",
+    "photometric_normalize",
+    "refine_mirror",
+    "tolerant_difference",
+]
+
+REFERENCES = ("none", "control")
+STATISTICS = ("peak", "mean")
+#: Floor of the mean differences before logs and ratios (squared 8-bit code units, or squared
+#: local-contrast units with ``photometric``), so identical images give a finite score.
+_FLOOR = 1e-9
+
+
+@dataclass(frozen=True)
+class AsymmetrySettings:
+    """How the asymmetry score is made from a face and its registered mirror image.
+
+    Attributes
+    ----------
+    photometric : bool
+        Remove the smooth lighting and match local contrast before the difference.
+    scale : float
+        Width (Gaussian sigma) of the local mean and contrast, in intercanthal distances.
+    refine : bool
+        Dense flow refinement of the mirror registration.
+    refine_scale : float
+        Gaussian sigma of the flow smoothing, in intercanthal distances.
+    tolerance : float
+        Shift tolerance of the difference, in intercanthal distances: each pixel of the face is
+        compared with the best-matching mirror pixel within this radius (0 = the same pixel).
+    statistic : {"peak", "mean"}
+        ``"peak"``: the ``quantile`` percentile of the pooled map; ``"mean"``: its mean.
+    quantile : float
+        Percentile used by ``"peak"`` (in the ROI and in the control region alike).
+    pool : float
+        Gaussian sigma of the pooling of the map before the statistic, intercanthal distances
+        (0 = none).
+    reference : {"none", "control"}
+        ``"control"``: the ROI difference relative to the control regions of the same face.
+    roi : {"mouth", "face"}
+        Region scored (the control region is the face region minus the dilated mouth region).
+    erosion : int
+        Grey-erosion size of the difference map (paper: 3).
+    work_size : int
+        Side the face is resampled to before the difference (area averaging; 0 = as given).
+    """
+
+    photometric: bool = True
+    scale: float = 0.25
+    refine: bool = False
+    refine_scale: float = 0.5
+    tolerance: float = 0.08
+    statistic: str = "peak"
+    quantile: float = 99.0
+    pool: float = 0.03
+    reference: str = "control"
+    roi: str = "mouth"
+    erosion: int = 3
+    work_size: int = 512
+
+    def __post_init__(self) -> None:
+        if self.reference not in REFERENCES:
+            raise ValueError(f"reference must be one of {', '.join(REFERENCES)}, got {self.reference!r}")
+        if self.roi not in ("mouth", "face"):
+            raise ValueError(f"roi must be 'mouth' or 'face', got {self.roi!r}")
+        for name in ("scale", "refine_scale"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
+                raise ValueError(f"{name} must be a positive number of intercanthal distances, got {v!r}")
+        if isinstance(self.erosion, bool) or not isinstance(self.erosion, int) or self.erosion < 0:
+            raise ValueError(f"erosion must be an integer >= 0, got {self.erosion!r}")
+        if self.statistic not in STATISTICS:
+            raise ValueError(f"statistic must be one of {', '.join(STATISTICS)}, got {self.statistic!r}")
+        for name in ("tolerance", "pool"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
+                raise ValueError(f"{name} must be >= 0 intercanthal distances, got {v!r}")
+        if not (isinstance(self.quantile, (int, float)) and 50.0 <= self.quantile <= 100.0):
+            raise ValueError(f"quantile must be a percentile in 50..100, got {self.quantile!r}")
+        if isinstance(self.work_size, bool) or not isinstance(self.work_size, int) or not (
+            self.work_size == 0 or self.work_size >= 64
+        ):
+            raise ValueError(f"work_size must be 0 or an integer >= 64, got {self.work_size!r}")
+
+    def to_dict(self) -> dict[str, object]:
+        """Flat settings for JSON."""
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class NasolabialIndices:
+    """Landmark asymmetries of the nose base and upper lip, in intercanthal distances (>= 0).
+
+    Attributes
+    ----------
+    alar_height : float
+        Height difference of the alar bases (iBUG 31, 35) along the facial midline.
+    alar_width : float
+        Difference of their distances from the midline.
+    cupid_bow : float
+        Height difference of the Cupid's bow peaks (50, 52).
+    columella : float
+        Distance of the subnasale (33) from the midline.
+    philtrum : float
+        Distance of the upper-lip centre (51) from the midline.
+    ab_ratio : float
+        ``alar_height`` over the nasal length (nasion 27 to subnasale 33), both in pixels: the
+        analogue of the graded set's A/B ratio.
+    """
+
+    alar_height: float
+    alar_width: float
+    cupid_bow: float
+    columella: float
+    philtrum: float
+    ab_ratio: float
+
+    @property
+    def total(self) -> float:
+        """Sum of the five intercanthal-unit indices."""
+        return self.alar_height + self.alar_width + self.cupid_bow + self.columella + self.philtrum
+
+
+@dataclass(frozen=True)
+class AsymmetryScore:
+    """The asymmetry score of one face.
+
+    Attributes
+    ----------
+    score : float
+        ``-0.5 * log(stat_ROI(d) / stat_CTRL(d))`` with ``reference="control"``, else
+        ``-0.5 * log(stat_ROI(d))``; ``stat`` is the chosen percentile (or the mean) of the
+        pooled map; higher = more normal.
+    heatmap : (H, W) ndarray of float32
+        The eroded difference map summed over channels, >= 0 (aligned frame).
+    roi_mean : float
+        The statistic of the pooled map over the ROI (the mean with ``statistic="mean"``).
+    control_mean : float
+        The same over the control region (NaN without a control reference).
+    settings : AsymmetrySettings
+    """
+
+    score: float
+    heatmap: np.ndarray
+    roi_mean: float
+    control_mean: float
+    settings: AsymmetrySettings = field(default_factory=AsymmetrySettings)
+
+    def __post_init__(self) -> None:
+        if not math.isfinite(float(self.score)):
+            raise ValueError(f"score must be finite, got {self.score}")
+        object.__setattr__(self, "score", float(self.score))
+        hm = np.asarray(self.heatmap, dtype=np.float32)
+        if hm.ndim != 2 or not np.all(np.isfinite(hm)) or (hm.size and hm.min() < 0):
+            raise ValueError("heatmap must be a finite, non-negative (H, W) map")
+        object.__setattr__(self, "heatmap", hm)
+
+
+def _check_pair(face: np.ndarray, mirror: np.ndarray) -> None:
+    for name, img in (("face", face), ("mirror", mirror)):
+        a = np.asarray(img)
+        if a.ndim != 3 or a.shape[-1] != 3 or a.dtype != np.uint8:
+            raise ValueError(f"{name} must be an (H, W, 3) uint8 image, got shape {a.shape} dtype {a.dtype}")
+    if np.asarray(face).shape != np.asarray(mirror).shape:
+        raise ValueError(f"face and mirror differ in shape: {np.asarray(face).shape} vs {np.asarray(mirror).shape}")
+
+
+def intercanthal_distance(landmarks: np.ndarray) -> float:
+    """Distance between the inner eye corners (iBUG 39 and 42), pixels; at least 1."""
+    lm = np.asarray(landmarks, dtype=np.float64)
+    if lm.shape != (68, 2) or not np.all(np.isfinite(lm)):
+        raise ValueError(f"landmarks must be finite (68, 2), got shape {lm.shape}")
+    return max(float(np.linalg.norm(lm[42] - lm[39])), 1.0)
+
+
+def _blur(a: np.ndarray, sigma: float) -> np.ndarray:
+    import cv2
+
+    return cv2.GaussianBlur(a, (0, 0), sigmaX=sigma, sigmaY=sigma, borderType=cv2.BORDER_REFLECT)
+
+
+def photometric_normalize(image: np.ndarray, *, sigma: float) -> np.ndarray:
+    """Local structure of an image: lighting removed, local contrast set to 1.
+
+    Parameters
+    ----------
+    image : (H, W, 3) ndarray of uint8
+        RGB, 0..255.
+    sigma : float
+        Gaussian sigma of the local mean and standard deviation, pixels (> 0).
+
+    Returns
+    -------
+    (H, W, 3) ndarray of float32
+        ``(x - G*x) / sqrt(G*(x - G*x)^2 + c)`` per YCbCr channel, ``c`` = 4 squared code
+        units (a floor, so flat regions such as a plain background stay near 0 instead of
+        amplifying noise).
+    """
+    if not (math.isfinite(sigma) and sigma > 0):
+        raise ValueError(f"sigma must be a positive number of pixels, got {sigma!r}")
+    x = to_colorspace(image, colorspace="ycbcr").astype(np.float32)
+    hp = x - _blur(x, sigma)
+    sd = np.sqrt(_blur(hp * hp, sigma) + 4.0)
+    return (hp / sd).astype(np.float32)
+
+
+def refine_mirror(face: np.ndarray, mirror: np.ndarray, *, sigma: float, work_size: int = 256) -> np.ndarray:
+    """Warp the mirror image by a smooth dense flow towards the face.
+
+    Parameters
+    ----------
+    face, mirror : (H, W, 3) ndarray of uint8
+        The aligned face and its registered mirror image.
+    sigma : float
+        Gaussian sigma of the flow smoothing, pixels of the full-size frame.
+    work_size : int
+        Side at which the flow is estimated (the flow is smooth; 256 is enough and fast).
+
+    Returns
+    -------
+    (H, W, 3) ndarray of uint8
+        The mirror resampled so that, at scales above ``sigma``, it lies on the face.
+
+    Notes
+    -----
+    Farneback flow on the luma of both images; the flow is then blurred with a Gaussian of
+    ``sigma`` so that only deformations wider than about ``sigma`` are registered: a notch or
+    gap a few tens of pixels wide survives, pose and head shape do not.
+    """
+    import cv2
+
+    _check_pair(face, mirror)
+    h, w = face.shape[:2]
+    k = work_size / max(h, w)
+    small = (max(int(round(w * k)), 16), max(int(round(h * k)), 16))
+    g1 = cv2.cvtColor(cv2.resize(face, small, interpolation=cv2.INTER_AREA), cv2.COLOR_RGB2GRAY)
+    g2 = cv2.cvtColor(cv2.resize(mirror, small, interpolation=cv2.INTER_AREA), cv2.COLOR_RGB2GRAY)
+    flow = cv2.calcOpticalFlowFarneback(g1, g2, None, 0.5, 3, 9, 3, 5, 1.1, 0)
+    flow = _blur(flow, max(sigma * k, 0.5))
+    flow = cv2.resize(flow, (w, h), interpolation=cv2.INTER_LINEAR) / k
+    xx, yy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    return cv2.remap(mirror, xx + flow[..., 0], yy + flow[..., 1], interpolation=cv2.INTER_LINEAR,
+                     borderMode=cv2.BORDER_REPLICATE)  # fmt: skip
+
+
+def tolerant_difference(a: np.ndarray, b: np.ndarray, *, radius: int) -> np.ndarray:
+    """Squared difference of each pixel of ``a`` to the best match of ``b`` within a disc.
+
+    Parameters
+    ----------
+    a, b : (H, W, C) ndarray of float32
+        The two images (any units).
+    radius : int
+        Search radius in pixels (0 = plain per-pixel squared difference).
+
+    Returns
+    -------
+    (H, W) ndarray of float32
+        ``min_{|delta| <= radius} sum_c (a(p) - b(p + delta))^2``, borders reflected.
+
+    Notes
+    -----
+    A registration error of a few pixels at an edge (lip line, nostril rim) finds its match
+    within the radius and disappears; a gap wider than the disc, which has no counterpart
+    anywhere near in the mirror image, does not.
+    """
+    import cv2
+
+    if a.shape != b.shape or a.ndim != 3:
+        raise ValueError(f"a and b must be (H, W, C) of one shape, got {a.shape} and {b.shape}")
+    if isinstance(radius, bool) or not isinstance(radius, (int, np.integer)) or radius < 0:
+        raise ValueError(f"radius must be an integer >= 0, got {radius!r}")
+    a = np.ascontiguousarray(a, dtype=np.float32)
+    if radius == 0:
+        return np.square(a - b).sum(axis=-1, dtype=np.float32)
+    h, w = a.shape[:2]
+    r = int(radius)
+    bp = cv2.copyMakeBorder(np.ascontiguousarray(b, dtype=np.float32), r, r, r, r, cv2.BORDER_REFLECT)
+    best = np.full((h, w), np.inf, np.float32)
+    for dy in range(-r, r + 1):
+        for dx in range(-r, r + 1):
+            if dx * dx + dy * dy <= r * r:
+                np.minimum(best, np.square(a - bp[r + dy : r + dy + h, r + dx : r + dx + w]).sum(axis=-1), out=best)
+    return best
+
+
+def control_mask(landmarks: np.ndarray, size: int) -> np.ndarray:
+    """Control region: the face region without the mouth region grown by 0.3 intercanthal distances.
+
+    Returns
+    -------
+    (size, size) ndarray of bool
+    """
+    import cv2
+
+    face = roi_mask(landmarks, size, region="face") > 0.5
+    mouth = (roi_mask(landmarks, size, region="mouth") > 0.5).astype(np.uint8)
+    r = max(int(round(0.3 * intercanthal_distance(landmarks))), 1)
+    grown = cv2.dilate(mouth, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))) > 0
+    return face & ~grown
+
+
+def asymmetry_score(
+    face: np.ndarray,
+    landmarks: np.ndarray,
+    *,
+    settings: AsymmetrySettings,
+    mirror: np.ndarray | None = None,
+) -> AsymmetryScore:
+    """Score an aligned face against its registered mirror image.
+
+    Parameters
+    ----------
+    face : (H, W, 3) ndarray of uint8
+        Aligned face (square), RGB 0..255.
+    landmarks : (68, 2) ndarray
+        Its iBUG-68 landmarks in the same frame, (x, y).
+    settings : AsymmetrySettings
+        What to normalise and what to reference.
+    mirror : (H, W, 3) ndarray of uint8, optional
+        The registered mirror image from :func:`cleftscore.mirror.mirror_normalize` (made here
+        when not given).
+
+    Returns
+    -------
+    AsymmetryScore
+
+    Raises
+    ------
+    ValueError
+        Bad shapes, an empty ROI or control region.
+    """
+    if not isinstance(settings, AsymmetrySettings):
+        raise ValueError(f"settings must be an AsymmetrySettings, got {type(settings).__name__}")
+    import cv2
+
+    img = np.asarray(face)
+    if img.ndim != 3 or img.shape[0] != img.shape[1]:
+        raise ValueError(f"face must be a square (S, S, 3) aligned image, got shape {img.shape}")
+    lm = np.asarray(landmarks, dtype=np.float64)
+    y = mirror_normalize(img, lm).image if mirror is None else np.asarray(mirror)
+    _check_pair(img, y)
+    if settings.refine:
+        y = refine_mirror(img, y, sigma=settings.refine_scale * intercanthal_distance(lm))
+    full = img.shape[0]
+    size = settings.work_size or full
+    if size != full:  # area averaging: the photo's own resolution matters less
+        img = cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA)
+        y = cv2.resize(y, (size, size), interpolation=cv2.INTER_AREA)
+        lm = lm * (size / full)
+    icd = intercanthal_distance(lm)
+    if settings.photometric:
+        a = photometric_normalize(img, sigma=settings.scale * icd)
+        b = photometric_normalize(y, sigma=settings.scale * icd)
+    else:
+        a = to_colorspace(img, colorspace="ycbcr").astype(np.float32)
+        b = to_colorspace(y, colorspace="ycbcr").astype(np.float32)
+    d = tolerant_difference(a, b, radius=int(round(settings.tolerance * icd)))
+    d = erode(d, size=settings.erosion).astype(np.float32)
+    pooled = _blur(d, settings.pool * icd) if settings.pool > 0 else d
+    roi = roi_mask(lm, size, region=settings.roi) > 0.5
+    if not roi.any():
+        raise ValueError("the ROI is empty; check the landmarks")
+
+    def stat(region: np.ndarray) -> float:
+        v = pooled[region]
+        return float(np.percentile(v, settings.quantile)) if settings.statistic == "peak" else float(v.mean())
+
+    roi_value = stat(roi)
+    if settings.reference == "control":
+        ctrl = control_mask(lm, size)
+        if not ctrl.any():
+            raise ValueError("the control region is empty; check the landmarks")
+        ctrl_value = stat(ctrl)
+        score = -0.5 * math.log(max(roi_value, _FLOOR) / max(ctrl_value, _FLOOR))
+    else:
+        ctrl_value = float("nan")
+        score = -0.5 * math.log(max(roi_value, _FLOOR))
+    heat = d if size == full else cv2.resize(d, (full, full), interpolation=cv2.INTER_LINEAR)
+    return AsymmetryScore(score=score, heatmap=np.clip(heat, 0.0, None), roi_mean=roi_value,
+                          control_mean=ctrl_value, settings=settings)  # fmt: skip
+
+
+def nasolabial_indices(landmarks: np.ndarray) -> NasolabialIndices:
+    """Nose-base and upper-lip landmark asymmetries in intercanthal distances.
+
+    Parameters
+    ----------
+    landmarks : (68, 2) ndarray
+        iBUG-68 landmarks, (x, y), any frame.
+
+    Returns
+    -------
+    NasolabialIndices
+
+    Notes
+    -----
+    The midline is fitted (total least squares) to points that a cleft does not move: the
+    nose bridge 27-30, the midpoint of the inner eye corners 39/42, and the chin 8. ``u`` runs
+    down the midline, ``v`` across it.
+    """
+    lm = np.asarray(landmarks, dtype=np.float64)
+    icd = intercanthal_distance(lm)
+    pts = np.vstack([lm[27:31], (lm[39] + lm[42]) / 2.0, lm[8]])
+    c = pts.mean(axis=0)
+    _, _, vt = np.linalg.svd(pts - c, full_matrices=False)
+    u = vt[0] if vt[0][1] >= 0 else -vt[0]
+    v = np.array([-u[1], u[0]])
+
+    def uu(i: int) -> float:
+        return float((lm[i] - c) @ u)
+
+    def vv(i: int) -> float:
+        return float((lm[i] - c) @ v)
+
+    alar_h = abs(uu(31) - uu(35))
+    nasal = max(abs(uu(33) - uu(27)), 1.0)
+    return NasolabialIndices(
+        alar_height=alar_h / icd,
+        alar_width=abs(abs(vv(31)) - abs(vv(35))) / icd,
+        cupid_bow=abs(uu(50) - uu(52)) / icd,
+        columella=abs(vv(33)) / icd,
+        philtrum=abs(vv(51)) / icd,
+        ab_ratio=alar_h / nasal,
+    )

@@ -1,0 +1,154 @@
+"""Synthetic-cleft benchmark: the planted defect, the photo changes, the metrics and the new score."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from cleftscore.asymmetry_score import (
+    AsymmetrySettings,
+    asymmetry_score,
+    intercanthal_distance,
+    nasolabial_indices,
+    photometric_normalize,
+)
+from cleftscore.benchmarks.cleft_synth import (
+    PERTURBATIONS,
+    SEVERITIES,
+    auroc,
+    perturb,
+    plant_cleft,
+    spearman,
+)
+from cleftscore.mirror import IBUG68_MIRROR
+
+S = 1024
+
+
+@pytest.fixture(scope="module")
+def astronaut(example_photo):
+    from cleftscore.face.prepare import prepare_photo
+
+    p = prepare_photo(example_photo, size=S)
+    return p.aligned.image, np.asarray(p.aligned.landmarks, dtype=np.float64)
+
+
+def test_planted_defect_stays_at_the_lip_and_grows_with_severity(astronaut):
+    from cleftscore.face.roi import roi_mask
+
+    img, lm = astronaut
+    mouth = roi_mask(lm, S, region="mouth") > 0
+    areas = []
+    for s in SEVERITIES:
+        p = plant_cleft(img, lm, severity=s, side="right")
+        changed = np.abs(p.image.astype(int) - img).max(axis=-1) > 3
+        # every visible change lies in the mouth region grown by 0.5 intercanthal distances
+        ys, xs = np.nonzero(mouth)
+        g = int(0.5 * intercanthal_distance(lm))
+        box = (ys.min() - g, ys.max() + g, xs.min() - g, xs.max() + g)
+        cy, cx = np.nonzero(changed)
+        assert cy.min() >= box[0] and cy.max() <= box[1] and cx.min() >= box[2] and cx.max() <= box[3]
+        assert p.mask.any() and p.mask.dtype == bool
+        # the face's right side is the image's left: the defect lies left of the subnasale
+        my, mx = np.nonzero(p.mask)
+        assert np.median(mx) < lm[33, 0]
+        areas.append(int(p.mask.sum()))
+    assert areas == sorted(areas) and areas[-1] > 3 * areas[0]
+
+
+def test_bilateral_defect_has_both_sides_and_left_mirrors_right(astronaut):
+    img, lm = astronaut
+    both = plant_cleft(img, lm, severity=3, side="both")
+    _, mx = np.nonzero(both.mask)
+    assert (mx < lm[33, 0]).sum() > 0.3 * mx.size and (mx > lm[33, 0]).sum() > 0.3 * mx.size
+    left = plant_cleft(img, lm, severity=3, side="left")
+    _, lx = np.nonzero(left.mask)
+    assert np.median(lx) > lm[33, 0]
+
+
+def test_plant_cleft_rejects_bad_input(astronaut):
+    img, lm = astronaut
+    with pytest.raises(ValueError, match="severity"):
+        plant_cleft(img, lm, severity=6)
+    with pytest.raises(ValueError, match="side"):
+        plant_cleft(img, lm, severity=1, side="middle")
+    with pytest.raises(ValueError, match="uint8"):
+        plant_cleft(img.astype(np.float32), lm, severity=1)
+
+
+def test_perturbations_keep_the_photo_and_change_it():
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 256, (300, 200, 3), dtype=np.uint8)
+    for kind in PERTURBATIONS:
+        out = perturb(img, kind)
+        assert out.dtype == np.uint8 and out.ndim == 3
+        expected = (240, 160) if kind == "scale0.8" else (300, 200)
+        assert out.shape[:2] == expected
+        if kind != "scale0.8":
+            assert np.abs(out.astype(int) - img).mean() > 1.0
+    with pytest.raises(ValueError):
+        perturb(img, "blur")
+
+
+def test_auroc_and_spearman():
+    assert auroc([3, 4, 5], [0, 1, 2]) == 1.0
+    assert auroc([0, 1], [2, 3]) == 0.0
+    assert auroc([1, 1], [1, 1]) == 0.5
+    assert np.isnan(auroc([], [1]))
+    rho, _ = spearman([1, 2, 3, 4], [10, 20, 30, 40])
+    assert rho == pytest.approx(1.0)
+
+
+def test_photometric_normalization_ignores_brightness_and_contrast():
+    from scipy.ndimage import gaussian_filter
+
+    rng = np.random.default_rng(1)
+    base = gaussian_filter(rng.normal(size=(128, 128, 3)), sigma=(2, 2, 0))
+    base = (base - base.min()) / np.ptp(base)
+    img = np.rint(40 + 120 * base).astype(np.uint8)
+    dim = np.rint(20 + 60 * base).astype(np.uint8)  # half the contrast, darker
+    brighter = img + np.uint8(60)
+    a = photometric_normalize(img, sigma=12.0)
+    # a brightness offset disappears exactly (the local mean is removed)
+    assert np.abs(photometric_normalize(brighter, sigma=12.0) - a).max() < 1e-3
+    # half the contrast: the same local structure, up to rounding and the contrast floor
+    b = photometric_normalize(dim, sigma=12.0)
+    assert np.corrcoef(a[..., 0].ravel(), b[..., 0].ravel())[0, 1] > 0.98
+    assert np.abs(b).mean() > 0.8 * np.abs(a).mean()
+
+
+def test_nasolabial_indices_are_zero_for_a_symmetric_face_and_measure_a_dropped_ala(astronaut):
+    _, lm = astronaut
+    c = float(lm[27:31, 0].mean())
+    refl = lm.copy()
+    refl[:, 0] = 2 * c - refl[:, 0]
+    sym = (lm + refl[list(IBUG68_MIRROR)]) / 2
+    sym[[27, 28, 29, 30, 33, 51, 62, 66, 57, 8], 0] = c
+    ni = nasolabial_indices(sym)
+    assert ni.total < 1e-6 and ni.ab_ratio < 1e-6
+    dropped = sym.copy()
+    dropped[31, 1] += 10.0
+    ni2 = nasolabial_indices(dropped)
+    assert ni2.alar_height == pytest.approx(10.0 / intercanthal_distance(sym), rel=1e-6)
+    assert ni2.ab_ratio == pytest.approx(10.0 / (sym[33, 1] - sym[27, 1]), rel=1e-6)
+
+
+def test_new_score_falls_with_a_planted_cleft_and_its_heat_map_finds_it(astronaut):
+    img, lm = astronaut
+    settings = AsymmetrySettings()
+    clean = asymmetry_score(img, lm, settings=settings)
+    p = plant_cleft(img, lm, severity=4, side="right")
+    bad = asymmetry_score(p.image, lm, settings=settings)
+    assert bad.score < clean.score - 0.2
+    assert clean.heatmap.shape == (S, S) and clean.heatmap.dtype == np.float32
+    assert bad.heatmap[p.mask].mean() > 3 * bad.heatmap[~p.mask].mean()
+
+
+def test_settings_are_checked():
+    with pytest.raises(ValueError, match="reference"):
+        AsymmetrySettings(reference="photo")
+    with pytest.raises(ValueError, match="scale"):
+        AsymmetrySettings(scale=0)
+    assert json.dumps(AsymmetrySettings().to_dict())
