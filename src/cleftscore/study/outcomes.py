@@ -208,7 +208,7 @@ def _cohort(changes: list[Change], after: str) -> CohortChange:
                             None, None, None, None, None, f"{n} patient(s) with a before/after pair: no CI or test needs 2 or more")  # fmt: skip
     diff = np.subtract(later, before)
     mean, sd = float(diff.mean()), float(diff.std(ddof=1))
-    if sd == 0.0:
+    if sd <= 1e-12 * max(1.0, abs(mean)):  # rounding noise only: a t statistic would be meaningless
         return CohortChange(after, codes, before, later, mean, mean, mean, None, None, None, "every patient changed by the same amount: no test")
     half = float(stats.t.ppf(0.975, n - 1)) * sd / math.sqrt(n)
     t = stats.ttest_rel(later, before)
