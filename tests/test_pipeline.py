@@ -570,3 +570,38 @@ def test_a_run_folder_of_the_earlier_layout_is_rescored(tmp_path: Path, batch_di
     assert new.to_json()["record_version"] == 2 and new.settings["score"]["roi"] == "face"
     assert new.measures["landmark_asymmetry_px"].value == pytest.approx(flat["landmark_asymmetry_px"])
     assert (d / "aligned.png").read_bytes() == aligned and (d / "thumb.jpg").is_file()
+
+
+def test_a_normalizer_of_ones_own_goes_through_the_same_door(tmp_path: Path, batch_dir: Path) -> None:
+    # Anything with the Normalizer interface can be plugged in; its measures reach the record
+    # and the CSV without touching the run-folder code.
+    from cleftscore.normalize import Measure, Normalization
+
+    class Flip:
+        name, batch_size, resolution = "asymmetry", 2, None
+        seen: list[int] = []
+
+        def describe(self):
+            return {"normalizer": "flip"}
+
+        def cached(self, face):
+            return None
+
+        def plan(self, n_faces):
+            pass
+
+        def close(self):
+            pass
+
+        def normalize(self, faces):
+            self.seen.append(len(faces))
+            return [Normalization(image=np.ascontiguousarray(f.image[:, ::-1]), measures={"flip_energy": Measure(1.5, "test")}) for f in faces]
+
+    flip = Flip()
+    out = tmp_path / "run"
+    photos = [batch_dir / "hopper.jpg", batch_dir / "hopper_gray.jpg", batch_dir / "broken.jpg"]
+    results = score_photos(photos, ASYM, out_dir=out, normalizer_factory=lambda progress: flip)
+    assert [r.ok for r in results] == [True, True, False] and flip.seen == [2]
+    rows = _read_csv(out / "scores.csv")
+    assert [r["flip_energy"] for r in rows] == ["1.500", "1.500", ""]
+    assert read_record(out, "hopper").measures["flip_energy"].value == 1.5

@@ -498,6 +498,7 @@ def score_photos(
     hooks: ProgressHooks | None = None,
     lpips_distance: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
     keep_images: bool | None = None,
+    normalizer_factory: Callable[[GanProgress], Normalizer] | None = None,
 ) -> list[PhotoResult]:
     """Score photos end to end; bad photos become ``failed`` results, never exceptions.
 
@@ -522,6 +523,10 @@ def score_photos(
     keep_images : bool, optional
         Keep each photo's arrays (aligned, normalized, heat map...) in its result. Default:
         only when no ``out_dir`` is given, so a large run's memory stays flat.
+    normalizer_factory : callable, optional
+        ``f(progress) -> Normalizer`` making the normalizer instead of
+        :func:`cleftscore.normalize.make_normalizer` (e.g. GAN workers on other machines); it
+        must be of ``settings.method``.
 
     Returns
     -------
@@ -547,7 +552,8 @@ def score_photos(
         if out is not None:
             write_run_settings(out, settings.to_dict(), ids)
         try:
-            return _score_stream(inputs, settings, out=out, cache_dir=cache_dir, hooks=hooks, lpips_distance=lpips_distance, keep=keep)
+            return _score_stream(inputs, settings, out=out, cache_dir=cache_dir, hooks=hooks, lpips_distance=lpips_distance,
+                                 keep=keep, normalizer_factory=normalizer_factory)  # fmt: skip
         finally:
             if out is not None:
                 try:
@@ -557,9 +563,15 @@ def score_photos(
 
 
 def _score_stream(inputs: Sequence[InputPhoto], settings: PipelineSettings, *, out: Path | None, cache_dir: str | Path | None,
-                  hooks: ProgressHooks, lpips_distance: Any, keep: bool) -> list[PhotoResult]:  # fmt: skip
+                  hooks: ProgressHooks, lpips_distance: Any, keep: bool,
+                  normalizer_factory: Callable[[GanProgress], Normalizer] | None) -> list[PhotoResult]:  # fmt: skip
     progress = GanProgress(start=hooks.gan_start, step=hooks.gan_step, grow=hooks.gan_grow, message=hooks._msg)
-    normalizer = make_normalizer(settings.method, gan=settings.gan, seed=settings.seed, cache_dir=cache_dir, progress=progress)
+    if normalizer_factory is not None:
+        normalizer = normalizer_factory(progress)
+        if normalizer.name != settings.method:
+            raise ValueError(f"the normalizer is {normalizer.name!r}, the settings ask for {settings.method!r}")
+    else:
+        normalizer = make_normalizer(settings.method, gan=settings.gan, seed=settings.seed, cache_dir=cache_dir, progress=progress)
     size = settings.size
     if normalizer.resolution is not None:
         if size is not None and size != normalizer.resolution:
@@ -574,7 +586,7 @@ def _score_stream(inputs: Sequence[InputPhoto], settings: PipelineSettings, *, o
             )
     size = size or 1024
     settings_dict = settings.to_dict()
-    environment = _environment(normalizer if settings.method == "gan" else None)
+    environment = _environment(normalizer)
     results: list[PhotoResult] = []
 
     def finish(res: PhotoResult) -> None:
