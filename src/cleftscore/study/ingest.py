@@ -68,18 +68,21 @@ def _where(photo: Photo) -> str:
     return f"photo {photo.id} of patient {v.patient.code}, visit {v.id} ({v.date.isoformat()} {v.phase})"
 
 
+def _verdict(photo: Photo, visit_id: int, settings: Mapping[str, Any], name: str) -> ImportLine | None:
+    """A line for a photo already in the study that needs no work (scored, or in another visit)."""
+    if photo.visit_id != visit_id:
+        return ImportLine(name, "failed", f"{name}: already in the study as {_where(photo)}; a photo belongs to one visit")
+    for sc in photo.scores:
+        if _same_settings(sc.settings, settings):
+            return ImportLine(name, "already", f"{name}: already scored with these settings ({_where(photo)})", sc.score)
+    return None
+
+
 def _existing(study: Study, visit_id: int, sha: str, settings: Mapping[str, Any], name: str) -> ImportLine | None:
-    """A line for a photo that needs no work (scored already, or in another visit); else None."""
+    """:func:`_verdict` of the photo with this hash; None when it is new or needs a score."""
     with study.transaction(write=False) as s:
         photo = s.scalar(select(Photo).where(Photo.sha256 == sha))
-        if photo is None:
-            return None
-        if photo.visit_id != visit_id:
-            return ImportLine(name, "failed", f"{name}: already in the study as {_where(photo)}; a photo belongs to one visit")
-        for sc in photo.scores:
-            if _same_settings(sc.settings, settings):
-                return ImportLine(name, "already", f"{name}: already scored with these settings ({_where(photo)})", sc.score)
-    return None
+        return None if photo is None else _verdict(photo, visit_id, settings, name)
 
 
 def _find_original(record: Any, originals: Mapping[str, Path], photos_dir: Path | None) -> Path | None:
@@ -131,16 +134,14 @@ def _import_record(study: Study, visit_id: int, run_dir: Path, record: Any, orig
                           stored_sha256=stored.stored_sha256, width=stored.width, height=stored.height)  # fmt: skip
             s.add(photo)
             s.flush()
-        elif photo.visit_id != visit.id:
-            return ImportLine(name, "failed", f"{name}: already in the study as {_where(photo)}; a photo belongs to one visit")
-        key = settings_key(settings)
-        old = s.scalar(select(Score).where(Score.photo_id == photo.id, Score.settings_key == key))
-        if old is not None:
-            return ImportLine(name, "already", f"{name}: already scored with these settings ({_where(photo)})", old.score)
+        else:  # another process recorded it since the check above
+            line = _verdict(photo, visit.id, settings, name)
+            if line is not None:
+                return line
         s.add(Score(
             photo_id=photo.id,
             method=record.method,
-            settings_key=key,
+            settings_key=settings_key(settings),
             settings_json=json.dumps(settings, sort_keys=True, default=str),
             score=float(record.score),
             pictures_json=json.dumps(pictures, sort_keys=True),
