@@ -232,3 +232,18 @@ def test_export_of_an_empty_study_has_headers(tmp_path: Path) -> None:
     for path in written:
         header = path.read_text(encoding="utf-8-sig").strip()
         assert header == ",".join(COLUMNS[path.stem])
+
+
+def test_missing_gan_weights_are_one_line_pointing_to_the_asymmetry_method(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from PIL import Image
+
+    monkeypatch.setenv("CLEFTSCORE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("CLEFTSCORE_GENERATOR", raising=False)
+    db = str(tmp_path / "s.sqlite")
+    for args in (["add-patient", "P001"], ["add-visit", "P001", "--date", "2026-01-01", "--phase", "pre-op"]):
+        assert runner.invoke(app, ["study", *args, "--db", db]).exit_code == 0
+    Image.new("RGB", (64, 64)).save(tmp_path / "a.png")
+    result = runner.invoke(app, ["study", "score", "1", str(tmp_path / "a.png"), "--db", db])
+    assert result.exit_code == 1 and len(result.output.strip().splitlines()) == 1
+    assert "weights are not on this machine" in result.output and "--method asymmetry" in result.output
+    assert not any((tmp_path / "s.sqlite.files" / "tmp").glob("run-*"))

@@ -11,7 +11,7 @@ import typer
 from cleftscore.cli import app
 from cleftscore.cli._common import console, err_console, user_errors
 from cleftscore.cli.score import ColorOpt, ColorSpace, Detector, ErosionOpt, MaskOpt, Method, Metric, MetricOpt, Roi, RoiOpt
-from cleftscore.errors import CleftscoreError
+from cleftscore.errors import CleftscoreError, WeightsMissingError
 
 study_app = typer.Typer(
     help="A study record: patients (pseudonymous codes), visits, photos and scores, and the change after surgery.",
@@ -140,6 +140,8 @@ def score(
             try:
                 report = ingest.score_into_visit(study, visit, photos, settings, cache_dir=cache_dir, on_line=show,
                                                   hooks=ProgressHooks(message=lambda m: err_console.print(m, highlight=False)))  # fmt: skip
+            except WeightsMissingError as exc:
+                raise CleftscoreError(f"{exc}; or score with the weights-free --method asymmetry") from None
             except KeyboardInterrupt:
                 err_console.print("[yellow]Interrupted.[/yellow] The photos scored so far are recorded; run the same command again to score the rest.")
                 raise typer.Exit(code=130) from None
