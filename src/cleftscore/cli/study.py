@@ -189,10 +189,15 @@ def show(code: CodeArg, db: DbOpt = None) -> None:
     with user_errors(), _open(db) as study:
         detail = patient_detail(study, code)
         console.print(detail.header, highlight=False)
-        table = Table("visit", "date", "phase", "procedure", "photo", "file", "method", "score")
-        for row in detail.rows:
-            table.add_row(*(str(v) if v is not None else "" for v in row))
-        console.print(table)
+        for visit in detail.visits:
+            console.print(visit.heading, highlight=False)
+            if not visit.rows:
+                console.print("  (no photos)")
+                continue
+            table = Table("photo", "file", "method", "score")
+            for row in visit.rows:
+                table.add_row(*(str(v) if v is not None else "" for v in row))
+            console.print(table)
 
 
 @study_app.command("outcomes")

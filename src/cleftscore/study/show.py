@@ -12,15 +12,23 @@ from cleftscore.study.db import Study
 from cleftscore.study.models import Patient, Photo, Visit
 from cleftscore.study.records import find_patient
 
-__all__ = ["PatientDetail", "patient_list", "patient_detail"]
+__all__ = ["PatientDetail", "VisitDetail", "patient_list", "patient_detail"]
+
+
+@dataclass(frozen=True)
+class VisitDetail:
+    """One visit's heading and a row (photo id, file, method, score) per score or unscored photo."""
+
+    heading: str
+    rows: tuple[tuple[Any, ...], ...]
 
 
 @dataclass(frozen=True)
 class PatientDetail:
-    """A patient's header line and one row per score (or per visit/photo without one)."""
+    """A patient's header line and visits in date order."""
 
     header: str
-    rows: tuple[tuple[Any, ...], ...]
+    visits: tuple[VisitDetail, ...]
 
 
 def patient_list(study: Study) -> list[tuple[Any, ...]]:
@@ -46,14 +54,13 @@ def patient_detail(study: Study, code: str) -> PatientDetail:
                                 .options(selectinload(Visit.photos).selectinload(Photo.scores))))  # fmt: skip
         facts = [f"born {p.birth_year}" if p.birth_year else "", p.cleft_type or "", p.cleft_side or ""]
         header = f"patient {p.code}" + "".join(f", {f}" for f in facts if f) + f": {len(visits)} visit(s)"
-        rows: list[tuple[Any, ...]] = []
+        out = []
         for v in visits:
-            base = (v.id, v.date.isoformat(), v.phase, v.procedure)
-            if not v.photos:
-                rows.append((*base, None, "(no photos)", None, None))
+            heading = f"visit {v.id}: {v.date.isoformat()} {v.phase}" + (f", {v.procedure}" if v.procedure else "")
+            rows: list[tuple[Any, ...]] = []
             for ph in v.photos:
+                rows.extend((ph.id, ph.original_name, sc.method, f"{sc.score:.4f}") for sc in ph.scores)
                 if not ph.scores:
-                    rows.append((*base, ph.id, ph.original_name, None, None))
-                for sc in ph.scores:
-                    rows.append((*base, ph.id, ph.original_name, sc.method, f"{sc.score:.4f}"))
-        return PatientDetail(header=header, rows=tuple(rows))
+                    rows.append((ph.id, ph.original_name, None, None))
+            out.append(VisitDetail(heading=heading, rows=tuple(rows)))
+        return PatientDetail(header=header, visits=tuple(out))
