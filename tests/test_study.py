@@ -440,6 +440,20 @@ def test_stored_copy_of_the_exif_rotated_photo_is_upright_without_metadata(tmp_p
         assert b"Exif" not in stored.read_bytes() and b"GPS" not in stored.read_bytes()
 
 
+def test_the_rotated_photo_scored_into_a_visit_is_stored_upright_without_exif(study_copy: Path, local_faces: Path) -> None:
+    from PIL import ImageOps
+
+    d = ["--db", str(study_copy)]
+    _ok(["study", "add-visit", "P001", "--date", "2026-11-30", "--phase", "follow-up", *d])
+    src = local_faces / "exif_orientation6_tiny_portrait.jpg"
+    out = _ok(["study", "score", "8", str(src), *ASYM, *d])
+    assert "exif_orientation6_tiny_portrait.jpg: S = " in out
+    (stored,) = _query(study_copy, "SELECT stored_path FROM photos WHERE visit_id = 8")[0]
+    with Image.open(Path(str(study_copy) + ".files") / stored) as im, Image.open(src) as raw:
+        assert len(im.getexif()) == 0 and "exif" not in im.info
+        assert np.array_equal(np.asarray(im.convert("RGB")), np.asarray(ImageOps.exif_transpose(raw).convert("RGB")))
+
+
 def test_sigkill_during_a_scoring_run_leaves_a_consistent_rerunnable_study(study_copy: Path, tmp_path: Path, local_faces: Path) -> None:
     d = ["--db", str(study_copy)]
     _ok(["study", "add-visit", "P001", "--date", "2026-11-15", "--phase", "follow-up", *d])
