@@ -275,10 +275,15 @@ class GanNormalizer:
             try:
                 with np.load(path) as data:
                     self._w_stats = (torch.from_numpy(data["w_avg"]).to(self.device), float(data["w_std"]))
-            except (OSError, KeyError, ValueError):
+            except Exception:  # noqa: BLE001 - missing or damaged (a zip error is no OSError): compute again
+                import io
+
+                from cleftscore.io import atomic_write_bytes
+
                 w_avg, w_std = w_stats(self.G, device=self.device)
-                path.parent.mkdir(parents=True, exist_ok=True)
-                np.savez(path, w_avg=w_avg.detach().cpu().numpy(), w_std=np.float64(w_std))
+                buf = io.BytesIO()
+                np.savez(buf, w_avg=w_avg.detach().cpu().numpy(), w_std=np.float64(w_std))
+                atomic_write_bytes(path, buf.getvalue())
                 self._w_stats = (w_avg, float(w_std))
         return self._w_stats
 
