@@ -87,10 +87,6 @@ class RunFolderBusyError(CleftscoreError):
     """Another cleftscore process is writing into the same run folder."""
 
 
-class RecordError(CleftscoreError):
-    """A ``result.json`` that cannot be read as a photo record."""
-
-
 # ----------------------------------------------------------------------------- the record
 
 
@@ -666,6 +662,8 @@ class RunLock:
         from cleftscore.io import restore_replaced_folders
 
         restore_replaced_folders(self.run_dir / PHOTOS_DIR)
+        for tmp in self.run_dir.glob(".*.tmp"):  # a summary file cut short by a crash
+            tmp.unlink(missing_ok=True)
         return self
 
     def __exit__(self, *exc: object) -> None:
