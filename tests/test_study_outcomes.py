@@ -102,7 +102,9 @@ def test_settings_most_photos_have_are_used_and_others_can_be_chosen(study: Stud
     assert any("2 settings of method asymmetry" in n for n in default.notes)
     assert any("3 photo(s) have no score with these settings" in n for n in default.notes)
     chosen = compute_outcomes(study, settings="bbbb", n_boot=500)
-    assert [c.code for c in chosen.changes] == ["P2"] and chosen.changes[0].ci_low is None
+    (one_photo,) = chosen.changes
+    assert one_photo.code == "P2" and one_photo.ci_low is None and one_photo.ci_high is None
+    assert one_photo.note == "one photo at visit 4: no CI is possible (the bootstrap resamples photos)"
     with pytest.raises(StudyError, match="match 0 settings"):
         compute_outcomes(study, settings="cccc")
 
@@ -115,3 +117,18 @@ def test_several_methods_need_a_choice(study: Study) -> None:
     with pytest.raises(StudyError, match="no scores of method 'mirror'"):
         compute_outcomes(study, method="mirror")
     assert len(compute_outcomes(study, method="asymmetry", n_boot=500).changes) == 1
+
+
+def test_cli_says_when_no_ci_is_possible_and_plots_without_thumbnails(study: Study, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from cleftscore.cli import app
+
+    _add(study, "P1", [("2026-01-01", "pre-op", [0.1, 0.2]), ("2026-03-01", "post-op", [0.5])])
+    _add(study, "P2", [("2026-01-01", "pre-op", [0.3, 0.4]), ("2026-03-01", "post-op", [0.6, 0.8])])
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["study", "outcomes", "--db", str(study.path), "--out", str(out), "--n-boot", "500"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "P1 visit 2 (2026-03-01 post-op, +59 d): change +0.3500 (one photo at visit 2: no CI is possible" in result.output
+    assert "P2 visit 4 (2026-03-01 post-op, +59 d): change +0.3500 (95% CI" in result.output
+    assert sorted(p.name for p in out.iterdir()) == ["cohort.png", "outcomes.csv", "timeline_P1.png", "timeline_P2.png"]
