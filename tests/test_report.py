@@ -205,3 +205,17 @@ def test_report_imports_no_torch():
     code = "import sys, cleftscore.report; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_score_pictures_are_arrays_and_a_small_thumbnail():
+    from cleftscore.report import score_pictures
+
+    rng = np.random.default_rng(1)
+    face = rng.integers(0, 255, size=(1024, 1024, 3), dtype=np.uint8)
+    hm = rng.random((1024, 1024)).astype(np.float32)
+    mask = np.zeros((1024, 1024), np.float32)
+    mask[600:900, 300:700] = 1
+    pics = score_pictures(face, face[:, ::-1].copy(), hm, mask=mask, score=2.5)
+    assert set(pics) == {"heatmap.png", "overlay.png", "panel.png", "thumb.jpg"}  # no photo given: no overlay on it
+    assert pics["overlay.png"].shape == (1024, 1024, 3) and pics["panel.png"].shape[0] <= 512 + 64
+    assert isinstance(pics["thumb.jpg"], bytes) and len(pics["thumb.jpg"]) < 150_000

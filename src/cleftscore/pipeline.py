@@ -371,55 +371,13 @@ def _record(res: PhotoResult, settings: dict[str, Any], environment: dict[str, A
     )
 
 
-MAX_OVERLAY_SIDE = 4096
-PANEL_HEIGHT = 512
-
-
-def _overlay_on_original(original: np.ndarray, aligned: Any, heatmap: np.ndarray, mask: np.ndarray | None, vmax: float) -> np.ndarray:
-    """``overlay_original.png``: the heat map on the photo, at most 4096 px a side.
-
-    Overlays of 50-megapixel photos at full size need gigabytes; a slide needs far less.
-    """
-    from PIL import Image
-
-    from cleftscore.face.align import warp_to_original
-    from cleftscore.report import overlay
-
-    h, w = original.shape[:2]
-    scale = MAX_OVERLAY_SIDE / max(h, w)
-    if scale < 1:
-        nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
-        original = np.asarray(Image.fromarray(original).resize((nw, nh), Image.Resampling.BOX))
-        to_small = np.diag([nw / w, nh / h, 1.0])
-        aligned = dataclasses.replace(aligned, to_original=to_small @ aligned.to_original, original_shape=(nh, nw))
-    hm_o = warp_to_original(heatmap, aligned, order=1, fill=0)
-    mask_o = warp_to_original(mask, aligned, order=1, fill=0) if mask is not None else None
-    return overlay(original, hm_o, mask=mask_o, vmax=vmax)
-
-
 def _score_pictures(res: PhotoResult, original: np.ndarray | None, aligned_face: Any) -> dict[str, np.ndarray | bytes]:
-    """The pictures that depend on the score: heat map, overlays, panel and thumbnail."""
-    from cleftscore.report import colorize, heatmap_figure, overlay, panel, thumbnail_jpeg
+    """The pictures that depend on the score (see :func:`cleftscore.report.score_pictures`)."""
+    from cleftscore.report import score_pictures
 
     assert res.aligned is not None and res.normalized is not None and res.heatmap is not None
-    shown = res.heatmap if res.mask is None else res.heatmap * (res.mask > 0)
-    vmax = float(np.percentile(shown[shown > 0], 99.5)) if np.any(shown > 0) else 1.0
-    title = f"S = {res.score:.3f}" if res.score is not None else None
-    out: dict[str, np.ndarray | bytes] = {"heatmap.png": heatmap_figure(res.heatmap, vmax=vmax, title=title)}
-    ov = overlay(res.aligned, res.heatmap, mask=res.mask, vmax=vmax)
-    out["overlay.png"] = ov
-    if original is not None and aligned_face is not None:
-        out["overlay_original.png"] = _overlay_on_original(original, aligned_face, res.heatmap, res.mask, vmax)
-    images = [res.aligned, res.normalized, colorize(res.heatmap, vmax=vmax), ov]
-    labels = ["aligned", "normalized", "heat map", "overlay"]
-    if res.inverted is not None:
-        images.insert(1, res.inverted)
-        labels.insert(1, "inverted (no adaptation)")
-    # 512 px high is plenty for a slide and a quarter of the pixels to draw and encode.
-    strip = panel(images, labels, height=min(PANEL_HEIGHT, res.aligned.shape[0]))
-    out["panel.png"] = strip
-    out[THUMBNAIL] = thumbnail_jpeg(strip)
-    return out
+    return score_pictures(res.aligned, res.normalized, res.heatmap, mask=res.mask, score=res.score, inverted=res.inverted,
+                          original=original, aligned_face=aligned_face)  # fmt: skip
 
 
 def _all_pictures(res: PhotoResult) -> dict[str, np.ndarray | bytes | Path]:

@@ -30,7 +30,9 @@ __all__ = [
     "heatmap_figure",
     "overlay",
     "panel",
+    "overlay_on_original",
     "robust_vmax",
+    "score_pictures",
     "thumbnail_jpeg",
     "write_csv",
     "write_html_report",
@@ -325,6 +327,103 @@ def panel(
         draw.text((x + 4, 4), str(label), fill=(0, 0, 0), font=font)
         x += im.shape[1] + gap
     return np.asarray(canvas)
+
+
+MAX_OVERLAY_SIDE = 4096
+PANEL_HEIGHT = 512
+
+
+def overlay_on_original(original: np.ndarray, aligned_face: Any, heatmap: np.ndarray, *, mask: np.ndarray | None = None,
+                        vmax: float | None = None) -> np.ndarray:  # fmt: skip
+    """The heat map drawn back onto the original photo, at most 4096 px a side.
+
+    Parameters
+    ----------
+    original : (H, W, 3) ndarray of uint8
+        The photo.
+    aligned_face : cleftscore.face.align.AlignedFace
+        Its alignment (the transform from the aligned frame to the photo).
+    heatmap, mask : (S, S) ndarray
+        Heat map (>= 0) and ROI in the aligned frame.
+    vmax : float, optional
+        Top of the colour scale.
+
+    Returns
+    -------
+    (h, w, 3) ndarray of uint8
+        The photo (downscaled when larger than 4096 px: a 50-megapixel overlay needs gigabytes,
+        a slide far less) with the heat map and ROI.
+    """
+    from PIL import Image
+
+    from cleftscore.face.align import warp_to_original
+
+    img = _check_image(original, "original")
+    h, w = img.shape[:2]
+    scale = MAX_OVERLAY_SIDE / max(h, w)
+    if scale < 1:
+        nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
+        img = np.asarray(Image.fromarray(img).resize((nw, nh), Image.Resampling.BOX))
+        to_small = np.diag([nw / w, nh / h, 1.0])
+        aligned_face = dataclasses.replace(aligned_face, to_original=to_small @ aligned_face.to_original, original_shape=(nh, nw))
+    hm_o = warp_to_original(heatmap, aligned_face, order=1, fill=0)
+    mask_o = warp_to_original(mask, aligned_face, order=1, fill=0) if mask is not None else None
+    return overlay(img, hm_o, mask=mask_o, vmax=vmax)
+
+
+def score_pictures(
+    aligned: np.ndarray,
+    normalized: np.ndarray,
+    heatmap: np.ndarray,
+    *,
+    mask: np.ndarray | None = None,
+    score: float | None = None,
+    inverted: np.ndarray | None = None,
+    original: np.ndarray | None = None,
+    aligned_face: Any = None,
+) -> dict[str, np.ndarray | bytes]:
+    """Every picture of a scored photo that depends on its heat map, by file name.
+
+    Parameters
+    ----------
+    aligned, normalized : (S, S, 3) ndarray of uint8
+        The aligned face and its normalized twin.
+    heatmap : (S, S) ndarray
+        Heat map, >= 0.
+    mask : (S, S) ndarray, optional
+        ROI; outside it overlays are dimmed and the colour scale ignores it.
+    score : float, optional
+        Shown as the heat map's title.
+    inverted : (S, S, 3) ndarray of uint8, optional
+        GAN inversion before adaptation; joins the panel.
+    original, aligned_face : optional
+        The photo and its alignment, for ``overlay_original.png``.
+
+    Returns
+    -------
+    dict
+        ``heatmap.png``, ``overlay.png``, ``overlay_original.png`` (with ``original``),
+        ``panel.png`` (aligned | [inverted |] normalized | heat map | overlay, at most 512 px
+        high) as arrays, and ``thumb.jpg`` (the panel, 160 px high) as JPEG bytes.
+    """
+    shown = heatmap if mask is None else heatmap * (np.asarray(mask) > 0)
+    vmax = float(np.percentile(shown[shown > 0], 99.5)) if np.any(shown > 0) else 1.0
+    title = f"S = {score:.3f}" if score is not None else None
+    out: dict[str, np.ndarray | bytes] = {"heatmap.png": heatmap_figure(heatmap, vmax=vmax, title=title)}
+    ov = overlay(aligned, heatmap, mask=mask, vmax=vmax)
+    out["overlay.png"] = ov
+    if original is not None and aligned_face is not None:
+        out["overlay_original.png"] = overlay_on_original(original, aligned_face, heatmap, mask=mask, vmax=vmax)
+    images = [aligned, normalized, colorize(heatmap, vmax=vmax), ov]
+    labels = ["aligned", "normalized", "heat map", "overlay"]
+    if inverted is not None:
+        images.insert(1, inverted)
+        labels.insert(1, "inverted (no adaptation)")
+    # 512 px high is plenty for a slide and a quarter of the pixels to draw and encode.
+    strip = panel(images, labels, height=min(PANEL_HEIGHT, aligned.shape[0]))
+    out["panel.png"] = strip
+    out["thumb.jpg"] = thumbnail_jpeg(strip)
+    return out
 
 
 # ----------------------------------------------------------------------------- files
