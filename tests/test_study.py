@@ -454,15 +454,10 @@ def test_the_rotated_photo_scored_into_a_visit_is_stored_upright_without_exif(st
 def test_sigkill_during_a_scoring_run_leaves_a_consistent_rerunnable_study(study_copy: Path, tmp_path: Path, local_faces: Path) -> None:
     d = ["--db", str(study_copy)]
     _ok(["study", "add-visit", "P001", "--date", "2026-11-15", "--phase", "follow-up", *d])
-    folder = tmp_path / "many"
-    folder.mkdir()
-    base = Image.open(local_faces / "tiny_128px_portrait_uniform.jpg").convert("RGB")
     n = 8
-    for k in range(n):
-        _variant(base, 30 + k).save(folder / f"f{k:02d}.jpg", quality=93)
+    folder = _photo_folder(tmp_path / "many", local_faces, n, 30)
     before = _counts(study_copy)
-    cmd = [sys.executable, "-c", "from cleftscore.cli import main; main()", "study", "score", "8", str(folder), *ASYM, *d]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = _cli_process(["study", "score", "8", str(folder), *ASYM, *d])
     deadline = time.monotonic() + 300
     try:
         while time.monotonic() < deadline and proc.poll() is None:
@@ -507,3 +502,48 @@ def test_check_finds_changed_missing_and_unreferenced_files(study_copy: Path) ->
     assert len(problems) == 3 and "3 problem(s); 1 unreferenced file(s) removed" in result.output
     assert "has changed" in problems[0] and "stored copy" in problems[1] and "picture heatmap.png of score 1 is missing" in problems[2]
     assert not stray.exists() and (files / stored).exists()  # referenced files are never removed
+
+
+def _cli_process(args: list[str]) -> subprocess.Popen:
+    cmd = [sys.executable, "-c", "from cleftscore.cli import main; main()", *args]
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _photo_folder(folder: Path, local_faces: Path, n: int, first: int) -> Path:
+    folder.mkdir()
+    base = Image.open(local_faces / "tiny_128px_portrait_uniform.jpg").convert("RGB")
+    for k in range(n):
+        _variant(base, first + k).save(folder / f"f{k:02d}.jpg", quality=93)
+    return folder
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_a_scoring_run_keeps_what_was_recorded(study_copy: Path, tmp_path: Path, local_faces: Path) -> None:
+    d = ["--db", str(study_copy)]
+    _ok(["study", "add-visit", "P001", "--date", "2026-11-15", "--phase", "follow-up", *d])
+    folder = _photo_folder(tmp_path / "many", local_faces, 8, 50)
+    before = _counts(study_copy)
+    proc = _cli_process(["study", "score", "8", str(folder), *ASYM, *d])
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None and _counts(study_copy)[2] <= before[2] + 1:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Interrupted." in err and "run the same command again" in err and "Traceback" not in err
+    _check_consistent(study_copy)
+    assert not any((Path(str(study_copy) + ".files") / "tmp").iterdir())  # the scratch run folder went too
+
+
+@pytest.mark.slow
+def test_two_processes_scoring_the_same_photos_record_each_once(study_copy: Path, tmp_path: Path, local_faces: Path) -> None:
+    d = ["--db", str(study_copy)]
+    _ok(["study", "add-visit", "P001", "--date", "2026-11-15", "--phase", "follow-up", *d])
+    folder = _photo_folder(tmp_path / "same", local_faces, 4, 60)
+    before = _counts(study_copy)
+    procs = [_cli_process(["study", "score", "8", str(folder), *ASYM, *d]) for _ in range(2)]
+    outputs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outputs
+    assert _counts(study_copy) == (before[0], before[1], before[2] + 4, before[3] + 4)
+    assert _query(study_copy, "SELECT COUNT(*) FROM (SELECT photo_id FROM scores GROUP BY photo_id, settings_key HAVING COUNT(*) > 1)") == [(0,)]
+    _check_consistent(study_copy)
