@@ -133,12 +133,12 @@ def score(
         except ValueError as exc:
             raise CleftscoreError(f"invalid option: {exc}") from None
         with _open(db) as study:
-            def show(line) -> None:
+            def print_score(line: ingest.ImportLine) -> None:
                 if line.status == "added":
                     console.print(f"{line.file}: S = {line.score:.4f}", highlight=False)
 
             try:
-                report = ingest.score_into_visit(study, visit, photos, settings, cache_dir=cache_dir, on_line=show,
+                report = ingest.score_into_visit(study, visit, photos, settings, cache_dir=cache_dir, on_line=print_score,
                                                   hooks=ProgressHooks(message=lambda m: err_console.print(m, highlight=False)))  # fmt: skip
             except WeightsMissingError as exc:
                 raise CleftscoreError(f"{exc}; or score with the weights-free --method asymmetry") from None
