@@ -177,6 +177,26 @@ def _check_consistent(db: Path) -> None:
             assert (files / rel).is_file()
 
 
+def _follow_up_visit(db: Path) -> list[str]:
+    """Add visit 8 (a follow-up of P001) to a copy of the test study; return the --db option."""
+    d = ["--db", str(db)]
+    _ok(["study", "add-visit", "P001", "--date", "2026-11-15", "--phase", "follow-up", *d])
+    return d
+
+
+def _cli_process(args: list[str]) -> subprocess.Popen:
+    cmd = [sys.executable, "-c", "from cleftscore.cli import main; main()", *args]
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _photo_folder(folder: Path, local_faces: Path, n: int, first: int) -> Path:
+    folder.mkdir()
+    base = Image.open(local_faces / "tiny_128px_portrait_uniform.jpg").convert("RGB")
+    for k in range(n):
+        _variant(base, first + k).save(folder / f"f{k:02d}.jpg", quality=93)
+    return folder
+
+
 # ----------------------------------------------------------------------------- the study
 
 
@@ -452,8 +472,7 @@ def test_the_rotated_photo_scored_into_a_visit_is_stored_upright_without_exif(st
 
 
 def test_sigkill_during_a_scoring_run_leaves_a_consistent_rerunnable_study(study_copy: Path, tmp_path: Path, local_faces: Path) -> None:
-    d = ["--db", str(study_copy)]
-    _ok(["study", "add-visit", "P001", "--date", "2026-11-15", "--phase", "follow-up", *d])
+    d = _follow_up_visit(study_copy)
     n = 8
     folder = _photo_folder(tmp_path / "many", local_faces, n, 30)
     before = _counts(study_copy)
@@ -504,23 +523,9 @@ def test_check_finds_changed_missing_and_unreferenced_files(study_copy: Path) ->
     assert not stray.exists() and (files / stored).exists()  # referenced files are never removed
 
 
-def _cli_process(args: list[str]) -> subprocess.Popen:
-    cmd = [sys.executable, "-c", "from cleftscore.cli import main; main()", *args]
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def _photo_folder(folder: Path, local_faces: Path, n: int, first: int) -> Path:
-    folder.mkdir()
-    base = Image.open(local_faces / "tiny_128px_portrait_uniform.jpg").convert("RGB")
-    for k in range(n):
-        _variant(base, first + k).save(folder / f"f{k:02d}.jpg", quality=93)
-    return folder
-
-
 @pytest.mark.slow
 def test_ctrl_c_during_a_scoring_run_keeps_what_was_recorded(study_copy: Path, tmp_path: Path, local_faces: Path) -> None:
-    d = ["--db", str(study_copy)]
-    _ok(["study", "add-visit", "P001", "--date", "2026-11-15", "--phase", "follow-up", *d])
+    d = _follow_up_visit(study_copy)
     folder = _photo_folder(tmp_path / "many", local_faces, 8, 50)
     before = _counts(study_copy)
     proc = _cli_process(["study", "score", "8", str(folder), *ASYM, *d])
@@ -537,8 +542,7 @@ def test_ctrl_c_during_a_scoring_run_keeps_what_was_recorded(study_copy: Path, t
 
 @pytest.mark.slow
 def test_two_processes_scoring_the_same_photos_record_each_once(study_copy: Path, tmp_path: Path, local_faces: Path) -> None:
-    d = ["--db", str(study_copy)]
-    _ok(["study", "add-visit", "P001", "--date", "2026-11-15", "--phase", "follow-up", *d])
+    d = _follow_up_visit(study_copy)
     folder = _photo_folder(tmp_path / "same", local_faces, 4, 60)
     before = _counts(study_copy)
     procs = [_cli_process(["study", "score", "8", str(folder), *ASYM, *d]) for _ in range(2)]
