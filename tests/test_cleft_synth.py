@@ -152,3 +152,40 @@ def test_settings_are_checked():
     with pytest.raises(ValueError, match="scale"):
         AsymmetrySettings(scale=0)
     assert json.dumps(AsymmetrySettings().to_dict())
+
+
+def test_upper_lip_region_holds_the_nose_base_and_upper_lip_only(astronaut):
+    from cleftscore.asymmetry_score import upper_lip_mask
+
+    _, lm = astronaut
+    m = upper_lip_mask(lm, S)
+    for i in (31, 33, 35, 50, 51, 52, 62):  # nostrils, Cupid's bow, inner upper lip
+        x, y = np.round(lm[i]).astype(int)
+        assert m[min(y, S - 1) - 1, x] or m[y, x], i
+    x, y = np.round(lm[57]).astype(int)  # the lower lip's lowest point is outside
+    assert not m[y, x]
+
+
+def test_normative_reference_reads_a_percentile():
+    from cleftscore.asymmetry_score import NormativeReference
+
+    ref = NormativeReference.from_scores(np.linspace(-3.0, -1.0, 201), source="test", settings=AsymmetrySettings())
+    assert ref.fraction_more_symmetric(-2.0) == pytest.approx(0.5, abs=0.01)
+    assert ref.fraction_more_symmetric(-2.9) == pytest.approx(0.95, abs=0.01)
+    assert ref.fraction_more_symmetric(-5.0) == 1.0 and ref.fraction_more_symmetric(0.0) == 0.0
+    with pytest.raises(ValueError):
+        NormativeReference.from_scores(np.zeros(3), source="x", settings=AsymmetrySettings())
+
+
+def test_tolerant_difference_forgives_small_shifts_but_not_a_gap():
+    from cleftscore.asymmetry_score import tolerant_difference
+
+    rng = np.random.default_rng(2)
+    a = rng.normal(size=(64, 64, 3)).astype(np.float32)
+    b = np.roll(a, 2, axis=1)  # registration off by 2 px
+    assert tolerant_difference(a, b, radius=0).mean() > 1.0
+    assert tolerant_difference(a, b, radius=3)[:, 4:-4].max() < 1e-9
+    c = b.copy()
+    c[20:40, 20:30] = 10.0  # a patch with no counterpart nearby
+    d = tolerant_difference(a, c, radius=3)
+    assert d[25:35, 23:27].min() > 10.0

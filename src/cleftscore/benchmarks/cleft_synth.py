@@ -51,6 +51,7 @@ __all__ = [
     "Scorer",
     "auroc",
     "default_scorers",
+    "false_alarm_rate",
     "perturb",
     "plant_cleft",
     "run_cleft_synth",
@@ -324,14 +325,15 @@ def _landmark_scorer(face: np.ndarray, lm: np.ndarray, mirror: np.ndarray) -> Sc
 
 #: The ideas of issue 19 as settings (the new score's other knobs switched off unless named).
 _PLAIN = {"photometric": False, "refine": False, "reference": "none", "tolerance": 0.0, "statistic": "mean",
-          "pool": 0.0}  # fmt: skip
+          "pool": 0.0, "roi": "mouth"}  # fmt: skip
 IDEAS: dict[str, dict[str, object]] = {
     "a_photometric": {**_PLAIN, "photometric": True},
     "b_control": {**_PLAIN, "reference": "control"},
     "c_tolerant": {**_PLAIN, "tolerance": 0.08},
     "c_refine": {**_PLAIN, "refine": True},
     "abc_mean": {**_PLAIN, "photometric": True, "reference": "control", "tolerance": 0.08},
-    "new": {},  # the defaults of AsymmetrySettings: a + b + c_tolerant with the peak statistic
+    "abc_peak_mouth": {"roi": "mouth", "control_statistic": "same"},
+    "new": {},  # the defaults of AsymmetrySettings: a + b + c_tolerant, peak of the upper lip
 }
 
 
@@ -578,19 +580,28 @@ def load_devset_face(root: Path, relative_file: str, cache: Path | None) -> Face
 
 
 def devset_normal_faces(root: Path, cache: Path | None, *, sets: Sequence[str] | None = None,
-                        every: int = 1) -> list[FaceSample]:  # fmt: skip
-    """The normal faces of the development sets (every ``every``-th of each set) that align."""
+                        per_set: int | None = None) -> list[FaceSample]:  # fmt: skip
+    """The normal faces of the development sets that align: all, or ``per_set`` evenly spaced ones of each set."""
     out = []
     rows = [r for r in _read_labels(root) if r["group"] == "normal" and (sets is None or r["set"] in sets)]
     by_set: dict[str, list[dict[str, str]]] = {}
     for r in rows:
         by_set.setdefault(r["set"], []).append(r)
     for _, rs in sorted(by_set.items()):
-        for r in sorted(rs, key=lambda r: r["file"])[::every]:
+        rs = sorted(rs, key=lambda r: r["file"])
+        if per_set is not None and len(rs) > per_set:
+            rs = [rs[int(k)] for k in np.linspace(0, len(rs) - 1, per_set).round()]
+        for r in rs:
             f = load_devset_face(root, r["file"], cache)
             if f is not None:
                 out.append(f)
     return out
+
+
+def false_alarm_rate(normal_scores: Sequence[float], threshold: float) -> float:
+    """Fraction of normal photos flagged by ``score <= threshold`` (low = abnormal)."""
+    v = np.asarray(normal_scores, dtype=np.float64)
+    return float(np.mean(v <= float(threshold))) if v.size else float("nan")
 
 
 def run_devsets(
@@ -685,10 +696,12 @@ def run_devsets(
                 float(np.mean([v < vals(bilateral)[0] for v in ad + nk])) if vals(bilateral) and ad else float("nan")
             ),
         }
+        # Normal adults are public photos; their sorted scores (no names) let a false-alarm rate
+        # be read off later for any threshold (see false_alarm_rate).
+        m["adult_scores_sorted"] = sorted(ad)
         if thresholds is not None and n in thresholds and ad:
-            t = float(thresholds[n])
-            m["adult_false_alarm_rate"] = float(np.mean([v <= t for v in ad]))
-            m["threshold"] = t
+            m["threshold"] = float(thresholds[n])
+            m["adult_false_alarm_rate"] = false_alarm_rate(ad, m["threshold"])
         report["scorers"][n] = m
     g = [f for f in graded if f in lm_ab]
     rho, p = spearman([ab[f] for f in g], [lm_ab[f] for f in g])

@@ -218,7 +218,12 @@ def cleft_synth(
         Optional[Path], typer.Option("--devsets", help="Folder built by devsets/rebuild.py: use its normal faces.")
     ] = None,
     cache: Annotated[Optional[Path], typer.Option("--cache", help="Folder of aligned faces (.npy) for --devsets.")] = None,
-    every: Annotated[int, typer.Option("--every", min=1, help="With --devsets: every N-th normal face of each set.")] = 1,
+    per_set: Annotated[
+        Optional[int], typer.Option("--per-set", min=1, help="With --devsets: this many evenly spaced normal faces per set.")
+    ] = None,
+    scorers: Annotated[
+        Optional[str], typer.Option("--scorers", help="Comma-separated scorers (default: all; see cleft_synth.default_scorers).")
+    ] = None,
     robustness_faces: Annotated[
         int, typer.Option("--robustness-faces", min=0, help="Faces that get the four photo changes.")
     ] = 8,
@@ -236,14 +241,14 @@ def cleft_synth(
     with user_errors():
         samples: list[FaceSample] = []
         if devsets is not None:
-            samples += devset_normal_faces(devsets, cache, every=every)
+            samples += devset_normal_faces(devsets, cache, per_set=per_set)
         paths: list[Path] = []
         for p in faces or ([] if devsets is not None else [Path(str(resources.files("cleftscore") / "data" / "astronaut.png"))]):
             paths += sorted(q for q in p.iterdir() if q.suffix.lower() in _PHOTO_SUFFIXES) if p.is_dir() else [p]
         for p in paths:
             prep = prepare_photo(p, size=1024)
             samples.append(FaceSample(p.name, prep.aligned.image, prep.aligned.landmarks))
-        report = run_cleft_synth(samples, scorers=default_scorers(), robustness_faces=robustness_faces,
+        report = run_cleft_synth(samples, scorers=default_scorers(scorers.split(",") if scorers else None), robustness_faces=robustness_faces,
                                  progress=lambda line: err_console.print(line))  # fmt: skip
         report["input"] = "devsets normal faces" if devsets is not None else [p.name for p in paths]
         _print_cleft_synth(report)
@@ -261,6 +266,9 @@ def cleft_devsets(
         Optional[Path],
         typer.Option("--synthetic", help="A cleft-synth JSON: its severity-3 thresholds give the adult false-alarm rate."),
     ] = None,
+    scorers: Annotated[
+        Optional[str], typer.Option("--scorers", help="Comma-separated scorers (default: all).")
+    ] = None,
     out: Annotated[Optional[Path], typer.Option("--out", help="Write the JSON report here (aggregates only).")] = None,
 ) -> None:
     """Score the development photo sets: cleft vs normal children, before vs after repair, A/B ratio, false alarms on adults."""
@@ -273,7 +281,7 @@ def cleft_devsets(
         if synthetic is not None:
             syn = json.loads(synthetic.read_text())
             thresholds = {n: m["threshold_90pct_severity3"] for n, m in syn["scorers"].items()}
-        report = run_devsets(devsets, scorers=default_scorers(), cache=cache, thresholds=thresholds,
+        report = run_devsets(devsets, scorers=default_scorers(scorers.split(",") if scorers else None), cache=cache, thresholds=thresholds,
                              progress=lambda line: err_console.print(line))  # fmt: skip
         from rich.table import Table
 
