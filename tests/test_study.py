@@ -471,6 +471,7 @@ def test_the_rotated_photo_scored_into_a_visit_is_stored_upright_without_exif(st
         assert np.array_equal(np.asarray(im.convert("RGB")), np.asarray(ImageOps.exif_transpose(raw).convert("RGB")))
 
 
+@pytest.mark.slow  # a fresh interpreter imports torch and dlib: about 10 s of CPU
 def test_sigkill_during_a_scoring_run_leaves_a_consistent_rerunnable_study(study_copy: Path, tmp_path: Path, local_faces: Path) -> None:
     d = _follow_up_visit(study_copy)
     n = 8
