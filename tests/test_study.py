@@ -426,6 +426,18 @@ def test_importing_a_run_folder(study_copy: Path, tmp_path: Path, local_faces: P
     assert {n: s for n, s in rows} == pytest.approx({n: by_name[n].score for n in ("late_0.jpg", "late_1.jpg")})
     again = runner.invoke(app, ["study", "import-run", "8", str(run), "--photos", str(moved), *d])
     assert "Imported 0 photo(s); 2 already" in again.output
+    from cleftscore.runfolder import LOCK_FILE
+
+    busy = subprocess.Popen([sys.executable, "-c", "import fcntl, sys, time; f = open(sys.argv[1], 'a'); "
+                             "fcntl.flock(f, fcntl.LOCK_EX); f.write('4242'); f.flush(); print('locked', flush=True); time.sleep(60)",
+                             str(run / LOCK_FILE)], stdout=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        assert busy.stdout.readline().strip() == "locked"
+        refused = runner.invoke(app, ["study", "import-run", "8", str(run), *d])
+    finally:
+        busy.kill()
+        busy.wait()
+    assert refused.exit_code == 1 and "another cleftscore run" in refused.output and len(refused.output.strip().splitlines()) == 1
     _check_consistent(study_copy)
 
 

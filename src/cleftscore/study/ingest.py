@@ -198,8 +198,10 @@ def import_run(study: Study, visit_id: int, run_dir: str | os.PathLike[str], *, 
         Unknown visit.
     StudyError
         ``run_dir`` is not a run folder.
+    RunFolderBusyError
+        Another cleftscore process is writing into ``run_dir``.
     """
-    from cleftscore.runfolder import is_run_folder, read_records
+    from cleftscore.runfolder import RunLock, is_run_folder, read_records
 
     run = Path(run_dir)
     _check_visit(study, visit_id)
@@ -207,9 +209,10 @@ def import_run(study: Study, visit_id: int, run_dir: str | os.PathLike[str], *, 
         raise StudyError(f"{run}: not a run folder (no photos/ inside); give the --out folder of `cleftscore score`")
     report = ImportReport()
     pdir = Path(photos_dir) if photos_dir is not None else None
-    for record in read_records(run):
-        original = _find_original(record, originals or {}, pdir)
-        report.lines.append(_guarded(Path(record.file).name, lambda r=record, o=original: _import_record(study, visit_id, run, r, o)))
+    with RunLock(run):  # a run still writing into the folder is refused in one line
+        for record in read_records(run):
+            original = _find_original(record, originals or {}, pdir)
+            report.lines.append(_guarded(Path(record.file).name, lambda r=record, o=original: _import_record(study, visit_id, run, r, o)))
     return report
 
 
