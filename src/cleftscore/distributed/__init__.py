@@ -29,8 +29,8 @@ if TYPE_CHECKING:
 
 __all__ = ["RaySettings", "WorkerInfo", "ray_pool", "score_photos_ray"]
 
-#: What to install when Ray is missing.
-INSTALL_HINT = 'pip install -c constraints.txt "cleftscore[ray]"'
+#: What to install when Ray is missing (no square brackets: the CLI prints messages as rich markup).
+INSTALL_HINT = "pip install -c constraints.txt ray (the ray extra of cleftscore, as in docs/ray.md)"
 
 
 @dataclass(frozen=True)
@@ -169,6 +169,6 @@ def score_photos_ray(
     if settings.method != "gan":
         raise CleftscoreError(f"--ray spreads the GAN normalizer over GPUs; the {settings.method} method needs none: leave --ray out")
     hooks = hooks or ProgressHooks()
-    with ray_pool(settings.gan, seed=settings.seed, cache_dir=cache_dir, ray=ray, message=hooks._msg) as pool:
+    with ray_pool(settings.gan, seed=settings.seed, cache_dir=cache_dir, ray=ray, message=hooks.message) as pool:
         return score_photos(paths, settings, out_dir=out_dir, cache_dir=cache_dir, hooks=hooks, lpips_distance=lpips_distance,
                             keep_images=keep_images, normalizer_factory=pool.normalizer)  # fmt: skip

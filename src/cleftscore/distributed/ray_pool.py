@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import ray
-from ray.exceptions import ActorUnavailableError, GetTimeoutError, NodeDiedError, ObjectLostError, RayActorError, RayTaskError, WorkerCrashedError
+from ray.exceptions import GetTimeoutError, NodeDiedError, ObjectLostError, RayActorError, RayTaskError, WorkerCrashedError
 
 from cleftscore.distributed import RaySettings, WorkerInfo
 from cleftscore.errors import CleftscoreError
@@ -220,6 +220,8 @@ class _Worker:
     jobs: list["_Job"] = field(default_factory=list)
     ping: Any = None  # ObjectRef of identity() while Ray restarts it
     ping_after: float = 0.0
+    lost_at: float = 0.0
+    deaths: int = 0
     poll: Any = None  # ObjectRef of report()
     polled_at: float = 0.0
 
@@ -474,11 +476,12 @@ class RayNormalizer:
             ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0)
             for ref in ready:
                 kind, what = pending[ref]
-                if kind == "job":
+                # An earlier entry may have made this one stale (a worker dropped, its batches queued again).
+                if kind == "job" and what.future is ref:
                     self._collect(what)
-                elif kind == "poll":
+                elif kind == "poll" and what.poll is ref:
                     self._take_report(what)
-                else:
+                elif kind == "ping" and what.ping is ref:
                     self._take_ping(what)
         elif wait:
             time.sleep(POLL_S)  # every worker is restarting
@@ -492,7 +495,7 @@ class RayNormalizer:
             result: JobResult = ray.get(job.future)
         except LOST as exc:
             w.jobs.remove(job)
-            self._retry(job, exc)
+            self._retry(job, type(exc).__name__)
             if isinstance(exc, RayActorError):
                 self._lost_worker(w)
             return
@@ -503,13 +506,13 @@ class RayNormalizer:
         w.jobs.remove(job)
         job.seen, job.result, job.future = result.progress, result.normalizations, None
 
-    def _retry(self, job: _Job, exc: BaseException) -> None:
+    def _retry(self, job: _Job, why: str) -> None:
         # The lost attempt's steps come off the bar; the batch counts them again where it runs next.
         job.seen = JobProgress()
         job.future = job.worker = None
         n = len(job.faces)
         if job.attempts > self._pool.settings.max_retries:
-            self._give_up(job, f"the Ray worker normalizing its batch died {job.attempts} times ({type(exc).__name__}); "
+            self._give_up(job, f"the Ray worker normalizing its batch died {job.attempts} times ({why}); "
                                "see the Ray logs under /tmp/ray/session_latest/logs")  # fmt: skip
             return
         self._msg(f"a Ray worker died while normalizing a batch of {n} photo(s); running the batch again "
@@ -524,29 +527,34 @@ class RayNormalizer:
 
     def _lost_worker(self, w: _Worker) -> None:
         """A worker died: wait for Ray to restart it (its batches are retried elsewhere meanwhile)."""
-        if w.ready:
-            w.ready = False
-            w.poll = None
-            w.ping_after = time.monotonic()
+        if not w.ready:
+            return  # the same death, seen again
+        w.ready, w.poll = False, None
+        w.deaths += 1
+        w.lost_at = w.ping_after = time.monotonic()
+        if w.deaths > self._pool.settings.max_restarts:
+            self._drop_worker(w, "it died more often than Ray restarts it")
+
+    def _drop_worker(self, w: _Worker, why: str) -> None:
+        self._pool.workers.remove(w)
+        self._msg(f"a Ray worker is gone for good ({why}); {len(self._pool.workers)} left")
+        for job in list(w.jobs):
+            w.jobs.remove(job)
+            self._retry(job, "worker gone")
 
     def _take_ping(self, w: _Worker) -> None:
         ping, w.ping = w.ping, None
         try:
             ident: WorkerIdentity = ray.get(ping)
-        except ActorUnavailableError:
-            w.ping_after = time.monotonic() + POLL_S  # still restarting
-            return
-        except LOST as exc:
-            # Ray gave up on it (restarts used up): the others carry on.
-            self._pool.workers.remove(w)
-            self._msg(f"a Ray worker is gone for good; {len(self._pool.workers)} left")
-            for job in list(w.jobs):
-                w.jobs.remove(job)
-                self._retry(job, exc)
+        except LOST:
+            # Unavailable while Ray restarts it, or a ping that reached the dying process.
+            if time.monotonic() - w.lost_at > self._pool.settings.start_timeout_s:
+                self._drop_worker(w, f"not back after {self._pool.settings.start_timeout_s:g} s")
+            else:
+                w.ping_after = time.monotonic() + POLL_S
             return
         if ident.error:
-            self._pool.workers.remove(w)
-            self._msg(f"a restarted Ray worker could not load the GAN: {ident.error}")
+            self._drop_worker(w, f"after its restart it could not load the GAN: {ident.error}")
             return
         w.identity, w.ready = ident, True
 
