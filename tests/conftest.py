@@ -35,6 +35,9 @@ SLOW_TESTS = (
     "tests/test_invert.py::test_cpu_runs_are_bit_identical",
     "tests/test_invert.py::test_per_image_generators_make_results_batch_independent",
     "tests/test_fused.py::test_triton_kernels_agree_with_the_reference_in_the_interpreter",
+    "tests/test_invert.py::test_batched_equals_separate_runs",
+    "tests/test_adapt.py::test_caller_generator_never_changes",
+    "tests/test_dynamics.py::test_batch_curves_equal_one_by_one",
 )
 
 

@@ -490,6 +490,7 @@ def test_outputs_of_a_batch_are_made_while_the_next_batch_runs(tmp_path: Path, b
     assert all((tmp_path / "run" / "photos" / p.stem / "result.json").is_file() for p in good)
 
 
+@pytest.mark.slow
 def test_progress_ends_at_its_total_after_a_batch_runs_out_of_memory(tmp_path: Path, batch_dir: Path, monkeypatch, tiny_generator_file: Path) -> None:
     # A batch of two runs out of GPU memory part-way; it is split and retried. The steps of the
     # failed attempt are taken back and the total grows by one batch: the bar ends at 100 %.
@@ -526,6 +527,7 @@ def test_progress_ends_at_its_total_after_a_batch_runs_out_of_memory(tmp_path: P
     assert seen["steps"] == seen["total"]
 
 
+@pytest.mark.slow
 def test_progress_ends_at_its_total_when_adaptation_runs_photo_by_photo(tmp_path: Path, batch_dir: Path, monkeypatch, tiny_generator_file: Path) -> None:
     # Adaptation of a batch falls back to one photo at a time (out of GPU memory): each photo
     # reports steps 1..N again, which must not count twice. Photos that turn out unusable or

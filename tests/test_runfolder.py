@@ -197,3 +197,13 @@ def test_rescore_killed_at_random_points_loses_nothing(tmp_path: Path, local_fac
     assert rescore(3).wait(timeout=300) == 0  # and a rescore after the kills finishes the job
     assert all(read_record(out, pid).settings["score"]["difference"]["erosion"] == 3 for pid in ids)
     assert not [p for p in (out / "photos").iterdir() if p.name.startswith(".")]
+
+
+def test_a_folder_that_cannot_be_written_is_one_clear_error(tmp_path: Path) -> None:
+    from cleftscore.errors import CleftscoreError
+
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(CleftscoreError, match="cannot write into this folder"):
+        with RunLock(blocker / "run"):
+            pass

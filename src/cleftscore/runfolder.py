@@ -638,9 +638,12 @@ class RunLock:
         self._nested = False
 
     def __enter__(self) -> "RunLock":
-        self.run_dir.mkdir(parents=True, exist_ok=True)
         path = self.run_dir / LOCK_FILE
-        fh = open(path, "a+", encoding="utf-8")
+        try:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            fh = open(path, "a+", encoding="utf-8")
+        except OSError as exc:
+            raise CleftscoreError(f"{self.run_dir}: cannot write into this folder ({exc.strerror or exc}); choose another --out") from None
         try:
             _lock_file(fh)
         except OSError:
