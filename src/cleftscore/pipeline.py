@@ -337,11 +337,17 @@ def _geometry(prepared: PreparedPhoto) -> FaceGeometry:
 
 
 def _environment(normalizer: Normalizer | None) -> dict[str, Any]:
-    import torch  # noqa: F401 - only for its version; the pipeline needs it anyway for scoring
+    from importlib import metadata
 
+    try:
+        # Read from the installed package: importing torch for its version would cost the
+        # asymmetry method (which never needs torch) seconds and hundreds of MB.
+        torch_version = metadata.version("torch")
+    except metadata.PackageNotFoundError:
+        torch_version = None
     env: dict[str, Any] = {
         "cleftscore_version": __version__,
-        "torch_version": torch.__version__,
+        "torch_version": torch_version,
         "python_version": platform.python_version(),
     }
     if normalizer is not None:
