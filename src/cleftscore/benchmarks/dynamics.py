@@ -66,6 +66,33 @@ def _spearman(x: np.ndarray, y: np.ndarray) -> float:
     return float(spearmanr(x, y).statistic)
 
 
+def _first_at_or_below(curves: np.ndarray, thresholds: np.ndarray, start: int = 0) -> np.ndarray:
+    """Per curve, the first step >= ``start`` with a value <= its threshold (the last step if none)."""
+    hit = curves[:, start:] <= thresholds[:, None]
+    return np.where(hit.any(axis=1), hit.argmax(axis=1) + start, curves.shape[1] - 1)
+
+
+def _candidate_indices(curves: np.ndarray, severity: np.ndarray, *, k: int, adapt_steps: int) -> dict:
+    """Spearman rho with severity of other ways to read "steps until the defect is rebuilt".
+
+    - ``after_normalized_f``: steps until E falls to f of its value at the normalized step (the
+      normal parts are rebuilt by then, so what is left is mostly the defect);
+    - ``absolute_m``: steps until E falls to m times the clean faces' median E at the normalized
+      step (an absolute level; in real use it would need a level measured on normal faces);
+    - ``energy_integral``: the mean of E over all steps.
+    """
+    out: dict[str, float] = {}
+    ref = curves[:, adapt_steps]
+    for f in (0.25, 0.5, 0.75):
+        steps = _first_at_or_below(curves, f * ref, start=adapt_steps)
+        out[f"after_normalized_{f}"] = _spearman(steps, severity)
+    tau = float(np.median(ref[:k]))
+    for m in (1.0, 2.0, 4.0):
+        out[f"absolute_{m:g}"] = _spearman(_first_at_or_below(curves, np.full(len(curves), m * tau)), severity)
+    out["energy_integral"] = _spearman(curves.mean(axis=1), severity)
+    return out
+
+
 def run_dynamics(
     G: torch.nn.Module,
     *,
@@ -118,6 +145,7 @@ def run_dynamics(
     auc = np.array([curve_indices(c).curve_auc for c in curves])
     a = ps_settings.adapt_steps
     energy_at = curves[:, a]
+    candidates = _candidate_indices(curves, severity, k=ps_settings.k, adapt_steps=a)
     best_f = max(FRACTIONS, key=lambda f: (np.nan_to_num(by_f[str(f)]["spearman_rho_step"], nan=-2), -abs(f - 0.5)))
     return {
         "benchmark": "dynamics-planted",
@@ -138,6 +166,9 @@ def run_dynamics(
             "spearman_rho": _spearman(energy_at, severity),
             "mean_by_severity": {str(s): float(energy_at[severity == s].mean()) for s in range(6)},
         },
+        "candidate_indices": candidates,
+        "severity": severity.tolist(),
+        "curves": curves.round(5).tolist(),
         "mean_normalised_curve_by_severity": {
             str(s): (curves[severity == s] / curves[severity == s][:, :1]).mean(axis=0)[:: max(1, settings.dynamics_steps // 30)].round(4).tolist()
             for s in range(6)
