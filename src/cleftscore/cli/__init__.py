@@ -44,6 +44,7 @@ def _register() -> None:
     from cleftscore.cli import bench  # noqa: F401
     from cleftscore.cli import evaluate  # noqa: F401
     from cleftscore.cli import score  # noqa: F401
+    from cleftscore.cli import serve  # noqa: F401
     from cleftscore.cli import study  # noqa: F401
     from cleftscore.cli import weights  # noqa: F401
 
