@@ -309,7 +309,7 @@ def test_too_many_pixels_and_files_that_only_pretend_to_be_photos(db: Path, loca
         assert r.status_code == 413 and "megapixels is over the limit" in r.json()["detail"][0]
         fake = [("files", ("face.jpg", b"#!/bin/sh\necho not a photo\n", "image/jpeg"))]
         r = client.post(f"/api/visits/{visit}/jobs", files=fake, headers=_h(app))
-        assert r.status_code == 422 and "not an image" in r.json()["detail"][0]
+        assert r.status_code == 415 and "not an image" in r.json()["detail"][0]
         assert _stored_anything(db) == (0, [])
 
 

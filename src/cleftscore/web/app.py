@@ -451,7 +451,7 @@ def _api(app: FastAPI, ctx: _Ctx) -> None:
         return [j.to_dict() for j in await asyncio.to_thread(ctx.state.jobs_of_visit, visit_id)]
 
     @app.post("/api/visits/{visit_id}/jobs", response_model=JobOut, status_code=202,
-              responses={**_ERRORS, 413: {"model": Problem}, 422: {"model": Problem}})  # fmt: skip
+              responses={**_ERRORS, 413: {"model": Problem}, 415: {"model": Problem}})  # fmt: skip
     async def upload(visit_id: _ID, files: Annotated[list[UploadFile], File(description="Photos (content is checked, not names).")],
                      method: Annotated[Literal["asymmetry", "gan"], Form()] = "asymmetry",
                      roi: Annotated[Literal["mouth", "face", "full"], Form()] = "mouth") -> dict[str, Any]:  # fmt: skip
@@ -461,7 +461,7 @@ def _api(app: FastAPI, ctx: _Ctx) -> None:
         if method == "gan" and not ctx.gan.available:
             raise HTTPException(409, ctx.gan.reason + "; choose the asymmetry method")
         if not files:
-            raise HTTPException(422, "no photo in the upload")
+            raise HTTPException(400, "no photo in the upload")
         if len(files) > limits.max_files:
             raise HTTPException(413, f"{len(files)} photos in one upload; the limit is {limits.max_files}. Nothing was stored.")
         checked: list[CheckedPhoto] = []
@@ -475,7 +475,7 @@ def _api(app: FastAPI, ctx: _Ctx) -> None:
                 problems.append(str(exc))
         if problems:
             too_big = all("over the limit" in p for p in problems)
-            raise HTTPException(413 if too_big else 422, problems + ["Nothing was stored; fix these and upload again."])
+            raise HTTPException(413 if too_big else 415, problems + ["Nothing was stored; fix these and upload again."])
         job_id = await asyncio.to_thread(_stage, ctx, visit_id, method, roi, checked)
         ctx.jobs.submit(job_id)
         return _job_or_404(ctx, job_id).to_dict()
