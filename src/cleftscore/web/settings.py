@@ -49,7 +49,7 @@ class WebSettings:
     host: str = "127.0.0.1"
     port: int = 8765
     token_hash: str | None = None
-    max_file_bytes: int = 25 * 1024 * 1024
+    max_file_bytes: int = 25_000_000
     max_files: int = 20
     max_pixels: int = 40_000_000
     size: int | None = None
