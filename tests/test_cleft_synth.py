@@ -189,3 +189,18 @@ def test_tolerant_difference_forgives_small_shifts_but_not_a_gap():
     c[20:40, 20:30] = 10.0  # a patch with no counterpart nearby
     d = tolerant_difference(a, c, radius=3)
     assert d[25:35, 23:27].min() > 10.0
+
+
+def test_mirror_normalizer_records_the_face_referenced_score(astronaut, example_photo):
+    from cleftscore.face.prepare import prepare_photo
+    from cleftscore.normalize.mirror import MirrorNormalizer
+
+    aligned = prepare_photo(example_photo, size=S).aligned
+    (norm,) = MirrorNormalizer().normalize([aligned])
+    assert norm.ok
+    s = norm.measures["asymmetry_score"].value
+    img, lm = astronaut
+    expected = asymmetry_score(img, lm, settings=AsymmetrySettings(), mirror=norm.image).score
+    assert s == pytest.approx(expected, abs=1e-9)
+    frac = norm.measures["asymmetry_normal_fraction"].value
+    assert 0.0 <= frac <= 1.0
