@@ -347,3 +347,22 @@ def test_serve_on_a_public_host_warns_and_prints_the_token_once(db: Path, monkey
     local = runner.invoke(cli, ["serve", "--db", str(db)])
     assert "warning" not in local.output and "http://127.0.0.1:8765/" in local.output
     assert [s["host"] for s in started] == ["0.0.0.0", "0.0.0.0", "127.0.0.1"]
+
+
+def test_a_chunked_upload_past_the_limit_is_stopped_while_it_arrives(db: Path) -> None:
+    app = _app(db, start_worker=False, max_file_bytes=10_000, max_files=1)
+    with TestClient(app, base_url=BASE) as client:
+        visit = _patient_and_visit(client, app)
+        sent: list[int] = []
+
+        def body() -> Iterator[bytes]:  # no Content-Length: the size is only known by counting
+            yield b'--XyZ\r\nContent-Disposition: form-data; name="files"; filename="a.jpg"\r\nContent-Type: image/jpeg\r\n\r\n'
+            for _ in range(100):
+                sent.append(1)
+                yield b"\xff" * 65536
+            yield b"\r\n--XyZ--\r\n"
+
+        r = client.post(f"/api/visits/{visit}/jobs", content=body(), headers={**_h(app), "Content-Type": "multipart/form-data; boundary=XyZ"})
+        assert r.request.headers.get("transfer-encoding") == "chunked"
+        assert r.status_code == 413 and "over the limit" in r.json()["detail"] and "nothing was stored" in r.json()["detail"]
+        assert _stored_anything(db) == (0, [])

@@ -232,6 +232,7 @@ def create_app(settings: WebSettings, *, gan: MethodChoice | None = None) -> Fas
     app.state.ctx = ctx
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
     _install_guards(app, ctx)
+    app.add_middleware(_BodyLimit, limit=ctx.settings.max_files * ctx.settings.max_file_bytes + (1 << 20))
     _install_errors(app)
     _pages(app, ctx)
     _api(app, ctx)
@@ -279,6 +280,51 @@ def _install_guards(app: FastAPI, ctx: _Ctx) -> None:
         response.headers["X-Frame-Options"] = "DENY"
         response.headers.setdefault("Cache-Control", "no-store")
         return response
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class _BodyLimit:
+    """Stops reading a request body past ``limit`` bytes, also when no Content-Length announced it.
+
+    The guard middleware refuses an announced oversized body before reading it; a chunked one
+    is counted here as it arrives. Past the limit, reading fails (FastAPI then answers 400) and
+    that answer is replaced by a 413 that says why.
+    """
+
+    def __init__(self, app: Any, *, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        seen = 0
+        over = False
+
+        async def counted() -> Any:
+            nonlocal seen, over
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    over = True
+                    raise _TooLarge
+            return message
+
+        async def replaced(message: Any) -> None:
+            if not over:
+                await send(message)
+            elif message["type"] == "http.response.start":
+                body = json.dumps({"detail": f"the upload is over the limit of {self.limit / 1e6:.1f} MB; nothing was stored"}).encode()
+                await send({"type": "http.response.start", "status": 413,
+                            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})  # fmt: skip
+                await send({"type": "http.response.body", "body": body})
+
+        await self.app(scope, counted, replaced)
 
 
 def _install_errors(app: FastAPI) -> None:
@@ -505,15 +551,23 @@ def _api(app: FastAPI, ctx: _Ctx) -> None:
         _job_or_404(ctx, job_id)
 
         async def stream() -> AsyncIterator[str]:
+            # Polling a counter keeps no executor thread per open page (a few threads serve every request).
             while not await request.is_disconnected():
                 seen = ctx.jobs.version  # before reading, so a change in between is not missed
-                job = ctx.state.job(job_id)
+                job = await asyncio.to_thread(ctx.state.job, job_id)
                 if job is None:
                     return
-                yield f"event: job\ndata: {json.dumps(job.to_dict())}\n\n"
+                event = job.to_dict()
+                event["steps"] = ctx.jobs.steps(job_id)
+                yield f"event: job\ndata: {json.dumps(event)}\n\n"
                 if job.finished:
                     return
-                await asyncio.to_thread(ctx.jobs.wait_change, seen, 10.0)
+                for _ in range(60):
+                    await asyncio.sleep(0.25)
+                    if ctx.jobs.version != seen:
+                        break
+                else:
+                    yield ": keep-alive\n\n"
 
         return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 

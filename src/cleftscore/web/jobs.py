@@ -200,6 +200,7 @@ class JobQueue:
         self._changed = threading.Condition()
         self._version = 0
         self._thread: threading.Thread | None = None
+        self._steps: dict[int, list[int]] = {}  # job id -> [GAN steps done, planned] of the running photo
         self.interrupted = state.mark_interrupted()
 
     # -- change notification (for Server-Sent Events)
@@ -217,6 +218,11 @@ class JobQueue:
     @property
     def version(self) -> int:
         return self._version
+
+    def steps(self, job_id: int) -> dict[str, int] | None:
+        """GAN steps done and planned for the photo the job is scoring; None when there are none."""
+        found = self._steps.get(job_id)
+        return None if found is None else {"done": found[0], "total": found[1]}
 
     # -- control
     def start(self) -> None:
@@ -292,17 +298,32 @@ class JobQueue:
         folder = self.state.folder(job_id)
         settings = self.make_settings(job.method, job.roi)
 
-        def check_cancel(*_: object) -> None:
+        def check_cancel() -> None:
             if job_id in self._cancel:
                 raise _Cancelled
 
-        hooks = ProgressHooks(gan_step=check_cancel, message=lambda m: log.info("job %s: %s", job_id, m))
+        def gan_start(_n_photos: int, total: int) -> None:
+            self._steps[job_id] = [0, total]
+            self._bump()
+
+        def gan_grow(extra: int) -> None:
+            self._steps.setdefault(job_id, [0, 0])[1] += extra
+
+        def gan_step(done: int) -> None:
+            counts = self._steps.setdefault(job_id, [0, 0])
+            counts[0] += done
+            self._bump()
+            check_cancel()
+
+        hooks = ProgressHooks(gan_start=gan_start, gan_step=gan_step, gan_grow=gan_grow,
+                              message=lambda m: log.info("job %s: %s", job_id, m))  # fmt: skip
         for pos, photo in enumerate(job.photos):
             if photo.status != "queued":
                 continue
             if job_id in self._cancel:
                 break
             self.state.set_photo(job_id, pos, "running")
+            self._steps.pop(job_id, None)
             self._bump()
             try:
                 report = score_into_visit(self.study, job.visit_id, [folder / photo.name], settings, hooks=hooks,
@@ -324,6 +345,7 @@ class JobQueue:
                 status = {"added": "scored", "already": "already"}.get(line.status, "failed")
                 self.state.set_photo(job_id, pos, status, score=line.score, message=line.message)
             self._bump()
+        self._steps.pop(job_id, None)
         if job_id in self._cancel:
             self._cancel.discard(job_id)
             self._finish_cancelled(job_id)

@@ -83,7 +83,8 @@ if (uploadForm) {
 // ---- jobs: live progress over Server-Sent Events, cancel, re-run
 function showJob(box, job) {
   const status = box.querySelector(".job-status");
-  status.textContent = job.status;
+  const steps = job.steps && job.steps.total ? " (GAN step " + job.steps.done + " of " + job.steps.total + ")" : "";
+  status.textContent = job.status + steps;
   status.className = "job-status status-" + job.status;
   box.querySelector(".job-message").textContent = job.message;
   job.photos.forEach((p, i) => {
