@@ -366,3 +366,21 @@ def test_a_chunked_upload_past_the_limit_is_stopped_while_it_arrives(db: Path) -
         assert r.request.headers.get("transfer-encoding") == "chunked"
         assert r.status_code == 413 and "over the limit" in r.json()["detail"] and "nothing was stored" in r.json()["detail"]
         assert _stored_anything(db) == (0, [])
+
+
+def test_a_server_stopping_mid_job_leaves_every_photo_scored_or_interrupted(db: Path, local_faces: Path) -> None:
+    app = _app(db)
+    with TestClient(app, base_url=BASE) as client:
+        visit = _patient_and_visit(client, app)
+        job = client.post(f"/api/visits/{visit}/jobs", files=_files(local_faces, FACE_A, FACE_B), headers=_h(app)).json()["id"]
+    # the server has stopped (lifespan ended) at whatever point the job had reached
+    state = ServerState(db.with_name(db.name + ".files") / "web" / "server.sqlite")
+    after = state.job(job)
+    assert after is not None
+    photos = [p.status for p in after.photos]
+    assert set(photos) <= {"scored", "interrupted"}
+    assert after.status == ("done" if photos == ["scored", "scored"] else "interrupted")
+    again = _app(db, start_worker=False)
+    with TestClient(again, base_url=BASE) as client:
+        assert client.get(f"/api/visits/{visit}").json()["photos"] == photos.count("scored")
+        assert client.get(f"/api/jobs/{job}").json()["rerunnable"] == ("interrupted" in photos)

@@ -381,17 +381,18 @@ def _pages(app: FastAPI, ctx: _Ctx) -> None:
     async def patient_html(request: Request, code: str, method: Annotated[str | None, Query(max_length=32)] = None) -> HTMLResponse:
         page = await asyncio.to_thread(queries.patient_page, study, code)
         changes, outcome_note = await asyncio.to_thread(_patient_outcomes, study, code, method)
+        methods = sorted({m for v in page.visits for m in v.methods})
         return _page(ctx, request, "patient.html", p=page.patient, visits=page.visits, changes=changes, outcome_note=outcome_note,
-                     today=dt.date.today().isoformat())  # fmt: skip
+                     today=dt.date.today().isoformat(), methods=methods, method=method or "")  # fmt: skip
 
     @app.get("/patients/{code}/timeline.png", include_in_schema=False)
-    async def timeline(code: str) -> Response:
+    async def timeline(code: str, method: Annotated[str | None, Query(max_length=32)] = None) -> Response:
         from cleftscore.study.outcomes import compute_outcomes
         from cleftscore.study.plots import timeline_png
 
         def draw() -> bytes | None:
             try:
-                out = compute_outcomes(study, n_boot=100)
+                out = compute_outcomes(study, method=method, n_boot=100)
             except StudyError:
                 return None
             series = [s for s in out.patients if s.code == code]

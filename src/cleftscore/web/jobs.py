@@ -201,6 +201,7 @@ class JobQueue:
         self._version = 0
         self._thread: threading.Thread | None = None
         self._steps: dict[int, list[int]] = {}  # job id -> [GAN steps done, planned] of the running photo
+        self._stopping = threading.Event()
         self.interrupted = state.mark_interrupted()
 
     # -- change notification (for Server-Sent Events)
@@ -232,6 +233,7 @@ class JobQueue:
 
     def stop(self, timeout: float = 30.0) -> None:
         if self._thread is not None:
+            self._stopping.set()  # the running job stops at its next photo (or GAN step) and is left interrupted
             self._queue.put(None)
             self._thread.join(timeout)
             self._thread = None
@@ -273,8 +275,8 @@ class JobQueue:
     def _run(self) -> None:
         while True:
             job_id = self._queue.get()
-            if job_id is None:
-                return
+            if job_id is None or self._stopping.is_set():
+                return  # jobs still queued are marked interrupted by the next server
             try:
                 self._run_job(job_id)
             except Exception as exc:  # a bug must not kill the only worker
@@ -299,7 +301,7 @@ class JobQueue:
         settings = self.make_settings(job.method, job.roi)
 
         def check_cancel() -> None:
-            if job_id in self._cancel:
+            if job_id in self._cancel or self._stopping.is_set():
                 raise _Cancelled
 
         def gan_start(_n_photos: int, total: int) -> None:
@@ -320,7 +322,7 @@ class JobQueue:
         for pos, photo in enumerate(job.photos):
             if photo.status != "queued":
                 continue
-            if job_id in self._cancel:
+            if job_id in self._cancel or self._stopping.is_set():
                 break
             self.state.set_photo(job_id, pos, "running")
             self._steps.pop(job_id, None)
@@ -346,6 +348,9 @@ class JobQueue:
                 self.state.set_photo(job_id, pos, status, score=line.score, message=line.message)
             self._bump()
         self._steps.pop(job_id, None)
+        if self._stopping.is_set() and job_id not in self._cancel:
+            self.state.mark_interrupted()
+            return
         if job_id in self._cancel:
             self._cancel.discard(job_id)
             self._finish_cancelled(job_id)
