@@ -384,3 +384,22 @@ def test_a_server_stopping_mid_job_leaves_every_photo_scored_or_interrupted(db: 
     with TestClient(again, base_url=BASE) as client:
         assert client.get(f"/api/visits/{visit}").json()["photos"] == photos.count("scored")
         assert client.get(f"/api/jobs/{job}").json()["rerunnable"] == ("interrupted" in photos)
+
+
+@pytest.mark.slow
+def test_gan_jobs_run_when_the_generator_is_there(db: Path, local_faces: Path, tiny_generator_file: Path) -> None:
+    from cleftscore.normalize.gan import GanSettings
+    from cleftscore.web.app import gan_availability
+
+    gan = GanSettings(generator=str(tiny_generator_file), loss="mse", device="cpu", steps=2, adapt_steps=1, batch=1)
+    assert gan_availability(gan).available
+    assert not gan_availability(GanSettings(generator=str(db.parent / "missing.pt"), loss="mse")).available
+    app = create_app(WebSettings(db=db, gan=gan))
+    with TestClient(app, base_url=BASE) as client:
+        visit = _patient_and_visit(client, app)
+        assert 'value="gan"' in client.get(f"/visits/{visit}").text
+        job = client.post(f"/api/visits/{visit}/jobs", files=_files(local_faces, FACE_A), data={"method": "gan"}, headers=_h(app)).json()
+        final = _wait(client, job["id"])
+        assert final["status"] == "done" and final["photos"][0]["status"] == "scored", final
+        (photo,) = client.get(f"/api/visits/{visit}").json()["photo_list"]
+        assert photo["scores"][0]["method"] == "gan"

@@ -24,6 +24,12 @@ def serve(
     max_file_mb: Annotated[float, typer.Option("--max-file-mb", min=0.1, help="Largest photo accepted, in MB.")] = 25.0,
     max_files: Annotated[int, typer.Option("--max-files", min=1, help="Most photos in one upload.")] = 20,
     max_megapixels: Annotated[float, typer.Option("--max-megapixels", min=0.1, help="Largest photo accepted, in megapixels.")] = 40.0,
+    generator: Annotated[Optional[str], typer.Option("--generator", help="GAN generator of GAN jobs: registry name or checkpoint path.")] = None,
+    vgg16: Annotated[Optional[str], typer.Option("--vgg16", help="VGG16 weights for the GAN's LPIPS loss (path).")] = None,
+    steps: Annotated[int, typer.Option("--steps", min=1, help="GAN inversion steps (paper: 2000).")] = 2000,
+    adapt_steps: Annotated[int, typer.Option("--adapt-steps", min=0, help="GAN adaptation steps (paper: 50).")] = 50,
+    loss: Annotated[str, typer.Option("--loss", help="GAN image loss: lpips (paper) or mse (no VGG16 needed).")] = "lpips",
+    device: Annotated[str, typer.Option("--device", help="Device of the worker: auto, cpu, cuda or cuda:N.")] = "auto",
 ) -> None:
     """Serve the study as web pages for clinicians: patients, visits, uploads, heat maps, comparisons.
 
@@ -58,8 +64,11 @@ def serve(
         extra = tuple(allow_host or ())
         if host in ("0.0.0.0", "::"):
             extra += (socket.gethostname(),)
+        from cleftscore.normalize.gan import GanSettings
+
         try:
-            settings = WebSettings(db=path, host=host, port=port, token_hash=token_hash, size=size, max_file_bytes=int(max_file_mb * 1e6),
+            gan = GanSettings(generator=generator, vgg16=vgg16, steps=steps, adapt_steps=adapt_steps, loss=loss, device=device)
+            settings = WebSettings(gan=gan, db=path, host=host, port=port, token_hash=token_hash, size=size, max_file_bytes=int(max_file_mb * 1e6),
                                    max_files=max_files, max_pixels=int(max_megapixels * 1e6), extra_hosts=extra)  # fmt: skip
         except ValueError as exc:
             raise CleftscoreError(f"invalid option: {exc}") from None

@@ -57,13 +57,20 @@ class MethodChoice:
     reason: str
 
 
-def gan_availability() -> MethodChoice:
-    """Whether the GAN method can run here: its generator and VGG16 weights must be present."""
+def gan_availability(gan: Any = None) -> MethodChoice:
+    """Whether the GAN method can run here: its generator (and VGG16 for the LPIPS loss) must be present.
+
+    Parameters
+    ----------
+    gan : GanSettings, optional
+        The settings GAN jobs will use (default: the paper's).
+    """
     from cleftscore.weights import resolve_generator, resolve_vgg16
 
     try:
-        resolve_generator(None)
-        resolve_vgg16(None)
+        resolve_generator(getattr(gan, "generator", None))
+        if getattr(gan, "loss", "lpips") == "lpips":
+            resolve_vgg16(getattr(gan, "vgg16", None))
     except CleftscoreError as exc:
         return MethodChoice("gan", False, f"the GAN method needs model weights that are not on this machine ({exc})")
     return MethodChoice("gan", True, "")
@@ -178,7 +185,7 @@ def _make_settings(web: WebSettings) -> Any:
     from cleftscore.score import ScoreSettings
 
     def make(method: str, roi: str) -> PipelineSettings:
-        return PipelineSettings(method=method, size=web.size, detector=web.detector, score=ScoreSettings(roi=roi))
+        return PipelineSettings(method=method, size=web.size, detector=web.detector, score=ScoreSettings(roi=roi), gan=web.gan_settings)
 
     return make
 
@@ -214,7 +221,7 @@ def create_app(settings: WebSettings, *, gan: MethodChoice | None = None) -> Fas
 
     templates = Jinja2Templates(env=jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True))
     ctx = _Ctx(settings, study, state, Guard(settings.allowed_hosts, settings.token_hash), jobs, templates,
-               gan if gan is not None else gan_availability())  # fmt: skip
+               gan if gan is not None else gan_availability(settings.gan_settings))  # fmt: skip
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 __all__ = ["WebSettings", "is_loopback"]
 
@@ -43,6 +44,8 @@ class WebSettings:
         Start the scoring thread (tests that only read pages may leave it off).
     extra_hosts : tuple of str
         More Host header names to answer (e.g. the machine's name when binding 0.0.0.0).
+    gan : GanSettings or None
+        Generator, steps, loss and device of GAN jobs (None: the paper's defaults).
     """
 
     db: Path
@@ -57,6 +60,7 @@ class WebSettings:
     cache_dir: Path | None = None
     start_worker: bool = True
     extra_hosts: tuple[str, ...] = ()
+    gan: Any = None
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -66,6 +70,12 @@ class WebSettings:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.token_hash is not None and (len(self.token_hash) != 64 or set(self.token_hash) - set("0123456789abcdef")):
             raise ValueError("token_hash must be a SHA-256 hex digest")
+
+    @property
+    def gan_settings(self) -> Any:
+        from cleftscore.normalize.gan import GanSettings
+
+        return self.gan if self.gan is not None else GanSettings()
 
     @property
     def loopback(self) -> bool:
