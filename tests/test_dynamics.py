@@ -128,3 +128,37 @@ def test_figures_render() -> None:
         reappearance_strip({})
     with pytest.raises(ValueError, match="differ in size"):
         reappearance_strip({0: np.zeros((8, 8, 3), np.uint8), 1: np.zeros((9, 9, 3), np.uint8)})
+
+
+def test_pipeline_records_dynamics_and_keeps_the_normalized_face(tmp_path, example_photo, tiny_generator_file) -> None:
+    import csv
+    import json
+
+    from PIL import Image
+
+    from cleftscore.pipeline import GanSettings, PipelineSettings, score_photos
+
+    def run(name: str, **kw):
+        gan = GanSettings(generator=str(tiny_generator_file), loss="mse", device="cpu", steps=4, adapt_steps=3, **kw)
+        out = tmp_path / name
+        (res,) = score_photos([example_photo], PipelineSettings(method="gan", gan=gan), out_dir=out, cache_dir=tmp_path / "cache")
+        assert res.ok, res.message
+        return out / "photos" / res.photo_id
+
+    plain = run("plain")
+    dyn = run("dyn", dynamics_steps=9, strip_steps=(0, 6, 9))
+    # the normalized face is the step-3 image in both runs
+    np.testing.assert_array_equal(np.asarray(Image.open(plain / "normalized.png")), np.asarray(Image.open(dyn / "normalized.png")))
+    rec = json.loads((dyn / "result.json").read_text())
+    d = rec["normalization"]["dynamics"]
+    assert len(d["curve"]) == 10 and d["steps"] == 9 and d["fraction"] == 0.5 and d["adapt_steps"] == 3
+    assert 0 <= d["reappearance_step"] <= 9 and 0 < d["curve_auc"] <= 1.5
+    assert {"dynamics_reappearance_step", "dynamics_curve_auc"} <= set(rec["measures"])
+    for f in ("dynamics_curve.png", "reappearance_strip.png", "snapshots/step_0006.png", "snapshots/step_0009.png"):
+        assert (dyn / f).is_file(), f
+    strip = np.asarray(Image.open(dyn / "reappearance_strip.png"))
+    assert strip.shape[1] > 3 * strip.shape[0] - 60  # three faces side by side
+    with (tmp_path / "dyn" / "scores.csv").open() as f:
+        row = next(csv.DictReader(f))
+    assert float(row["dynamics_reappearance_step"]) == d["reappearance_step"]
+    assert "dynamics" not in json.loads((plain / "result.json").read_text())["normalization"]

@@ -395,7 +395,29 @@ def _all_pictures(res: PhotoResult) -> dict[str, np.ndarray | bytes | Path]:
         files[f"{SNAPSHOTS_DIR}/step_{step:04d}.png"] = img
     prepared = res.prepared
     files.update(_score_pictures(res, prepared.original if prepared else None, prepared.aligned if prepared else None))
+    files.update(_dynamics_pictures(res, files.get("panel.png")))
     return files
+
+
+def _dynamics_pictures(res: PhotoResult, panel: Any) -> dict[str, np.ndarray]:
+    """With adaptation dynamics: the curve (also joined to the panel) and the reappearance strip."""
+    dyn = res.normalization.get("dynamics")
+    if not isinstance(dyn, dict) or len(dyn.get("curve") or ()) < 2 or not dyn["curve"][0] > 0:
+        return {}
+    from PIL import Image
+
+    from cleftscore.dynamics_figures import curve_figure, reappearance_strip
+
+    curve = curve_figure(np.asarray(dyn["curve"]), fraction=dyn["fraction"], reappearance_step=dyn["reappearance_step"],
+                         reached=dyn["reached"], adapt_steps=dyn.get("adapt_steps", 0))  # fmt: skip
+    out: dict[str, np.ndarray] = {"dynamics_curve.png": curve}
+    if res.snapshots:
+        out["reappearance_strip.png"] = reappearance_strip(res.snapshots)
+    if isinstance(panel, np.ndarray):
+        h = panel.shape[0]
+        small = np.asarray(Image.fromarray(curve).resize((round(curve.shape[1] * h / curve.shape[0]), h), Image.Resampling.LANCZOS))
+        out["panel.png"] = np.concatenate([panel, np.full((h, 4, 3), 255, np.uint8), small], axis=1)
+    return out
 
 
 def _picture_order(names: Sequence[str]) -> list[str]:

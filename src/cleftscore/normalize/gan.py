@@ -14,7 +14,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from cleftscore.errors import CleftscoreError
-from cleftscore.normalize import GanProgress, Normalization
+from cleftscore.normalize import GanProgress, Measure, Normalization
 from cleftscore.normalize.cache import CacheEntry, NormalizationCache
 
 if TYPE_CHECKING:
@@ -77,6 +77,17 @@ class GanSettings:
         float rounding level; falls back to the plain step if compiling fails). Independently of
         this, on a GPU the inversion steps, and the adaptation steps unless snapshots before the
         last step are asked for, are replayed as CUDA graphs.
+    dynamics_steps : int
+        0: off. Otherwise adapt for this many steps (>= ``adapt_steps``) and record the ROI
+        residual energy at every step (:mod:`cleftscore.gan.dynamics`): the normalized face is
+        still the image after ``adapt_steps``; the extra steps give the reappearance indices,
+        the curve and the reappearance strip.
+    dynamics_fraction : float
+        ``f`` of the reappearance step.
+    dynamics_roi : {"mouth", "nose", "face"}
+        Region of the residual curve.
+    strip_steps : tuple of int
+        Steps shown in the reappearance strip (those up to ``dynamics_steps``).
     """
 
     generator: str | None = None
@@ -90,8 +101,18 @@ class GanSettings:
     precision: str = "auto"
     early_stop: bool = False
     compile: bool = False
+    dynamics_steps: int = 0
+    dynamics_fraction: float = 0.5  # cleftscore.gan.dynamics.DEFAULT_FRACTION (not imported: it needs torch)
+    dynamics_roi: str = "mouth"
+    strip_steps: tuple[int, ...] = (0, 50, 100, 200, 300)
 
     def __post_init__(self) -> None:
+        if self.dynamics_steps and self.dynamics_steps < max(1, self.adapt_steps):
+            raise ValueError(
+                f"dynamics steps ({self.dynamics_steps}) must be at least the adaptation steps ({self.adapt_steps})"
+            )
+        if not 0.0 < self.dynamics_fraction < 1.0:
+            raise ValueError(f"dynamics fraction must lie in (0, 1), got {self.dynamics_fraction}")
         if self.steps < 1:
             raise ValueError(f"steps must be >= 1, got {self.steps}")
         if self.adapt_steps < 0:
@@ -222,7 +243,7 @@ class GanNormalizer:
 
     @property
     def steps_per_batch(self) -> int:
-        return self.gs.steps + self.gs.adapt_steps
+        return self.gs.steps + max(self.gs.adapt_steps, self.gs.dynamics_steps)
 
     def plan(self, n_faces: int) -> None:
         self._planned_batches = math.ceil(n_faces / self.gs.batch)
@@ -250,8 +271,14 @@ class GanNormalizer:
             return []
         self._batches_run += 1
         keys = [self.key(f) for f in faces]
+        rois = seeds = None
+        if self.gs.dynamics_steps:
+            rois = [self.dynamics_roi(f) for f in faces]
+            # Random draws as without dynamics, so that turning them on keeps the normalized face.
+            base = self.key_settings(dynamics=False)
+            seeds = [normalization_cache_key(f.image, self.generator_sha256, base) for f in faces]
         try:
-            entries = _run_batch_with_fallback(self, [f.image for f in faces], keys)
+            entries = _run_batch_with_fallback(self, [f.image for f in faces], keys, rois, seeds)
         except Exception as exc:  # noqa: BLE001 - e.g. CPU out of memory: these faces fail, others go on
             text = str(exc) if isinstance(exc, CleftscoreError) else f"unexpected error while normalizing with the GAN ({type(exc).__name__}: {exc})"
             return [Normalization(image=None, error=" ".join(text.split())) for _ in faces]
@@ -263,6 +290,12 @@ class GanNormalizer:
                 self._msg(f"could not cache a normalization in {self.cache_dir}: {exc}")
             out.append(_normalization(entry, cached=False))
         return out
+
+    def dynamics_roi(self, face: "AlignedFace") -> np.ndarray:
+        """The residual curve's ROI of ``face`` (float mask in the aligned frame)."""
+        from cleftscore.face.roi import roi_mask
+
+        return roi_mask(face.landmarks, face.image.shape[0], region=self.gs.dynamics_roi).astype(np.float32)
 
     def w_stats(self) -> tuple[Any, float]:
         """(w_avg, w_std) from 10,000 mapped z, computed once per generator and kept on disk."""
@@ -288,10 +321,14 @@ class GanNormalizer:
         return self._w_stats
 
     # Settings that change the normalized face (not the scoring settings).
-    def key_settings(self) -> dict[str, Any]:
+    def key_settings(self, *, dynamics: bool = True) -> dict[str, Any]:
         gs = dataclasses.asdict(self.gs)
         for k in ("generator", "vgg16", "device"):
             gs.pop(k)
+        if not (dynamics and self.gs.dynamics_steps):
+            # Off, the dynamics settings change nothing: keep the keys of earlier entries valid.
+            for k in ("dynamics_steps", "dynamics_fraction", "dynamics_roi", "strip_steps"):
+                gs.pop(k)
         if not self.gs.early_stop:
             # Each photo has its own random stream, so its result does not depend on its
             # batch; an early stop is decided per batch, so then the batch size counts.
@@ -314,7 +351,8 @@ class GanNormalizer:
         }
 
     def run_batch(
-        self, aligned: list[np.ndarray], keys: list[str], report: Callable[[int], None] | None = None
+        self, aligned: list[np.ndarray], keys: list[str], report: Callable[[int], None] | None = None,
+        rois: list[np.ndarray] | None = None, seeds: list[str] | None = None,
     ) -> list[CacheEntry]:
         """Invert and adapt a batch of aligned faces; returns one entry per face.
 
@@ -330,7 +368,7 @@ class GanNormalizer:
 
         gs = self.gs
         targets = to_tensor(aligned, self.device)
-        rng = [torch.Generator(device=self.device).manual_seed(int(key[:15], 16)) for key in keys]
+        rng = [torch.Generator(device=self.device).manual_seed(int(key[:15], 16)) for key in seeds or keys]
         inv_settings = InversionSettings(
             steps=gs.steps, loss=gs.loss, early_stop=gs.early_stop, precision=gs.precision, compile=gs.compile
         )
@@ -356,18 +394,33 @@ class GanNormalizer:
         if inv.steps_run < gs.steps:
             report(gs.steps - inv.steps_run)
         snapshots: dict[int, Any] = {}
-        if gs.adapt_steps > 0:
+        dynamics: list[dict[str, Any]] = [{} for _ in aligned]
+        if gs.adapt_steps > 0 or gs.dynamics_steps:
             ad_settings = AdaptSettings(
                 steps=gs.adapt_steps,
                 snapshot_steps=tuple(gs.snapshot_steps),
                 precision=gs.precision,
                 lpips_weight=1.0 if gs.loss == "lpips" else 0.0,
             )
+            roi = None
+            if gs.dynamics_steps:
+                from cleftscore.gan.dynamics import dynamics_adapt_settings
+
+                ad_settings = dynamics_adapt_settings(ad_settings, gs.dynamics_steps, gs.strip_steps)
+                roi = torch.from_numpy(np.stack(rois)).to(self.device)
             t1 = time.perf_counter()
-            ad = adapt(self.G, inv.w, inv.noises, targets, settings=ad_settings, loss_fn=self.loss_fn, progress=on_adapt_step)
+            ad = adapt(self.G, inv.w, inv.noises, targets, settings=ad_settings, loss_fn=self.loss_fn,
+                       progress=on_adapt_step, roi=roi)  # fmt: skip
             t_adapt = time.perf_counter() - t1
-            normalized = to_uint8(ad.images)
-            snapshots = {k: to_uint8(v) for k, v in ad.snapshots.items()}
+            snaps = {k: to_uint8(v) for k, v in ad.snapshots.items()}
+            if gs.dynamics_steps:
+                normalized = snaps[gs.adapt_steps] if gs.adapt_steps else to_uint8(inv.images)
+                keep = set(gs.snapshot_steps) | {st for st in gs.strip_steps if st <= gs.dynamics_steps}
+                snapshots = {k: v for k, v in snaps.items() if k in keep}
+                dynamics = [_dynamics_meta(curve, gs) for curve in ad.roi_curve]
+            else:
+                normalized = to_uint8(ad.images)
+                snapshots = snaps
         else:
             t_adapt = 0.0
             normalized = to_uint8(inv.images)
@@ -390,6 +443,7 @@ class GanNormalizer:
                     "time_inversion_s": t_inv / n,
                     "time_adaptation_s": t_adapt / n,
                     "batch_size": n,
+                    **dynamics[i],
                     **described,
                 },
             )
@@ -397,7 +451,17 @@ class GanNormalizer:
         ]
 
 
-def _run_batch_with_fallback(normalizer: GanNormalizer, aligned: list[np.ndarray], keys: list[str]) -> list[CacheEntry]:
+def _dynamics_meta(curve: np.ndarray, gs: GanSettings) -> dict[str, Any]:
+    """What a cache entry keeps of one photo's residual curve: the curve and its indices."""
+    from cleftscore.gan.dynamics import curve_indices
+
+    ix = curve_indices(curve, fraction=gs.dynamics_fraction)
+    return {"dynamics": {**ix.to_dict(), "roi": gs.dynamics_roi, "adapt_steps": gs.adapt_steps,
+                         "curve": [float(v) for v in np.asarray(curve, dtype=np.float64)]}}  # fmt: skip
+
+
+def _run_batch_with_fallback(normalizer: GanNormalizer, aligned: list[np.ndarray], keys: list[str],
+                             rois: list[np.ndarray] | None = None, seeds: list[str] | None = None) -> list[CacheEntry]:  # fmt: skip
     """Run a batch; on CUDA out-of-memory, split it in halves (down to one photo).
 
     The progress of a failed attempt is taken back, and the bar grows by the steps of the
@@ -414,7 +478,7 @@ def _run_batch_with_fallback(normalizer: GanNormalizer, aligned: list[np.ndarray
             normalizer.progress.step(n)
 
     try:
-        return normalizer.run_batch(aligned, keys, report)
+        return normalizer.run_batch(aligned, keys, report, rois, seeds)
     except torch.cuda.OutOfMemoryError:
         if len(aligned) == 1:
             raise CleftscoreError("the GPU ran out of memory on a single photo; try --device cpu or a smaller model") from None
@@ -425,13 +489,32 @@ def _run_batch_with_fallback(normalizer: GanNormalizer, aligned: list[np.ndarray
             normalizer.progress.grow(normalizer.steps_per_batch)
         half = len(aligned) // 2
         normalizer._msg(f"GPU memory is short for a batch of {len(aligned)}; retrying in batches of {half}")
-        return _run_batch_with_fallback(normalizer, aligned[:half], keys[:half]) + _run_batch_with_fallback(
-            normalizer, aligned[half:], keys[half:]
-        )
+        def part(sl: slice) -> list[CacheEntry]:
+            return _run_batch_with_fallback(normalizer, aligned[sl], keys[sl], None if rois is None else rois[sl],
+                                            None if seeds is None else seeds[sl])  # fmt: skip
+
+        return part(slice(None, half)) + part(slice(half, None))
 
 
 #: What result.json says about how a photo's GAN normalization ran (from its cache entry).
-_NORMALIZATION_KEYS = ("inversion_steps_run", "inversion_step_mode", "fused_gpu_kernels", "final_inversion_loss", "batch_size")
+_NORMALIZATION_KEYS = ("inversion_steps_run", "inversion_step_mode", "fused_gpu_kernels", "final_inversion_loss", "batch_size",
+                       "dynamics")  # fmt: skip
+
+#: The adaptation-dynamics indices as measures (result.json, scores.csv, the report, evaluate).
+DYNAMICS_MEASURES = {
+    "dynamics_reappearance_step": (
+        "reappearance_step",
+        "adaptation steps until the ROI residual falls to f of its value before adaptation",
+    ),
+    "dynamics_curve_auc": ("curve_auc", "area under the ROI residual curve over its start, per step (0..1)"),
+}
+
+
+def _measures(meta: Mapping[str, Any]) -> dict[str, Measure]:
+    dyn = meta.get("dynamics")
+    if not isinstance(dyn, Mapping):
+        return {}
+    return {name: Measure(float(dyn[key]), text) for name, (key, text) in DYNAMICS_MEASURES.items() if key in dyn}
 
 
 def _normalization(entry: CacheEntry, *, cached: bool) -> Normalization:
@@ -439,6 +522,7 @@ def _normalization(entry: CacheEntry, *, cached: bool) -> Normalization:
         image=entry.normalized,
         inverted=entry.inverted,
         snapshots=dict(entry.snapshots),
+        measures=_measures(entry.meta),
         info={k: entry.meta[k] for k in _NORMALIZATION_KEYS if k in entry.meta},
         timings={k: float(v) for k, v in entry.meta.items() if k.startswith("time_")},
         cached=cached,
