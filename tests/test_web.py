@@ -403,3 +403,22 @@ def test_gan_jobs_run_when_the_generator_is_there(db: Path, local_faces: Path, t
         assert final["status"] == "done" and final["photos"][0]["status"] == "scored", final
         (photo,) = client.get(f"/api/visits/{visit}").json()["photo_list"]
         assert photo["scores"][0]["method"] == "gan"
+
+
+def test_a_photo_without_a_face_fails_with_its_own_name_and_the_rest_is_scored(db: Path, local_faces: Path) -> None:
+    from PIL import ImageDraw
+
+    buf = io.BytesIO()
+    blank = Image.new("RGB", (160, 160), (90, 140, 200))
+    ImageDraw.Draw(blank).rectangle((40, 40, 120, 120), fill=(250, 250, 250))
+    blank.save(buf, format="JPEG")
+    app = _app(db)
+    with TestClient(app, base_url=BASE) as client:
+        visit = _patient_and_visit(client, app)
+        files = [("files", ("wall.jpg", buf.getvalue(), "image/jpeg"))] + _files(local_faces, FACE_A)
+        final = _wait(client, client.post(f"/api/visits/{visit}/jobs", files=files, headers=_h(app)).json()["id"])
+        wall, face = final["photos"]
+        assert final["status"] == "done" and "1 photo(s) failed" in final["message"]
+        assert wall["status"] == "failed" and wall["message"].startswith("wall.jpg: ") and "uploads" not in wall["message"]
+        assert face["status"] == "scored"
+        assert "wall.jpg" in client.get(f"/visits/{visit}").text

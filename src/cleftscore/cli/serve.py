@@ -10,6 +10,7 @@ import typer
 
 from cleftscore.cli import app
 from cleftscore.cli._common import console, err_console, user_errors
+from cleftscore.cli.score import Detector
 from cleftscore.errors import CleftscoreError
 
 
@@ -30,6 +31,7 @@ def serve(
     adapt_steps: Annotated[int, typer.Option("--adapt-steps", min=0, help="GAN adaptation steps (paper: 50).")] = 50,
     loss: Annotated[str, typer.Option("--loss", help="GAN image loss: lpips (paper) or mse (no VGG16 needed).")] = "lpips",
     device: Annotated[str, typer.Option("--device", help="Device of the worker: auto, cpu, cuda or cuda:N.")] = "auto",
+    detector: Annotated[Detector, typer.Option("--detector", help="Face detector of every job.")] = Detector.hog,
 ) -> None:
     """Serve the study as web pages for clinicians: patients, visits, uploads, heat maps, comparisons.
 
@@ -68,7 +70,7 @@ def serve(
 
         try:
             gan = GanSettings(generator=generator, vgg16=vgg16, steps=steps, adapt_steps=adapt_steps, loss=loss, device=device)
-            settings = WebSettings(gan=gan, db=path, host=host, port=port, token_hash=token_hash, size=size, max_file_bytes=int(max_file_mb * 1e6),
+            settings = WebSettings(gan=gan, detector=detector.value, db=path, host=host, port=port, token_hash=token_hash, size=size, max_file_bytes=int(max_file_mb * 1e6),
                                    max_files=max_files, max_pixels=int(max_megapixels * 1e6), extra_hosts=extra)  # fmt: skip
         except ValueError as exc:
             raise CleftscoreError(f"invalid option: {exc}") from None

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import logging
+import os
 import queue
 import shutil
 import sqlite3
@@ -152,6 +153,8 @@ class ServerState:
             con.execute("UPDATE jobs SET status = ?, message = ?, updated_at = ? WHERE id = ?", (status, message, _now(), job_id))
 
     def set_photo(self, job_id: int, position: int, status: str, *, score: float | None = None, message: str = "") -> None:
+        folder = self.folder(job_id)
+        message = message.replace(f"{folder}{os.sep}", "")  # the staging folder means nothing to the user
         with self._db() as con:
             con.execute("UPDATE job_photos SET status = ?, score = ?, message = ? WHERE job_id = ? AND position = ?",
                         (status, score, message, job_id, position))  # fmt: skip
