@@ -1,0 +1,65 @@
+"""What one app instance holds, and whether the GAN method can run on this machine."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from fastapi import Path as PathParam
+from fastapi.templating import Jinja2Templates
+
+from cleftscore.errors import CleftscoreError
+from cleftscore.study.db import Study
+from cleftscore.web.jobs import JobQueue, ServerState
+from cleftscore.web.security import Guard
+from cleftscore.web.settings import WebSettings
+
+__all__ = ["AppContext", "MethodChoice", "WebConfigError", "gan_availability", "ROIS", "ID"]
+
+#: Regions a job may score.
+ROIS = ("mouth", "face", "full")
+#: A database id in a path: SQLite integers stop at 2**63.
+ID = Annotated[int, PathParam(ge=1, le=2**62)]
+
+
+class WebConfigError(CleftscoreError):
+    """A server that must not start as configured (e.g. a public host without an access token)."""
+
+
+@dataclass(frozen=True)
+class MethodChoice:
+    name: str
+    available: bool
+    reason: str
+
+
+def gan_availability(gan: Any = None) -> MethodChoice:
+    """Whether the GAN method can run here: its generator (and VGG16 for the LPIPS loss) must be present.
+
+    Parameters
+    ----------
+    gan : GanSettings, optional
+        The settings GAN jobs will use (default: the paper's).
+    """
+    from cleftscore.weights import resolve_generator, resolve_vgg16
+
+    try:
+        resolve_generator(getattr(gan, "generator", None))
+        if getattr(gan, "loss", "lpips") == "lpips":
+            resolve_vgg16(getattr(gan, "vgg16", None))
+    except CleftscoreError as exc:
+        return MethodChoice("gan", False, f"the GAN method needs model weights that are not on this machine ({exc})")
+    return MethodChoice("gan", True, "")
+
+
+@dataclass
+class AppContext:
+    """Everything one app instance holds (``app.state.ctx``): no module-level state anywhere."""
+
+    settings: WebSettings
+    study: Study
+    state: ServerState
+    guard: Guard
+    jobs: JobQueue
+    templates: Jinja2Templates
+    gan: MethodChoice

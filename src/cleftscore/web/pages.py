@@ -1,0 +1,118 @@
+"""The server-rendered pages (Jinja2 templates), the stored pictures and the CSV download."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import re
+import tempfile
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import FastAPI, Form, HTTPException, Query, Request
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
+
+from cleftscore.study.db import Study, StudyError
+from cleftscore.web import queries
+from cleftscore.web.context import ID, ROIS, AppContext
+from cleftscore.web.security import SESSION_COOKIE
+
+__all__ = ["install_pages"]
+
+_STORED = re.compile(r"(photos|pictures)/[0-9a-f]{2}/[0-9a-f]{64}\.(png|jpg)")
+
+
+def _page(ctx: AppContext, request: Request, name: str, status_code: int = 200, **values: Any) -> HTMLResponse:
+    values.update(csrf=ctx.guard.csrf_token, definition=queries.SCORE_DEFINITION)
+    return ctx.templates.TemplateResponse(request, name, values, status_code=status_code)
+
+
+def _patient_outcomes(study: Study, code: str, method: str | None) -> tuple[list[Any], str]:
+    from cleftscore.study.outcomes import compute_outcomes
+
+    try:
+        out = compute_outcomes(study, method=method, n_boot=2000, seed=0)
+    except StudyError as exc:
+        return [], str(exc)
+    return [c for c in out.changes if c.code == code], f"method {out.method}, settings {out.settings_key[:12]}; " + " ".join(out.notes)
+
+
+def install_pages(app: FastAPI, ctx: AppContext) -> None:
+    study = ctx.study
+
+    @app.get("/login", response_class=HTMLResponse, include_in_schema=False)
+    async def login_page(request: Request) -> HTMLResponse:
+        return _page(ctx, request, "login.html", error="")
+
+    @app.post("/login", include_in_schema=False)
+    async def login(request: Request, token: Annotated[str, Form()] = "") -> Response:
+        if not ctx.guard.token_ok(token) or ctx.guard.token_hash is None:
+            return _page(ctx, request, "login.html", status_code=401, error="wrong access token" if ctx.guard.token_hash else "no token is needed here")
+        response = RedirectResponse("/", status_code=303)
+        response.set_cookie(SESSION_COOKIE, ctx.guard.open_session(), httponly=True, samesite="strict")
+        return response
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    async def patients_page(request: Request, q: Annotated[str, Query(max_length=64)] = "") -> HTMLResponse:
+        rows = await asyncio.to_thread(queries.patients, study, q)
+        return _page(ctx, request, "patients.html", patients=rows, q=q)
+
+    @app.get("/patients/{code}", response_class=HTMLResponse, include_in_schema=False)
+    async def patient_html(request: Request, code: str, method: Annotated[str | None, Query(max_length=32)] = None) -> HTMLResponse:
+        page = await asyncio.to_thread(queries.patient_page, study, code)
+        changes, outcome_note = await asyncio.to_thread(_patient_outcomes, study, code, method)
+        methods = sorted({m for v in page.visits for m in v.methods})
+        return _page(ctx, request, "patient.html", p=page.patient, visits=page.visits, changes=changes, outcome_note=outcome_note,
+                     today=dt.date.today().isoformat(), methods=methods, method=method or "")  # fmt: skip
+
+    @app.get("/patients/{code}/timeline.png", include_in_schema=False)
+    async def timeline(code: str, method: Annotated[str | None, Query(max_length=32)] = None) -> Response:
+        from cleftscore.study.outcomes import compute_outcomes
+        from cleftscore.study.plots import timeline_png
+
+        def draw() -> bytes | None:
+            try:
+                out = compute_outcomes(study, method=method, n_boot=100)
+            except StudyError:
+                return None
+            series = [s for s in out.patients if s.code == code]
+            return timeline_png(series[0], study.files) if series and series[0].visits else None
+
+        png = await asyncio.to_thread(draw)
+        if png is None:
+            raise HTTPException(404, f"patient {code!r} has no scored visits yet")
+        return Response(png, media_type="image/png")
+
+    @app.get("/visits/{visit_id}", response_class=HTMLResponse, include_in_schema=False)
+    async def visit_html(request: Request, visit_id: ID) -> HTMLResponse:
+        page = await asyncio.to_thread(queries.visit_page, study, visit_id)
+        job_list = await asyncio.to_thread(ctx.state.jobs_of_visit, visit_id)
+        return _page(ctx, request, "visit.html", v=page, jobs=job_list, gan=ctx.gan, rois=ROIS, limits=ctx.settings)
+
+    @app.get("/compare", response_class=HTMLResponse, include_in_schema=False)
+    async def compare(request: Request, a: Annotated[int, Query(ge=1, le=2**62)], b: Annotated[int, Query(ge=1, le=2**62)]) -> HTMLResponse:
+        left = await asyncio.to_thread(queries.visit_page, study, a)
+        right = await asyncio.to_thread(queries.visit_page, study, b)
+        return _page(ctx, request, "compare.html", left=left, right=right)
+
+    @app.get("/visits/{visit_id}/report", response_class=HTMLResponse, include_in_schema=False)
+    async def report(request: Request, visit_id: ID) -> HTMLResponse:
+        page = await asyncio.to_thread(queries.visit_page, study, visit_id)
+        return _page(ctx, request, "report.html", v=page)
+
+    @app.get("/visits/{visit_id}/scores.csv", include_in_schema=False)
+    async def csv_download(visit_id: ID) -> Response:
+        from cleftscore.report import write_csv
+
+        page = await asyncio.to_thread(queries.visit_page, study, visit_id)
+        with tempfile.TemporaryDirectory(dir=study.files) as tmp:
+            path = write_csv(Path(tmp) / "scores.csv", queries.visit_csv_rows(page), columns=queries.CSV_COLUMNS)
+            data = path.read_bytes()
+        name = f"{page.code}_visit{page.id}_{page.date.isoformat()}_scores.csv"
+        return Response(data, media_type="text/csv; charset=utf-8", headers={"Content-Disposition": f'attachment; filename="{name}"'})
+
+    @app.get("/files/{rel:path}", include_in_schema=False)
+    async def stored_file(rel: str) -> Response:
+        if not _STORED.fullmatch(rel) or not (study.files / rel).is_file():
+            raise HTTPException(404, "no such stored picture")
+        return FileResponse(study.files / rel, headers={"Cache-Control": "private, max-age=86400, immutable"})
