@@ -204,3 +204,23 @@ def test_mirror_normalizer_records_the_face_referenced_score(astronaut, example_
     assert s == pytest.approx(expected, abs=1e-9)
     frac = norm.measures["asymmetry_normal_fraction"].value
     assert 0.0 <= frac <= 1.0
+
+
+@pytest.mark.slow
+def test_bench_cleft_synth_command_writes_its_report(example_photo, tmp_path):
+    from typer.testing import CliRunner
+
+    from cleftscore.cli import app
+
+    out = tmp_path / "synth.json"
+    res = CliRunner().invoke(app, ["bench", "cleft-synth", "--faces", str(example_photo), "--robustness-faces", "1",
+                                   "--scorers", "old_mouth,new", "--out", str(out)])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    rep = json.loads(out.read_text())
+    assert rep["n_faces"] == 1 and set(rep["scorers"]) == {"old_mouth", "new"}
+    new = rep["scorers"]["new"]
+    # one face: its own severities are ordered (the score falls from clean to severity 5)
+    assert new["median_score"]["0"] > new["median_score"]["5"]
+    assert set(new["robustness"]) == {"rotate5", "scale0.8", "jpeg60", "down256"}
+    assert all(v["n"] == 2 for v in new["robustness"].values())
+    assert 0.5 < new["pixel_auroc"]["median"] <= 1.0
