@@ -422,3 +422,29 @@ def test_a_photo_without_a_face_fails_with_its_own_name_and_the_rest_is_scored(d
         assert wall["status"] == "failed" and wall["message"].startswith("wall.jpg: ") and "uploads" not in wall["message"]
         assert face["status"] == "scored"
         assert "wall.jpg" in client.get(f"/visits/{visit}").text
+
+
+def test_a_patient_with_twenty_visits_lists_them_all_in_date_order(idle) -> None:
+    client, app = idle
+    for k in range(20):
+        _patient_and_visit(client, app, date=f"2026-{1 + k // 2:02d}-{1 + 14 * (k % 2):02d}", phase="pre-op" if k < 2 else "follow-up")
+    page = client.get("/patients/P001").text
+    rows = page.split('<table id="visits">', 1)[1].split("</table>", 1)[0].count("<tr><td><a href=\"/visits/")
+    assert rows == 20
+    dates = [v["date"] for v in client.get("/api/patients/P001/visits").json()]
+    assert dates == sorted(dates) and len(dates) == 20
+    assert page.count('<option value="') >= 40  # both pickers of the comparison offer every visit
+
+
+def test_the_shipped_pages_and_assets_name_no_other_server() -> None:
+    import re
+
+    import cleftscore.web
+
+    root = Path(cleftscore.web.__file__).parent
+    assets = sorted((root / "templates").glob("*.html")) + sorted((root / "static").iterdir())
+    assert len(assets) >= 8
+    for f in assets:
+        text = f.read_text()
+        assert not re.search(r"(https?:)?//[a-z0-9.-]+\.[a-z]{2,}", text, re.I), f"{f.name} names another server"
+        assert "@import" not in text and "fonts.googleapis" not in text
