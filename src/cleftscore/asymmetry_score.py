@@ -4,21 +4,25 @@ The mirror normalizer (:mod:`cleftscore.mirror`) gives a face ``x`` and its regi
 image ``y``. The paper's score ``S = -log(sqrt(sum_ROI d) / N)`` of their eroded squared
 difference ``d`` depends as much on the photograph (sharpness, upsampling, JPEG, lighting, the
 size of the face) as on the face: two faces photographed differently are not comparable. The
-settings here add, each switchable for the benchmark (``cleftscore bench cleft-synth``):
+settings here, each switchable for the benchmark (``cleftscore bench cleft-synth``):
 
 * ``photometric``: both images are reduced to their local structure before the difference: the
   smooth lighting (a Gaussian mean at ``scale`` intercanthal distances) is removed and the local
   contrast is matched (each image divided by its own local standard deviation), so a side light
   or a dim photo no longer scores as asymmetry.
+* ``tolerance``: each face pixel is compared with the best-matching mirror pixel within a small
+  disc, so a registration error of a few pixels at an edge is forgiven but a gap is not.
 * ``refine``: a dense optical flow from the face to its mirror, smoothed at ``refine_scale``
-  intercanthal distances, warps the mirror once more: it takes out what the landmark warp left
-  of pose and of normal soft-tissue asymmetry, but is too smooth to close a lip notch.
-* ``reference="control"``: the mean difference in the ROI is divided by the mean difference in
-  control regions of the same face (cheeks, nose bridge, jaw: the face region outside the mouth
-  region), so everything that raises the difference everywhere (sharpness, noise, JPEG, a
-  registration that is off by a pixel) cancels.
+  intercanthal distances, warps the mirror once more (measured; off by default: it did not help).
+* ``reference="control"``: the statistic of the map in the ROI is divided by the median of the
+  map in control regions of the same face (cheeks, nose bridge, jaw: the face region outside the
+  grown mouth region), so what raises the difference everywhere cancels.
+* ``roi="upper"``: only the nose base and the upper lip are scored, where a cleft lip is.
 
-The score keeps the convention of :func:`cleftscore.score.roi_score`: higher = more normal.
+The defaults are the combination that won the benchmark (docs/asymmetry_score.md). The score
+keeps the convention of :func:`cleftscore.score.roi_score`: higher = more normal. A bilateral
+cleft is its own mirror image and is not seen.
+
 Plain functions on arrays; no torch, no file I/O.
 """
 
@@ -188,7 +192,8 @@ class AsymmetryScore:
         ``-0.5 * log(stat_ROI(d))``; ``stat`` is the chosen percentile (or the mean) of the
         pooled map; higher = more normal.
     heatmap : (H, W) ndarray of float32
-        The eroded difference map summed over channels, >= 0 (aligned frame).
+        The eroded (shift-tolerant, photometrically normalised with the defaults) difference
+        map summed over channels, >= 0, resampled to the input's aligned frame.
     roi_mean : float
         The statistic of the pooled map over the ROI (the mean with ``statistic="mean"``).
     control_mean : float

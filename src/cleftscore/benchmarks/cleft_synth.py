@@ -440,10 +440,10 @@ def run_cleft_synth(
     robust: dict[str, dict[str, list[float]]] = {n: {k: [] for k in PERTURBATIONS} for n in names}
     failures: list[str] = []
     t_start = time.perf_counter()
+    from cleftscore.face import detect_faces, predict_landmarks
+
     for i, f in enumerate(faces):
         t0 = time.perf_counter()
-        from cleftscore.face import detect_faces, predict_landmarks
-
         boxes = detect_faces(f.image)
         if not boxes:
             failures.append(f"face {i}: no face found on the aligned image")
