@@ -129,6 +129,9 @@ def test_csv_report_comparison_and_patient_pages(scored) -> None:
     assert "no CI is possible" in patient or "to +" in patient or "to -" in patient  # the change row of the post-op visit
     png = client.get("/patients/P001/timeline.png")
     assert png.status_code == 200 and png.content[:8] == b"\x89PNG\r\n\x1a\n"
+    assert client.get("/patients/P001/timeline.png").content == png.content and len(app.state.ctx.timelines) == 1
+    _patient_and_visit(client, app, date="2026-09-01", phase="follow-up")  # the study changed: drawn again
+    assert client.get("/patients/P001/timeline.png").status_code == 200 and len(app.state.ctx.timelines) == 2
     assert "P001" in client.get("/?q=p00").text and "no patient code contains" in client.get("/?q=zz").text
 
 

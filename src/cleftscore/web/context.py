@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 from fastapi import Path as PathParam
@@ -63,3 +63,5 @@ class AppContext:
     jobs: JobQueue
     templates: Jinja2Templates
     gan: MethodChoice
+    #: Drawn timelines by (code, method, study fingerprint): drawing one takes seconds.
+    timelines: dict[tuple[Any, ...], bytes] = field(default_factory=dict)

@@ -78,7 +78,14 @@ def install_pages(app: FastAPI, ctx: AppContext) -> None:
             series = [s for s in out.patients if s.code == code]
             return timeline_png(series[0], study.files) if series and series[0].visits else None
 
-        png = await asyncio.to_thread(draw)
+        key = (code, method, await asyncio.to_thread(queries.fingerprint, study))
+        png = ctx.timelines.get(key)
+        if png is None:
+            png = await asyncio.to_thread(draw)
+            if png is not None:
+                if len(ctx.timelines) >= 64:
+                    ctx.timelines.pop(next(iter(ctx.timelines)))  # the oldest drawing
+                ctx.timelines[key] = png
         if png is None:
             raise HTTPException(404, f"patient {code!r} has no scored visits yet")
         return Response(png, media_type="image/png")

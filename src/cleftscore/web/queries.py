@@ -15,7 +15,7 @@ from cleftscore.study.models import Patient, Photo, Score, Visit
 from cleftscore.study.records import find_patient, find_visit
 
 __all__ = ["PatientRow", "VisitRow", "PatientPage", "ScoreView", "PhotoView", "VisitPage", "patients", "patient_page",
-           "visit_page", "visit_csv_rows", "SCORE_DEFINITION"]  # fmt: skip
+           "visit_page", "visit_csv_rows", "fingerprint", "SCORE_DEFINITION"]  # fmt: skip
 
 #: The score's definition as the pages state it (see cleftscore.score).
 SCORE_DEFINITION = ("S = -log( sqrt( sum of the eroded heat map over the region ) / N ), N = the region's pixel count. "
@@ -153,3 +153,11 @@ def visit_csv_rows(page: VisitPage) -> list[dict[str, Any]]:
              "file": ph.name, "method": sc.method, "roi": sc.roi, "score": sc.score, "settings_key": sc.settings_key,
              "measures": json.dumps({k: m.get("value") for k, m in sc.measures.items()}, sort_keys=True), "notes": sc.notes,
              "scored_at": sc.created_at} for ph in page.photos for sc in ph.scores]  # fmt: skip
+
+
+def fingerprint(study: Study) -> tuple[int, ...]:
+    """Changes whenever a visit or score is added or removed (what a timeline is drawn from)."""
+    with study.transaction(write=False) as s:
+        scores = s.execute(select(func.count(Score.id), func.coalesce(func.max(Score.id), 0))).one()
+        visits = s.execute(select(func.count(Visit.id), func.coalesce(func.max(Visit.id), 0))).one()
+        return (int(scores[0]), int(scores[1]), int(visits[0]), int(visits[1]))
