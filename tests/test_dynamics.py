@@ -162,3 +162,20 @@ def test_pipeline_records_dynamics_and_keeps_the_normalized_face(tmp_path, examp
         row = next(csv.DictReader(f))
     assert float(row["dynamics_reappearance_step"]) == d["reappearance_step"]
     assert "dynamics" not in json.loads((plain / "result.json").read_text())["normalization"]
+
+
+def test_evaluate_correlates_the_records_measures() -> None:
+    from pathlib import Path
+
+    from cleftscore.evaluate import _measure_rows, _Photo
+
+    def photo(name: str, step: float) -> _Photo:
+        return _Photo(name=name, photo_id=name, folder=Path(name), method="gan", landmarks=np.zeros((68, 2)), size=32,
+                      mask_file=None, measures={"dynamics_reappearance_step": step, "constant": 1.0})  # fmt: skip
+
+    photos = [photo(f"p{i}.png", s) for i, s in enumerate((40, 90, 10, 150))]
+    ratings = {"p0.png": 5.0, "p1.png": 3.0, "p2.png": 6.0, "p3.png": 1.0}  # 7 = normal
+    rows = {r["measure"]: r for r in _measure_rows(photos, ratings, higher_is="normal", n_boot=50, ci=0.95, seed=0)}
+    # more steps to rebuild go with more abnormal ratings here: a negative rank correlation
+    assert rows["dynamics_reappearance_step"]["n"] == 4 and rows["dynamics_reappearance_step"]["spearman_rho"] == pytest.approx(-1.0)
+    assert "note" in rows["constant"]

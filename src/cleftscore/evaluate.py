@@ -464,6 +464,7 @@ class _Photo:
     landmarks: np.ndarray  # (68, 2) aligned frame
     size: int
     mask_file: str | None
+    measures: Mapping[str, float] = field(default_factory=dict)  # result.json measures (name -> value)
 
 
 @dataclass(frozen=True)
@@ -504,6 +505,7 @@ def _read_run(run_dir: Path) -> _RunContents:
                 landmarks=rec.geometry.landmarks_aligned,
                 size=rec.geometry.size,
                 mask_file=(rec.settings.get("score") or {}).get("mask_file") or None,
+                measures={k: m.value for k, m in rec.measures.items()},
             )
         )
     return _RunContents(photos=tuple(photos), failed=tuple(failed))
@@ -653,6 +655,7 @@ class Evaluation:
     missing_in_ratings: tuple[str, ...]
     failed: tuple[tuple[str, str], ...]
     notes: tuple[str, ...]
+    measure_rows: tuple[dict[str, Any], ...] = ()
 
     @property
     def headline_key(self) -> tuple[str, str, str, str]:
@@ -912,12 +915,34 @@ def evaluate_run(
         ci=ci,
         seed=seed,
         rows=tuple(rows),
+        measure_rows=_measure_rows(run.photos, rating_of, higher_is=higher_is, n_boot=n_boot, ci=ci, seed=seed),
         matched=matched.files,
         missing_in_run=missing_in_run,
         missing_in_ratings=matched.missing_in_ratings,
         failed=run.failed,
         notes=tuple(notes),
     )
+
+
+def _measure_rows(photos: Sequence[_Photo], rating_of: Mapping[str, float], *, higher_is: HigherIs,
+                  n_boot: int, ci: float, seed: int) -> tuple[dict[str, Any], ...]:  # fmt: skip
+    """Correlations of the records' other measures (``landmark_asymmetry_px``, the dynamics
+    indices, ...) with the ratings, as the measures stand (their direction is their own: a
+    negative r means higher values go with more abnormal ratings)."""
+    rows = []
+    names = sorted({k for p in photos for k in p.measures})
+    for name in names:
+        pairs = [(p.measures[name], rating_of[p.name]) for p in photos
+                 if p.name in rating_of and name in p.measures and math.isfinite(p.measures[name])]  # fmt: skip
+        row: dict[str, Any] = {"measure": name, "n": len(pairs)}
+        if len(pairs) >= 3 and len({v for v, _ in pairs}) > 1:
+            c = correlate([v for v, _ in pairs], [r for _, r in pairs], higher_is=higher_is, n_boot=n_boot, ci=ci, seed=seed)
+            row.update(pearson_r=c.pearson_r, pearson_ci_low=c.pearson_ci[0], pearson_ci_high=c.pearson_ci[1],
+                       spearman_rho=c.spearman_rho, spearman_p=c.spearman_p)  # fmt: skip
+        else:
+            row["note"] = "fewer than 3 rated photos with distinct values"
+        rows.append(row)
+    return tuple(rows)
 
 
 def _grid_row(
@@ -1062,6 +1087,13 @@ def grid_markdown(evaluation: Evaluation) -> str:
         if ev.missing_in_ratings:
             lines.append("- Scored but not rated: " + ", ".join(ev.missing_in_ratings))
         lines.append("")
+    if ev.measure_rows:
+        lines += ["", "## Other measures of the records", "",
+                  "Pearson r x 100 with the ratings, each measure as it stands (negative: higher values go with more abnormal ratings).", "",
+                  "| measure | n | r x 100 | rho |", "|---|---|---|---|"]  # fmt: skip
+        for m in ev.measure_rows:
+            r, rho = m.get("pearson_r", float("nan")), m.get("spearman_rho", float("nan"))
+            lines.append(f"| {m['measure']} | {m['n']} | {_fmt(r, 100, 1)} | {_fmt(rho)} |")
     lines.append("Full numbers (confidence intervals, Spearman rho, p-values): `grid.csv`.")
     return "\n".join(lines) + "\n"
 
@@ -1188,6 +1220,7 @@ def write_evaluation(evaluation: Evaluation, out_dir: str | Path) -> EvaluationF
         "failed": [{"file": f, "message": m} for f, m in ev.failed],
         "notes": list(ev.notes),
         "rows": records,
+        "measures": list(ev.measure_rows),
         "headline_photos": [
             {"file": f, "score": x, "rating": y}
             for f, x, y in zip(head.files, head.scores, head.ratings, strict=True)
