@@ -339,7 +339,7 @@ def test_serve_on_a_public_host_warns_and_prints_the_token_once(db: Path, monkey
     from cleftscore.cli import app as cli
 
     started: list[dict] = []
-    monkeypatch.setattr(uvicorn, "run", lambda web, **kw: started.append(kw))
+    monkeypatch.setattr(uvicorn.Server, "run", lambda self: started.append({"host": self.config.host}))
     runner = CliRunner()
     first = runner.invoke(cli, ["serve", "--db", str(db), "--host", "0.0.0.0", "--port", "0"])
     assert first.exit_code == 0, first.output

@@ -77,4 +77,14 @@ def serve(
         web = create_app(settings)
         shown = f"[{host}]" if ":" in host else host
         console.print(f"cleftscore serving {path} at http://{shown}:{port}/ (Ctrl-C stops it)", highlight=False, soft_wrap=True)
-        uvicorn.run(web, host=host, port=port, log_level="warning", server_header=False, proxy_headers=False)
+        server = uvicorn.Server(uvicorn.Config(web, host=host, port=port, log_level="warning", server_header=False,
+                                               proxy_headers=False, timeout_graceful_shutdown=5))  # fmt: skip
+        handle_exit = server.handle_exit
+
+        def stop(sig: int, frame: object) -> None:
+            # Pages following a job hold an event stream open; end them so shutdown need not wait.
+            web.state.ctx.begin_shutdown()
+            handle_exit(sig, frame)  # type: ignore[arg-type]
+
+        server.handle_exit = stop  # type: ignore[method-assign]
+        server.run()

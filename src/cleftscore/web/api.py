@@ -153,6 +153,8 @@ def install_api(app: FastAPI, ctx: AppContext) -> None:
                     return
                 for _ in range(60):
                     await asyncio.sleep(0.25)
+                    if ctx.closing.is_set():
+                        return  # the server is stopping; the page's EventSource retries later
                     if ctx.jobs.version != seen:
                         break
                 else:

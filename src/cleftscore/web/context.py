@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
@@ -63,5 +64,12 @@ class AppContext:
     jobs: JobQueue
     templates: Jinja2Templates
     gan: MethodChoice
+    #: Set when the server is asked to stop: open event streams end, so shutdown need not wait.
+    closing: threading.Event = field(default_factory=threading.Event)
     #: Drawn timelines by (code, method, study fingerprint): drawing one takes seconds.
     timelines: dict[tuple[Any, ...], bytes] = field(default_factory=dict)
+
+    def begin_shutdown(self) -> None:
+        """End event streams now and let the worker stop at its next photo."""
+        self.closing.set()
+        self.jobs.request_stop()

@@ -234,9 +234,13 @@ class JobQueue:
             self._thread = threading.Thread(target=self._run, name="cleftscore-worker", daemon=True)
             self._thread.start()
 
+    def request_stop(self) -> None:
+        """Let the running job stop at its next photo (or GAN step); it is left interrupted."""
+        self._stopping.set()
+
     def stop(self, timeout: float = 30.0) -> None:
         if self._thread is not None:
-            self._stopping.set()  # the running job stops at its next photo (or GAN step) and is left interrupted
+            self.request_stop()
             self._queue.put(None)
             self._thread.join(timeout)
             self._thread = None
@@ -351,7 +355,9 @@ class JobQueue:
                 self.state.set_photo(job_id, pos, status, score=line.score, message=line.message)
             self._bump()
         self._steps.pop(job_id, None)
-        if self._stopping.is_set() and job_id not in self._cancel:
+        left = self.state.job(job_id)
+        unfinished = left is not None and any(p.status in ("queued", "running") for p in left.photos)
+        if self._stopping.is_set() and unfinished and job_id not in self._cancel:
             self.state.mark_interrupted()
             return
         if job_id in self._cancel:
