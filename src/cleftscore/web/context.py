@@ -10,6 +10,7 @@ from fastapi import Path as PathParam
 from fastapi.templating import Jinja2Templates
 
 from cleftscore.errors import CleftscoreError
+from cleftscore.normalize.gan import GanSettings
 from cleftscore.study.db import Study
 from cleftscore.web.jobs import JobQueue, ServerState
 from cleftscore.web.security import Guard
@@ -34,7 +35,7 @@ class MethodChoice:
     reason: str
 
 
-def gan_availability(gan: Any = None) -> MethodChoice:
+def gan_availability(gan: GanSettings | None = None) -> MethodChoice:
     """Whether the GAN method can run here: its generator (and VGG16 for the LPIPS loss) must be present.
 
     Parameters
@@ -45,9 +46,10 @@ def gan_availability(gan: Any = None) -> MethodChoice:
     from cleftscore.weights import resolve_generator, resolve_vgg16
 
     try:
-        resolve_generator(getattr(gan, "generator", None))
-        if getattr(gan, "loss", "lpips") == "lpips":
-            resolve_vgg16(getattr(gan, "vgg16", None))
+        gan = gan or GanSettings()
+        resolve_generator(gan.generator)
+        if gan.loss == "lpips":
+            resolve_vgg16(gan.vgg16)
     except CleftscoreError as exc:
         return MethodChoice("gan", False, f"the GAN method needs model weights that are not on this machine ({exc})")
     return MethodChoice("gan", True, "")

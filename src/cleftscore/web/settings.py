@@ -5,7 +5,8 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+
+from cleftscore.normalize.gan import GanSettings
 
 __all__ = ["WebSettings", "is_loopback"]
 
@@ -60,7 +61,7 @@ class WebSettings:
     cache_dir: Path | None = None
     start_worker: bool = True
     extra_hosts: tuple[str, ...] = ()
-    gan: Any = None
+    gan: GanSettings | None = None
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -72,9 +73,7 @@ class WebSettings:
             raise ValueError("token_hash must be a SHA-256 hex digest")
 
     @property
-    def gan_settings(self) -> Any:
-        from cleftscore.normalize.gan import GanSettings
-
+    def gan_settings(self) -> GanSettings:
         return self.gan if self.gan is not None else GanSettings()
 
     @property
