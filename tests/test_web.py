@@ -55,9 +55,13 @@ def _files(faces: Path, *names: str) -> list[tuple[str, tuple[str, bytes, str]]]
 def _wait(client: TestClient, job_id: int) -> dict:
     """Follow the job's Server-Sent Events until it finishes; return the last state."""
     last: dict = {}
+    quiet = 0
     with client.stream("GET", f"/api/jobs/{job_id}/events") as stream:
         assert stream.headers["content-type"].startswith("text/event-stream")
         for line in stream.iter_lines():
+            if line.startswith(":"):  # a keep-alive every 15 s without change: bounded at 10 min
+                quiet += 1
+                assert quiet < 40, f"job {job_id} made no progress for 10 minutes: {last}"
             if line.startswith("data: "):
                 last = json.loads(line[6:])
                 if last["finished"]:
