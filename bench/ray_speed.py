@@ -64,7 +64,7 @@ def main() -> None:
     import torch
 
     from cleftscore.distributed import RaySettings, ray_pool
-    from cleftscore.distributed.ray_pool import ray_session
+    from cleftscore.distributed.actors import ray_session
     from cleftscore.pipeline import GanSettings, PipelineSettings, score_photos
 
     settings = PipelineSettings(

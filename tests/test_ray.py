@@ -113,7 +113,7 @@ def _assert_complete(run: Path, ids: list[str]) -> None:
 def test_ray_run_equals_one_process_and_survives_a_killed_worker(tmp_path: Path, dozen_photos: Path, tiny_generator_file: Path) -> None:
     ray = pytest.importorskip("ray", reason='the Ray extra is not installed (pip install "cleftscore[ray]")')
     from cleftscore.distributed import ray_pool
-    from cleftscore.distributed.ray_pool import ray_session
+    from cleftscore.distributed.actors import ray_session
 
     settings = _gan(tiny_generator_file)
     with _torch_threads(1):  # as each 1-CPU Ray worker; two threads on a busy 2-core machine are many times slower
@@ -161,4 +161,17 @@ def test_ray_run_equals_one_process_and_survives_a_killed_worker(tmp_path: Path,
         for pid, score in _scores(got).items():
             assert score == pytest.approx(want[pid], abs=1e-6), pid
         _assert_complete(tmp_path / "killed", ids)
+
+        # 3. The command line: --ray joins the Ray of this process (it would start one otherwise).
+        gs = settings.gan
+        args = ["score", str(dozen_photos), "--method", "gan", "--generator", gs.generator, "--loss", gs.loss, "--device", gs.device,
+                "--steps", str(gs.steps), "--adapt-steps", str(gs.adapt_steps), "--batch", str(gs.batch),
+                "--ray", "auto", "--ray-workers", "2", "--out", str(tmp_path / "cli"), "--cache-dir", str(tmp_path / "cache-cli")]  # fmt: skip
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 0, result.output
+        assert "2 Ray CPU workers" in result.output and "12 of 12 photos scored" in result.output
+        _assert_complete(tmp_path / "cli", ids)
+        for pid in ids:
+            rec = json.loads((tmp_path / "cli" / "photos" / pid / "result.json").read_text())
+            assert rec["score"] == pytest.approx(want[pid], abs=1e-6), pid
     assert not ray.is_initialized()

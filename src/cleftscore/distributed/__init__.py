@@ -23,7 +23,7 @@ import numpy as np
 from cleftscore.errors import CleftscoreError
 
 if TYPE_CHECKING:
-    from cleftscore.distributed.ray_pool import RayPool
+    from cleftscore.distributed.actors import RayPool
     from cleftscore.normalize.gan import GanSettings
     from cleftscore.pipeline import PhotoResult, PipelineSettings, ProgressHooks
 
@@ -121,7 +121,7 @@ def ray_pool(gan: "GanSettings", *, seed: int = 0, cache_dir: str | Path | None 
     Yields
     ------
     RayPool
-        Its :meth:`~cleftscore.distributed.ray_pool.RayPool.normalizer` goes to
+        Its :meth:`~cleftscore.distributed.actors.RayPool.normalizer` goes to
         :func:`cleftscore.pipeline.score_photos` as ``normalizer_factory``.
 
     Raises
@@ -131,7 +131,7 @@ def ray_pool(gan: "GanSettings", *, seed: int = 0, cache_dir: str | Path | None 
         the weights.
     """
     _import_ray()
-    from cleftscore.distributed.ray_pool import RayPool, ray_session
+    from cleftscore.distributed.actors import RayPool, ray_session
 
     settings = ray or RaySettings()
     with ray_session(settings, message=message):
