@@ -179,3 +179,13 @@ def test_evaluate_correlates_the_records_measures() -> None:
     # more steps to rebuild go with more abnormal ratings here: a negative rank correlation
     assert rows["dynamics_reappearance_step"]["n"] == 4 and rows["dynamics_reappearance_step"]["spearman_rho"] == pytest.approx(-1.0)
     assert "note" in rows["constant"]
+
+
+def test_report_shows_the_measures(tmp_path, example_photo) -> None:
+    from cleftscore.pipeline import PipelineSettings, score_photos
+
+    (res,) = score_photos([example_photo], PipelineSettings(method="asymmetry", size=256), out_dir=tmp_path / "run")
+    assert res.ok
+    html = (tmp_path / "run" / "report.html").read_text()
+    for name in res.measures:
+        assert f">{name}<" in html, name

@@ -605,11 +605,13 @@ def write_summary(
     csv_path, html_path = run / CSV_FILE, run / REPORT_FILE
     cols = csv_columns(records)
     write_csv(csv_path, rows, columns=cols)
+    measured = {name for r in records for name in r.measures}
     write_html_report(
         html_path,
         html_rows,
         title="cleftscore report",
-        columns=["file", "status", "score", "method", "roi", "metric", "colorspace", "erosion", "message", "notes"],
+        columns=["file", "status", "score", "method", "roi", "metric", "colorspace", "erosion",
+                 *(c for c in cols if c in measured), "message", "notes"],  # fmt: skip
     )
     return csv_path, html_path
 
