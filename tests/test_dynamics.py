@@ -102,6 +102,8 @@ def test_curve_indices() -> None:
     assert ix.reappearance_step == 3 and ix.reached
     # trapezoid of [1, .8, .6, .4, .4] over 4 steps
     assert ix.curve_auc == pytest.approx((0.5 * 1 + 0.8 + 0.6 + 0.4 + 0.5 * 0.4) / 4)
+    assert ix.residual_integral == pytest.approx(32 / 5) and ix.level_step is None
+    assert curve_indices(curve, level=5.0).level_step == 3 and curve_indices(curve, level=1.0).level_step == 4
     never = curve_indices(np.array([10.0, 9.0, 9.5]), fraction=0.5)
     assert never.reappearance_step == 2 and not never.reached
     # a slower fall gives a later step and a larger area
@@ -151,9 +153,11 @@ def test_pipeline_records_dynamics_and_keeps_the_normalized_face(tmp_path, examp
     np.testing.assert_array_equal(np.asarray(Image.open(plain / "normalized.png")), np.asarray(Image.open(dyn / "normalized.png")))
     rec = json.loads((dyn / "result.json").read_text())
     d = rec["normalization"]["dynamics"]
-    assert len(d["curve"]) == 10 and d["steps"] == 9 and d["fraction"] == 0.5 and d["adapt_steps"] == 3
+    assert len(d["curve"]) == 10 and d["steps"] == 9 and d["fraction"] == 0.9 and d["adapt_steps"] == 3
+    assert d["residual_integral"] == pytest.approx(np.mean(d["curve"]), rel=1e-6)
     assert 0 <= d["reappearance_step"] <= 9 and 0 < d["curve_auc"] <= 1.5
-    assert {"dynamics_reappearance_step", "dynamics_curve_auc"} <= set(rec["measures"])
+    assert {"dynamics_reappearance_step", "dynamics_curve_auc", "dynamics_residual_integral"} <= set(rec["measures"])
+    assert "dynamics_level_step" not in rec["measures"]  # no level given
     for f in ("dynamics_curve.png", "reappearance_strip.png", "snapshots/step_0006.png", "snapshots/step_0009.png"):
         assert (dyn / f).is_file(), f
     strip = np.asarray(Image.open(dyn / "reappearance_strip.png"))

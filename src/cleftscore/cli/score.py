@@ -221,7 +221,8 @@ def score_command(
     early_stop: Annotated[bool, typer.Option("--early-stop", help="Stop the inversion when its loss stops improving.", rich_help_panel=GAN)] = False,
     compile_steps: Annotated[bool, typer.Option("--compile", help="torch.compile the inversion step: minutes to compile, then faster GPU steps (large batches).", rich_help_panel=GAN)] = False,
     dynamics_steps: Annotated[int, typer.Option("--dynamics-steps", min=0, help="Also adapt this many steps (e.g. 300) and record the ROI residual at every step: reappearance step, curve area, curve plot and reappearance strip (docs/dynamics.md). 0: off.", rich_help_panel=GAN)] = 0,
-    dynamics_fraction: Annotated[float, typer.Option("--dynamics-fraction", min=0.0, max=1.0, help="f of the reappearance step: the step at which the ROI residual falls to f of its start.", rich_help_panel=GAN)] = 0.5,
+    dynamics_fraction: Annotated[float, typer.Option("--dynamics-fraction", min=0.0, max=1.0, help="f of the reappearance step: the step at which the ROI residual falls to f of its start.", rich_help_panel=GAN)] = 0.9,
+    dynamics_level: Annotated[Optional[float], typer.Option("--dynamics-level", min=0.0, help="Also count the steps until the ROI residual falls to this absolute level (measured on normal faces of the same generator).", rich_help_panel=GAN)] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of every random draw.")] = 0,
     size: Annotated[Optional[int], typer.Option("--size", help="Aligned face size (default: the generator's resolution; 1024 for asymmetry).")] = None,
     detector: Annotated[Detector, typer.Option("--detector", help="Face detector.")] = Detector.hog,
@@ -257,7 +258,7 @@ def score_command(
                 detector=detector.value,
                 score=_score_settings(roi, mask, metric, colorspace, erosion),
                 gan=GanSettings(generator=generator, vgg16=vgg16, steps=steps, adapt_steps=adapt_steps, snapshot_steps=snaps, loss=loss.value, batch=batch, device=device, precision=precision.value, early_stop=early_stop, compile=compile_steps,
-                                dynamics_steps=dynamics_steps, dynamics_fraction=dynamics_fraction, dynamics_roi=roi.value),
+                                dynamics_steps=dynamics_steps, dynamics_fraction=dynamics_fraction, dynamics_level=dynamics_level, dynamics_roi=roi.value),
                 seed=seed,
             )
             ray_settings = _ray_settings(ray_address, ray_workers)

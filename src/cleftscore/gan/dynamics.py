@@ -11,16 +11,22 @@ photo and rendering in BT.601 YCbCr, in 8-bit code units, eroded by a 3 x 3 mini
 channel (reflected borders), summed over the channels, and averaged over the ROI with the mask's
 weights: ``E = sum(m * d) / sum(m)``.
 
-Indices of the normalised curve ``c(s) = E(s) / E(0)``:
+Indices of the curve:
 
-- ``reappearance_step``: the first step at which ``c(s) <= f``: the photo's own residual in the
-  ROI has fallen to a fraction ``f`` of where it started, i.e. the generator has rebuilt that much
-  of what made the photo differ from its projection, the cleft included. A photo whose curve never
-  gets there has ``reappearance_step = steps`` and ``reached = False`` (censored).
-- ``curve_auc``: the area under ``c`` over the steps, divided by the number of steps (trapezoid
-  rule; 1 = nothing rebuilt, near 0 = rebuilt at once).
-
-Both grow with severity when the normal parts of a face are rebuilt quickly and the defect slowly.
+- ``residual_integral``: the mean of ``E`` over all recorded steps: how much residual the
+  adaptation path carries before the region is rebuilt. On the planted benchmark it follows
+  severity best (Spearman rho 0.95; bench/results/dynamics_planted_g64_cpu.json).
+- ``level_step`` (only with a ``level``): the first step at which ``E(s) <= level``, an absolute
+  residual level such as that of normal faces at the normalized step: how many steps until the
+  region is rebuilt as far as a normal face's (rho 0.87 on the planted benchmark with the clean
+  faces' median there as the level). The level is in the curve's units and depends on the
+  generator, so it has to be measured on normal faces of the same model.
+- ``reappearance_step``: the first step at which ``E(s) / E(0) <= f`` (``reached = False`` and the
+  last step when it never gets there), and ``curve_auc``, the area under ``E(s) / E(0)`` per
+  step: the relative forms the paper's wording suggests. On the planted benchmark they do *not*
+  follow severity (rho 0.07-0.64 over f; curve area -0.18): a large defect starts with a large
+  residual and is rebuilt at a similar *relative* rate, so the relative curves of mild and
+  severe defects look alike. They are kept for comparison.
 """
 
 from __future__ import annotations
@@ -43,8 +49,9 @@ __all__ = [
     "roi_residual_energy",
 ]
 
-#: Default ``f`` of :func:`curve_indices`, chosen on the planted benchmark (bench/results/dynamics_*.json).
-DEFAULT_FRACTION = 0.5
+#: Default ``f`` of :func:`curve_indices`: the best of 0.2..0.9 on the planted benchmark (rho 0.64,
+#: bench/results/dynamics_planted_g64_cpu.json); prefer ``residual_integral`` as the index.
+DEFAULT_FRACTION = 0.9
 
 # BT.601 (as skimage.color.rgb2ycbcr) applied to a difference of RGB values in [0, 1]: the offsets
 # cancel, so the difference in YCbCr code units is this matrix times the RGB difference.
@@ -94,6 +101,10 @@ class DynamicsIndices:
         Whether the curve got there within the recorded steps.
     curve_auc : float
         Area under ``E(s) / E(0)`` per step.
+    residual_integral : float
+        Mean of ``E`` over the recorded steps.
+    level, level_step : float or None, int or None
+        The absolute level given, and the first step with ``E(s) <= level`` (``steps`` if never).
     fraction : float
         The ``f`` used.
     steps : int
@@ -109,13 +120,16 @@ class DynamicsIndices:
     steps: int
     energy_start: float
     energy_end: float
+    residual_integral: float = float("nan")
+    level: float | None = None
+    level_step: int | None = None
 
     def to_dict(self) -> dict[str, object]:
         """Plain JSON-serialisable dict."""
         return dataclasses.asdict(self)
 
 
-def curve_indices(curve: np.ndarray, *, fraction: float = DEFAULT_FRACTION) -> DynamicsIndices:
+def curve_indices(curve: np.ndarray, *, fraction: float = DEFAULT_FRACTION, level: float | None = None) -> DynamicsIndices:
     """Indices of one ROI residual curve ``E(0..steps)``.
 
     Raises
@@ -129,6 +143,8 @@ def curve_indices(curve: np.ndarray, *, fraction: float = DEFAULT_FRACTION) -> D
         raise ValueError(f"a residual curve needs >= 2 finite non-negative values, got {c.size}")
     if not 0.0 < fraction < 1.0:
         raise ValueError(f"fraction must lie in (0, 1), got {fraction}")
+    if level is not None and not level > 0:
+        raise ValueError(f"level must be > 0, got {level}")
     steps = c.size - 1
     norm = c / max(c[0], 1e-20)
     below = np.flatnonzero(norm <= fraction)
@@ -141,7 +157,17 @@ def curve_indices(curve: np.ndarray, *, fraction: float = DEFAULT_FRACTION) -> D
         steps=int(steps),
         energy_start=float(c[0]),
         energy_end=float(c[-1]),
+        residual_integral=float(c.mean()),
+        level=None if level is None else float(level),
+        level_step=_level_step(c, level),
     )
+
+
+def _level_step(c: np.ndarray, level: float | None) -> int | None:
+    if level is None:
+        return None
+    hit = np.flatnonzero(c <= level)
+    return int(hit[0]) if hit.size else int(c.size - 1)
 
 
 def dynamics_adapt_settings(base: AdaptSettings, dynamics_steps: int, strip_steps: tuple[int, ...] = ()) -> AdaptSettings:

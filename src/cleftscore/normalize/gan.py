@@ -84,6 +84,9 @@ class GanSettings:
         the curve and the reappearance strip.
     dynamics_fraction : float
         ``f`` of the reappearance step.
+    dynamics_level : float or None
+        An absolute ROI residual level (the curve's units, measured on normal faces of the same
+        generator): also report the first step at which the residual falls to it.
     dynamics_roi : {"mouth", "nose", "face"}
         Region of the residual curve.
     strip_steps : tuple of int
@@ -102,7 +105,8 @@ class GanSettings:
     early_stop: bool = False
     compile: bool = False
     dynamics_steps: int = 0
-    dynamics_fraction: float = 0.5  # cleftscore.gan.dynamics.DEFAULT_FRACTION (not imported: it needs torch)
+    dynamics_fraction: float = 0.9  # cleftscore.gan.dynamics.DEFAULT_FRACTION (not imported: it needs torch)
+    dynamics_level: float | None = None
     dynamics_roi: str = "mouth"
     strip_steps: tuple[int, ...] = (0, 50, 100, 200, 300)
 
@@ -327,7 +331,7 @@ class GanNormalizer:
             gs.pop(k)
         if not (dynamics and self.gs.dynamics_steps):
             # Off, the dynamics settings change nothing: keep the keys of earlier entries valid.
-            for k in ("dynamics_steps", "dynamics_fraction", "dynamics_roi", "strip_steps"):
+            for k in ("dynamics_steps", "dynamics_fraction", "dynamics_level", "dynamics_roi", "strip_steps"):
                 gs.pop(k)
         if not self.gs.early_stop:
             # Each photo has its own random stream, so its result does not depend on its
@@ -455,7 +459,7 @@ def _dynamics_meta(curve: np.ndarray, gs: GanSettings) -> dict[str, Any]:
     """What a cache entry keeps of one photo's residual curve: the curve and its indices."""
     from cleftscore.gan.dynamics import curve_indices
 
-    ix = curve_indices(curve, fraction=gs.dynamics_fraction)
+    ix = curve_indices(curve, fraction=gs.dynamics_fraction, level=gs.dynamics_level)
     return {"dynamics": {**ix.to_dict(), "roi": gs.dynamics_roi, "adapt_steps": gs.adapt_steps,
                          "curve": [float(v) for v in np.asarray(curve, dtype=np.float64)]}}  # fmt: skip
 
@@ -502,6 +506,11 @@ _NORMALIZATION_KEYS = ("inversion_steps_run", "inversion_step_mode", "fused_gpu_
 
 #: The adaptation-dynamics indices as measures (result.json, scores.csv, the report, evaluate).
 DYNAMICS_MEASURES = {
+    "dynamics_residual_integral": (
+        "residual_integral",
+        "mean ROI residual energy over the adaptation steps (higher = more left to rebuild; docs/dynamics.md)",
+    ),
+    "dynamics_level_step": ("level_step", "adaptation steps until the ROI residual falls to the given level"),
     "dynamics_reappearance_step": (
         "reappearance_step",
         "adaptation steps until the ROI residual falls to f of its value before adaptation",
@@ -514,7 +523,8 @@ def _measures(meta: Mapping[str, Any]) -> dict[str, Measure]:
     dyn = meta.get("dynamics")
     if not isinstance(dyn, Mapping):
         return {}
-    return {name: Measure(float(dyn[key]), text) for name, (key, text) in DYNAMICS_MEASURES.items() if key in dyn}
+    return {name: Measure(float(dyn[key]), text) for name, (key, text) in DYNAMICS_MEASURES.items()
+            if dyn.get(key) is not None}  # fmt: skip
 
 
 def _normalization(entry: CacheEntry, *, cached: bool) -> Normalization:
