@@ -423,3 +423,10 @@ def test_cached_download_is_checked_against_its_recorded_checksum(tmp_path) -> N
     cached.write_bytes((LOCAL_GOLDEN / "t64_state_dict.npz").read_bytes())  # another valid generator
     with pytest.raises(CheckpointError, match="does not match the recorded.*fetch ffhq --force"):
         W.resolve_generator("ffhq", cache_dir=tmp_path)
+
+
+def test_cli_error_keeps_square_brackets(tmp_path) -> None:
+    junk = tmp_path / "photo[1].pkl"
+    junk.write_bytes(b"\x80\x04 not a pickle")
+    result = runner.invoke(app, ["weights", "verify", str(junk)])
+    assert result.exit_code == 1 and "photo[1].pkl" in result.output

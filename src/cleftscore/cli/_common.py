@@ -22,5 +22,8 @@ def user_errors() -> Iterator[None]:
     try:
         yield
     except CleftscoreError as exc:
-        err_console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        from rich.markup import escape
+
+        # escaped: file names such as photo[1].jpg are not rich markup
+        err_console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         raise typer.Exit(code=1) from None
