@@ -12,7 +12,6 @@ ordinary residual energy after ``adapt_steps`` steps (the normalized image's).
 from __future__ import annotations
 
 import dataclasses
-import platform
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from cleftscore.benchmarks.planted import PlantedSettings, build_planted_set
+from cleftscore.benchmarks.planted import PlantedSettings, build_planted_set, environment
 from cleftscore.gan.adapt import AdaptSettings, adapt
 from cleftscore.gan.dynamics import curve_indices, roi_residual_energy
 from cleftscore.gan.invert import InversionSettings, invert
@@ -173,11 +172,5 @@ def run_dynamics(
             str(s): (curves[severity == s] / curves[severity == s][:, :1]).mean(axis=0)[:: max(1, settings.dynamics_steps // 30)].round(4).tolist()
             for s in range(6)
         },
-        "environment": {
-            "torch": torch.__version__,
-            "device": str(device),
-            "threads": torch.get_num_threads(),
-            "python": platform.python_version(),
-            "machine": platform.machine(),
-        },
+        "environment": environment(device),
     }

@@ -29,7 +29,7 @@ from cleftscore.gan.adapt import AdaptSettings, adapt
 from cleftscore.gan.invert import InversionSettings, invert
 from cleftscore.gan.wstats import w_stats
 
-__all__ = ["PlantedSet", "PlantedSettings", "build_planted_set", "run_planted", "plant_defect", "auroc", "prepare_generator", "BenchmarkGenerator", "SEVERITIES"]
+__all__ = ["PlantedSet", "PlantedSettings", "build_planted_set", "environment", "run_planted", "plant_defect", "auroc", "prepare_generator", "BenchmarkGenerator", "SEVERITIES"]
 
 logger = logging.getLogger(__name__)
 
@@ -402,11 +402,16 @@ def run_planted(
             "pixel_auroc_mean": final["pixel_auroc_mean"],
             "psnr_clean_db_projection": stages["projection"]["psnr_clean_db"],
         },
-        "environment": {
-            "torch": torch.__version__,
-            "device": str(device),
-            "threads": torch.get_num_threads(),
-            "python": platform.python_version(),
-            "machine": platform.machine(),
-        },
+        "environment": environment(device),
+    }
+
+
+def environment(device: torch.device) -> dict[str, object]:
+    """Where a benchmark ran: torch version, device, threads, Python, machine."""
+    return {
+        "torch": torch.__version__,
+        "device": str(device),
+        "threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "machine": platform.machine(),
     }
