@@ -482,7 +482,9 @@ def _run_batch_with_fallback(normalizer: GanNormalizer, aligned: list[np.ndarray
             normalizer.progress.step(n)
 
     try:
-        return normalizer.run_batch(aligned, keys, report, rois, seeds)
+        # Only dynamics runs pass the ROIs and seeds, so a run_batch of the older form still fits.
+        extra = {} if rois is None else {"rois": rois, "seeds": seeds}
+        return normalizer.run_batch(aligned, keys, report, **extra)
     except torch.cuda.OutOfMemoryError:
         if len(aligned) == 1:
             raise CleftscoreError("the GPU ran out of memory on a single photo; try --device cpu or a smaller model") from None
