@@ -272,10 +272,11 @@ def _train(
     and keep the steps ordinary. The ROI residual curve is written on the device like the
     losses (no host sync per step); its last entry, for the final image, is left to the caller.
     """
-    from cleftscore.gan.dynamics import roi_residual_energy
+    from cleftscore.gan.dynamics import roi_residual_energy, ycbcr_matrix
 
     device = targets.device
     target_features = _target_features(targets, settings, loss_fn)
+    ycbcr = None if roi is None else ycbcr_matrix(device)
     losses = torch.zeros((targets.shape[0], settings.steps), device=device)
     curve = None if roi is None else torch.zeros((targets.shape[0], settings.steps + 1), device=device)
     k = torch.zeros((1,), dtype=torch.long, device=device)
@@ -297,7 +298,7 @@ def _train(
         with torch.no_grad():
             losses.index_copy_(1, k, per.detach().unsqueeze(1))
             if curve is not None:
-                curve.index_copy_(1, k, roi_residual_energy(images.detach(), targets, roi).unsqueeze(1))
+                curve.index_copy_(1, k, roi_residual_energy(images.detach(), targets, roi, matrix=ycbcr).unsqueeze(1))
             k.add_(1)
 
     def count(step_done: int, total: int) -> None:

@@ -62,7 +62,12 @@ _YCBCR = (
 )
 
 
-def roi_residual_energy(images: Tensor, targets: Tensor, roi: Tensor, *, erosion: int = 3) -> Tensor:
+def ycbcr_matrix(device: torch.device | str) -> Tensor:
+    """The BT.601 difference matrix on ``device`` (make it once, outside a step loop)."""
+    return torch.tensor(_YCBCR, dtype=torch.float32, device=device)
+
+
+def roi_residual_energy(images: Tensor, targets: Tensor, roi: Tensor, *, erosion: int = 3, matrix: Tensor | None = None) -> Tensor:
     """Per-photo ROI residual energy ``[N]`` of renderings against photos, on their device.
 
     Parameters
@@ -73,6 +78,9 @@ def roi_residual_energy(images: Tensor, targets: Tensor, roi: Tensor, *, erosion
         ``[N, R, R]`` (or ``[N, 1, R, R]``) ROI weights in [0, 1], each with a non-zero sum.
     erosion : int
         Side of the minimum filter (0 or 1: none).
+    matrix : Tensor, optional
+        :func:`ycbcr_matrix` on the images' device; given by step loops so that no step copies
+        it from the host (which a CUDA graph could not capture).
 
     Returns
     -------
@@ -81,7 +89,7 @@ def roi_residual_energy(images: Tensor, targets: Tensor, roi: Tensor, *, erosion
     """
     m = roi.reshape(roi.shape[0], 1, *roi.shape[-2:]).to(device=images.device, dtype=torch.float32)
     diff = (images.float() - targets.float()) * 0.5  # [-1, 1] -> differences of [0, 1] values
-    mat = torch.tensor(_YCBCR, dtype=torch.float32, device=images.device)
+    mat = ycbcr_matrix(images.device) if matrix is None else matrix
     d = torch.einsum("kc,nchw->nkhw", mat, diff).square()
     if erosion > 1:
         pad = erosion // 2
