@@ -10,9 +10,9 @@ from typing import Any
 from sqlalchemy import select
 
 from cleftscore.study.db import NotFoundError, Study, StudyError
-from cleftscore.study.models import CLEFT_SIDES, CLEFT_TYPES, PHASES, Patient, Visit
+from cleftscore.study.models import CLEFT_SIDES, CLEFT_TYPES, PHASES, Patient, Photo, Visit
 
-__all__ = ["add_patient", "add_visit", "find_patient", "find_visit", "validate_code"]
+__all__ = ["add_patient", "add_visit", "find_patient", "find_visit", "patient_visits", "validate_code"]
 
 _CODE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,31}")
 
@@ -68,6 +68,15 @@ def find_patient(session: Any, code: str) -> Patient:
     if patient is None:
         raise NotFoundError(f"no patient {code!r} in the study; `cleftscore study patients` lists them, `study add-patient` adds one")
     return patient
+
+
+def patient_visits(session: Any, patient: Patient) -> list[Visit]:
+    """The patient's visits in date order, with their photos and scores loaded."""
+    from sqlalchemy.orm import selectinload
+
+    query = (select(Visit).where(Visit.patient_id == patient.id).order_by(Visit.date, Visit.id)
+             .options(selectinload(Visit.photos).selectinload(Photo.scores)))  # fmt: skip
+    return list(session.scalars(query))
 
 
 def find_visit(session: Any, visit_id: int) -> Visit:

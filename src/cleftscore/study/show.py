@@ -6,11 +6,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import func, select
-from sqlalchemy.orm import selectinload
 
 from cleftscore.study.db import Study
 from cleftscore.study.models import Patient, Photo, Visit
-from cleftscore.study.records import find_patient
+from cleftscore.study.records import find_patient, patient_visits
 
 __all__ = ["PatientDetail", "VisitDetail", "patient_list", "patient_detail"]
 
@@ -50,8 +49,7 @@ def patient_detail(study: Study, code: str) -> PatientDetail:
     """
     with study.transaction(write=False) as s:
         p = find_patient(s, code)
-        visits = list(s.scalars(select(Visit).where(Visit.patient_id == p.id).order_by(Visit.date, Visit.id)
-                                .options(selectinload(Visit.photos).selectinload(Photo.scores))))  # fmt: skip
+        visits = patient_visits(s, p)
         facts = [f"born {p.birth_year}" if p.birth_year else "", p.cleft_type or "", p.cleft_side or ""]
         header = f"patient {p.code}" + "".join(f", {f}" for f in facts if f) + f": {len(visits)} visit(s)"
         out = []

@@ -12,7 +12,7 @@ from sqlalchemy.orm import selectinload
 
 from cleftscore.study.db import Study
 from cleftscore.study.models import Patient, Photo, Score, Visit
-from cleftscore.study.records import find_patient, find_visit
+from cleftscore.study.records import find_patient, find_visit, patient_visits
 
 __all__ = ["PatientRow", "VisitRow", "PatientPage", "ScoreView", "PhotoView", "VisitPage", "patients", "patient_page",
            "visit_page", "visit_csv_rows", "fingerprint", "SCORE_DEFINITION"]  # fmt: skip
@@ -115,8 +115,7 @@ def patient_page(study: Study, code: str) -> PatientPage:
     """
     with study.transaction(write=False) as s:
         p = find_patient(s, code)
-        visits = list(s.scalars(select(Visit).where(Visit.patient_id == p.id).order_by(Visit.date, Visit.id)
-                                .options(selectinload(Visit.photos).selectinload(Photo.scores))))  # fmt: skip
+        visits = patient_visits(s, p)
         rows = []
         for v in visits:
             latest = [ph.scores[-1] for ph in v.photos if ph.scores]
