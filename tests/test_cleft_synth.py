@@ -177,6 +177,96 @@ def test_normative_reference_reads_a_percentile():
         NormativeReference.from_scores(np.zeros(3), source="x", settings=AsymmetrySettings())
 
 
+def test_normative_reference_has_a_heatmap_scale_and_reads_older_json(tmp_path):
+    from cleftscore.asymmetry_score import DEFAULT_HEATMAP_SCALE, NormativeReference, load_reference
+
+    ref = NormativeReference.from_scores(np.linspace(-3.0, -1.0, 201), source="test", settings=AsymmetrySettings(),
+                                         heatmap_scale=2.5)  # fmt: skip
+    path = tmp_path / "ref.json"
+    path.write_text(json.dumps(ref.to_dict()))
+    assert load_reference(str(path)).heatmap_scale == 2.5
+    old = ref.to_dict()
+    del old["heatmap_scale"]  # a file written before the field existed
+    path.write_text(json.dumps(old))
+    back = load_reference(str(path))
+    assert back.heatmap_scale == DEFAULT_HEATMAP_SCALE
+    assert back.fraction_more_symmetric(-2.0) == pytest.approx(0.5, abs=0.01)
+    with pytest.raises(ValueError, match="heatmap_scale"):
+        NormativeReference(ref.quantiles, ref.n, ref.source, ref.settings, float("nan"))
+
+
+def test_shipped_reference_matches_the_default_score():
+    from cleftscore.asymmetry_score import DEFAULT_HEATMAP_SCALE, load_reference
+
+    ref = load_reference()
+    assert ref.settings == AsymmetrySettings().to_dict()
+    assert ref.n >= 100 and 0 < ref.heatmap_scale < 100
+    assert ref.heatmap_scale == pytest.approx(DEFAULT_HEATMAP_SCALE, rel=1e-6)
+
+
+def test_a_drawn_roi_replaces_the_settings_region(astronaut):
+    from cleftscore.asymmetry_score import upper_lip_skin_mask
+
+    img, lm = astronaut
+    st = AsymmetrySettings()
+    default = asymmetry_score(img, lm, settings=st)
+    skin = upper_lip_skin_mask(lm, S)
+    drawn = asymmetry_score(img, lm, settings=st, roi=skin)
+    assert drawn.score == pytest.approx(default.score, abs=0.05)  # the same region, drawn at full size
+    weighted = asymmetry_score(img, lm, settings=st, roi=skin.astype(np.float32) * 3.0)
+    assert weighted.score == pytest.approx(drawn.score, abs=0.05)
+    # a region on the defect of a planted cleft scores it as less normal than the clean face
+    p = plant_cleft(img, lm, severity=4, side="right")
+    on_defect = asymmetry_score(p.image, lm, settings=st, roi=p.mask).score
+    assert on_defect < asymmetry_score(img, lm, settings=st, roi=p.mask).score - 0.5
+    forehead = np.zeros((S, S), bool)
+    forehead[200:260, 400:620] = True
+    assert asymmetry_score(img, lm, settings=st, roi=forehead).score != pytest.approx(default.score, abs=1e-3)
+    with pytest.raises(ValueError, match="roi"):
+        asymmetry_score(img, lm, settings=st, roi=np.ones((10, 10), bool))
+    with pytest.raises(ValueError, match="ROI is empty"):
+        asymmetry_score(img, lm, settings=st, roi=np.zeros((S, S), bool))
+
+
+def test_valley_term_sees_a_one_sided_dark_vertical_line_only():
+    from cleftscore.asymmetry_score import valley_difference
+
+    rng = np.random.default_rng(3)
+    base = rng.normal(scale=0.05, size=(96, 96)).astype(np.float32)
+    line = base.copy()
+    line[20:76, 46:49] -= 1.0  # a dark vertical line 3 px wide
+    v = valley_difference(line, base, width=2.0, length=6.0, radius=2)
+    assert v.min() >= 0 and v[30:66, 47].mean() > 0.1
+    assert v[30:66, 47].mean() > 20 * np.median(v)
+    # the same line, 1 px off, in the mirror: forgiven
+    assert valley_difference(line, np.roll(line, 1, axis=1), width=2.0, length=6.0, radius=2)[30:66, 47].max() < 0.02
+    # a horizontal line is not a vertical valley
+    flat = base.copy()
+    flat[46:49, 20:76] -= 1.0
+    assert valley_difference(flat, base, width=2.0, length=6.0, radius=2)[47, 30:66].mean() < 0.1 * v[30:66, 47].mean()
+
+
+def test_score_is_residual_plus_weighted_valley_and_v1_is_reachable(astronaut):
+    from cleftscore.asymmetry_score import PREVIOUS_SETTINGS, upper_lip_skin_mask
+
+    img, lm = astronaut
+    r = asymmetry_score(img, lm, settings=AsymmetrySettings())
+    assert r.score == pytest.approx(r.residual_score + 0.6 * r.valley_score, abs=1e-12)
+    off = asymmetry_score(img, lm, settings=AsymmetrySettings(valley=0.0))
+    assert off.score == off.residual_score == pytest.approx(r.residual_score) and np.isnan(off.valley_score)
+    v1 = AsymmetrySettings(**PREVIOUS_SETTINGS)
+    assert v1.roi == "upper" and v1.valley == 0.0
+    m = upper_lip_skin_mask(lm, S)
+    mid = np.round((lm[33] + lm[51]) / 2).astype(int)  # the philtrum, between subnasale and lip
+    assert m[mid[1], mid[0]]
+    icd = intercanthal_distance(lm)
+    for pt in (lm[33] - [0, 0.1 * icd], lm[51], lm[57]):  # the nose above the subnasale, the red lips
+        x, y = np.round(pt).astype(int)
+        assert not m[y, x], pt
+    with pytest.raises(ValueError, match="valley"):
+        AsymmetrySettings(valley=-1.0)
+
+
 def test_tolerant_difference_forgives_small_shifts_but_not_a_gap():
     from cleftscore.asymmetry_score import tolerant_difference
 
@@ -189,21 +279,6 @@ def test_tolerant_difference_forgives_small_shifts_but_not_a_gap():
     c[20:40, 20:30] = 10.0  # a patch with no counterpart nearby
     d = tolerant_difference(a, c, radius=3)
     assert d[25:35, 23:27].min() > 10.0
-
-
-def test_mirror_normalizer_records_the_face_referenced_score(astronaut, example_photo):
-    from cleftscore.face.prepare import prepare_photo
-    from cleftscore.normalize.mirror import MirrorNormalizer
-
-    aligned = prepare_photo(example_photo, size=S).aligned
-    (norm,) = MirrorNormalizer().normalize([aligned])
-    assert norm.ok
-    s = norm.measures["asymmetry_score"].value
-    img, lm = astronaut
-    expected = asymmetry_score(img, lm, settings=AsymmetrySettings(), mirror=norm.image).score
-    assert s == pytest.approx(expected, abs=1e-9)
-    frac = norm.measures["asymmetry_normal_fraction"].value
-    assert 0.0 <= frac <= 1.0
 
 
 @pytest.mark.slow

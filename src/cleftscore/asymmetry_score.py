@@ -17,7 +17,13 @@ settings here, each switchable for the benchmark (``cleftscore bench cleft-synth
 * ``reference="control"``: the statistic of the map in the ROI is divided by the median of the
   map in control regions of the same face (cheeks, nose bridge, jaw: the face region outside the
   grown mouth region), so what raises the difference everywhere cancels.
-* ``roi="upper"``: only the nose base and the upper lip are scored, where a cleft lip is.
+* ``roi="skin"``: only the skin of the upper lip is scored (between the nostril sills and the red
+  lip), where the gap of a cleft lip is and where a normal face has few edges that the mirror
+  registration leaves behind (``"upper"``, with the nostrils and the red lip, was the first
+  version's region).
+* ``valley``: a second, targeted term: a dark, roughly vertical valley (second derivative across
+  the face of the smoothed luma) that the face has and its mirror image lacks nearby: the gap of a
+  unilateral cleft through the lip skin. Its weight sets its share of the score.
 
 The defaults are the combination that won the benchmark (docs/asymmetry_score.md). The score
 keeps the convention of :func:`cleftscore.score.roi_score`: higher = more normal. A bilateral
@@ -54,6 +60,10 @@ __all__ = [
     "refine_mirror",
     "tolerant_difference",
     "upper_lip_mask",
+    "upper_lip_skin_mask",
+    "valley_difference",
+    "DEFAULT_HEATMAP_SCALE",
+    "PREVIOUS_SETTINGS",
 ]
 
 REFERENCES = ("none", "control")
@@ -61,6 +71,12 @@ STATISTICS = ("peak", "mean")
 #: Floor of the mean differences before logs and ratios (squared 8-bit code units, or squared
 #: local-contrast units with ``photometric``), so identical images give a finite score.
 _FLOOR = 1e-9
+#: Floor of the valley statistics (local-contrast units) before their ratio.
+_VALLEY_FLOOR = 1e-3
+#: ``heatmap_scale`` of a reference JSON written before the field existed (the 99th percentile of
+#: the default heat map in the upper-lip skin, median over the 115 normal reference photos, as
+#: measured for the shipped reference on 2026-12-02).
+DEFAULT_HEATMAP_SCALE = 0.8961847424507141
 
 
 @dataclass(frozen=True)
@@ -92,10 +108,17 @@ class AsymmetrySettings:
     control_statistic : {"median", "mean", "same"}
         What is taken of the control region: the median or mean of the pooled map, or the same
         statistic as in the ROI.
-    roi : {"upper", "mouth", "face"}
-        Region scored: ``"upper"`` (default) is the nose base and upper lip only
-        (:func:`upper_lip_mask`); ``"mouth"`` and ``"face"`` are the pipeline's regions. The
-        control region is the face region minus the dilated mouth region.
+    roi : {"skin", "upper", "mouth", "face"}
+        Region scored: ``"skin"`` (default) is the skin of the upper lip only
+        (:func:`upper_lip_skin_mask`); ``"upper"`` the nose base and the whole upper lip
+        (:func:`upper_lip_mask`, the first version's region); ``"mouth"`` and ``"face"`` are the
+        pipeline's regions. The control region is the face region minus the dilated mouth region.
+    valley : float
+        Weight of the valley term (0 = off): ``-valley * log(stat_ROI(v) / mean_CTRL(v))`` of
+        the map ``v`` of :func:`valley_difference` is added to the score. 0.6 is the ratio of the
+        two terms' spreads on the normal reference photos, so each counts alike.
+    valley_width, valley_length : float
+        Gaussian sigmas of the valley filter across and along the face, intercanthal distances.
     erosion : int
         Grey-erosion size of the difference map (paper: 3).
     work_size : int
@@ -112,18 +135,21 @@ class AsymmetrySettings:
     pool: float = 0.03
     reference: str = "control"
     control_statistic: str = "median"
-    roi: str = "upper"
+    roi: str = "skin"
     erosion: int = 3
     work_size: int = 512
+    valley: float = 0.6
+    valley_width: float = 0.04
+    valley_length: float = 0.12
 
     def __post_init__(self) -> None:
         if self.reference not in REFERENCES:
             raise ValueError(f"reference must be one of {', '.join(REFERENCES)}, got {self.reference!r}")
-        if self.roi not in ("upper", "mouth", "face"):
-            raise ValueError(f"roi must be 'upper', 'mouth' or 'face', got {self.roi!r}")
+        if self.roi not in ("skin", "upper", "mouth", "face"):
+            raise ValueError(f"roi must be 'skin', 'upper', 'mouth' or 'face', got {self.roi!r}")
         if self.control_statistic not in ("median", "mean", "same"):
             raise ValueError(f"control_statistic must be median, mean or same, got {self.control_statistic!r}")
-        for name in ("scale", "refine_scale"):
+        for name in ("scale", "refine_scale", "valley_width", "valley_length"):
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
                 raise ValueError(f"{name} must be a positive number of intercanthal distances, got {v!r}")
@@ -131,7 +157,7 @@ class AsymmetrySettings:
             raise ValueError(f"erosion must be an integer >= 0, got {self.erosion!r}")
         if self.statistic not in STATISTICS:
             raise ValueError(f"statistic must be one of {', '.join(STATISTICS)}, got {self.statistic!r}")
-        for name in ("tolerance", "pool"):
+        for name in ("tolerance", "pool", "valley"):
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
                 raise ValueError(f"{name} must be >= 0 intercanthal distances, got {v!r}")
@@ -145,6 +171,11 @@ class AsymmetrySettings:
     def to_dict(self) -> dict[str, object]:
         """Flat settings for JSON."""
         return dataclasses.asdict(self)
+
+
+#: The first face-referenced score of issue 19 (whole upper lip and nose base, no valley term):
+#: ``AsymmetrySettings(**PREVIOUS_SETTINGS)``.
+PREVIOUS_SETTINGS: dict[str, object] = {"roi": "upper", "valley": 0.0}
 
 
 @dataclass(frozen=True)
@@ -188,9 +219,7 @@ class AsymmetryScore:
     Attributes
     ----------
     score : float
-        ``-0.5 * log(stat_ROI(d) / stat_CTRL(d))`` with ``reference="control"``, else
-        ``-0.5 * log(stat_ROI(d))``; ``stat`` is the chosen percentile (or the mean) of the
-        pooled map; higher = more normal.
+        ``residual_score + valley * valley_score``; higher = more normal.
     heatmap : (H, W) ndarray of float32
         The eroded (shift-tolerant, photometrically normalised with the defaults) difference
         map summed over channels, >= 0, resampled to the input's aligned frame.
@@ -199,6 +228,14 @@ class AsymmetryScore:
     control_mean : float
         The same over the control region (NaN without a control reference).
     settings : AsymmetrySettings
+    residual_score : float
+        ``-0.5 * log(stat_ROI(d) / stat_CTRL(d))`` with ``reference="control"``, else
+        ``-0.5 * log(stat_ROI(d))``; ``stat`` is the chosen percentile (or the mean) of the
+        pooled map ``d``.
+    valley_score : float
+        ``-log((stat_ROI(v) + c) / (mean_CTRL(v) + c))`` (without the control:
+        ``-log(stat_ROI(v) + c)``) of the valley map ``v`` (:func:`valley_difference`), ``c`` =
+        1e-3; NaN when the valley weight is 0.
     """
 
     score: float
@@ -206,6 +243,8 @@ class AsymmetryScore:
     roi_mean: float
     control_mean: float
     settings: AsymmetrySettings = field(default_factory=AsymmetrySettings)
+    residual_score: float = float("nan")
+    valley_score: float = float("nan")
 
     def __post_init__(self) -> None:
         if not math.isfinite(float(self.score)):
@@ -396,12 +435,112 @@ def control_mask(landmarks: np.ndarray, size: int) -> np.ndarray:
     return face & ~grown
 
 
+def upper_lip_skin_mask(landmarks: np.ndarray, size: int, *, margin: float = 0.05) -> np.ndarray:
+    """Skin of the upper lip: below the nostril sills and above the red lip.
+
+    Convex hull of the nostril points 31-35 moved down and of the outer upper lip 48-54 moved up,
+    both by ``margin`` intercanthal distances: the nostril rims and the red-lip border, whose
+    normal asymmetry the mirror registration leaves behind, stay out.
+
+    Returns
+    -------
+    (size, size) ndarray of bool
+    """
+    import cv2
+
+    lm = np.asarray(landmarks, dtype=np.float64)
+    icd = intercanthal_distance(lm)
+    pts = np.vstack([lm[31:36] + np.array([0.0, margin * icd]), lm[48:55] - np.array([0.0, margin * icd])])
+    hull = cv2.convexHull(pts.astype(np.float32))
+    m = np.zeros((size, size), np.uint8)
+    cv2.fillPoly(m, [np.round(hull).astype(np.int32)], 1)
+    return m > 0
+
+
+def _valley(luma: np.ndarray, sx: float, sy: float) -> np.ndarray:
+    import cv2
+
+    g = cv2.GaussianBlur(luma, (0, 0), sigmaX=sx, sigmaY=sy, borderType=cv2.BORDER_REFLECT)
+    dxx = cv2.Sobel(g, cv2.CV_32F, 2, 0, ksize=3)
+    return np.maximum(dxx * (sx * sx), 0.0)
+
+
+def valley_difference(a: np.ndarray, b: np.ndarray, *, width: float, length: float, radius: int) -> np.ndarray:
+    """Dark vertical valleys of ``a`` that ``b`` lacks within a disc.
+
+    Parameters
+    ----------
+    a, b : (H, W) ndarray of float32
+        Luma of the face and of its registered mirror (the photometrically normalised channel 0
+        with the default settings).
+    width, length : float
+        Gaussian sigmas of the smoothing across (x) and along (y) the face, pixels: a valley is a
+        line darker than its sides, about ``width`` wide and at least ``length`` long.
+    radius : int
+        Shift tolerance, pixels: the mirror's valley response is dilated by a disc of this radius
+        before it is subtracted.
+
+    Returns
+    -------
+    (H, W) ndarray of float32
+        ``max(V(a) - dilate(V(b)), 0)`` with ``V = max(width^2 * d2/dx2 (G * x), 0)``, >= 0.
+
+    Notes
+    -----
+    The gap of a unilateral cleft lip is such a valley on one side of the lip skin; the normal
+    philtral groove sits on the midline and is its own mirror image, so it cancels.
+    """
+    import cv2
+
+    if a.shape != b.shape or a.ndim != 2:
+        raise ValueError(f"a and b must be (H, W) of one shape, got {a.shape} and {b.shape}")
+    for name, v in (("width", width), ("length", length)):
+        if not (math.isfinite(v) and v > 0):
+            raise ValueError(f"{name} must be a positive number of pixels, got {v!r}")
+    va = _valley(np.ascontiguousarray(a, dtype=np.float32), width, length)
+    vb = _valley(np.ascontiguousarray(b, dtype=np.float32), width, length)
+    r = max(int(radius), 1)
+    vb = cv2.dilate(vb, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)))
+    return np.maximum(va - vb, 0.0).astype(np.float32)
+
+
+def _roi_weights(roi: np.ndarray, full: int, size: int) -> np.ndarray:
+    """A user ROI (bool mask or weights in the full aligned frame) at the working size, float32 >= 0."""
+    import cv2
+
+    r = np.asarray(roi)
+    if r.shape != (full, full):
+        raise ValueError(f"roi must be ({full}, {full}) like the face, got shape {r.shape}")
+    w = r.astype(np.float32)
+    if not np.all(np.isfinite(w)) or (w.size and w.min() < 0):
+        raise ValueError("roi weights must be finite and >= 0")
+    if size != full:
+        w = cv2.resize(w, (size, size), interpolation=cv2.INTER_AREA)
+    if r.dtype == bool:
+        w = (w > 0.5).astype(np.float32)
+    return w
+
+
+def _statistic(v: np.ndarray, w: np.ndarray | None, statistic: str, quantile: float) -> float:
+    """Percentile (``"peak"``) or mean of ``v``, weighted by ``w`` when given."""
+    if w is None:
+        return float(np.percentile(v, quantile)) if statistic == "peak" else float(v.mean())
+    if statistic == "mean":
+        return float(np.sum(v * w) / np.sum(w))
+    order = np.argsort(v, kind="stable")
+    vs, cw = v[order], np.cumsum(w[order], dtype=np.float64)
+    # Weighted percentile, linear between the centres of each value's weight.
+    centres = (cw - 0.5 * w[order]) / cw[-1]
+    return float(np.interp(quantile / 100.0, centres, vs))
+
+
 def asymmetry_score(
     face: np.ndarray,
     landmarks: np.ndarray,
     *,
     settings: AsymmetrySettings,
     mirror: np.ndarray | None = None,
+    roi: np.ndarray | None = None,
 ) -> AsymmetryScore:
     """Score an aligned face against its registered mirror image.
 
@@ -416,6 +555,10 @@ def asymmetry_score(
     mirror : (H, W, 3) ndarray of uint8, optional
         The registered mirror image from :func:`cleftscore.mirror.mirror_normalize` (made here
         when not given).
+    roi : (H, W) ndarray of bool or float, optional
+        A region drawn by the user in the face's aligned frame: replaces the settings' ROI. A
+        bool mask selects pixels; non-negative weights weight them (a weighted percentile or
+        mean). The control region stays the landmarks' one.
 
     Returns
     -------
@@ -451,32 +594,52 @@ def asymmetry_score(
     else:
         a = to_colorspace(img, colorspace="ycbcr").astype(np.float32)
         b = to_colorspace(y, colorspace="ycbcr").astype(np.float32)
-    d = tolerant_difference(a, b, radius=int(round(settings.tolerance * icd)))
+    radius = int(round(settings.tolerance * icd))
+    d = tolerant_difference(a, b, radius=radius)
     d = erode(d, size=settings.erosion).astype(np.float32)
     pooled = _blur(d, settings.pool * icd) if settings.pool > 0 else d
-    roi = upper_lip_mask(lm, size) if settings.roi == "upper" else roi_mask(lm, size, region=settings.roi) > 0.5
-    if not roi.any():
-        raise ValueError("the ROI is empty; check the landmarks")
+    weights = None
+    if roi is not None:
+        weights = _roi_weights(roi, full, size)
+        region = weights > 0
+        weights = weights[region]
+    elif settings.roi == "skin":
+        region = upper_lip_skin_mask(lm, size)
+    elif settings.roi == "upper":
+        region = upper_lip_mask(lm, size)
+    else:
+        region = roi_mask(lm, size, region=settings.roi) > 0.5
+    if not region.any():
+        raise ValueError("the ROI is empty; check the landmarks (or the drawn region)")
 
-    def stat(region: np.ndarray) -> float:
-        v = pooled[region]
-        return float(np.percentile(v, settings.quantile)) if settings.statistic == "peak" else float(v.mean())
+    def stat(m: np.ndarray, values: np.ndarray = pooled, w: np.ndarray | None = None) -> float:
+        return _statistic(values[m], w, settings.statistic, settings.quantile)
 
-    roi_value = stat(roi)
-    if settings.reference == "control":
-        ctrl = control_mask(lm, size)
+    roi_value = stat(region, w=weights)
+    ctrl = control_mask(lm, size) if settings.reference == "control" else None
+    if ctrl is not None:
         if not ctrl.any():
             raise ValueError("the control region is empty; check the landmarks")
         cv = pooled[ctrl]
         ctrl_value = {"median": lambda: float(np.median(cv)), "mean": lambda: float(cv.mean()),
                       "same": lambda: stat(ctrl)}[settings.control_statistic]()  # fmt: skip
-        score = -0.5 * math.log(max(roi_value, _FLOOR) / max(ctrl_value, _FLOOR))
+        residual = -0.5 * math.log(max(roi_value, _FLOOR) / max(ctrl_value, _FLOOR))
     else:
         ctrl_value = float("nan")
-        score = -0.5 * math.log(max(roi_value, _FLOOR))
+        residual = -0.5 * math.log(max(roi_value, _FLOOR))
+    valley_score = float("nan")
+    score = residual
+    if settings.valley > 0:
+        v = valley_difference(a[..., 0], b[..., 0], width=settings.valley_width * icd,
+                              length=settings.valley_length * icd, radius=radius)  # fmt: skip
+        num = stat(region, v, weights) + _VALLEY_FLOOR
+        den = float(v[ctrl].mean()) + _VALLEY_FLOOR if ctrl is not None else 1.0
+        valley_score = -math.log(num / den)
+        score = residual + settings.valley * valley_score
     heat = d if size == full else cv2.resize(d, (full, full), interpolation=cv2.INTER_LINEAR)
     return AsymmetryScore(score=score, heatmap=np.clip(heat, 0.0, None), roi_mean=roi_value,
-                          control_mean=ctrl_value, settings=settings)  # fmt: skip
+                          control_mean=ctrl_value, settings=settings, residual_score=residual,
+                          valley_score=valley_score)  # fmt: skip
 
 
 def nasolabial_indices(landmarks: np.ndarray) -> NasolabialIndices:
@@ -537,12 +700,18 @@ class NormativeReference:
         Where they come from, in words.
     settings : dict
         :meth:`AsymmetrySettings.to_dict` of the score they were measured with.
+    heatmap_scale : float
+        The 99th percentile of the default heat map inside the default ROI (the upper-lip
+        skin), median over the reference photos: the fixed top of the heat map's colour scale
+        (the pipeline draws up to twice it). A JSON without it (written before the field
+        existed) reads as :data:`DEFAULT_HEATMAP_SCALE`.
     """
 
     quantiles: tuple[float, ...]
     n: int
     source: str
     settings: dict
+    heatmap_scale: float = DEFAULT_HEATMAP_SCALE
 
     def __post_init__(self) -> None:
         q = np.asarray(self.quantiles, dtype=np.float64)
@@ -550,6 +719,10 @@ class NormativeReference:
             raise ValueError("quantiles must be 101 finite, non-decreasing scores (percentiles 0..100)")
         if self.n < 1:
             raise ValueError(f"n must be >= 1, got {self.n}")
+        hs = self.heatmap_scale
+        if isinstance(hs, bool) or not isinstance(hs, (int, float)) or not (math.isfinite(hs) and hs > 0):
+            raise ValueError(f"heatmap_scale must be a positive number, got {hs!r}")
+        object.__setattr__(self, "heatmap_scale", float(hs))
 
     def fraction_more_symmetric(self, score: float) -> float:
         """Fraction (0..1) of the reference photos that score as more symmetric than ``score``.
@@ -571,13 +744,15 @@ class NormativeReference:
         return 1.0 - pct / 100.0
 
     @classmethod
-    def from_scores(cls, scores: np.ndarray, *, source: str, settings: AsymmetrySettings) -> NormativeReference:
-        """Percentiles of a set of normal-photo scores."""
+    def from_scores(cls, scores: np.ndarray, *, source: str, settings: AsymmetrySettings,
+                    heatmap_scale: float = DEFAULT_HEATMAP_SCALE) -> NormativeReference:  # fmt: skip
+        """Percentiles of a set of normal-photo scores (and the heat-map scale measured on them)."""
         v = np.asarray(scores, dtype=np.float64).ravel()
         v = v[np.isfinite(v)]
         if v.size < 10:
             raise ValueError(f"a normative reference needs at least 10 scores, got {v.size}")
-        return cls(tuple(float(x) for x in np.percentile(v, np.arange(101))), int(v.size), source, settings.to_dict())
+        return cls(tuple(float(x) for x in np.percentile(v, np.arange(101))), int(v.size), source, settings.to_dict(),
+                   float(heatmap_scale))  # fmt: skip
 
     def to_dict(self) -> dict:
         """JSON-ready form (what ``load_reference`` reads)."""
@@ -585,7 +760,10 @@ class NormativeReference:
 
 
 def load_reference(path: str | None = None) -> NormativeReference:
-    """The normative reference shipped with the package (or one written by ``to_dict`` to ``path``)."""
+    """The normative reference shipped with the package (or one written by ``to_dict`` to ``path``).
+
+    A JSON without ``heatmap_scale`` (older files) gets :data:`DEFAULT_HEATMAP_SCALE`.
+    """
     import json
     from importlib import resources
 
@@ -595,4 +773,5 @@ def load_reference(path: str | None = None) -> NormativeReference:
         else open(path, encoding="utf-8").read()
     )
     d = json.loads(text)
-    return NormativeReference(tuple(d["quantiles"]), int(d["n"]), str(d["source"]), dict(d["settings"]))
+    return NormativeReference(tuple(d["quantiles"]), int(d["n"]), str(d["source"]), dict(d["settings"]),
+                              float(d.get("heatmap_scale", DEFAULT_HEATMAP_SCALE)))  # fmt: skip

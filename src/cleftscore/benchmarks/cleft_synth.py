@@ -33,7 +33,9 @@ from pathlib import Path
 import numpy as np
 
 from cleftscore.asymmetry_score import (
+    PREVIOUS_SETTINGS,
     AsymmetrySettings,
+    NormativeReference,
     asymmetry_score,
     intercanthal_distance,
     nasolabial_indices,
@@ -50,6 +52,7 @@ __all__ = [
     "ScoreOut",
     "Scorer",
     "auroc",
+    "build_reference",
     "default_scorers",
     "false_alarm_rate",
     "perturb",
@@ -325,15 +328,19 @@ def _landmark_scorer(face: np.ndarray, lm: np.ndarray, mirror: np.ndarray) -> Sc
 
 #: The ideas of issue 19 as settings (the new score's other knobs switched off unless named).
 _PLAIN = {"photometric": False, "refine": False, "reference": "none", "tolerance": 0.0, "statistic": "mean",
-          "pool": 0.0, "roi": "mouth"}  # fmt: skip
+          "pool": 0.0, "roi": "mouth", "valley": 0.0}  # fmt: skip
 IDEAS: dict[str, dict[str, object]] = {
     "a_photometric": {**_PLAIN, "photometric": True},
     "b_control": {**_PLAIN, "reference": "control"},
     "c_tolerant": {**_PLAIN, "tolerance": 0.08},
     "c_refine": {**_PLAIN, "refine": True},
     "abc_mean": {**_PLAIN, "photometric": True, "reference": "control", "tolerance": 0.08},
-    "abc_peak_mouth": {"roi": "mouth", "control_statistic": "same"},
-    "new": {},  # the defaults of AsymmetrySettings: a + b + c_tolerant, peak of the upper lip
+    "abc_peak_mouth": {"roi": "mouth", "control_statistic": "same", "valley": 0.0},
+    # The first face-referenced score: a + b + c_tolerant, peak of the nose base and upper lip.
+    "new_v1": dict(PREVIOUS_SETTINGS),
+    # new_v1 scored over the upper-lip skin only (no nostril rims, no red-lip border).
+    "e_skin": {"valley": 0.0},
+    "new": {},  # the defaults of AsymmetrySettings: e_skin + the valley term
 }
 
 
@@ -707,3 +714,60 @@ def run_devsets(
     rho, p = spearman([ab[f] for f in g], [lm_ab[f] for f in g])
     report["landmark_ab_ratio_vs_graded_ab_ratio"] = {"n": len(g), "spearman": rho, "p": p}
     return report
+
+
+_REFERENCE_SOURCE = (
+    "development sets of cleftscore (not shipped): 60 mostly frontal adults (serengil/deepface test photos) "
+    "and 55 photos of 5 adult men (davisking/dlib examples), aligned 1024 px, default AsymmetrySettings; "
+    "statistics only"
+)
+
+
+def build_reference(
+    root: Path,
+    *,
+    cache: Path | None = None,
+    settings: AsymmetrySettings | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> NormativeReference:
+    """The normative reference of the score: its percentiles on the development sets' normal adults.
+
+    Parameters
+    ----------
+    root : Path
+        Folder made by ``rebuild.py`` (with ``labels.csv``); its ``normal_adults*`` sets are used.
+    cache : Path, optional
+        Folder of aligned faces (see :func:`load_devset_face`).
+    settings : AsymmetrySettings, optional
+        The score (default: the defaults).
+
+    Returns
+    -------
+    NormativeReference
+        Statistics only: the score's percentiles 0..100 and ``heatmap_scale``, the median over
+        the photos of the 99th percentile of the heat map inside the settings' ROI (the
+        upper-lip skin with the defaults).
+    """
+    from cleftscore.asymmetry_score import upper_lip_mask, upper_lip_skin_mask
+
+    st = settings or AsymmetrySettings()
+    rows = [r for r in _read_labels(root) if r["set"].startswith("normal_adults")]
+    scores, tops = [], []
+    for k, r in enumerate(rows):
+        face = load_devset_face(root, r["file"], cache)
+        if face is None:
+            continue
+        res = asymmetry_score(face.image, face.landmarks, settings=st, mirror=_mirror(face.image, face.landmarks))
+        size = face.image.shape[0]
+        if st.roi == "skin":
+            region = upper_lip_skin_mask(face.landmarks, size)
+        elif st.roi == "upper":
+            region = upper_lip_mask(face.landmarks, size)
+        else:
+            region = roi_mask(face.landmarks, size, region=st.roi) > 0.5
+        scores.append(res.score)
+        tops.append(float(np.percentile(res.heatmap[region], 99)))
+        if progress is not None and k % 10 == 0:
+            progress(f"{k + 1}/{len(rows)} normal adults")
+    return NormativeReference.from_scores(np.asarray(scores), source=_REFERENCE_SOURCE, settings=st,
+                                          heatmap_scale=float(np.median(tops)))  # fmt: skip
