@@ -14,6 +14,7 @@ from PIL import Image
 from cleftscore.errors import CleftscoreError
 from cleftscore.runfolder import FaceGeometry, PhotoRecord, write_photo
 from cleftscore.evaluate import (
+    FACE_REFERENCED_KEY,
     GRID_METRICS,
     GRID_REGIONS,
     GRID_VARIANTS,
@@ -309,7 +310,9 @@ def test_match_ratings_full_path_resolves_duplicate_basenames() -> None:
 def test_grid_has_every_row(gan_eval) -> None:
     rows = gan_eval.rows
     keys = {r.key for r in rows}
-    assert len(rows) == len(keys) == 3 * len(GRID_METRICS) * len(GRID_VARIANTS) * len(GRID_REGIONS)
+    # Every normalizer x metric x variant x region, plus the asymmetry method's face-referenced score.
+    assert len(rows) == len(keys) == 3 * len(GRID_METRICS) * len(GRID_VARIANTS) * len(GRID_REGIONS) + 1
+    assert FACE_REFERENCED_KEY in keys
     assert {r.normalizer for r in rows} == {"gan-adapted", "gan-inversion", "asymmetry"}
     assert all(r.available for r in rows), [r for r in rows if not r.available]
     assert all(r.n == len(AMPLITUDES) for r in rows)

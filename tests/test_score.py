@@ -98,6 +98,8 @@ def test_score_photo_and_photoscore_record():
         "erosion": 3,
         "roi": "mouth",
         "mask_file": None,
+        "asymmetry_score": "face-referenced",
+        "heatmap_max": None,
     }
     # same difference inside vs. a bigger one: bigger lowers the score
     c = a.copy()

@@ -327,7 +327,7 @@ def test_failing_photos_are_one_line_each_and_the_batch_goes_on(study_copy: Path
     assert result.exit_code == 1
     failed = [line for line in result.output.splitlines() if line.startswith("failed:")]
     assert len(failed) == 2 and any("broken.jpg" in f for f in failed) and any("wall.png" in f for f in failed)
-    assert "Traceback" not in result.output and "good.jpg: S = " in result.output
+    assert "Traceback" not in result.output and "good.jpg: score = " in result.output
     assert _counts(study_copy) == (before[0], before[1], before[2] + 1, before[3] + 1)
     _check_consistent(study_copy)
 
@@ -476,7 +476,7 @@ def test_the_rotated_photo_scored_into_a_visit_is_stored_upright_without_exif(st
     _ok(["study", "add-visit", "P001", "--date", "2026-11-30", "--phase", "follow-up", *d])
     src = local_faces / "exif_orientation6_tiny_portrait.jpg"
     out = _ok(["study", "score", "8", str(src), *ASYM, *d])
-    assert "exif_orientation6_tiny_portrait.jpg: S = " in out
+    assert "exif_orientation6_tiny_portrait.jpg: score = " in out
     (stored,) = _query(study_copy, "SELECT stored_path FROM photos WHERE visit_id = 8")[0]
     with Image.open(Path(str(study_copy) + ".files") / stored) as im, Image.open(src) as raw:
         assert len(im.getexif()) == 0 and "exif" not in im.info

@@ -111,8 +111,8 @@ def test_uploaded_photos_are_scored_into_the_visit_and_shown(scored) -> None:
     assert {"aligned.png", "normalized.png", "overlay.png"} <= set(scores[0]["pictures"])
     page = client.get(f"/visits/{pre}").text
     for s in scores:
-        assert f"S = {s['score']:.3f}" in page
-    assert 'class="opacity" type="range"' in page and "Higher S means closer to normal" in page
+        assert f"score = {s['score']:.3f}" in page
+    assert 'class="opacity" type="range"' in page and "Higher scores mean closer to normal" in page
     assert "GAN method not offered: the GAN method needs model weights" in page and 'value="gan"' not in page
     pic = client.get("/files/" + scores[0]["pictures"]["overlay.png"])
     assert pic.status_code == 200 and Image.open(io.BytesIO(pic.content)).size == (128, 128)

@@ -85,7 +85,7 @@ def test_a_clinician_scores_two_visits_and_compares_them(server: str, local_face
         page.wait_for_selector("figure.viewer >> nth=1")  # both photos scored (the page reloads when the job ends)
         assert page.locator(".job-status").first.inner_text() == "done"
         scores = page.locator("figure.viewer .score").all_inner_texts()
-        assert len(scores) == 2 and all(s.startswith("S = ") for s in scores)
+        assert len(scores) == 2 and all(s.startswith("score = ") for s in scores)
 
         slider = page.locator("figure.viewer input.opacity").first
         slider.fill("15")

@@ -9,7 +9,9 @@ The names below load lazily, so ``import cleftscore`` stays light (no torch):
 - :func:`rescore_run`: a finished run folder scored again with other :class:`ScoreSettings`;
 - :class:`PipelineSettings`, :class:`GanSettings`, :class:`ScoreSettings`,
   :class:`DifferenceSettings`: every setting, as typed records;
-- :func:`score_photo`: two aligned arrays and a mask in, score and heat map out.
+- :func:`score_photo`: two aligned arrays and a mask in, score and heat map out;
+- :func:`score_face_referenced`: an aligned face, its mirror image and landmarks in, the
+  asymmetry method's face-referenced score and heat map out.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ _LAZY = {
     "ScoreSettings": "cleftscore.score",
     "PhotoScore": "cleftscore.score",
     "score_photo": "cleftscore.score",
+    "score_face_referenced": "cleftscore.score",
     "DifferenceSettings": "cleftscore.heatmap",
 }
 

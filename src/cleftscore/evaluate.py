@@ -75,6 +75,10 @@ GRID_VARIANTS: dict[str, tuple[str, int]] = {
     "+both": ("ycbcr", 3),
 }
 GRID_REGIONS: tuple[str, ...] = ("mouth", "face")
+#: The asymmetry method's face-referenced score (its score column by default) as one more grid
+#: row: it has its own difference (lighting-normalised, shift-tolerant) and region (nose base and
+#: upper lip against the face's control regions), so it is outside the metric x variant x region grid.
+FACE_REFERENCED_KEY: tuple[str, str, str, str] = ("asymmetry", "face-referenced", "own", "upper lip")
 #: Why LPIPS rows are empty when no VGG16 weights were given (never random weights).
 LPIPS_MISSING_REASON = "no VGG16 weights: cleftscore weights fetch vgg16"
 
@@ -83,9 +87,9 @@ _NORMALIZER_TITLES = {
     "gan-inversion": "Without adaptation (GAN inversion only, inverted.png)",
     "asymmetry": "Asymmetry (landmark-registered mirror image)",
 }
-_METRIC_LABELS = {"lpips": "LPIPS", "pse": "PSE", "ssim": "SSIM"}
-_VARIANT_LABELS = {"base": "Base", "+ycbcr": "+YCbCr", "+erosion": "+Erosion", "+both": "+Both"}
-_REGION_LABELS = {"mouth": "Mouth", "face": "Face"}
+_METRIC_LABELS = {"lpips": "LPIPS", "pse": "PSE", "ssim": "SSIM", "face-referenced": "face-referenced score"}
+_VARIANT_LABELS = {"base": "Base", "+ycbcr": "+YCbCr", "+erosion": "+Erosion", "+both": "+Both", "own": "(own difference)"}
+_REGION_LABELS = {"mouth": "Mouth", "face": "Face", "upper lip": "nose base and upper lip"}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -465,6 +469,7 @@ class _Photo:
     size: int
     mask_file: str | None
     measures: Mapping[str, float] = field(default_factory=dict)  # result.json measures (name -> value)
+    face_referenced: bool = False  # the record's score is the face-referenced asymmetry score
 
 
 @dataclass(frozen=True)
@@ -506,6 +511,8 @@ def _read_run(run_dir: Path) -> _RunContents:
                 size=rec.geometry.size,
                 mask_file=(rec.settings.get("score") or {}).get("mask_file") or None,
                 measures={k: m.value for k, m in rec.measures.items()},
+                face_referenced=rec.method == "asymmetry"
+                and (rec.settings.get("score") or {}).get("asymmetry_score") == "face-referenced",
             )
         )
     return _RunContents(photos=tuple(photos), failed=tuple(failed))
@@ -566,13 +573,15 @@ class GridRow:
     ratings: tuple[float, ...] = field(default=(), repr=False)
 
     def __post_init__(self) -> None:
-        if self.normalizer not in GRID_NORMALIZERS:
+        if self.key == FACE_REFERENCED_KEY:
+            pass
+        elif self.normalizer not in GRID_NORMALIZERS:
             raise ValueError(f"unknown normalizer {self.normalizer!r}")
-        if self.metric not in GRID_METRICS:
+        elif self.metric not in GRID_METRICS:
             raise ValueError(f"unknown metric {self.metric!r}")
-        if self.variant not in GRID_VARIANTS:
+        elif self.variant not in GRID_VARIANTS:
             raise ValueError(f"unknown variant {self.variant!r}")
-        if self.region not in GRID_REGIONS:
+        elif self.region not in GRID_REGIONS:
             raise ValueError(f"unknown region {self.region!r}")
         if not (len(self.files) == len(self.scores) == len(self.ratings)):
             raise ValueError("GridRow: files, scores and ratings must have equal length")
@@ -656,12 +665,15 @@ class Evaluation:
     failed: tuple[tuple[str, str], ...]
     notes: tuple[str, ...]
     measure_rows: tuple[dict[str, Any], ...] = ()
+    face_referenced: bool = False
 
     @property
     def headline_key(self) -> tuple[str, str, str, str]:
-        """The configured method's PSE, +both, mouth row (the paper's 0.942 cell)."""
-        normalizer = "asymmetry" if self.method == "asymmetry" else "gan-adapted"
-        return (normalizer, "pse", "+both", "mouth")
+        """The row of the run's own score column: the configured method's PSE, +both, mouth row
+        (the paper's 0.942 cell), or for an asymmetry run with the face-referenced score, that row."""
+        if self.method == "asymmetry":
+            return FACE_REFERENCED_KEY if self.face_referenced else ("asymmetry", "pse", "+both", "mouth")
+        return ("gan-adapted", "pse", "+both", "mouth")
 
     @property
     def headline(self) -> GridRow | None:
@@ -696,6 +708,7 @@ def _photo_scores(
     landmarks = photo.landmarks * (size / photo.size) if photo.size != size else photo.landmarks
 
     masks: dict[str, np.ndarray] = {}
+    user_mask: np.ndarray | None = None
     if photo.mask_file:
         mask_path = _resolve_mask(photo, run_dir)
         if mask_path is None:
@@ -705,8 +718,8 @@ def _photo_scores(
         else:
             from cleftscore.face.roi import load_user_mask
 
-            user = load_user_mask(mask_path, size)
-            masks = {region: user for region in GRID_REGIONS}
+            user_mask = load_user_mask(mask_path, size)
+            masks = {region: user_mask for region in GRID_REGIONS}
             mask_notes.append(f"{photo.name}: user mask {mask_path.name} replaces mouth and face")
     if not masks:
         from cleftscore.face.roi import roi_mask
@@ -732,6 +745,11 @@ def _photo_scores(
                 f"{photo.name}: {normalizer} image is {reference.shape}, aligned is {aligned.shape}"
             )
             continue
+        if normalizer == "asymmetry":
+            from cleftscore.score import ScoreSettings, score_face_referenced
+
+            fr, _ = score_face_referenced(aligned, reference, landmarks, settings=ScoreSettings(), user_mask=user_mask)
+            out[FACE_REFERENCED_KEY] = fr.score
         for metric in metrics:
             for colorspace in ("rgb", "ycbcr"):
                 raw = difference_map(
@@ -888,6 +906,9 @@ def evaluate_run(
     rows: list[GridRow] = []
     for normalizer in normalizers:
         left_out = problems.get(normalizer, [])
+        if normalizer == "asymmetry":
+            rows.append(_grid_row(FACE_REFERENCED_KEY, per_key.get(FACE_REFERENCED_KEY, {}), rating_of, left_out,
+                                  higher_is=higher_is, n_boot=n_boot, ci=ci, seed=seed))  # fmt: skip
         for metric in GRID_METRICS:
             for variant in GRID_VARIANTS:
                 for region in GRID_REGIONS:
@@ -921,6 +942,7 @@ def evaluate_run(
         missing_in_ratings=matched.missing_in_ratings,
         failed=run.failed,
         notes=tuple(notes),
+        face_referenced=any(p.face_referenced for p in run.photos),
     )
 
 
@@ -1048,8 +1070,9 @@ def grid_markdown(evaluation: Evaluation) -> str:
     ]
     head = ev.headline
     if head is not None and head.available:
+        what = "face-referenced score" if head.key == FACE_REFERENCED_KEY else "PSE +Both, mouth"
         lines += [
-            f"**Headline** ({head.normalizer}, PSE +Both, mouth): r = {head.pearson_r:.3f} "
+            f"**Headline** ({head.normalizer}, {what}; the run's score column): r = {head.pearson_r:.3f} "
             f"[{_fmt(head.pearson_ci[0])}, {_fmt(head.pearson_ci[1])}], "
             f"rho = {head.spearman_rho:.3f}, n = {head.n} "
             f"({ev.ci:.0%} percentile bootstrap, {ev.n_boot} resamples, seed {ev.seed}).",
@@ -1072,6 +1095,11 @@ def grid_markdown(evaluation: Evaluation) -> str:
                     ns.add(row.n)
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
+        fr = by_key.get(FACE_REFERENCED_KEY) if nz == "asymmetry" else None
+        if fr is not None:
+            lines += [f"Face-referenced score (lighting-normalised, shift-tolerant difference; nose base and upper lip "
+                      f"against the face's control regions): r x 100 = {_fmt(fr.pearson_r, 100.0, 1)}, n = {fr.n}. "
+                      "The table above is the paper's S of the same face and mirror.", ""]  # fmt: skip
         if ns:
             lines.append(f"n = {', '.join(str(n) for n in sorted(ns))} photo(s).")
         row_notes = sorted({r.note for r in ev.rows if r.normalizer == nz and r.note})
@@ -1146,7 +1174,7 @@ def scatter_image(row: GridRow, *, higher_is: HigherIs = "normal", ci: float = 0
         ax.plot(xs, slope * xs + intercept, color="tab:red", lw=1.2, label="least-squares fit")
         ax.legend(loc="best", fontsize=8)
     ax.set_xlabel(f"human rating (higher = more {higher_is})")
-    ax.set_ylabel("cleftscore S (higher = more normal)")
+    ax.set_ylabel("cleftscore score (higher = more normal)")
     ax.set_title(
         f"{row.normalizer}, {_METRIC_LABELS[row.metric]} {_VARIANT_LABELS[row.variant]}, "
         f"{row.region}\nPearson r = {_fmt(row.pearson_r)} "

@@ -143,6 +143,8 @@ class PhotoResult:
     cached: bool = False
     measures: dict[str, Measure] = field(default_factory=dict)  # e.g. landmark_asymmetry_px
     normalization: dict[str, Any] = field(default_factory=dict)  # GAN method: how the steps ran
+    score_definition: str = ""  # one line: what ``score`` is
+    heatmap_max: float | None = None  # top of the heat map's colour scale, the same for the whole run
 
     @property
     def ok(self) -> bool:
@@ -302,11 +304,49 @@ def _mask(landmarks: np.ndarray, size: int, score_settings: ScoreSettings) -> np
     return roi_mask(landmarks, size, region=score_settings.roi)
 
 
-def _score_result(result: PhotoResult, settings: ScoreSettings, lpips_distance: Any) -> None:
+#: Measures made with the score (recomputed by every rescore, so none of them outlives its settings).
+_SCORE_MEASURES = ("asymmetry_score", "asymmetry_normal_fraction", "paper_S")
+
+
+def _score_result(result: PhotoResult, settings: ScoreSettings, lpips_distance: Any, landmarks: np.ndarray) -> None:
+    """Score, heat map and score-stage measures of a normalized photo.
+
+    The asymmetry method's score column is the face-referenced score by default; the paper's S
+    over ``settings.roi`` is then kept as the measure ``paper_S`` (and with ``asymmetry_score=
+    "paper"`` the other way round), so both numbers are in every asymmetry record.
+    """
+    from cleftscore.normalize import Measure
+    from cleftscore.score import (
+        ASYMMETRY_SCORE_DEFINITION,
+        NORMAL_FRACTION_DEFINITION,
+        PAPER_SCORE_DEFINITION,
+        heatmap_top,
+        score_definition,
+        score_face_referenced,
+    )
+
     assert result.aligned is not None and result.normalized is not None and result.mask is not None
-    ps = score_photo(result.aligned, result.normalized, result.mask, settings=settings, lpips_distance=lpips_distance)
-    result.score = float(ps.score)
-    result.heatmap = ps.heatmap
+    for name in _SCORE_MEASURES:
+        result.measures.pop(name, None)
+    paper = score_photo(result.aligned, result.normalized, result.mask, settings=settings, lpips_distance=lpips_distance)
+    result.score, result.heatmap = float(paper.score), paper.heatmap
+    result.score_definition = score_definition(result.method, settings)
+    result.heatmap_max = heatmap_top(result.method, settings)
+    if result.method != "asymmetry":
+        return
+    user = result.mask if settings.mask_file else None
+    fr, region = score_face_referenced(result.aligned, result.normalized, landmarks, settings=settings, user_mask=user)
+    if settings.face_referenced(result.method):
+        region_name = f"user mask {settings.mask_file}" if settings.mask_file else f"{settings.roi} region"
+        result.measures["paper_S"] = Measure(paper.score, f"{PAPER_SCORE_DEFINITION} ({region_name})", stage="score")
+        result.score, result.heatmap, result.mask = float(fr.score), fr.heatmap, region.astype(np.float32)
+    else:
+        result.measures["asymmetry_score"] = Measure(fr.score, ASYMMETRY_SCORE_DEFINITION, stage="score")
+    from cleftscore.asymmetry_score import load_reference
+
+    result.measures["asymmetry_normal_fraction"] = Measure(
+        load_reference().fraction_more_symmetric(fr.score), NORMAL_FRACTION_DEFINITION, stage="score"
+    )
 
 
 def _apply(res: PhotoResult, norm: Normalization) -> None:
@@ -374,6 +414,8 @@ def _record(res: PhotoResult, settings: dict[str, Any], environment: dict[str, A
         normalization=dict(res.normalization),
         calibration=calibration,
         pictures=tuple(pictures) if res.ok else (),
+        score_definition=res.score_definition if res.ok else "",
+        heatmap_max=res.heatmap_max if res.ok else None,
     )
 
 
@@ -381,9 +423,9 @@ def _score_pictures(res: PhotoResult, original: np.ndarray | None, aligned_face:
     """The pictures that depend on the score (see :func:`cleftscore.report.score_pictures`)."""
     from cleftscore.report import score_pictures
 
-    assert res.aligned is not None and res.normalized is not None and res.heatmap is not None
+    assert res.aligned is not None and res.normalized is not None and res.heatmap is not None and res.heatmap_max is not None
     return score_pictures(res.aligned, res.normalized, res.heatmap, mask=res.mask, score=res.score, inverted=res.inverted,
-                          original=original, aligned_face=aligned_face)  # fmt: skip
+                          original=original, aligned_face=aligned_face, vmax=res.heatmap_max)  # fmt: skip
 
 
 def _all_pictures(res: PhotoResult) -> dict[str, np.ndarray | bytes | Path]:
@@ -578,7 +620,7 @@ def _score_stream(inputs: Sequence[InputPhoto], settings: PipelineSettings, *, o
     def finish(res: PhotoResult) -> None:
         if res.ok:
             try:
-                _score_result(res, settings.score, lpips_distance)
+                _score_result(res, settings.score, lpips_distance, res.prepared.aligned.landmarks)  # type: ignore[union-attr]
             except Exception as exc:  # noqa: BLE001 - one photo never stops the batch
                 _fail(res, exc, stage="scoring")
         geometry = _geometry(res.prepared) if res.prepared is not None else None
@@ -705,7 +747,7 @@ def _rescore_one(run: Path, rec: PhotoRecord, score_settings: ScoreSettings, new
             res.inverted = load_image(kept["inverted.png"])
         face = _aligned_face(rec.geometry, res.aligned)
         res.mask = _mask(face.landmarks, face.size, score_settings)
-        _score_result(res, score_settings, lpips_distance)
+        _score_result(res, score_settings, lpips_distance, face.landmarks)
         try:
             original = load_image(rec.file)
         except CleftscoreError:

@@ -26,6 +26,7 @@ import numpy as np
 __all__ = [
     "DISCLAIMER",
     "DEFAULT_VMAX_PERCENTILE",
+    "colorbar",
     "colorize",
     "heatmap_figure",
     "overlay",
@@ -258,6 +259,52 @@ def heatmap_figure(
     return np.asarray(canvas.buffer_rgba())[..., :3].copy()
 
 
+def colorbar(vmax: float, height: int, *, cmap: str = "inferno", width: int | None = None) -> np.ndarray:
+    """A vertical colour bar, 0 at the bottom and ``vmax`` at the top, with three tick labels.
+
+    Parameters
+    ----------
+    vmax : float
+        Value at the top (> 0); the heat maps beside it must be drawn with the same ``vmax``.
+    height : int
+        Picture height in pixels (>= 32).
+    cmap : str
+        Matplotlib colour map name.
+    width : int, optional
+        Picture width (default: room for the bar and labels such as ``4.4e+03``).
+
+    Returns
+    -------
+    (height, width, 3) ndarray of uint8
+        White background; the top label reads ``>= vmax`` because larger values saturate.
+    """
+    if not (math.isfinite(vmax) and vmax > 0):
+        raise ValueError(f"vmax must be a finite number > 0, got {vmax}")
+    h = int(height)
+    if h < 32:
+        raise ValueError(f"height must be >= 32, got {height}")
+    from matplotlib import colormaps
+    from PIL import Image, ImageDraw, ImageFont
+
+    font_size = max(10, min(28, h // 18))
+    try:
+        font = ImageFont.load_default(size=font_size)
+    except TypeError:  # Pillow < 10.1
+        font = ImageFont.load_default()
+    bar_w = max(12, h // 20)
+    pad = font_size
+    w = int(width) if width is not None else bar_w + 16 + 5 * font_size
+    ramp = np.linspace(1.0, 0.0, h - 2 * pad, dtype=np.float32)[:, None].repeat(bar_w, axis=1)
+    canvas = Image.new("RGB", (w, h), (255, 255, 255))
+    canvas.paste(Image.fromarray(colormaps[cmap](ramp, bytes=True)[..., :3]), (2, pad))
+    draw = ImageDraw.Draw(canvas)
+    for frac, text in ((1.0, f">= {vmax:.3g}"), (0.5, f"{vmax / 2:.3g}"), (0.0, "0")):
+        y = pad + round((1.0 - frac) * (h - 2 * pad - 1))
+        draw.line([(2 + bar_w, y), (6 + bar_w, y)], fill=(0, 0, 0))
+        draw.text((10 + bar_w, y - font_size // 2 - 1), text, fill=(0, 0, 0), font=font)
+    return np.asarray(canvas)
+
+
 def _resize(img: np.ndarray, height: int) -> np.ndarray:
     from PIL import Image
 
@@ -381,6 +428,7 @@ def score_pictures(
     inverted: np.ndarray | None = None,
     original: np.ndarray | None = None,
     aligned_face: Any = None,
+    vmax: float | None = None,
 ) -> dict[str, np.ndarray | bytes]:
     """Every picture of a scored photo that depends on its heat map, by file name.
 
@@ -398,17 +446,22 @@ def score_pictures(
         GAN inversion before adaptation; joins the panel.
     original, aligned_face : optional
         The photo and its alignment, for ``overlay_original.png``.
+    vmax : float, optional
+        Top of the colour scale. A run passes one value for all its photos (see
+        :func:`cleftscore.score.heatmap_top`) so that their pictures compare by eye; without
+        it the scale is this map's own 99.5th percentile in the ROI.
 
     Returns
     -------
     dict
         ``heatmap.png``, ``overlay.png``, ``overlay_original.png`` (with ``original``),
-        ``panel.png`` (aligned | [inverted |] normalized | heat map | overlay, at most 512 px
-        high) as arrays, and ``thumb.jpg`` (the panel, 160 px high) as JPEG bytes.
+        ``panel.png`` (aligned | [inverted |] normalized | heat map | overlay | colour bar, at
+        most 512 px high) as arrays, and ``thumb.jpg`` (the panel, 160 px high) as JPEG bytes.
     """
-    shown = heatmap if mask is None else heatmap * (np.asarray(mask) > 0)
-    vmax = float(np.percentile(shown[shown > 0], 99.5)) if np.any(shown > 0) else 1.0
-    title = f"S = {score:.3f}" if score is not None else None
+    if vmax is None:
+        shown = heatmap if mask is None else heatmap * (np.asarray(mask) > 0)
+        vmax = float(np.percentile(shown[shown > 0], 99.5)) if np.any(shown > 0) else 1.0
+    title = f"score = {score:.3f}" if score is not None else None
     out: dict[str, np.ndarray | bytes] = {"heatmap.png": heatmap_figure(heatmap, vmax=vmax, title=title)}
     ov = overlay(aligned, heatmap, mask=mask, vmax=vmax)
     out["overlay.png"] = ov
@@ -420,7 +473,11 @@ def score_pictures(
         images.insert(1, inverted)
         labels.insert(1, "inverted (no adaptation)")
     # 512 px high is plenty for a slide and a quarter of the pixels to draw and encode.
-    strip = panel(images, labels, height=min(PANEL_HEIGHT, aligned.shape[0]))
+    height = min(PANEL_HEIGHT, aligned.shape[0])
+    if height >= 32:
+        images.append(colorbar(vmax, height))
+        labels.append("scale")
+    strip = panel(images, labels, height=height)
     out["panel.png"] = strip
     out["thumb.jpg"] = thumbnail_jpeg(strip)
     return out

@@ -34,6 +34,7 @@ import numpy as np
 
 from cleftscore.errors import CleftscoreError
 from cleftscore.normalize import Measure
+from cleftscore.score import PAPER_SCORE_DEFINITION
 
 __all__ = [
     "RECORD_VERSION",
@@ -79,7 +80,8 @@ PICTURES = (
     "panel.png",
     THUMBNAIL,
 )
-SCORE_DEFINITION = "S = -log(sqrt(sum over ROI of eroded PSE) / N); higher = closer to normal"
+#: What the score of a record that does not say is: the paper's S.
+SCORE_DEFINITION = PAPER_SCORE_DEFINITION
 STATUSES = ("ok", "failed")
 
 
@@ -173,6 +175,10 @@ class PhotoRecord:
         Picture files of the photo's folder (relative), e.g. ``aligned.png``.
     damaged : bool
         True for a stand-in made by :func:`read_record` from an unreadable ``result.json``.
+    score_definition : str
+        One line saying what ``score`` is (records written before it existed: the paper's S).
+    heatmap_max : float or None
+        Top of the heat map's colour scale in the pictures (the same for every photo of a run).
     """
 
     file: str
@@ -192,6 +198,8 @@ class PhotoRecord:
     calibration: Mapping[str, Any] | None = None
     pictures: tuple[str, ...] = ()
     damaged: bool = False
+    score_definition: str = SCORE_DEFINITION
+    heatmap_max: float | None = None
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
@@ -226,7 +234,8 @@ class PhotoRecord:
             "message": self.message,
             "method": self.method,
             "score": self.score,
-            "score_definition": SCORE_DEFINITION,
+            "score_definition": self.score_definition,
+            "heatmap_max": self.heatmap_max,
             "settings": dict(self.settings),
             "notes": list(self.notes),
             "cached": self.cached,
@@ -295,6 +304,8 @@ class PhotoRecord:
             normalization=dict(data.get("normalization") or {}),
             calibration=data.get("calibration"),
             pictures=tuple(str(p) for p in data.get("pictures") or ()),
+            score_definition=str(data.get("score_definition") or SCORE_DEFINITION),
+            heatmap_max=None if data.get("heatmap_max") is None else float(data["heatmap_max"]),
         )
 
 
@@ -479,6 +490,7 @@ CSV_COLUMNS = (
     "cleftscore_version",
     "calibrated_rating",
     "severity_0_100",
+    "score_definition",
 )
 #: Measures that always get a column (empty where a method has none), so CSVs of both methods line up.
 STANDARD_MEASURES = ("landmark_asymmetry_px",)
@@ -521,6 +533,8 @@ def settings_differences(record: Mapping[str, Any], run: Mapping[str, Any]) -> l
     skip = set(_NEUTRAL_SETTINGS)
     if fa.get("method") != "gan" and fb.get("method", fa.get("method")) != "gan":
         skip |= {k for k in fb if k.startswith("gan.")}
+    if fa.get("method") != "asymmetry" and fb.get("method", fa.get("method")) != "asymmetry":
+        skip.add("score.asymmetry_score")  # the GAN method's score is S whatever this says
     keys = sorted(k for k in fb if k not in skip and fa.get(k) != fb.get(k))
     return [f"{k}={fa.get(k)} (not {fb.get(k)})" for k in keys]
 
@@ -570,6 +584,7 @@ def csv_row(record: PhotoRecord, *, stale: Sequence[str] = ()) -> dict[str, Any]
         "cleftscore_version": env.get("cleftscore_version", ""),
         "calibrated_rating": _fmt(cal.get("calibrated_rating"), 3),
         "severity_0_100": _fmt(cal.get("severity_0_100"), 3),
+        "score_definition": record.score_definition if record.ok else "",
     }
     for name, m in record.measures.items():
         row[name] = f"{m.value:.3f}"
@@ -606,10 +621,12 @@ def write_summary(
     cols = csv_columns(records)
     write_csv(csv_path, rows, columns=cols)
     measured = {name for r in records for name in r.measures}
+    definitions = sorted({r.score_definition for r in records if r.ok})
     write_html_report(
         html_path,
         html_rows,
         title="cleftscore report",
+        settings={"score": " | ".join(definitions)} if definitions else None,
         columns=["file", "status", "score", "method", "roi", "metric", "colorspace", "erosion",
                  *(c for c in cols if c in measured), "message", "notes"],  # fmt: skip
     )

@@ -15,18 +15,54 @@ import numpy as np
 from cleftscore.heatmap import DifferenceSettings, difference_map, energy
 
 __all__ = [
+    "ASYMMETRY_SCORES",
+    "ASYMMETRY_SCORE_DEFINITION",
+    "NORMAL_FRACTION_DEFINITION",
+    "PAPER_SCORE_DEFINITION",
     "ROIS",
     "SUM_EPSILON",
     "Calibration",
     "PhotoScore",
     "ScoreSettings",
     "fit_calibration",
+    "heatmap_top",
     "roi_score",
+    "score_definition",
+    "score_face_referenced",
     "score_photo",
     "severity_0_100",
 ]
 
 ROIS = ("mouth", "face", "full")
+#: What the asymmetry method puts in the score column: the face-referenced asymmetry score
+#: (:mod:`cleftscore.asymmetry_score`, the default) or the paper's S of the face against its mirror.
+ASYMMETRY_SCORES = ("face-referenced", "paper")
+PAPER_SCORE_DEFINITION = "S = -log(sqrt(sum over ROI of eroded PSE) / N); higher = closer to normal"
+ASYMMETRY_SCORE_DEFINITION = (
+    "face-referenced asymmetry score (higher = more symmetric): -0.5 log of the 99th percentile of the "
+    "shift-tolerant, lighting- and contrast-normalised face-vs-mirror difference over the nose base and upper "
+    "lip, relative to its median over the same face's cheeks, nose bridge and jaw (docs/asymmetry_score.md)"
+)
+NORMAL_FRACTION_DEFINITION = (
+    "fraction of the normal reference photos (115 adults) whose face-referenced asymmetry score is higher "
+    "(more symmetric); 0.97 = less symmetric than 97 % of them"
+)
+
+#: Top of the heat map's colour scale for the paper's maps, per (metric, colour space, eroded):
+#: twice the median, over 39 normal adult reference photos, of the 99th percentile of the map
+#: (face against its registered mirror) in the mouth region, so a normal mouth region stays in
+#: the lower half of the scale and a defect saturates it. LPIPS was not measured (no VGG16 here);
+#: its maps are distances of unit-normalised features, about 0..1.
+_PAPER_HEATMAP_TOP = {
+    ("pse", "ycbcr", True): 4400.0,
+    ("pse", "ycbcr", False): 7300.0,
+    ("pse", "rgb", True): 17000.0,
+    ("pse", "rgb", False): 28000.0,
+    ("ssim", "ycbcr", True): 1.7,
+    ("ssim", "ycbcr", False): 2.1,
+    ("ssim", "rgb", True): 5.3,
+    ("ssim", "rgb", False): 6.3,
+}
 
 #: Floor for the ROI sum before the log, so identical images give a finite score
 #: ``-log(sqrt(1e-12) / N) = 13.8 + log(N)`` instead of ``+inf``.
@@ -46,11 +82,21 @@ class ScoreSettings:
         Metric, colour space and erosion.
     mask_file : str or None
         User-supplied mask image that overrides the landmark ROI.
+    asymmetry_score : {"face-referenced", "paper"}
+        Asymmetry method only: the score column is the face-referenced asymmetry score
+        (default; nose base and upper lip against the same face's control regions, with the
+        user mask as its region when one is given) or the paper's S of the face against its
+        mirror image over ``roi``. The GAN method always uses S.
+    heatmap_max : float or None
+        Top of the heat map's colour scale, the same for every photo of a run; None: the
+        method's standard scale (:func:`heatmap_top`).
     """
 
     roi: str = "mouth"
     difference: DifferenceSettings = field(default_factory=DifferenceSettings)
     mask_file: str | None = None
+    asymmetry_score: str = "face-referenced"
+    heatmap_max: float | None = None
 
     def __post_init__(self) -> None:
         if self.roi not in ROIS:
@@ -61,16 +107,58 @@ class ScoreSettings:
             )
         if self.mask_file is not None and not isinstance(self.mask_file, str):
             raise ValueError(f"mask_file must be a str path or None, got {self.mask_file!r}")
+        if self.asymmetry_score not in ASYMMETRY_SCORES:
+            raise ValueError(f"asymmetry_score must be one of {', '.join(ASYMMETRY_SCORES)}, got {self.asymmetry_score!r}")
+        if self.heatmap_max is not None:
+            v = self.heatmap_max
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not (math.isfinite(v) and v > 0):
+                raise ValueError(f"heatmap_max must be a finite number > 0 or None, got {v!r}")
+            object.__setattr__(self, "heatmap_max", float(v))
+
+    def face_referenced(self, method: str) -> bool:
+        """Whether a photo normalized by ``method`` gets the face-referenced asymmetry score."""
+        return method == "asymmetry" and self.asymmetry_score == "face-referenced"
 
     def to_dict(self) -> dict[str, Any]:
-        """Flat ``{"metric", "colorspace", "erosion", "roi", "mask_file"}`` for CSV/JSON."""
+        """Flat ``{"metric", "colorspace", "erosion", "roi", "mask_file", ...}`` for CSV/JSON."""
         return {
             "metric": self.difference.metric,
             "colorspace": self.difference.colorspace,
             "erosion": int(self.difference.erosion),
             "roi": self.roi,
             "mask_file": self.mask_file,
+            "asymmetry_score": self.asymmetry_score,
+            "heatmap_max": self.heatmap_max,
         }
+
+
+def heatmap_top(method: str, settings: ScoreSettings) -> float:
+    """Top of the colour scale of every heat map of a run (``settings.heatmap_max`` when set).
+
+    Parameters
+    ----------
+    method : str
+        ``"gan"`` or ``"asymmetry"``.
+    settings : ScoreSettings
+
+    Returns
+    -------
+    float
+        The face-referenced map: twice the normal reference photos' typical 99th percentile of
+        the map in the scored region (``heatmap_scale`` of the shipped normative reference).
+        The paper's maps: the same rule, per metric and colour space (:data:`_PAPER_HEATMAP_TOP`);
+        LPIPS: 1.
+    """
+    if settings.heatmap_max is not None:
+        return float(settings.heatmap_max)
+    if settings.face_referenced(method):
+        from cleftscore.asymmetry_score import load_reference
+
+        return 2.0 * float(load_reference().heatmap_scale)
+    d = settings.difference
+    if d.metric == "lpips":
+        return 1.0
+    return _PAPER_HEATMAP_TOP[(d.metric, d.colorspace, int(d.erosion) > 1)]
 
 
 @dataclass(frozen=True)
@@ -233,6 +321,61 @@ def score_photo(
     m = _check_mask(mask, diff.shape[:2])
     s = roi_score(diff, m)
     return PhotoScore(score=s, heatmap=energy(diff), roi_pixels=float(m.sum()), settings=settings)
+
+
+def score_definition(method: str, settings: ScoreSettings) -> str:
+    """One line saying what the score column of a photo normalized by ``method`` is."""
+    return ASYMMETRY_SCORE_DEFINITION if settings.face_referenced(method) else PAPER_SCORE_DEFINITION
+
+
+def _face_referenced_region(landmarks: np.ndarray, size: int, roi: str) -> np.ndarray:
+    from cleftscore.asymmetry_score import upper_lip_mask, upper_lip_skin_mask
+    from cleftscore.face.roi import roi_mask
+
+    if roi == "skin":
+        return upper_lip_skin_mask(landmarks, size)
+    if roi == "upper":
+        return upper_lip_mask(landmarks, size)
+    return roi_mask(landmarks, size, region=roi) > 0.5
+
+
+def score_face_referenced(
+    face: np.ndarray,
+    mirror: np.ndarray,
+    landmarks: np.ndarray,
+    *,
+    settings: ScoreSettings,
+    user_mask: np.ndarray | None = None,
+) -> tuple[PhotoScore, np.ndarray]:
+    """The asymmetry method's face-referenced score of one aligned face and its registered mirror.
+
+    Parameters
+    ----------
+    face, mirror : (S, S, 3) ndarray of uint8
+        Aligned face and its registered mirror image (the asymmetry normalizer's output).
+    landmarks : (68, 2) ndarray
+        iBUG-68 landmarks in the aligned frame.
+    settings : ScoreSettings
+        Recorded with the score (``heatmap_max``, ``asymmetry_score``).
+    user_mask : (S, S) ndarray, optional
+        A user-drawn region that replaces the nose base and upper lip.
+
+    Returns
+    -------
+    (PhotoScore, (S, S) bool ndarray)
+        The score (:func:`cleftscore.asymmetry_score.asymmetry_score` with its default
+        settings) and heat map, and the region it was taken over (for the overlays).
+    """
+    from cleftscore.asymmetry_score import AsymmetrySettings, asymmetry_score
+
+    fr = AsymmetrySettings()
+    size = np.asarray(face).shape[0]
+    if user_mask is not None:
+        region = _check_mask(user_mask, (size, size)) > 0.5
+    else:
+        region = _face_referenced_region(landmarks, size, fr.roi)
+    r = asymmetry_score(face, landmarks, settings=fr, mirror=mirror, roi=region if user_mask is not None else None)
+    return PhotoScore(score=r.score, heatmap=r.heatmap, roi_pixels=float(max(region.sum(), 1)), settings=settings), region
 
 
 @dataclass(frozen=True)

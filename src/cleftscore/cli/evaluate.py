@@ -101,7 +101,7 @@ def evaluate_command(
     shown = [("headline", head)] if head is not None else []
     shown += [("best", r) for r in ev.best(5) if r is not head]
     for label, row in shown:
-        name = f"{row.normalizer} {row.metric.upper()} {row.variant} {row.region}"
+        name = f"{row.normalizer} {row.metric.upper()} {row.variant} {row.region}" if row.metric != "face-referenced" else "asymmetry face-referenced score"
         style = "bold" if label == "headline" else None
         table.add_row(
             f"{label}: {name}",

@@ -50,6 +50,11 @@ class Loss(str, Enum):
     mse = "mse"
 
 
+class AsymmetryScore(str, Enum):
+    face_referenced = "face-referenced"
+    paper = "paper"
+
+
 class HigherIs(str, Enum):
     normal = "normal"
     abnormal = "abnormal"
@@ -65,15 +70,18 @@ SCORING = "Scoring"
 GAN = "GAN normalizer"
 RAY = "Many GPUs and nodes (Ray)"
 
-RoiOpt = Annotated[Roi, typer.Option("--roi", help="Region scored: mouth+nose (paper), face without eyes, or the full image.", rich_help_panel=SCORING)]
-MaskOpt = Annotated[Optional[Path], typer.Option("--mask", help="Mask image (white = inside), overrides --roi.", rich_help_panel=SCORING)]
+RoiOpt = Annotated[Roi, typer.Option("--roi", help="Region of the paper's S: mouth+nose (paper), face without eyes, or the full image. The asymmetry method's face-referenced score always takes the nose base and upper lip (or --mask); S over --roi is then its paper_S column.", rich_help_panel=SCORING)]
+MaskOpt = Annotated[Optional[Path], typer.Option("--mask", help="Mask image (white = inside), overrides --roi (and the face-referenced score's region).", rich_help_panel=SCORING)]
+AsymScoreOpt = Annotated[AsymmetryScore, typer.Option("--asymmetry-score", help="What the asymmetry method's score column is: the face-referenced score (default; docs/asymmetry_score.md) or the paper's S of the face against its mirror (earlier versions).", rich_help_panel=SCORING)]
+HeatmapMaxOpt = Annotated[Optional[float], typer.Option("--heatmap-max", help="Top of the heat maps' colour scale, the same for every photo (default: the method's standard scale, in result.json as heatmap_max).", rich_help_panel=SCORING)]
 MetricOpt = Annotated[Metric, typer.Option("--metric", help="Difference map: squared pixel error (paper), 1-SSIM, or LPIPS.", rich_help_panel=SCORING)]
 ColorOpt = Annotated[ColorSpace, typer.Option("--colorspace", help="Colour space of the difference (paper: YCbCr).", rich_help_panel=SCORING)]
 ErosionOpt = Annotated[int, typer.Option("--erosion", min=0, help="Grey erosion window (paper: 3); 0 = off.", rich_help_panel=SCORING)]
 Vgg16Opt = Annotated[Optional[str], typer.Option("--vgg16", help="VGG16 weights for LPIPS (path); default: $CLEFTSCORE_VGG16 or the weights cache.", rich_help_panel=GAN)]
 
 
-def _score_settings(roi: Roi, mask: Path | None, metric: Metric, colorspace: ColorSpace, erosion: int):
+def _score_settings(roi: Roi, mask: Path | None, metric: Metric, colorspace: ColorSpace, erosion: int,
+                    asymmetry_score: AsymmetryScore = AsymmetryScore.face_referenced, heatmap_max: float | None = None):  # fmt: skip
     from cleftscore.heatmap import DifferenceSettings
     from cleftscore.score import ScoreSettings
 
@@ -81,6 +89,8 @@ def _score_settings(roi: Roi, mask: Path | None, metric: Metric, colorspace: Col
         roi=roi.value,
         mask_file=str(mask) if mask else None,
         difference=DifferenceSettings(metric=metric.value, colorspace=colorspace.value, erosion=erosion),
+        asymmetry_score=asymmetry_score.value,
+        heatmap_max=heatmap_max,
     )
 
 
@@ -182,7 +192,7 @@ def _calibrate(run_dir: Path, ratings: Path | None, higher_is: HigherIs) -> None
 
     fit = calibrate_run(run_dir, ratings, higher_is=higher_is.value)
     console.print(
-        f"Calibrated on {fit['n']} rated photos: rating = {fit['slope']:.3f} x S + {fit['intercept']:.3f} (r = {fit['r']:.3f})"
+        f"Calibrated on {fit['n']} rated photos: rating = {fit['slope']:.3f} x score + {fit['intercept']:.3f} (r = {fit['r']:.3f})"
     )
 
 
@@ -209,6 +219,8 @@ def score_command(
     metric: MetricOpt = Metric.pse,
     colorspace: ColorOpt = ColorSpace.ycbcr,
     erosion: ErosionOpt = 3,
+    asymmetry_score: AsymScoreOpt = AsymmetryScore.face_referenced,
+    heatmap_max: HeatmapMaxOpt = None,
     generator: Annotated[Optional[str], typer.Option("--generator", help="Generator: registry name (ffhq) or checkpoint path; default: $CLEFTSCORE_GENERATOR or the cached ffhq.", rich_help_panel=GAN)] = None,
     vgg16: Vgg16Opt = None,
     steps: Annotated[int, typer.Option("--steps", min=1, help="Inversion steps (paper: 2000).", rich_help_panel=GAN)] = 2000,
@@ -256,7 +268,7 @@ def score_command(
                 method=chosen,
                 size=size,
                 detector=detector.value,
-                score=_score_settings(roi, mask, metric, colorspace, erosion),
+                score=_score_settings(roi, mask, metric, colorspace, erosion, asymmetry_score, heatmap_max),
                 gan=GanSettings(generator=generator, vgg16=vgg16, steps=steps, adapt_steps=adapt_steps, snapshot_steps=snaps, loss=loss.value, batch=batch, device=device, precision=precision.value, early_stop=early_stop, compile=compile_steps,
                                 dynamics_steps=dynamics_steps, dynamics_fraction=dynamics_fraction, dynamics_level=dynamics_level, dynamics_roi=roi.value),
                 seed=seed,
@@ -313,6 +325,8 @@ def rescore_command(
     metric: MetricOpt = Metric.pse,
     colorspace: ColorOpt = ColorSpace.ycbcr,
     erosion: ErosionOpt = 3,
+    asymmetry_score: AsymScoreOpt = AsymmetryScore.face_referenced,
+    heatmap_max: HeatmapMaxOpt = None,
     vgg16: Vgg16Opt = None,
     device: Annotated[str, typer.Option("--device", help="Device for LPIPS maps.")] = "auto",
     calibrate: CalibrateOpt = None,
@@ -327,7 +341,10 @@ def rescore_command(
     from cleftscore.runfolder import RunLock, is_run_folder, list_photo_ids
 
     with user_errors():
-        settings = _score_settings(roi, mask, metric, colorspace, erosion)
+        try:
+            settings = _score_settings(roi, mask, metric, colorspace, erosion, asymmetry_score, heatmap_max)
+        except ValueError as exc:
+            raise CleftscoreError(f"invalid option: {exc}") from None
         lpips_distance = make_lpips_distance(vgg16, device=device) if metric is Metric.lpips else None
         if not is_run_folder(run_dir):
             raise CleftscoreError(f"{run_dir}: not a cleftscore run folder (no photos/ inside); run `cleftscore score` first")

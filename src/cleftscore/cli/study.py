@@ -135,7 +135,7 @@ def score(
         with _open(db) as study:
             def print_score(line: ingest.ImportLine) -> None:
                 if line.status == "added":
-                    console.print(f"{line.file}: S = {line.score:.4f}", highlight=False)
+                    console.print(f"{line.file}: score = {line.score:.4f}", highlight=False)
 
             try:
                 report = ingest.score_into_visit(study, visit, photos, settings, cache_dir=cache_dir, on_line=print_score,

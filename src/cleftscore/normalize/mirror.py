@@ -18,11 +18,9 @@ if TYPE_CHECKING:
     from cleftscore.face.align import AlignedFace
 
 __all__ = [
-    "ASYMMETRY_SCORE_DEFINITION",
     "LANDMARK_ASYMMETRY_DEFINITION",
     "MAX_MIRROR_RESIDUAL",
     "MirrorNormalizer",
-    "NORMAL_FRACTION_DEFINITION",
 ]
 
 #: Largest landmark residual of the mirror registration, in eye distances, that still counts as a
@@ -32,16 +30,6 @@ MAX_MIRROR_RESIDUAL = 1.0
 LANDMARK_ASYMMETRY_DEFINITION = (
     "RMS distance (pixels, aligned size) between the 68 landmarks and their mirrored, "
     "registered positions; about 0 for a symmetric face"
-)
-
-ASYMMETRY_SCORE_DEFINITION = (
-    "face-referenced asymmetry score (higher = more symmetric): -0.5 log of the 99th percentile of the "
-    "shift-tolerant, lighting- and contrast-normalised face-vs-mirror difference over the nose base and upper "
-    "lip, relative to its median over the same face's cheeks, nose bridge and jaw (docs/asymmetry_score.md)"
-)
-NORMAL_FRACTION_DEFINITION = (
-    "fraction of the normal reference photos (115 adults) whose asymmetry_score is higher (more symmetric); "
-    "0.97 = less symmetric than 97 % of them"
 )
 
 
@@ -90,21 +78,5 @@ class MirrorNormalizer:
                 f"(its landmarks lie {ratio:.1f} eye distances from their mirror image); use a frontal photo",
             )
         measures = {"landmark_asymmetry_px": Measure(mirrored.residual_landmark_error, LANDMARK_ASYMMETRY_DEFINITION)}
-        measures.update(_face_referenced(face.image, lm, mirrored.image))
         return Normalization(image=mirrored.image, measures=measures, timings={"normalize_s": time.perf_counter() - t0})
 
-
-def _face_referenced(image: np.ndarray, landmarks: np.ndarray, mirror: np.ndarray) -> dict[str, Measure]:
-    """The face-referenced asymmetry score and where it falls among the normal reference photos."""
-    from cleftscore.asymmetry_score import AsymmetrySettings, asymmetry_score, load_reference
-
-    try:
-        s = asymmetry_score(image, landmarks, settings=AsymmetrySettings(), mirror=mirror).score
-    except ValueError:  # an empty region on a degenerate face: the record simply lacks the number
-        return {}
-    out = {"asymmetry_score": Measure(s, ASYMMETRY_SCORE_DEFINITION)}
-    try:
-        out["asymmetry_normal_fraction"] = Measure(load_reference().fraction_more_symmetric(s), NORMAL_FRACTION_DEFINITION)
-    except FileNotFoundError:
-        pass
-    return out

@@ -18,8 +18,11 @@ __all__ = ["PatientRow", "VisitRow", "PatientPage", "ScoreView", "PhotoView", "V
            "visit_page", "visit_csv_rows", "fingerprint", "SCORE_DEFINITION"]  # fmt: skip
 
 #: The score's definition as the pages state it (see cleftscore.score).
-SCORE_DEFINITION = ("S = -log( sqrt( sum of the eroded heat map over the region ) / N ), N = the region's pixel count. "
-                    "Higher S means closer to normal; the heat map shows where the photo differs from its normalized twin.")  # fmt: skip
+SCORE_DEFINITION = ("Higher scores mean closer to normal; the heat map shows where the photo differs from its normalized twin, "
+                    "on one colour scale for all photos of a run. GAN method: S = -log( sqrt( sum of the eroded heat map over "
+                    "the region ) / N ), N = the region's pixel count. Asymmetry method: the face-referenced asymmetry score, "
+                    "-0.5 log of the lighting-normalised face-vs-mirror difference over the nose base and upper lip relative "
+                    "to the same face's cheeks, nose bridge and jaw; it cannot see bilateral clefts.")  # fmt: skip
 
 
 @dataclass(frozen=True)

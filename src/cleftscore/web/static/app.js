@@ -91,7 +91,7 @@ function showJob(box, job) {
     const li = box.querySelector('li[data-pos="' + i + '"]');
     if (!li) return;
     const st = li.querySelector(".status");
-    st.textContent = p.status + (p.score !== null ? " S = " + p.score.toFixed(3) : "");
+    st.textContent = p.status + (p.score !== null ? " score = " + p.score.toFixed(3) : "");
     st.className = "status status-" + p.status;
   });
   box.querySelector(".cancel").hidden = job.finished;
