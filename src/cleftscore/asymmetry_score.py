@@ -58,6 +58,7 @@ __all__ = [
     "nasolabial_indices",
     "photometric_normalize",
     "refine_mirror",
+    "score_region",
     "tolerant_difference",
     "upper_lip_mask",
     "upper_lip_skin_mask",
@@ -534,6 +535,19 @@ def _statistic(v: np.ndarray, w: np.ndarray | None, statistic: str, quantile: fl
     return float(np.interp(quantile / 100.0, centres, vs))
 
 
+def score_region(landmarks: np.ndarray, size: int, *, settings: AsymmetrySettings) -> np.ndarray:
+    """The region the settings score, from the landmarks (``(size, size)`` bool).
+
+    ``"skin"``: :func:`upper_lip_skin_mask`; ``"upper"``: :func:`upper_lip_mask`; ``"mouth"`` and
+    ``"face"``: the pipeline's regions.
+    """
+    if settings.roi == "skin":
+        return upper_lip_skin_mask(landmarks, size)
+    if settings.roi == "upper":
+        return upper_lip_mask(landmarks, size)
+    return roi_mask(landmarks, size, region=settings.roi) > 0.5
+
+
 def asymmetry_score(
     face: np.ndarray,
     landmarks: np.ndarray,
@@ -603,12 +617,8 @@ def asymmetry_score(
         weights = _roi_weights(roi, full, size)
         region = weights > 0
         weights = weights[region]
-    elif settings.roi == "skin":
-        region = upper_lip_skin_mask(lm, size)
-    elif settings.roi == "upper":
-        region = upper_lip_mask(lm, size)
     else:
-        region = roi_mask(lm, size, region=settings.roi) > 0.5
+        region = score_region(lm, size, settings=settings)
     if not region.any():
         raise ValueError("the ROI is empty; check the landmarks (or the drawn region)")
 

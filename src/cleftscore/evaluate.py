@@ -76,9 +76,9 @@ GRID_VARIANTS: dict[str, tuple[str, int]] = {
 }
 GRID_REGIONS: tuple[str, ...] = ("mouth", "face")
 #: The asymmetry method's face-referenced score (its score column by default) as one more grid
-#: row: it has its own difference (lighting-normalised, shift-tolerant) and region (nose base and
-#: upper lip against the face's control regions), so it is outside the metric x variant x region grid.
-FACE_REFERENCED_KEY: tuple[str, str, str, str] = ("asymmetry", "face-referenced", "own", "upper lip")
+#: row: it has its own difference (lighting-normalised, shift-tolerant, with a valley term) and region
+#: (upper-lip skin against the face's control regions), so it is outside the metric x variant x region grid.
+FACE_REFERENCED_KEY: tuple[str, str, str, str] = ("asymmetry", "face-referenced", "own", "upper-lip skin")
 #: Why LPIPS rows are empty when no VGG16 weights were given (never random weights).
 LPIPS_MISSING_REASON = "no VGG16 weights: cleftscore weights fetch vgg16"
 
@@ -89,7 +89,7 @@ _NORMALIZER_TITLES = {
 }
 _METRIC_LABELS = {"lpips": "LPIPS", "pse": "PSE", "ssim": "SSIM", "face-referenced": "face-referenced score"}
 _VARIANT_LABELS = {"base": "Base", "+ycbcr": "+YCbCr", "+erosion": "+Erosion", "+both": "+Both", "own": "(own difference)"}
-_REGION_LABELS = {"mouth": "Mouth", "face": "Face", "upper lip": "nose base and upper lip"}
+_REGION_LABELS = {"mouth": "Mouth", "face": "Face", "upper-lip skin": "upper-lip skin"}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -1097,7 +1097,7 @@ def grid_markdown(evaluation: Evaluation) -> str:
         lines.append("")
         fr = by_key.get(FACE_REFERENCED_KEY) if nz == "asymmetry" else None
         if fr is not None:
-            lines += [f"Face-referenced score (lighting-normalised, shift-tolerant difference; nose base and upper lip "
+            lines += [f"Face-referenced score (lighting-normalised, shift-tolerant difference and one-sided dark valleys; upper-lip skin "
                       f"against the face's control regions): r x 100 = {_fmt(fr.pearson_r, 100.0, 1)}, n = {fr.n}. "
                       "The table above is the paper's S of the same face and mirror.", ""]  # fmt: skip
         if ns:

@@ -40,8 +40,9 @@ ASYMMETRY_SCORES = ("face-referenced", "paper")
 PAPER_SCORE_DEFINITION = "S = -log(sqrt(sum over ROI of eroded PSE) / N); higher = closer to normal"
 ASYMMETRY_SCORE_DEFINITION = (
     "face-referenced asymmetry score (higher = more symmetric): -0.5 log of the 99th percentile of the "
-    "shift-tolerant, lighting- and contrast-normalised face-vs-mirror difference over the nose base and upper "
-    "lip, relative to its median over the same face's cheeks, nose bridge and jaw (docs/asymmetry_score.md)"
+    "shift-tolerant, lighting- and contrast-normalised face-vs-mirror difference over the upper-lip skin, relative "
+    "to its median over the same face's cheeks, nose bridge and jaw, minus 0.6 log of the same ratio (99th "
+    "percentile over mean) for dark vertical valleys that the face has and its mirror lacks (docs/asymmetry_score.md)"
 )
 NORMAL_FRACTION_DEFINITION = (
     "fraction of the normal reference photos (115 adults) whose face-referenced asymmetry score is higher "
@@ -84,7 +85,7 @@ class ScoreSettings:
         User-supplied mask image that overrides the landmark ROI.
     asymmetry_score : {"face-referenced", "paper"}
         Asymmetry method only: the score column is the face-referenced asymmetry score
-        (default; nose base and upper lip against the same face's control regions, with the
+        (default; the upper-lip skin against the same face's control regions, with the
         user mask as its region when one is given) or the paper's S of the face against its
         mirror image over ``roi``. The GAN method always uses S.
     heatmap_max : float or None
@@ -328,17 +329,6 @@ def score_definition(method: str, settings: ScoreSettings) -> str:
     return ASYMMETRY_SCORE_DEFINITION if settings.face_referenced(method) else PAPER_SCORE_DEFINITION
 
 
-def _face_referenced_region(landmarks: np.ndarray, size: int, roi: str) -> np.ndarray:
-    from cleftscore.asymmetry_score import upper_lip_mask, upper_lip_skin_mask
-    from cleftscore.face.roi import roi_mask
-
-    if roi == "skin":
-        return upper_lip_skin_mask(landmarks, size)
-    if roi == "upper":
-        return upper_lip_mask(landmarks, size)
-    return roi_mask(landmarks, size, region=roi) > 0.5
-
-
 def score_face_referenced(
     face: np.ndarray,
     mirror: np.ndarray,
@@ -358,7 +348,7 @@ def score_face_referenced(
     settings : ScoreSettings
         Recorded with the score (``heatmap_max``, ``asymmetry_score``).
     user_mask : (S, S) ndarray, optional
-        A user-drawn region that replaces the nose base and upper lip.
+        A user-drawn region that replaces the upper-lip skin.
 
     Returns
     -------
@@ -366,14 +356,14 @@ def score_face_referenced(
         The score (:func:`cleftscore.asymmetry_score.asymmetry_score` with its default
         settings) and heat map, and the region it was taken over (for the overlays).
     """
-    from cleftscore.asymmetry_score import AsymmetrySettings, asymmetry_score
+    from cleftscore.asymmetry_score import AsymmetrySettings, asymmetry_score, score_region
 
     fr = AsymmetrySettings()
     size = np.asarray(face).shape[0]
     if user_mask is not None:
         region = _check_mask(user_mask, (size, size)) > 0.5
     else:
-        region = _face_referenced_region(landmarks, size, fr.roi)
+        region = score_region(landmarks, size, settings=fr)
     r = asymmetry_score(face, landmarks, settings=fr, mirror=mirror, roi=region if user_mask is not None else None)
     return PhotoScore(score=r.score, heatmap=r.heatmap, roi_pixels=float(max(region.sum(), 1)), settings=settings), region
 

@@ -70,7 +70,7 @@ SCORING = "Scoring"
 GAN = "GAN normalizer"
 RAY = "Many GPUs and nodes (Ray)"
 
-RoiOpt = Annotated[Roi, typer.Option("--roi", help="Region of the paper's S: mouth+nose (paper), face without eyes, or the full image. The asymmetry method's face-referenced score always takes the nose base and upper lip (or --mask); S over --roi is then its paper_S column.", rich_help_panel=SCORING)]
+RoiOpt = Annotated[Roi, typer.Option("--roi", help="Region of the paper's S: mouth+nose (paper), face without eyes, or the full image. The asymmetry method's face-referenced score always takes the upper-lip skin (or --mask); S over --roi is then its paper_S column.", rich_help_panel=SCORING)]
 MaskOpt = Annotated[Optional[Path], typer.Option("--mask", help="Mask image (white = inside), overrides --roi (and the face-referenced score's region).", rich_help_panel=SCORING)]
 AsymScoreOpt = Annotated[AsymmetryScore, typer.Option("--asymmetry-score", help="What the asymmetry method's score column is: the face-referenced score (default; docs/asymmetry_score.md) or the paper's S of the face against its mirror (earlier versions).", rich_help_panel=SCORING)]
 HeatmapMaxOpt = Annotated[Optional[float], typer.Option("--heatmap-max", help="Top of the heat maps' colour scale, the same for every photo (default: the method's standard scale, in result.json as heatmap_max).", rich_help_panel=SCORING)]

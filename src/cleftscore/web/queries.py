@@ -21,8 +21,9 @@ __all__ = ["PatientRow", "VisitRow", "PatientPage", "ScoreView", "PhotoView", "V
 SCORE_DEFINITION = ("Higher scores mean closer to normal; the heat map shows where the photo differs from its normalized twin, "
                     "on one colour scale for all photos of a run. GAN method: S = -log( sqrt( sum of the eroded heat map over "
                     "the region ) / N ), N = the region's pixel count. Asymmetry method: the face-referenced asymmetry score, "
-                    "-0.5 log of the lighting-normalised face-vs-mirror difference over the nose base and upper lip relative "
-                    "to the same face's cheeks, nose bridge and jaw; it cannot see bilateral clefts.")  # fmt: skip
+                    "-0.5 log of the lighting-normalised face-vs-mirror difference over the upper-lip skin relative "
+                    "to the same face's cheeks, nose bridge and jaw, plus a term for dark vertical valleys the face has and "
+                    "its mirror lacks; it cannot see bilateral clefts.")  # fmt: skip
 
 
 @dataclass(frozen=True)
