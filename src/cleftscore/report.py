@@ -47,6 +47,7 @@ DISCLAIMER = "cleftscore is a research tool, not a certified medical device."
 #: Default upper end of the colour scale: this percentile of the heat map.
 DEFAULT_VMAX_PERCENTILE = 99.5
 _DIM = 0.35  # brightness kept outside the ROI in overlays
+_OVERLAY_ROWS = 256
 
 
 def _check_heatmap(heatmap: np.ndarray) -> np.ndarray:
@@ -187,27 +188,30 @@ def overlay(
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must be in [0, 1], got {alpha}")
     if mask is None:
-        w = np.ones(hm.shape)
+        w = np.ones(hm.shape, np.float32)
     else:
-        w = np.asarray(mask, dtype=np.float64)
+        w = np.asarray(mask, dtype=np.float32)
         if w.shape != hm.shape:
             raise ValueError(f"mask shape {w.shape} does not match the heat map {hm.shape}")
         w = np.clip(w, 0.0, 1.0)
     if vmax is None:
         inside = hm[w > 0.5]
         vmax = robust_vmax(inside[None] if inside.size else hm)
-    w = w.astype(np.float32)
-    colour = colorize(hm, vmax=vmax, cmap=cmap).astype(np.float32)
-    base = img.astype(np.float32)
-    blended = (1.0 - alpha) * base + alpha * colour
-    dimmed = _DIM * base
-    out = w[..., None] * blended + (1.0 - w[..., None]) * dimmed
+    out = np.empty(img.shape, np.uint8)
+    # In bands of rows: a 4096-px overlay on the original photo needs a dozen float copies of
+    # the picture otherwise (over 1 GB); a band needs a few megabytes.
+    for r0 in range(0, img.shape[0], _OVERLAY_ROWS):
+        rows = slice(r0, r0 + _OVERLAY_ROWS)
+        wb = w[rows, :, None]
+        base = img[rows].astype(np.float32)
+        colour = colorize(hm[rows], vmax=vmax, cmap=cmap).astype(np.float32)
+        band = wb * ((1.0 - alpha) * base + alpha * colour) + (1.0 - wb) * (_DIM * base)
+        out[rows] = np.clip(band + 0.5, 0, 255).astype(np.uint8)
     if outline and mask is not None:
         from skimage.segmentation import find_boundaries
 
-        edge = find_boundaries(w > 0.5, mode="inner")
-        out[edge] = 255.0
-    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+        out[find_boundaries(w > 0.5, mode="inner")] = 255
+    return out
 
 
 def heatmap_figure(
