@@ -219,3 +219,19 @@ def test_score_pictures_are_arrays_and_a_small_thumbnail():
     assert set(pics) == {"heatmap.png", "overlay.png", "panel.png", "thumb.jpg"}  # no photo given: no overlay on it
     assert pics["overlay.png"].shape == (1024, 1024, 3) and pics["panel.png"].shape[0] <= 512 + 64
     assert isinstance(pics["thumb.jpg"], bytes) and len(pics["thumb.jpg"]) < 150_000
+
+
+def test_overlay_in_bands_equals_the_whole_picture_formula() -> None:
+    # Taller than several bands of rows, and not a multiple of the band height.
+    from matplotlib import colormaps
+
+    rng = np.random.default_rng(3)
+    img = rng.integers(0, 256, (613, 37, 3), dtype=np.uint8)
+    hm = rng.gamma(1.0, 1.0, (613, 37)).astype(np.float32)
+    mask = rng.uniform(size=(613, 37)).astype(np.float32)
+    got = overlay(img, hm, mask=mask, vmax=2.0, alpha=0.4, outline=False)
+    colour = colormaps["inferno"](np.clip(hm / 2.0, 0, 1), bytes=True)[..., :3].astype(np.float32)
+    base = img.astype(np.float32)
+    w = mask[..., None]
+    expected = np.clip(w * (0.6 * base + 0.4 * colour) + (1 - w) * (0.35 * base) + 0.5, 0, 255).astype(np.uint8)
+    assert np.abs(got.astype(int) - expected.astype(int)).max() <= 1
