@@ -11,8 +11,10 @@ from cleftscore.asymmetry_score import (
     AsymmetrySettings,
     asymmetry_score,
     intercanthal_distance,
+    load_reference,
     nasolabial_indices,
     photometric_normalize,
+    score_region,
 )
 from cleftscore.benchmarks.cleft_synth import (
     PERTURBATIONS,
@@ -299,3 +301,15 @@ def test_bench_cleft_synth_command_writes_its_report(example_photo, tmp_path):
     assert set(new["robustness"]) == {"rotate5", "scale0.8", "jpeg60", "down256"}
     assert all(v["n"] == 2 for v in new["robustness"].values())
     assert 0.5 < new["pixel_auroc"]["median"] <= 1.0
+
+
+def test_heat_map_is_referenced_to_the_face_like_the_score(astronaut):
+    img, lm = astronaut
+    ref = asymmetry_score(img, lm, settings=AsymmetrySettings())
+    plain = asymmetry_score(img, lm, settings=AsymmetrySettings(reference="none"))
+    # The same difference map, in multiples of the face's own control-region median.
+    assert ref.control_mean > 0
+    np.testing.assert_allclose(ref.heatmap * ref.control_mean, plain.heatmap, rtol=1e-4, atol=1e-6)
+    # A normal face's lip skin sits below the top of the run-wide colour scale.
+    inside = ref.heatmap[score_region(lm, img.shape[0], settings=AsymmetrySettings())]
+    assert 0 < np.percentile(inside, 99) < 2 * load_reference().heatmap_scale

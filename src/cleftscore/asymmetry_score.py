@@ -75,9 +75,9 @@ _FLOOR = 1e-9
 #: Floor of the valley statistics (local-contrast units) before their ratio.
 _VALLEY_FLOOR = 1e-3
 #: ``heatmap_scale`` of a reference JSON written before the field existed (the 99th percentile of
-#: the default heat map in the upper-lip skin, median over the 115 normal reference photos, as
-#: measured for the shipped reference on 2026-12-02).
-DEFAULT_HEATMAP_SCALE = 0.8961847424507141
+#: the default heat map in the upper-lip skin, in multiples of the face's control-region median,
+#: median over the 115 normal reference photos, as measured for the shipped reference on 2026-12-02).
+DEFAULT_HEATMAP_SCALE = 12.4262009
 
 
 @dataclass(frozen=True)
@@ -223,7 +223,9 @@ class AsymmetryScore:
         ``residual_score + valley * valley_score``; higher = more normal.
     heatmap : (H, W) ndarray of float32
         The eroded (shift-tolerant, photometrically normalised with the defaults) difference
-        map summed over channels, >= 0, resampled to the input's aligned frame.
+        map summed over channels, >= 0, resampled to the input's aligned frame; with
+        ``reference="control"`` divided by ``control_mean``, so it reads in multiples of the
+        face's own residual in its control regions, as the score does.
     roi_mean : float
         The statistic of the pooled map over the ROI (the mean with ``statistic="mean"``).
     control_mean : float
@@ -646,6 +648,9 @@ def asymmetry_score(
         den = float(v[ctrl].mean()) + _VALLEY_FLOOR if ctrl is not None else 1.0
         valley_score = -math.log(num / den)
         score = residual + settings.valley * valley_score
+    if ctrl is not None:
+        # Referenced like the score: a sharp photo's map is not hotter than a soft one's for it.
+        d = d / np.float32(max(ctrl_value, _FLOOR))
     heat = d if size == full else cv2.resize(d, (full, full), interpolation=cv2.INTER_LINEAR)
     return AsymmetryScore(score=score, heatmap=np.clip(heat, 0.0, None), roi_mean=roi_value,
                           control_mean=ctrl_value, settings=settings, residual_score=residual,

@@ -145,6 +145,7 @@ class PhotoResult:
     normalization: dict[str, Any] = field(default_factory=dict)  # GAN method: how the steps ran
     score_definition: str = ""  # one line: what ``score`` is
     heatmap_max: float | None = None  # top of the heat map's colour scale, the same for the whole run
+    heatmap_units: str = ""  # what the heat map's values are (the label of heatmap.png's colour bar)
 
     @property
     def ok(self) -> bool:
@@ -330,6 +331,7 @@ def _score_result(result: PhotoResult, settings: ScoreSettings, lpips_distance: 
         result.measures.pop(name, None)
     paper = score_photo(result.aligned, result.normalized, result.mask, settings=settings, lpips_distance=lpips_distance)
     result.score, result.heatmap = float(paper.score), paper.heatmap
+    result.heatmap_units = "difference energy (sum over channels)"
     result.score_definition = score_definition(result.method, settings)
     result.heatmap_max = heatmap_top(result.method, settings)
     if result.method != "asymmetry":
@@ -340,6 +342,7 @@ def _score_result(result: PhotoResult, settings: ScoreSettings, lpips_distance: 
         region_name = f"user mask {settings.mask_file}" if settings.mask_file else f"{settings.roi} region"
         result.measures["paper_S"] = Measure(paper.score, f"{PAPER_SCORE_DEFINITION} ({region_name})", stage="score")
         result.score, result.heatmap, result.mask = float(fr.score), fr.heatmap, region.astype(np.float32)
+        result.heatmap_units = "difference in multiples of the face's own (control-region) residual"
     else:
         result.measures["asymmetry_score"] = Measure(fr.score, ASYMMETRY_SCORE_DEFINITION, stage="score")
     from cleftscore.asymmetry_score import load_reference
@@ -425,7 +428,7 @@ def _score_pictures(res: PhotoResult, original: np.ndarray | None, aligned_face:
 
     assert res.aligned is not None and res.normalized is not None and res.heatmap is not None and res.heatmap_max is not None
     return score_pictures(res.aligned, res.normalized, res.heatmap, mask=res.mask, score=res.score, inverted=res.inverted,
-                          original=original, aligned_face=aligned_face, vmax=res.heatmap_max)  # fmt: skip
+                          original=original, aligned_face=aligned_face, vmax=res.heatmap_max, units=res.heatmap_units)  # fmt: skip
 
 
 def _all_pictures(res: PhotoResult) -> dict[str, np.ndarray | bytes | Path]:

@@ -221,6 +221,7 @@ def heatmap_figure(
     title: str | None = None,
     cmap: str = "inferno",
     dpi: int = 100,
+    units: str = "difference energy (sum over channels)",
 ) -> np.ndarray:
     """Heat map with a colour bar, rendered by matplotlib's Agg canvas to an array.
 
@@ -236,6 +237,8 @@ def heatmap_figure(
         Matplotlib colour map name.
     dpi : int
         Rendering resolution; the figure is about 6 x 5 inches.
+    units : str
+        Label of the colour bar.
 
     Returns
     -------
@@ -255,7 +258,7 @@ def heatmap_figure(
     im = ax.imshow(hm, cmap=cmap, vmin=0.0, vmax=vmax, interpolation="nearest")
     ax.set_axis_off()
     cb = fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
-    cb.set_label("difference energy (sum over channels)")
+    cb.set_label(units)
     if title:
         ax.set_title(title)
     fig.tight_layout()
@@ -433,6 +436,7 @@ def score_pictures(
     original: np.ndarray | None = None,
     aligned_face: Any = None,
     vmax: float | None = None,
+    units: str = "difference energy (sum over channels)",
 ) -> dict[str, np.ndarray | bytes]:
     """Every picture of a scored photo that depends on its heat map, by file name.
 
@@ -454,6 +458,8 @@ def score_pictures(
         Top of the colour scale. A run passes one value for all its photos (see
         :func:`cleftscore.score.heatmap_top`) so that their pictures compare by eye; without
         it the scale is this map's own 99.5th percentile in the ROI.
+    units : str
+        What the map's values are (the label of heatmap.png's colour bar).
 
     Returns
     -------
@@ -466,7 +472,7 @@ def score_pictures(
         shown = heatmap if mask is None else heatmap * (np.asarray(mask) > 0)
         vmax = float(np.percentile(shown[shown > 0], 99.5)) if np.any(shown > 0) else 1.0
     title = f"score = {score:.3f}" if score is not None else None
-    out: dict[str, np.ndarray | bytes] = {"heatmap.png": heatmap_figure(heatmap, vmax=vmax, title=title)}
+    out: dict[str, np.ndarray | bytes] = {"heatmap.png": heatmap_figure(heatmap, vmax=vmax, title=title, units=units)}
     ov = overlay(aligned, heatmap, mask=mask, vmax=vmax)
     out["overlay.png"] = ov
     if original is not None and aligned_face is not None:

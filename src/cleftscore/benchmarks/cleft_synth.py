@@ -748,7 +748,7 @@ def build_reference(
         the photos of the 99th percentile of the heat map inside the settings' ROI (the
         upper-lip skin with the defaults).
     """
-    from cleftscore.asymmetry_score import upper_lip_mask, upper_lip_skin_mask
+    from cleftscore.asymmetry_score import score_region
 
     st = settings or AsymmetrySettings()
     rows = [r for r in _read_labels(root) if r["set"].startswith("normal_adults")]
@@ -758,13 +758,7 @@ def build_reference(
         if face is None:
             continue
         res = asymmetry_score(face.image, face.landmarks, settings=st, mirror=_mirror(face.image, face.landmarks))
-        size = face.image.shape[0]
-        if st.roi == "skin":
-            region = upper_lip_skin_mask(face.landmarks, size)
-        elif st.roi == "upper":
-            region = upper_lip_mask(face.landmarks, size)
-        else:
-            region = roi_mask(face.landmarks, size, region=st.roi) > 0.5
+        region = score_region(face.landmarks, face.image.shape[0], settings=st)
         scores.append(res.score)
         tops.append(float(np.percentile(res.heatmap[region], 99)))
         if progress is not None and k % 10 == 0:
