@@ -112,6 +112,8 @@ def test_uploaded_photos_are_scored_into_the_visit_and_shown(scored) -> None:
     page = client.get(f"/visits/{pre}").text
     for s in scores:
         assert f"score = {s['score']:.3f}" in page
+    # The asymmetry method's face-referenced score names its own region, not the --roi of S.
+    assert "asymmetry, region upper-lip skin" in page
     assert 'class="opacity" type="range"' in page and "Higher scores mean closer to normal" in page
     assert "GAN method not offered: the GAN method needs model weights" in page and 'value="gan"' not in page
     pic = client.get("/files/" + scores[0]["pictures"]["overlay.png"])

@@ -64,6 +64,12 @@ class ScoreView:
     measures: dict[str, Any]
     notes: str
     created_at: str
+    face_referenced: bool = False
+
+    @property
+    def region(self) -> str:
+        """The region the score was taken over, as the pages name it."""
+        return "upper-lip skin" if self.face_referenced else self.roi
 
 
 @dataclass(frozen=True)
@@ -105,8 +111,9 @@ def patients(study: Study, query: str = "") -> list[PatientRow]:
 def _score_view(sc: Score) -> ScoreView:
     settings = sc.settings
     roi = str((settings.get("score") or {}).get("roi", ""))
+    fr = sc.method == "asymmetry" and (settings.get("score") or {}).get("asymmetry_score") == "face-referenced"
     return ScoreView(sc.id, sc.method, float(sc.score), roi, sc.settings_key, sc.pictures, sc.measures, sc.notes,
-                     sc.created_at.isoformat(timespec="seconds"))  # fmt: skip
+                     sc.created_at.isoformat(timespec="seconds"), fr)  # fmt: skip
 
 
 def patient_page(study: Study, code: str) -> PatientPage:
