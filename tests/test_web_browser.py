@@ -126,7 +126,8 @@ def test_a_clinician_scores_two_visits_and_compares_them(server: str, local_face
         page.select_option("#roi", "face")
         page.click("#upload-button")
         page.wait_for_selector("figure.viewer")
-        assert "region face" in page.inner_text("figure.viewer figcaption")
+        # The asymmetry method's face-referenced score has its own region; "face" went to paper_S.
+        assert "region upper-lip skin" in page.inner_text("figure.viewer figcaption")
 
         page.goto(server + "/patients/P001")
         assert page.locator("#visits tbody tr").count() == 2
