@@ -20,7 +20,7 @@ from cleftscore.cli import app
 from cleftscore.io import load_image
 from cleftscore.pipeline import PipelineSettings, rescore_run, score_photos
 from cleftscore.report import colorbar, score_pictures
-from cleftscore.runfolder import read_record, settings_differences
+from cleftscore.runfolder import settings_differences
 from cleftscore.score import (
     ASYMMETRY_SCORE_DEFINITION,
     PAPER_SCORE_DEFINITION,

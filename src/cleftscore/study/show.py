@@ -5,11 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select
-
 from cleftscore.study.db import Study
-from cleftscore.study.models import Patient, Photo, Visit
-from cleftscore.study.records import find_patient, patient_visits
+from cleftscore.study.records import find_patient, patient_counts, patient_visits
 
 __all__ = ["PatientDetail", "VisitDetail", "patient_list", "patient_detail"]
 
@@ -33,10 +30,7 @@ class PatientDetail:
 def patient_list(study: Study) -> list[tuple[Any, ...]]:
     """(code, birth year, cleft type, side, visits, photos) for every patient, by code."""
     with study.transaction(write=False) as s:
-        visits = dict(s.execute(select(Visit.patient_id, func.count()).group_by(Visit.patient_id)).all())
-        photos = dict(s.execute(select(Visit.patient_id, func.count(Photo.id)).join(Photo).group_by(Visit.patient_id)).all())
-        return [(p.code, p.birth_year, p.cleft_type, p.cleft_side, visits.get(p.id, 0), photos.get(p.id, 0))
-                for p in s.scalars(select(Patient).order_by(Patient.code))]  # fmt: skip
+        return [(p.code, p.birth_year, p.cleft_type, p.cleft_side, nv, nph) for p, nv, nph in patient_counts(s)]
 
 
 def patient_detail(study: Study, code: str) -> PatientDetail:

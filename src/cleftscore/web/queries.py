@@ -11,8 +11,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
 
 from cleftscore.study.db import Study
-from cleftscore.study.models import Patient, Photo, Score, Visit
-from cleftscore.study.records import find_patient, find_visit, patient_visits
+from cleftscore.study.models import Photo, Score, Visit
+from cleftscore.study.records import find_patient, find_visit, patient_counts, patient_visits
 
 __all__ = ["PatientRow", "VisitRow", "PatientPage", "ScoreView", "PhotoView", "VisitPage", "patients", "patient_page",
            "visit_page", "visit_csv_rows", "fingerprint", "SCORE_DEFINITION"]  # fmt: skip
@@ -102,10 +102,8 @@ def patients(study: Study, query: str = "") -> list[PatientRow]:
     """Every patient whose code contains ``query`` (case-insensitive), by code."""
     q = query.strip().lower()
     with study.transaction(write=False) as s:
-        visits = dict(s.execute(select(Visit.patient_id, func.count()).group_by(Visit.patient_id)).all())
-        photos = dict(s.execute(select(Visit.patient_id, func.count(Photo.id)).join(Photo).group_by(Visit.patient_id)).all())
-        return [PatientRow(p.code, p.birth_year, p.cleft_type, p.cleft_side, visits.get(p.id, 0), photos.get(p.id, 0))
-                for p in s.scalars(select(Patient).order_by(Patient.code)) if q in p.code.lower()]  # fmt: skip
+        return [PatientRow(p.code, p.birth_year, p.cleft_type, p.cleft_side, nv, nph)
+                for p, nv, nph in patient_counts(s) if q in p.code.lower()]  # fmt: skip
 
 
 def _score_view(sc: Score) -> ScoreView:
