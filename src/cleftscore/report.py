@@ -266,6 +266,15 @@ def heatmap_figure(
     return np.asarray(canvas.buffer_rgba())[..., :3].copy()
 
 
+def _font(size: int) -> Any:
+    from PIL import ImageFont
+
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1
+        return ImageFont.load_default()
+
+
 def colorbar(vmax: float, height: int, *, cmap: str = "inferno", width: int | None = None) -> np.ndarray:
     """A vertical colour bar, 0 at the bottom and ``vmax`` at the top, with three tick labels.
 
@@ -291,13 +300,10 @@ def colorbar(vmax: float, height: int, *, cmap: str = "inferno", width: int | No
     if h < 32:
         raise ValueError(f"height must be >= 32, got {height}")
     from matplotlib import colormaps
-    from PIL import Image, ImageDraw, ImageFont
+    from PIL import Image, ImageDraw
 
     font_size = max(10, min(28, h // 18))
-    try:
-        font = ImageFont.load_default(size=font_size)
-    except TypeError:  # Pillow < 10.1
-        font = ImageFont.load_default()
+    font = _font(font_size)
     bar_w = max(12, h // 20)
     pad = font_size
     w = int(width) if width is not None else bar_w + 16 + 5 * font_size
@@ -364,13 +370,10 @@ def panel(
     if h < 1:
         raise ValueError(f"height must be >= 1, got {h}")
     imgs = [_resize(im, h) for im in imgs]
-    from PIL import Image, ImageDraw, ImageFont
+    from PIL import Image, ImageDraw
 
     font_size = max(10, min(32, h // 16))
-    try:
-        font = ImageFont.load_default(size=font_size)
-    except TypeError:  # Pillow < 10.1
-        font = ImageFont.load_default()
+    font = _font(font_size)
     bar = font_size + 10
     width = sum(im.shape[1] for im in imgs) + gap * (len(imgs) - 1)
     canvas = Image.new("RGB", (width, h + bar), (255, 255, 255))
