@@ -29,9 +29,7 @@ log = logging.getLogger("bench.generator_cpu")
 
 CONFIGS = {
     "ffhq1024": FFHQ1024,
-    "g256": GeneratorConfig(
-        img_resolution=256, channel_base=4096, channel_max=128, num_fp16_res=4, conv_clamp=256
-    ),
+    "g256": GeneratorConfig(img_resolution=256, channel_base=4096, channel_max=128, num_fp16_res=4, conv_clamp=256),
 }
 
 
@@ -81,7 +79,10 @@ def bench_config(name: str, cfg: GeneratorConfig, *, reps: int, seed: int = 0) -
     }
     log.info(
         "%s: forward %.0f ms, forward+backward %.0f ms (median of %d)",
-        name, res["forward_ms_median"], res["forward_backward_ms_median"], reps,
+        name,
+        res["forward_ms_median"],
+        res["forward_backward_ms_median"],
+        reps,
     )
     return res
 

@@ -35,9 +35,10 @@ def _one_photo(path: Path, out_dir: Path, *, size: int, warp: str) -> dict:
     from cleftscore.face.prepare import prepare_photo
     from cleftscore.face.roi import roi_mask
     from cleftscore.heatmap import DifferenceSettings
-    from cleftscore.mirror import mirror_normalize
-    from cleftscore.report import colorize, heatmap_figure, overlay, panel, write_json, write_png
-    from cleftscore.score import ScoreSettings, score_photo
+    from cleftscore.io import write_json, write_png
+    from cleftscore.normalize.mirror import mirror_normalize
+    from cleftscore.report.pictures import colorize, heatmap_figure, overlay, panel
+    from cleftscore.score.paper import ScoreSettings, score_photo
 
     t = {}
     t0 = time.perf_counter()
@@ -119,7 +120,8 @@ def main(argv: list[str] | None = None) -> int:
     log = logging.getLogger("mirror_speed")
 
     from cleftscore.errors import CleftscoreError
-    from cleftscore.report import write_csv, write_html_report
+    from cleftscore.report.html import write_html_report
+    from cleftscore.report.writers import write_csv
 
     photos = sorted(p for p in Path(args.faces).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not photos:
@@ -140,20 +142,25 @@ def main(argv: list[str] | None = None) -> int:
                 try:
                     row = _one_photo(p, out_dir, size=args.size, warp=args.warp)
                 except CleftscoreError as exc:
-                    row = {"file": p.name, "status": "failed", "score": None,
-                           "message": str(exc),
-                           "seconds": {"total": round(time.perf_counter() - t0, 4)}}
+                    row = {
+                        "file": p.name,
+                        "status": "failed",
+                        "score": None,
+                        "message": str(exc),
+                        "seconds": {"total": round(time.perf_counter() - t0, 4)},
+                    }
                 row["repeat"] = rep
                 rows.append(row)
-                log.info("%-45s %-6s %6.2f s  S=%s", p.name, row["status"],
-                         row["seconds"]["total"], row["score"])
+                log.info("%-45s %-6s %6.2f s  S=%s", p.name, row["status"], row["seconds"]["total"], row["score"])
         t0 = time.perf_counter()
-        flat = [{k: v for k, v in r.items() if k != "seconds"} | {"total_s": r["seconds"]["total"]}
-                for r in rows]
+        flat = [{k: v for k, v in r.items() if k != "seconds"} | {"total_s": r["seconds"]["total"]} for r in rows]
         write_csv(out_dir / "scores.csv", flat)
-        write_html_report(out_dir / "report.html", flat,
-                          columns=["file", "status", "score", "message", "total_s"],
-                          settings={"method": "asymmetry", "warp": args.warp, "size": args.size})
+        write_html_report(
+            out_dir / "report.html",
+            flat,
+            columns=["file", "status", "score", "message", "total_s"],
+            settings={"method": "asymmetry", "warp": args.warp, "size": args.size},
+        )
         report_s = time.perf_counter() - t0
         report_kb = (out_dir / "report.html").stat().st_size / 1024
 
@@ -185,9 +192,14 @@ def main(argv: list[str] | None = None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     nan = float("nan")
-    log.info("mean %.2f s, max %.2f s per photo (%d ok of %d) -> %s",
-             summary["per_photo_s_mean"] or nan, summary["per_photo_s_max"] or nan,
-             len(ok), len(photos), out)
+    log.info(
+        "mean %.2f s, max %.2f s per photo (%d ok of %d) -> %s",
+        summary["per_photo_s_mean"] or nan,
+        summary["per_photo_s_max"] or nan,
+        len(ok),
+        len(photos),
+        out,
+    )
     return 0
 
 

@@ -65,11 +65,18 @@ def main() -> None:
 
     from cleftscore.distributed import RaySettings, ray_pool
     from cleftscore.distributed.actors import ray_session
-    from cleftscore.pipeline import GanSettings, PipelineSettings, score_photos
+    from cleftscore.run.pipeline import GanSettings, PipelineSettings, score_photos
 
     settings = PipelineSettings(
         method="gan",
-        gan=GanSettings(generator=str(GENERATOR), loss="mse", device="cpu", steps=args.steps, adapt_steps=args.adapt_steps, batch=args.batch),
+        gan=GanSettings(
+            generator=str(GENERATOR),
+            loss="mse",
+            device="cpu",
+            steps=args.steps,
+            adapt_steps=args.adapt_steps,
+            batch=args.batch,
+        ),
     )
     single_s: list[float] = []
     single1_s: list[float] = []
@@ -103,7 +110,9 @@ def main() -> None:
                 torch.set_num_threads(default_threads)
             t0 = time.perf_counter()
             with ray_session(RaySettings(address="auto")):
-                with ray_pool(settings.gan, seed=settings.seed, cache_dir=root / f"cache-ray{rnd}", ray=RaySettings(workers=2)) as pool:
+                with ray_pool(
+                    settings.gan, seed=settings.seed, cache_dir=root / f"cache-ray{rnd}", ray=RaySettings(workers=2)
+                ) as pool:
                     start_s.append(time.perf_counter() - t0)
                     ray_s.append(timed("ray", rnd, normalizer_factory=pool.normalizer))
         failed = sorted({pid for by_photo in scores.values() for pid, v in by_photo.items() if not all(np.isfinite(v))})
@@ -114,18 +123,25 @@ def main() -> None:
                     for v in [[x for k in kinds for x in scores[k][pid]]]]  # fmt: skip
             return max(gaps, default=None)
 
-
     def per_min(seconds: list[float]) -> float:
         return round(60 * args.photos / statistics.median(seconds), 2)
 
     single_pm, single1_pm, ray_pm = per_min(single_s), per_min(single1_s), per_min(ray_s)
-    ray_with_start_pm = round(60 * args.photos / statistics.median([a + b for a, b in zip(ray_s, start_s)]), 2)
+    ray_with_start_pm = round(
+        60 * args.photos / statistics.median([a + b for a, b in zip(ray_s, start_s, strict=True)]), 2
+    )
     result = {
         "benchmark": "ray_speed",
         "what": "cleftscore score (align, GAN normalize, score, pictures, run folder) in one process vs --ray with 2 CPU workers",
         "generator": "t32 (tiny test generator, 32 px)",
-        "settings": {"photos": args.photos, "steps": args.steps, "adapt_steps": args.adapt_steps, "batch": args.batch, "loss": "mse",
-                     "rounds": args.rounds},  # fmt: skip
+        "settings": {
+            "photos": args.photos,
+            "steps": args.steps,
+            "adapt_steps": args.adapt_steps,
+            "batch": args.batch,
+            "loss": "mse",
+            "rounds": args.rounds,
+        },  # fmt: skip
         "photos_ok_in_every_run": args.photos - len(failed),
         "photos_failed_in_some_run": failed,
         "largest_score_difference": {
@@ -155,8 +171,12 @@ def main() -> None:
             "machine are far slower than one thread (single_process_s), and their scores differ from one thread's at the 1e-2 "
             "level (largest_score_difference); Ray's 1-CPU workers run one thread each and match the 1-thread run exactly."
         ),
-        "machine": {"platform": platform.platform(), "python": platform.python_version(), "cpu_count": os.cpu_count(),
-                    "load_average_at_end": [round(x, 2) for x in os.getloadavg()]},  # fmt: skip
+        "machine": {
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "cpu_count": os.cpu_count(),
+            "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
+        },  # fmt: skip
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")

@@ -31,7 +31,9 @@ def main() -> None:
     ap.add_argument("--adapt-engine", action="append", default=None, help="vmap and/or loop (loop only at batch 1)")
     ap.add_argument("--compile", action="store_true", help="also time the projection with torch.compile")
     ap.add_argument("--eager-too", action="store_true", help="on CUDA, also time the projection without CUDA graphs")
-    ap.add_argument("--unfused-too", action="store_true", help="on CUDA, also time the projection without fused kernels")
+    ap.add_argument(
+        "--unfused-too", action="store_true", help="on CUDA, also time the projection without fused kernels"
+    )
     ap.add_argument("--channels-last", action="store_true", help="also time the projection with NHWC weights")
     ap.add_argument("--profile", action="store_true", help="also list the kernels a projection step spends its time in")
     ap.add_argument("--threads", type=int, default=None)
@@ -68,25 +70,41 @@ def main() -> None:
               f"(b{a.get('batch')} {a.get('resolved_precision')} {a.get('engine')}) -> {fmt(s[key]['s_per_photo'])} s/photo")  # fmt: skip
     for r in report["timings"]:
         if r["mode"] not in ("reference", "fast"):
-            print(f"  {r['mode']:18s} {r['stage']} b{r['batch']} {r['resolved_precision']}: "
-                  + (f"{r['ms_per_step_per_photo']:.2f} ms/step/photo" if r["ms_per_step"] else f"FAILED {r['error']}"))
+            print(
+                f"  {r['mode']:18s} {r['stage']} b{r['batch']} {r['resolved_precision']}: "
+                + (f"{r['ms_per_step_per_photo']:.2f} ms/step/photo" if r["ms_per_step"] else f"FAILED {r['error']}")
+            )
     print(f"  speed-up vs reference: single {fmt(s['speedup_single_photo'])}x, batched {fmt(s['speedup_batched'])}x")
-    for key, label in (("without_cuda_graphs", "without CUDA graphs"), ("with_compile", "with torch.compile"),
-                       ("with_channels_last", "with channels-last")):
+    for key, label in (
+        ("without_cuda_graphs", "without CUDA graphs"),
+        ("with_compile", "with torch.compile"),
+        ("with_channels_last", "with channels-last"),
+    ):
         if s.get(key):
-            print(f"  {label}: single {fmt(s[key]['s_per_photo_single'])} s/photo, "
-                  f"batched {fmt(s[key]['s_per_photo_batched'])} s/photo")
+            print(
+                f"  {label}: single {fmt(s[key]['s_per_photo_single'])} s/photo, "
+                f"batched {fmt(s[key]['s_per_photo_batched'])} s/photo"
+            )
     for c in report.get("compile") or []:
-        print(f"  compile, batch {c['batch']}: " + (f"{c['compile_and_2_steps_s']:.1f} s" if not c["error"] else f"FAILED {c['error']}"))
+        print(
+            f"  compile, batch {c['batch']}: "
+            + (f"{c['compile_and_2_steps_s']:.1f} s" if not c["error"] else f"FAILED {c['error']}")
+        )
     for d in report["image_difference"]:
-        print(f"  image diff {d['resolved_precision']} vs fp32: max {d['max_abs_diff']:.4g}, mean {d['mean_abs_diff']:.3g} "
-              f"(fp32 |img| max {d['fp32_image_abs_max']:.3g}, finite {d['finite']})")
+        print(
+            f"  image diff {d['resolved_precision']} vs fp32: max {d['max_abs_diff']:.4g}, mean {d['mean_abs_diff']:.3g} "
+            f"(fp32 |img| max {d['fp32_image_abs_max']:.3g}, finite {d['finite']})"
+        )
     prof = report.get("profile")
     if prof and "top" in prof:
-        print(f"  profile, batch {prof['batch']} {prof['precision']}: {prof['ms_per_step_total']:.1f} ms {prof['time_kind']} time "
-              f"per step in {prof['entries_per_step']:.0f} launches; top entries:")
+        print(
+            f"  profile, batch {prof['batch']} {prof['precision']}: {prof['ms_per_step_total']:.1f} ms {prof['time_kind']} time "
+            f"per step in {prof['entries_per_step']:.0f} launches; top entries:"
+        )
         for e in prof["top"][:12]:
-            print(f"    {e['share'] * 100:5.1f}% {e['ms_per_step']:8.2f} ms x{e['calls_per_step']:<5.0f} {e['name'][:90]}")
+            print(
+                f"    {e['share'] * 100:5.1f}% {e['ms_per_step']:8.2f} ms x{e['calls_per_step']:<5.0f} {e['name'][:90]}"
+            )
     elif prof:
         print(f"  profile FAILED: {prof['error']}")
     print(f"wrote {out}")

@@ -50,7 +50,9 @@ def main() -> None:
     ap.add_argument("--precision", choices=("fp16", "fp32"), default="fp16")
     ap.add_argument("--device-model", choices=sorted(DEVICES), action="append", default=None)
     ap.add_argument("--inductor", action="store_true", help="also count the bytes of the torch.compile'd step (slow)")
-    ap.add_argument("--calibrate", type=Path, action="append", default=[], help="speed benchmark JSON measured on a GPU")
+    ap.add_argument(
+        "--calibrate", type=Path, action="append", default=[], help="speed benchmark JSON measured on a GPU"
+    )
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
@@ -72,11 +74,16 @@ def main() -> None:
         ops = projection_step_ops(cfg, b, args.precision)
         per_model = {m: summarize(ops, DEVICES[m], batch=b) for m in models}
         first = per_model[models[0]]
-        entry = {k: first[k] for k in ("batch", "kernels", "kernels_by_phase", "gflop", "gbytes", "gbytes_per_photo_by_phase")}
+        entry = {
+            k: first[k]
+            for k in ("batch", "kernels", "kernels_by_phase", "gflop", "gbytes", "gbytes_per_photo_by_phase")
+        }
         entry["floor_ms"] = {m: s["floor_ms"] for m, s in per_model.items()}
         entry["floor_ms_per_photo"] = {m: s["floor_ms_per_photo"] for m, s in per_model.items()}
         entry["floor_s_per_photo_2000_steps"] = {m: s["floor_ms_per_photo"] * 2 for m, s in per_model.items()}
-        entry["floor_ms_convolutions_and_matmuls"] = {m: s["floor_ms_convolutions_and_matmuls"] for m, s in per_model.items()}
+        entry["floor_ms_convolutions_and_matmuls"] = {
+            m: s["floor_ms_convolutions_and_matmuls"] for m, s in per_model.items()
+        }
         entry["top_operators"] = {m: s["top_operators"] for m, s in per_model.items()}
         report["batches"][str(b)] = entry
         gb = entry["gbytes_per_photo_by_phase"]

@@ -146,8 +146,8 @@ class _PersistentModule(torch.nn.Module):
     def __reduce__(self):
         fields = list(super().__reduce__())
         fields += [None] * max(3 - len(fields), 0)
-        meta = dict(type="class", version=6, module_src=self._orig_module_src,
-                    class_name=self._orig_class_name, state=fields[2])  # fmt: skip
+        meta = {"type": "class", "version": 6, "module_src": self._orig_module_src,
+                    "class_name": self._orig_class_name, "state": fields[2]}  # fmt: skip
         return (type(self)._reconstruct, (meta,), None) + tuple(fields[3:])
 
 
@@ -236,7 +236,9 @@ def build_discriminator(fake: FakeNvidia, resolution: int, *, seed: int = 0) -> 
     block.register_buffer("resample_filter", torch.ones(4, 4) / 16)
     epi = _net_class(fake, "DiscriminatorEpilogue", STYLEGAN2_SRC)()
     epi._init_args, epi._init_kwargs = (), {}
-    epi.register_parameter("out_weight", torch.nn.Parameter(torch.randn(1, 16, generator=gen).half(), requires_grad=False))
+    epi.register_parameter(
+        "out_weight", torch.nn.Parameter(torch.randn(1, 16, generator=gen).half(), requires_grad=False)
+    )
     D.add_module(f"b{resolution}", block)
     D.add_module("b4", epi)
     return D
@@ -264,8 +266,12 @@ def snapshot(fake: FakeNvidia, G_ema: torch.nn.Module, G: torch.nn.Module | None
         "G_ema": G_ema,
         "augment_pipe": build_augment_pipe(fake),
         "training_set_kwargs": fake.EasyDict(
-            class_name="training.dataset.ImageFolderDataset", path="ffhq.zip", use_labels=False,
-            max_size=70000, xflip=True, resolution=res,
+            class_name="training.dataset.ImageFolderDataset",
+            path="ffhq.zip",
+            use_labels=False,
+            max_size=70000,
+            xflip=True,
+            resolution=res,
         ),  # fmt: skip
     }
 
@@ -279,11 +285,11 @@ def init_kwargs_from_golden(fake: FakeNvidia, config: Any, *, flat_synthesis: bo
     """
     synthesis = fake.EasyDict(channel_base=config.channel_base, channel_max=config.channel_max,
                               num_fp16_res=config.num_fp16_res, conv_clamp=config.conv_clamp)  # fmt: skip
-    kw: dict[str, Any] = dict(
-        z_dim=config.z_dim, w_dim=config.w_dim,
-        mapping_kwargs=fake.EasyDict(num_layers=config.mapping_layers),
-        c_dim=0, img_resolution=config.img_resolution, img_channels=config.img_channels,
-    )  # fmt: skip
+    kw: dict[str, Any] = {
+        "z_dim": config.z_dim, "w_dim": config.w_dim,
+        "mapping_kwargs": fake.EasyDict(num_layers=config.mapping_layers),
+        "c_dim": 0, "img_resolution": config.img_resolution, "img_channels": config.img_channels,
+    }  # fmt: skip
     if flat_synthesis:
         kw.update(synthesis)
         kw["fused_modconv_default"] = "inference_only"
@@ -297,4 +303,3 @@ def dump(obj: Any, path: Path, protocol: int = 4) -> Path:
     with path.open("wb") as f:
         pickle.dump(obj, f, protocol=protocol)
     return path
-

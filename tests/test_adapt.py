@@ -10,7 +10,6 @@ import pytest
 import torch
 
 from cleftscore.gan.adapt import AdaptSettings, adapt
-
 from conftest import golden_dir_for
 
 
@@ -87,7 +86,9 @@ def test_lpips_term_and_per_layer_w(G, case) -> None:
     w, noises, targets = case
     lp = PerceptualDistance(vgg16_weights=None, random_trunk=True)
     s = AdaptSettings(steps=2)
-    res = adapt(G, w[:1].unsqueeze(1).expand(-1, G.num_ws, -1), [t[:1] for t in noises], targets[:1], settings=s, loss_fn=lp)
+    res = adapt(
+        G, w[:1].unsqueeze(1).expand(-1, G.num_ws, -1), [t[:1] for t in noises], targets[:1], settings=s, loss_fn=lp
+    )
     with torch.no_grad():
         start = G.synthesis(w[:1].unsqueeze(1).expand(-1, G.num_ws, -1), noise=[t[:1] for t in noises], force_fp32=True)
     expected = (start - targets[:1]).square().mean().item() + lp(start, targets[:1]).item()

@@ -15,20 +15,20 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from cleftscore.asymmetry_score import AsymmetrySettings, asymmetry_score, load_reference
 from cleftscore.cli import app
+from cleftscore.face.roi import roi_mask
 from cleftscore.io import load_image
-from cleftscore.pipeline import PipelineSettings, rescore_run, score_photos
-from cleftscore.report import colorbar, score_pictures
-from cleftscore.runfolder import settings_differences
-from cleftscore.score import (
+from cleftscore.report.pictures import colorbar, score_pictures
+from cleftscore.run.folder import settings_differences
+from cleftscore.run.pipeline import PipelineSettings, rescore_run, score_photos
+from cleftscore.score.asymmetry import AsymmetrySettings, asymmetry_score, load_reference
+from cleftscore.score.paper import (
     ASYMMETRY_SCORE_DEFINITION,
     PAPER_SCORE_DEFINITION,
     ScoreSettings,
     heatmap_top,
     score_photo,
 )
-from cleftscore.face.roi import roi_mask
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +99,7 @@ def test_one_colour_scale_for_every_photo_of_a_run(default_run: Path) -> None:
         # The panel ends with the colour bar: its last columns are the bar's (resized to the
         # panel's picture height, under the label bar).
         assert panel.shape[1] > 4 * 256
-        assert panel[-bar.shape[0]:, -bar.shape[1]:].shape == bar.shape
+        assert panel[-bar.shape[0] :, -bar.shape[1] :].shape == bar.shape
 
 
 def test_score_pictures_use_the_given_scale(astronaut_face) -> None:
@@ -208,7 +208,7 @@ def test_gan_records_are_not_stale_for_the_asymmetry_setting() -> None:
 
 
 def test_evaluate_headline_is_the_run_score_and_the_paper_rows_stay(default_run: Path, tmp_path: Path) -> None:
-    from cleftscore.evaluate import FACE_REFERENCED_KEY, evaluate_run, grid_markdown
+    from cleftscore.evaluate.grid import FACE_REFERENCED_KEY, evaluate_run, grid_markdown
 
     recs = list(_records(default_run).values())
     assert len(recs) == 3
@@ -219,13 +219,13 @@ def test_evaluate_headline_is_the_run_score_and_the_paper_rows_stay(default_run:
     ev = evaluate_run(default_run, ratings, n_boot=50)
     assert ev.headline is not None and ev.headline.key == FACE_REFERENCED_KEY
     assert ev.headline.n == 3 and ev.headline.spearman_rho == pytest.approx(1.0)
-    assert dict(zip(ev.headline.files, ev.headline.scores)) == pytest.approx(
+    assert dict(zip(ev.headline.files, ev.headline.scores, strict=True)) == pytest.approx(
         {r["file"]: r["score"] for r in recs}, abs=1e-9
     )
     # The paper's S of the asymmetry normalizer is still in the grid, as before.
     by_key = {r.key: r for r in ev.rows}
     paper = by_key[("asymmetry", "pse", "+both", "mouth")]
-    assert dict(zip(paper.files, paper.scores)) == pytest.approx(
+    assert dict(zip(paper.files, paper.scores, strict=True)) == pytest.approx(
         {r["file"]: r["measures"]["paper_S"]["value"] for r in recs}, abs=1e-6
     )
     md = grid_markdown(ev)

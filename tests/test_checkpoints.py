@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import collections
 import os
 import pickle
 import sys
-import types
 import zipfile
 from pathlib import Path
 
@@ -15,11 +13,10 @@ import numpy as np
 import pytest
 import torch
 
+import nvidia_pickles as NP
 from cleftscore.errors import CheckpointError
 from cleftscore.gan import checkpoints as ck
 from cleftscore.gan.config import FFHQ1024, GeneratorConfig
-
-import nvidia_pickles as NP
 from conftest import LOCAL_GOLDEN, SHARED_GOLDEN
 
 T32 = GeneratorConfig(
@@ -212,7 +209,10 @@ def test_nvidia_pickle_non_contiguous_tensor_view(tmp_path, fake) -> None:
     "change,match",
     [
         ({"c_dim": 10}, "conditional"),
-        ({"synthesis_kwargs": {"channel_base": 512, "channel_max": 64, "architecture": "resnet"}}, "architecture 'resnet'"),
+        (
+            {"synthesis_kwargs": {"channel_base": 512, "channel_max": 64, "architecture": "resnet"}},
+            "architecture 'resnet'",
+        ),
         ({"img_resolution": 64}, "missing tensors"),
         ({"mapping_kwargs": {"num_layers": 3_000_000}}, "mapping_layers must be at most 32"),
         ({"synthesis_kwargs": {"channel_base": 512, "channel_max": 1 << 30}}, "channel_max must be at most"),
@@ -229,7 +229,11 @@ def _stylegan3_like(fake, *, src: str, keys_too: bool, **kw) -> torch.nn.Module:
     state = _golden_state("t32")
     keys = NP.read_keys(LOCAL_GOLDEN / "t32_keys.txt")
     if keys_too:  # StyleGAN3's synthesis starts from Fourier features, not a constant
-        state = {**state, "synthesis.input.freqs": torch.randn(8, 2), "synthesis.L0_36_64.weight": torch.randn(4, 4, 1, 1)}
+        state = {
+            **state,
+            "synthesis.input.freqs": torch.randn(8, 2),
+            "synthesis.L0_36_64.weight": torch.randn(4, 4, 1, 1),
+        }
         keys = keys + [("synthesis.input.freqs", "buffer"), ("synthesis.L0_36_64.weight", "param")]
     init = NP.init_kwargs_from_golden(fake, T32, flat_synthesis=True)
     init.update(kw)
@@ -382,7 +386,7 @@ def test_torch_file_of_another_network_is_rejected(tmp_path) -> None:
     torch.save(classifier, tmp_path / "vgg.pth")
     with pytest.raises(CheckpointError, match="not a StyleGAN2 generator"):
         ck.read_checkpoint(tmp_path / "vgg.pth")
-    broken = _to_rosinality({k: v for k, v in _t32_state_plain().items()}, T32)
+    broken = _to_rosinality(dict(_t32_state_plain().items()), T32)
     del broken["convs.3.activate.bias"]
     torch.save({"g_ema": broken}, tmp_path / "broken.pt")
     with pytest.raises(CheckpointError, match=r"convs\.3\.activate\.bias"):
@@ -505,7 +509,10 @@ def _peak_rss_mb_of(code: str) -> tuple[float, str]:
     import subprocess
 
     # VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the forking pytest process.
-    prog = code + "\nimport re\nprint('PEAK', int(re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read())[1]) / 1024)\n"
+    prog = (
+        code
+        + "\nimport re\nprint('PEAK', int(re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read())[1]) / 1024)\n"
+    )
     out = subprocess.run([sys.executable, "-c", prog], capture_output=True, text=True, timeout=120, check=True).stdout
     peak = float(out.rsplit("PEAK", 1)[1])
     return peak, out

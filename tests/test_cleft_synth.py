@@ -7,15 +7,6 @@ import json
 import numpy as np
 import pytest
 
-from cleftscore.asymmetry_score import (
-    AsymmetrySettings,
-    asymmetry_score,
-    intercanthal_distance,
-    load_reference,
-    nasolabial_indices,
-    photometric_normalize,
-    score_region,
-)
 from cleftscore.benchmarks.cleft_synth import (
     PERTURBATIONS,
     SEVERITIES,
@@ -24,7 +15,16 @@ from cleftscore.benchmarks.cleft_synth import (
     plant_cleft,
     spearman,
 )
-from cleftscore.mirror import IBUG68_MIRROR
+from cleftscore.normalize.mirror import IBUG68_MIRROR
+from cleftscore.score.asymmetry import (
+    AsymmetrySettings,
+    asymmetry_score,
+    intercanthal_distance,
+    load_reference,
+    nasolabial_indices,
+    photometric_normalize,
+    score_region,
+)
 
 S = 1024
 
@@ -157,7 +157,7 @@ def test_settings_are_checked():
 
 
 def test_upper_lip_region_holds_the_nose_base_and_upper_lip_only(astronaut):
-    from cleftscore.asymmetry_score import upper_lip_mask
+    from cleftscore.score.asymmetry import upper_lip_mask
 
     _, lm = astronaut
     m = upper_lip_mask(lm, S)
@@ -169,7 +169,7 @@ def test_upper_lip_region_holds_the_nose_base_and_upper_lip_only(astronaut):
 
 
 def test_normative_reference_reads_a_percentile():
-    from cleftscore.asymmetry_score import NormativeReference
+    from cleftscore.score.asymmetry import NormativeReference
 
     ref = NormativeReference.from_scores(np.linspace(-3.0, -1.0, 201), source="test", settings=AsymmetrySettings())
     assert ref.fraction_more_symmetric(-2.0) == pytest.approx(0.5, abs=0.01)
@@ -180,7 +180,7 @@ def test_normative_reference_reads_a_percentile():
 
 
 def test_normative_reference_has_a_heatmap_scale_and_reads_older_json(tmp_path):
-    from cleftscore.asymmetry_score import DEFAULT_HEATMAP_SCALE, NormativeReference, load_reference
+    from cleftscore.score.asymmetry import DEFAULT_HEATMAP_SCALE, NormativeReference, load_reference
 
     ref = NormativeReference.from_scores(np.linspace(-3.0, -1.0, 201), source="test", settings=AsymmetrySettings(),
                                          heatmap_scale=2.5)  # fmt: skip
@@ -198,7 +198,7 @@ def test_normative_reference_has_a_heatmap_scale_and_reads_older_json(tmp_path):
 
 
 def test_shipped_reference_matches_the_default_score():
-    from cleftscore.asymmetry_score import DEFAULT_HEATMAP_SCALE, load_reference
+    from cleftscore.score.asymmetry import DEFAULT_HEATMAP_SCALE, load_reference
 
     ref = load_reference()
     assert ref.settings == AsymmetrySettings().to_dict()
@@ -207,7 +207,7 @@ def test_shipped_reference_matches_the_default_score():
 
 
 def test_a_drawn_roi_replaces_the_settings_region(astronaut):
-    from cleftscore.asymmetry_score import upper_lip_skin_mask
+    from cleftscore.score.asymmetry import upper_lip_skin_mask
 
     img, lm = astronaut
     st = AsymmetrySettings()
@@ -231,7 +231,7 @@ def test_a_drawn_roi_replaces_the_settings_region(astronaut):
 
 
 def test_valley_term_sees_a_one_sided_dark_vertical_line_only():
-    from cleftscore.asymmetry_score import valley_difference
+    from cleftscore.score.asymmetry import valley_difference
 
     rng = np.random.default_rng(3)
     base = rng.normal(scale=0.05, size=(96, 96)).astype(np.float32)
@@ -249,7 +249,7 @@ def test_valley_term_sees_a_one_sided_dark_vertical_line_only():
 
 
 def test_score_is_residual_plus_weighted_valley_and_v1_is_reachable(astronaut):
-    from cleftscore.asymmetry_score import PREVIOUS_SETTINGS, upper_lip_skin_mask
+    from cleftscore.score.asymmetry import PREVIOUS_SETTINGS, upper_lip_skin_mask
 
     img, lm = astronaut
     r = asymmetry_score(img, lm, settings=AsymmetrySettings())
@@ -270,7 +270,7 @@ def test_score_is_residual_plus_weighted_valley_and_v1_is_reachable(astronaut):
 
 
 def test_tolerant_difference_forgives_small_shifts_but_not_a_gap():
-    from cleftscore.asymmetry_score import tolerant_difference
+    from cleftscore.score.asymmetry import tolerant_difference
 
     rng = np.random.default_rng(2)
     a = rng.normal(size=(64, 64, 3)).astype(np.float32)

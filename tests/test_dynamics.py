@@ -11,7 +11,6 @@ import torch
 from cleftscore.gan.adapt import AdaptSettings, adapt
 from cleftscore.gan.dynamics import curve_indices, dynamics_adapt_settings, roi_residual_energy
 from cleftscore.heatmap import erode, pse_map
-
 from conftest import golden_dir_for
 
 
@@ -45,8 +44,8 @@ def test_energy_matches_the_numpy_difference_map() -> None:
     roi = (torch.rand((2, 24, 24), generator=g) > 0.5).float()
     got = roi_residual_energy(a, b, roi).numpy()
     for i in range(2):
-        to01 = lambda t: ((t[i].permute(1, 2, 0).double().numpy() + 1) / 2)  # noqa: E731
-        d = erode(pse_map(to01(a), to01(b), colorspace="ycbcr"), size=3).sum(axis=-1)
+        a01, b01 = ((t[i].permute(1, 2, 0).double().numpy() + 1) / 2 for t in (a, b))
+        d = erode(pse_map(a01, b01, colorspace="ycbcr"), size=3).sum(axis=-1)
         m = roi[i].numpy()
         want = float((d * m).sum() / m.sum())
         assert got[i] == pytest.approx(want, rel=1e-4)
@@ -117,7 +116,7 @@ def test_curve_indices() -> None:
 
 
 def test_figures_render() -> None:
-    from cleftscore.dynamics_figures import curve_figure, reappearance_strip
+    from cleftscore.report.dynamics import curve_figure, reappearance_strip
 
     img = curve_figure(np.linspace(10, 2, 31), fraction=0.5, reappearance_step=19, reached=True, adapt_steps=5)
     assert img.dtype == np.uint8 and img.ndim == 3 and img.shape[2] == 3 and img.std() > 0
@@ -138,19 +137,23 @@ def test_pipeline_records_dynamics_and_keeps_the_normalized_face(tmp_path, examp
 
     from PIL import Image
 
-    from cleftscore.pipeline import GanSettings, PipelineSettings, score_photos
+    from cleftscore.run.pipeline import GanSettings, PipelineSettings, score_photos
 
     def run(name: str, **kw):
         gan = GanSettings(generator=str(tiny_generator_file), loss="mse", device="cpu", steps=4, adapt_steps=3, **kw)
         out = tmp_path / name
-        (res,) = score_photos([example_photo], PipelineSettings(method="gan", gan=gan), out_dir=out, cache_dir=tmp_path / "cache")
+        (res,) = score_photos(
+            [example_photo], PipelineSettings(method="gan", gan=gan), out_dir=out, cache_dir=tmp_path / "cache"
+        )
         assert res.ok, res.message
         return out / "photos" / res.photo_id
 
     plain = run("plain")
     dyn = run("dyn", dynamics_steps=9, strip_steps=(0, 6, 9))
     # the normalized face is the step-3 image in both runs
-    np.testing.assert_array_equal(np.asarray(Image.open(plain / "normalized.png")), np.asarray(Image.open(dyn / "normalized.png")))
+    np.testing.assert_array_equal(
+        np.asarray(Image.open(plain / "normalized.png")), np.asarray(Image.open(dyn / "normalized.png"))
+    )
     rec = json.loads((dyn / "result.json").read_text())
     d = rec["normalization"]["dynamics"]
     assert len(d["curve"]) == 10 and d["steps"] == 9 and d["fraction"] == 0.9 and d["adapt_steps"] == 3
@@ -171,7 +174,7 @@ def test_pipeline_records_dynamics_and_keeps_the_normalized_face(tmp_path, examp
 def test_evaluate_correlates_the_records_measures() -> None:
     from pathlib import Path
 
-    from cleftscore.evaluate import _measure_rows, _Photo
+    from cleftscore.evaluate.grid import _measure_rows, _Photo
 
     def photo(name: str, step: float) -> _Photo:
         return _Photo(name=name, photo_id=name, folder=Path(name), method="gan", landmarks=np.zeros((68, 2)), size=32,
@@ -181,12 +184,14 @@ def test_evaluate_correlates_the_records_measures() -> None:
     ratings = {"p0.png": 5.0, "p1.png": 3.0, "p2.png": 6.0, "p3.png": 1.0}  # 7 = normal
     rows = {r["measure"]: r for r in _measure_rows(photos, ratings, higher_is="normal", n_boot=50, ci=0.95, seed=0)}
     # more steps to rebuild go with more abnormal ratings here: a negative rank correlation
-    assert rows["dynamics_reappearance_step"]["n"] == 4 and rows["dynamics_reappearance_step"]["spearman_rho"] == pytest.approx(-1.0)
+    assert rows["dynamics_reappearance_step"]["n"] == 4 and rows["dynamics_reappearance_step"][
+        "spearman_rho"
+    ] == pytest.approx(-1.0)
     assert "note" in rows["constant"]
 
 
 def test_report_shows_the_measures(tmp_path, example_photo) -> None:
-    from cleftscore.pipeline import PipelineSettings, score_photos
+    from cleftscore.run.pipeline import PipelineSettings, score_photos
 
     (res,) = score_photos([example_photo], PipelineSettings(method="asymmetry", size=256), out_dir=tmp_path / "run")
     assert res.ok

@@ -1,4 +1,4 @@
-"""Tests of ``cleftscore.evaluate`` and ``cleftscore evaluate``: ratings, correlations, the grid."""
+"""Tests of ``cleftscore.evaluate.grid`` and ``cleftscore evaluate``: ratings, correlations, the grid."""
 
 from __future__ import annotations
 
@@ -12,8 +12,7 @@ import pytest
 from PIL import Image
 
 from cleftscore.errors import CleftscoreError
-from cleftscore.runfolder import FaceGeometry, PhotoRecord, write_photo
-from cleftscore.evaluate import (
+from cleftscore.evaluate.grid import (
     FACE_REFERENCED_KEY,
     GRID_METRICS,
     GRID_REGIONS,
@@ -27,6 +26,7 @@ from cleftscore.evaluate import (
     read_ratings,
     write_evaluation,
 )
+from cleftscore.run.folder import FaceGeometry, PhotoRecord, write_photo
 
 # ----------------------------------------------------------------------------------------------
 # A mean-face 68-point template (dlib order) in the 1024-px FFHQ frame, symmetric about x = 512.
@@ -44,15 +44,26 @@ def _template_1024() -> np.ndarray:
     eye_l = np.array([[355, 482], [380, 465], [415, 465], [440, 485], [415, 495], [380, 495]], float)
     eye_r = np.array([[584, 485], [609, 465], [644, 465], [669, 482], [644, 495], [609, 495]], float)
     mouth_outer = np.array(
-        [[425, 740], [450, 720], [485, 708], [512, 712], [539, 708], [574, 720],
-         [599, 740], [574, 765], [539, 778], [512, 780], [485, 778], [450, 765]], float
+        [
+            [425, 740],
+            [450, 720],
+            [485, 708],
+            [512, 712],
+            [539, 708],
+            [574, 720],
+            [599, 740],
+            [574, 765],
+            [539, 778],
+            [512, 780],
+            [485, 778],
+            [450, 765],
+        ],
+        float,
     )
     mouth_inner = np.array(
-        [[435, 740], [485, 728], [512, 730], [539, 728], [589, 740], [539, 752], [512, 754],
-         [485, 752]], float
+        [[435, 740], [485, 728], [512, 730], [539, 728], [589, 740], [539, 752], [512, 754], [485, 752]], float
     )
-    pts = np.concatenate([jaw, brow_l, brow_r, bridge, nose, eye_l, eye_r, mouth_outer,
-                          mouth_inner])
+    pts = np.concatenate([jaw, brow_l, brow_r, bridge, nose, eye_l, eye_r, mouth_outer, mouth_inner])
     assert pts.shape == (68, 2)
     return pts
 
@@ -88,8 +99,16 @@ def _geometry() -> FaceGeometry:
                         original_shape=(SIZE, SIZE))  # fmt: skip
 
 
-def _photo(run: Path, pid: str, file: str, *, method: str, amplitude: float,
-           rng: np.random.Generator, mask_file: str | None = None) -> None:
+def _photo(
+    run: Path,
+    pid: str,
+    file: str,
+    *,
+    method: str,
+    amplitude: float,
+    rng: np.random.Generator,
+    mask_file: str | None = None,
+) -> None:
     """One scored photo, written through the run-folder writer as ``score`` writes it."""
     base = _base_face(rng)
     aligned = base.copy()
@@ -118,9 +137,10 @@ def _make_run(run: Path, *, method: str = "gan", mask_file: str | None = None) -
     rng = np.random.default_rng(1234)
     run.mkdir(parents=True)
     for i, amp in enumerate(AMPLITUDES):
-        _photo(run, f"p{i:02d}", f"/data/clinic/P{i:02d}.jpg", method=method, amplitude=amp, rng=rng, mask_file=mask_file)
-    _photo(run, "unrated", "/data/clinic/unrated.jpg", method=method, amplitude=30, rng=rng,
-           mask_file=mask_file)
+        _photo(
+            run, f"p{i:02d}", f"/data/clinic/P{i:02d}.jpg", method=method, amplitude=amp, rng=rng, mask_file=mask_file
+        )
+    _photo(run, "unrated", "/data/clinic/unrated.jpg", method=method, amplitude=30, rng=rng, mask_file=mask_file)
     failed = PhotoRecord(file="/data/clinic/noface.jpg", photo_id="noface", status="failed",
                          message="/data/clinic/noface.jpg: no face found", method=method)  # fmt: skip
     write_photo(run, failed, {})
@@ -354,13 +374,16 @@ def test_grid_scores_equal_the_single_photo_pipeline(gan_run, gan_eval) -> None:
     from cleftscore.face.roi import roi_mask
     from cleftscore.heatmap import DifferenceSettings, difference_map
     from cleftscore.io import load_image
-    from cleftscore.score import roi_score
+    from cleftscore.score.paper import roi_score
 
     run, _ = gan_run
     head = gan_eval.headline
     d = run / "photos" / "p03"
-    diff = difference_map(load_image(d / "aligned.png"), load_image(d / "normalized.png"),
-                          settings=DifferenceSettings(metric="pse", colorspace="ycbcr", erosion=3))
+    diff = difference_map(
+        load_image(d / "aligned.png"),
+        load_image(d / "normalized.png"),
+        settings=DifferenceSettings(metric="pse", colorspace="ycbcr", erosion=3),
+    )
     expected = roi_score(diff, roi_mask(LANDMARKS, SIZE, region="mouth"))
     assert head.scores[head.files.index("/data/clinic/P03.jpg")] == pytest.approx(expected, rel=1e-9)
 
@@ -435,11 +458,21 @@ def test_write_evaluation_files(gan_eval, tmp_path: Path) -> None:
     with files.grid_csv.open(encoding="utf-8-sig") as fh:
         rows = list(csv.DictReader(fh))
     assert len(rows) == len(gan_eval.rows)
-    assert {"normalizer", "metric", "variant", "region", "n", "pearson_r", "pearson_ci_low",
-            "pearson_ci_high", "spearman_rho", "spearman_ci_low", "spearman_ci_high"} <= set(rows[0])
+    assert {
+        "normalizer",
+        "metric",
+        "variant",
+        "region",
+        "n",
+        "pearson_r",
+        "pearson_ci_low",
+        "pearson_ci_high",
+        "spearman_rho",
+        "spearman_ci_low",
+        "spearman_ci_high",
+    } <= set(rows[0])
     md = files.grid_md.read_text()
-    assert md.count("| Heat map | Mouth Base | Mouth +YCbCr | Mouth +Erosion | Mouth +Both | "
-                    "Face Base |") == 3
+    assert md.count("| Heat map | Mouth Base | Mouth +YCbCr | Mouth +Erosion | Mouth +Both | Face Base |") == 3
     head = gan_eval.headline
     assert "| PSE | " in md and f"{head.pearson_r * 100:.1f}" in md
     summary = json.loads(files.summary_json.read_text())
@@ -495,7 +528,7 @@ def test_cli_evaluate_bad_ratings_is_one_red_line(gan_run, tmp_path: Path) -> No
 def test_asymmetry_rows_use_the_same_normalizer_as_score(shared_faces: Path) -> None:
     # evaluate goes through the mirror normalizer's door, frontal check included: a face that
     # `score --method asymmetry` refuses gives no asymmetry score here either.
-    from cleftscore.evaluate import _mirror_reference
+    from cleftscore.evaluate.grid import _mirror_reference
     from cleftscore.face.prepare import prepare_photo
 
     profile = prepare_photo(shared_faces / "elderly_group_7faces_east_asian.jpg", size=256).aligned

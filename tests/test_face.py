@@ -53,7 +53,7 @@ ONE_FACE_SHARED = [
 ]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _prepared(path: str, size: int = SIZE, detector: str = "hog"):  # noqa: ANN202
     return prepare_photo(path, size=size, detector=detector)
 
@@ -122,7 +122,7 @@ def test_exif_rotated_photo_aligns_like_upright_one(shared_faces: Path) -> None:
     up = _prepared(_photo("glasses_south_asian_male_blue_bg.jpg", shared_faces))
     assert rot.original.shape == up.original.shape
     # Same photo after EXIF rotation (re-encoded JPEG: dlib's landmarks jitter by a few pixels).
-    for a, b in zip(_eye_centres(rot.aligned.landmarks), _eye_centres(up.aligned.landmarks)):
+    for a, b in zip(_eye_centres(rot.aligned.landmarks), _eye_centres(up.aligned.landmarks), strict=True):
         assert np.hypot(*(a - b)) < 0.015 * SIZE
     assert np.abs(rot.original.astype(float) - up.original).mean() < 2.0
     # the crop squares on the photo nearly coincide
@@ -189,16 +189,16 @@ def test_already_aligned_photo_is_nearly_unchanged_at_1024(shared_faces: Path) -
     # This sample was aligned by another landmark detector (CelebA-HQ style): dlib puts its eyes
     # 242 px apart and tilted 2.1 degrees, where FFHQ wants 256 px and level, so the eyes move
     # by 11.9 and 12.4 px. Scale and rotation change only a little.
-    for before, after in zip(_eye_centres(a.landmarks_original), _eye_centres(a.landmarks)):
+    for before, after in zip(_eye_centres(a.landmarks_original), _eye_centres(a.landmarks), strict=True):
         assert np.hypot(*(after - before)) < 14.0
     assert 0.93 < a.scale < 1.07
     assert abs(math.degrees(math.atan2(a.to_original[1, 0], a.to_original[0, 0]))) < 3.0
     # A truly FFHQ-aligned face (our own output) comes back unchanged: eyes within 8 px
     # (measured: under 0.1 px), scale 1.
     again = prepare_photo(a.image, size=1024).aligned
-    for before, after in zip(_eye_centres(again.landmarks_original), _eye_centres(again.landmarks)):
+    for before, after in zip(_eye_centres(again.landmarks_original), _eye_centres(again.landmarks), strict=True):
         assert np.hypot(*(after - before)) < 8.0
-    for first, second in zip(_eye_centres(a.landmarks), _eye_centres(again.landmarks)):
+    for first, second in zip(_eye_centres(a.landmarks), _eye_centres(again.landmarks), strict=True):
         assert np.hypot(*(first - second)) < 2.0
     assert abs(again.scale - 1.0) < 0.02
 

@@ -12,8 +12,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from cleftscore.gan import fused as fz
 from cleftscore.gan import networks
+from cleftscore.gan.accel import fused as fz
 from cleftscore.gan.networks import SynthesisLayer
 
 F64 = torch.float64
@@ -49,7 +49,7 @@ def test_demod_act_matches_plain_ops_values_and_gradients(noise_kind: str, clamp
     probe = torch.randn(out.shape, generator=torch.Generator().manual_seed(9), dtype=F64)
     got = torch.autograd.grad((out * probe).sum(), inputs)
     ref = torch.autograd.grad((want * probe).sum(), inputs)
-    for a, b in zip(got, ref):
+    for a, b in zip(got, ref, strict=True):
         assert a.shape == b.shape
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
 
@@ -68,7 +68,9 @@ def test_scale_channels_matches_plain_product_and_rounds_styles_like_it() -> Non
     want = x * s[:, :, None, None]
     torch.testing.assert_close(out, want, rtol=0, atol=0)
     probe = torch.randn(out.shape, generator=g, dtype=F64)
-    for a, b in zip(torch.autograd.grad((out * probe).sum(), (x, s)), torch.autograd.grad((want * probe).sum(), (x, s))):
+    for a, b in zip(
+        torch.autograd.grad((out * probe).sum(), (x, s)), torch.autograd.grad((want * probe).sum(), (x, s)), strict=True
+    ):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
     # float16 activations: styles rounded to float16 first, as the plain path does
     x16, s32 = x.detach().half(), s.detach().float()
@@ -116,7 +118,7 @@ def test_synthesis_layer_with_fused_stages_equals_plain_layer(monkeypatch, up: b
         params = (x, layer.weight, layer.noise_strength, layer.bias, layer.affine.weight)
         results.append((out, *torch.autograd.grad((out * probe).sum(), params)))
     assert (results[0][0].abs() == 0.5).any()
-    for a, b in zip(*results):
+    for a, b in zip(*results, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
 
 
@@ -132,7 +134,7 @@ def test_cost_model_traces_the_fused_operators() -> None:
 _INTERPRETED = textwrap.dedent(
     """
     import math, torch
-    from cleftscore.gan import fused as fz
+    from cleftscore.gan.accel import fused as fz
     torch.manual_seed(0)
     for dtype in (torch.float32, torch.float16):
         for hw, noise_rows, clamp in (((5, 7), 3, 0.8), ((9, 33), 1, math.inf), ((16, 16), 0, 1.5)):
@@ -186,7 +188,7 @@ def test_triton_kernels_compile_for_a_hopper_gpu() -> None:
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
 
-    from cleftscore.gan import _triton_kernels as K
+    from cleftscore.gan.accel import triton_kernels as K
 
     def build(fn, types: dict, consts: dict):
         sig = {name: ("constexpr" if name in consts else types[name]) for name in fn.arg_names}

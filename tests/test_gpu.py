@@ -153,7 +153,7 @@ def test_fused_kernels_compile_and_match_plain_ops_on_the_gpu(monkeypatch, dtype
     # The Triton kernels pass their own check on this GPU, and a whole synthesis (float16 top
     # blocks, or everything under bf16 autocast) with them equals the plain-op synthesis,
     # gradients to w and the noise maps included.
-    from cleftscore.gan import fused as fz
+    from cleftscore.gan.accel import fused as fz
     from cleftscore.gan.invert import autocast_context
 
     assert fz._probe(torch.device("cuda")), "the fused kernels failed their check on this GPU (see the log)"
@@ -174,7 +174,7 @@ def test_fused_kernels_compile_and_match_plain_ops_on_the_gpu(monkeypatch, dtype
     (a, ga), (b, gb) = run(True), run(False)
     tol = 2e-2 if dtype == "fp16" else 1e-1
     assert (a - b).abs().max() <= tol * max(1.0, float(b.abs().max()))
-    for x, y in zip(ga, gb):
+    for x, y in zip(ga, gb, strict=True):
         assert torch.isfinite(x).all()
         assert (x - y).abs().max() <= tol * float(y.abs().max()) + 1e-6
 

@@ -18,7 +18,6 @@ from cleftscore.gan.invert import (
     resolve_precision,
 )
 from cleftscore.gan.wstats import w_stats
-
 from conftest import golden_dir_for
 
 SHORT = InversionSettings(steps=12, loss="mse", w_avg_samples=500)
@@ -129,7 +128,9 @@ def test_precision_mapping() -> None:
 
 
 def test_inversion_result_shapes_and_consistency(G, targets, stats) -> None:
-    res = invert(G, targets[:2], settings=SHORT, loss_fn=None, generator=torch.Generator().manual_seed(0), w_stats=stats)
+    res = invert(
+        G, targets[:2], settings=SHORT, loss_fn=None, generator=torch.Generator().manual_seed(0), w_stats=stats
+    )
     assert res.w.shape == (2, G.w_dim) and res.images.shape == (2, 3, 32, 32)
     assert res.losses.shape == (2, SHORT.steps) and res.losses.dtype == np.float32 and res.steps_run == SHORT.steps
     assert [tuple(t.shape) for t in res.noises] == [(2, 1, r, r) for _, r in G.synthesis.noise_layers()]
@@ -152,7 +153,7 @@ def test_batched_equals_separate_runs(G, targets, stats) -> None:
         torch.testing.assert_close(batch.w[i : i + 1], one.w, atol=2e-5, rtol=1e-4)
         torch.testing.assert_close(batch.images[i : i + 1], one.images, atol=2e-4, rtol=1e-3)
         np.testing.assert_allclose(batch.losses[i : i + 1], one.losses, rtol=1e-3, atol=1e-6)
-        for a, b in zip(batch.noises, one.noises):
+        for a, b in zip(batch.noises, one.noises, strict=True):
             torch.testing.assert_close(a[i : i + 1], b, atol=2e-4, rtol=1e-3)
 
 
@@ -181,7 +182,9 @@ def test_cpu_runs_are_bit_identical(G, targets, stats) -> None:
     assert torch.equal(runs[0].w, runs[1].w)
     assert torch.equal(runs[0].images, runs[1].images)
     assert np.array_equal(runs[0].losses, runs[1].losses)
-    other = invert(G, targets[:2], settings=SHORT, loss_fn=None, generator=torch.Generator().manual_seed(4), w_stats=stats)
+    other = invert(
+        G, targets[:2], settings=SHORT, loss_fn=None, generator=torch.Generator().manual_seed(4), w_stats=stats
+    )
     assert not torch.equal(runs[0].w, other.w)
 
 
@@ -271,7 +274,9 @@ def test_compiled_step_gives_the_same_projection(G, targets, stats, monkeypatch)
 def test_channels_last_gives_the_same_projection_and_leaves_G_alone(G, targets, stats) -> None:
     settings = dataclasses.replace(SHORT, steps=6)
     ref = invert(G, targets[:2], settings=settings, loss_fn=None, w_stats=stats)
-    nhwc = invert(G, targets[:2], settings=dataclasses.replace(settings, channels_last=True), loss_fn=None, w_stats=stats)
+    nhwc = invert(
+        G, targets[:2], settings=dataclasses.replace(settings, channels_last=True), loss_fn=None, w_stats=stats
+    )
     torch.testing.assert_close(nhwc.w, ref.w, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(nhwc.losses, ref.losses, rtol=1e-4)
     # The NHWC copy is private: the caller's generator keeps its layout.

@@ -1,4 +1,4 @@
-"""Tests of cleftscore.mirror, the weights-free asymmetry normalizer (issue 7)."""
+"""Tests of cleftscore.normalize.mirror, the weights-free asymmetry normalizer (issue 7)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from cleftscore.mirror import (
+from cleftscore.normalize.mirror import (
     IBUG68_MIRROR,
     MIDLINE_POINTS,
     STABLE_CONTROL_POINTS,
@@ -16,7 +16,7 @@ from cleftscore.mirror import (
     mirror_normalize,
     reflection_matrix,
 )
-from cleftscore.score import ScoreSettings, score_photo
+from cleftscore.score.paper import ScoreSettings, score_photo
 
 S = 256
 #: Pose robustness tolerance on S (natural-log units) for +5 degrees and x0.8 scale.
@@ -59,8 +59,24 @@ def _mouth_mask(landmarks):
 def test_permutation_is_an_involution_with_the_ibug_pairs():
     perm = np.array(IBUG68_MIRROR)
     np.testing.assert_array_equal(perm[perm], np.arange(68))
-    for a, b in [(0, 16), (4, 12), (17, 26), (21, 22), (36, 45), (39, 42), (40, 47), (41, 46),
-                 (31, 35), (32, 34), (48, 54), (50, 52), (55, 59), (60, 64), (61, 63), (65, 67)]:
+    for a, b in [
+        (0, 16),
+        (4, 12),
+        (17, 26),
+        (21, 22),
+        (36, 45),
+        (39, 42),
+        (40, 47),
+        (41, 46),
+        (31, 35),
+        (32, 34),
+        (48, 54),
+        (50, 52),
+        (55, 59),
+        (60, 64),
+        (61, 63),
+        (65, 67),
+    ]:
         assert perm[a] == b and perm[b] == a
     fixed = {i for i in range(68) if perm[i] == i}
     assert fixed == {8, 27, 28, 29, 30, 33, 51, 57, 62, 66}
@@ -201,7 +217,7 @@ def test_pose_robustness_rotation_5deg_scale_0_8(astronaut, angle):
 
 
 def test_thin_plate_interpolates_and_keeps_affine_maps():
-    from cleftscore.mirror import _thin_plate
+    from cleftscore.normalize.mirror import _thin_plate
 
     rng = np.random.default_rng(3)
     src = rng.uniform(0, 1024, (40, 2))
@@ -227,7 +243,7 @@ def test_thin_plate_interpolates_and_keeps_affine_maps():
 
 
 def test_piecewise_affine_interpolates_and_keeps_affine_maps():
-    from cleftscore.mirror import _piecewise_affine
+    from cleftscore.normalize.mirror import _piecewise_affine
 
     rng = np.random.default_rng(4)
     src = np.vstack([rng.uniform(10, 90, (30, 2)), [[0, 0], [0, 100], [100, 0], [100, 100]]])

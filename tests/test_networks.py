@@ -17,20 +17,44 @@ from conftest import LOCAL_GOLDEN, SHARED_GOLDEN, golden_dir_for
 # Settings of the golden generators (shared/golden/README.md).
 GOLDEN_CONFIGS: dict[str, GeneratorConfig] = {
     "g64": GeneratorConfig(
-        img_resolution=64, z_dim=512, w_dim=512, mapping_layers=8,
-        channel_base=2048, channel_max=128, num_fp16_res=0, conv_clamp=None,
+        img_resolution=64,
+        z_dim=512,
+        w_dim=512,
+        mapping_layers=8,
+        channel_base=2048,
+        channel_max=128,
+        num_fp16_res=0,
+        conv_clamp=None,
     ),
     "g256": GeneratorConfig(
-        img_resolution=256, z_dim=512, w_dim=512, mapping_layers=8,
-        channel_base=4096, channel_max=128, num_fp16_res=4, conv_clamp=256,
+        img_resolution=256,
+        z_dim=512,
+        w_dim=512,
+        mapping_layers=8,
+        channel_base=4096,
+        channel_max=128,
+        num_fp16_res=4,
+        conv_clamp=256,
     ),
     "t32": GeneratorConfig(
-        img_resolution=32, z_dim=64, w_dim=64, mapping_layers=2,
-        channel_base=512, channel_max=64, num_fp16_res=0, conv_clamp=None,
+        img_resolution=32,
+        z_dim=64,
+        w_dim=64,
+        mapping_layers=2,
+        channel_base=512,
+        channel_max=64,
+        num_fp16_res=0,
+        conv_clamp=None,
     ),
     "t64": GeneratorConfig(
-        img_resolution=64, z_dim=64, w_dim=64, mapping_layers=2,
-        channel_base=1024, channel_max=64, num_fp16_res=2, conv_clamp=256,
+        img_resolution=64,
+        z_dim=64,
+        w_dim=64,
+        mapping_layers=2,
+        channel_base=1024,
+        channel_max=64,
+        num_fp16_res=2,
+        conv_clamp=256,
     ),
 }
 GOLDEN_NUM_WS = {"g64": 10, "g256": 14, "t32": 8, "t64": 10}
@@ -58,9 +82,7 @@ def _parse_keys(path: Path) -> list[tuple[str, str, tuple[int, ...]]]:
 
 def _listing(G: torch.nn.Module) -> list[tuple[str, str, tuple[int, ...]]]:
     params = {name for name, _ in G.named_parameters()}
-    return [
-        (name, "param" if name in params else "buffer", tuple(t.shape)) for name, t in G.state_dict().items()
-    ]
+    return [(name, "param" if name in params else "buffer", tuple(t.shape)) for name, t in G.state_dict().items()]
 
 
 @functools.cache
@@ -201,7 +223,11 @@ def test_infer_config_builds_same_shapes(cfg: GeneratorConfig) -> None:
         got = infer_config(state)
         assert {k: v.shape for k, v in Generator(got).state_dict().items()} == {k: v.shape for k, v in state.items()}
     assert (got.z_dim, got.w_dim, got.img_resolution, got.img_channels, got.mapping_layers) == (
-        cfg.z_dim, cfg.w_dim, cfg.img_resolution, cfg.img_channels, cfg.mapping_layers,
+        cfg.z_dim,
+        cfg.w_dim,
+        cfg.img_resolution,
+        cfg.img_channels,
+        cfg.mapping_layers,
     )
 
 
@@ -232,8 +258,13 @@ def test_noise_layers_order() -> None:
     G = _loaded("t32")
     layers = G.synthesis.noise_layers()
     assert layers == [
-        ("b4.conv1", 4), ("b8.conv0", 8), ("b8.conv1", 8), ("b16.conv0", 16),
-        ("b16.conv1", 16), ("b32.conv0", 32), ("b32.conv1", 32),
+        ("b4.conv1", 4),
+        ("b8.conv0", 8),
+        ("b8.conv1", 8),
+        ("b16.conv0", 16),
+        ("b16.conv1", 16),
+        ("b32.conv0", 32),
+        ("b32.conv1", 32),
     ]
     assert [tuple(t.shape) for t in _noise_consts(G.synthesis)] == [(r, r) for _, r in layers]
 
@@ -338,8 +369,17 @@ def test_seeded_init_is_reproducible() -> None:
 
 
 def test_tiny_generator_any_batch_and_resolution() -> None:
-    cfg = GeneratorConfig(img_resolution=8, z_dim=16, w_dim=8, mapping_layers=1, channel_base=64, channel_max=8,
-                          img_channels=1, num_fp16_res=1, conv_clamp=4)
+    cfg = GeneratorConfig(
+        img_resolution=8,
+        z_dim=16,
+        w_dim=8,
+        mapping_layers=1,
+        channel_base=64,
+        channel_max=8,
+        img_channels=1,
+        num_fp16_res=1,
+        conv_clamp=4,
+    )
     G = Generator(cfg, generator=torch.Generator().manual_seed(0)).eval()
     img = G(torch.randn(5, 16), noise_mode="none")
     assert img.shape == (5, 1, 8, 8) and img.dtype == torch.float32 and torch.isfinite(img).all()
@@ -434,7 +474,7 @@ def test_demodulation_without_the_big_weight_tensor_matches_fused() -> None:
     weight = torch.randn((5, 8, 3, 3), generator=g, dtype=torch.float64)
     styles = torch.randn((3, 8), generator=g, dtype=torch.float64)
     for up in (False, True):
-        kw = dict(demodulate=True, up=up, kernel=torch.ones(4, 4, dtype=torch.float64) / 16, noise=None)
+        kw = {"demodulate": True, "up": up, "kernel": torch.ones(4, 4, dtype=torch.float64) / 16, "noise": None}
         a = _modulated_conv2d(x, weight, styles, fused=True, **kw)
         b = _modulated_conv2d(x, weight, styles, fused=False, **kw)
         assert torch.allclose(a, b, atol=1e-12, rtol=1e-10)
@@ -463,7 +503,7 @@ def test_unfused_1x1_modconv_is_the_per_sample_weight_convolution(demodulate: bo
         outs.append(out)
         grads.append(torch.autograd.grad((out * probe).sum(), (x, styles)))
     assert torch.allclose(outs[0], outs[1], atol=1e-12, rtol=1e-10)
-    for a, b in zip(*grads):
+    for a, b in zip(*grads, strict=True):
         assert torch.allclose(a, b, atol=1e-12, rtol=1e-10)
     assert outs[1].is_contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
 
@@ -491,7 +531,7 @@ def test_folded_activation_gain_matches_official_order(clamp) -> None:
         results.append((out, *torch.autograd.grad((out * probe).sum(), (x, layer.noise_strength, layer.bias))))
     if clamp is not None:
         assert (results[0][0].abs() == clamp).any()
-    for a, b in zip(*results):
+    for a, b in zip(*results, strict=True):
         assert torch.allclose(a, b, atol=1e-12, rtol=1e-10)
 
 
@@ -512,8 +552,10 @@ def test_detached_fp16_prescaling_leaves_gradients_unchanged() -> None:
         sn = styles.norm(float("inf"), dim=1, keepdim=True)
         if not live:
             wn, sn = wn.detach(), sn.detach()
-        out = _modulated_conv2d(x, weight / wn, styles / sn, demodulate=True, up=False, kernel=None, noise=None, fused=False)
+        out = _modulated_conv2d(
+            x, weight / wn, styles / sn, demodulate=True, up=False, kernel=None, noise=None, fused=False
+        )
         return torch.autograd.grad((out * probe).sum(), (weight, styles))
 
-    for live_g, const_g in zip(grads(True), grads(False)):
+    for live_g, const_g in zip(grads(True), grads(False), strict=True):
         assert torch.allclose(live_g, const_g, rtol=1e-5, atol=1e-9 * float(live_g.abs().max()))

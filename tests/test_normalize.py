@@ -53,7 +53,9 @@ def test_mirror_normalizer_refuses_a_face_in_profile_and_scores_a_frontal_one(sh
 def test_cache_entries_are_checked_and_a_damaged_one_reported_once(tmp_path: Path) -> None:
     told: list[str] = []
     cache = NormalizationCache(tmp_path, message=told.append)
-    entry = CacheEntry(normalized=_img(1), inverted=_img(2), snapshots={5: _img(3)}, w=np.zeros(4, np.float32), meta={"batch_size": 1})
+    entry = CacheEntry(
+        normalized=_img(1), inverted=_img(2), snapshots={5: _img(3)}, w=np.zeros(4, np.float32), meta={"batch_size": 1}
+    )
     cache.store("abc123", entry)
     got = cache.load("abc123")
     assert got is not None and told == []

@@ -92,7 +92,7 @@ def test_random_trunk_is_seeded_and_leaves_global_rng_alone() -> None:
     a = PerceptualDistance(vgg16_weights=None, random_trunk=True, generator=torch.Generator().manual_seed(7))
     b = PerceptualDistance(vgg16_weights=None, random_trunk=True, generator=torch.Generator().manual_seed(7))
     assert torch.equal(torch.random.get_rng_state(), state)
-    for (ka, va), (kb, vb) in zip(a.state_dict().items(), b.state_dict().items()):
+    for (ka, va), (kb, vb) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
         assert ka == kb and torch.equal(va, vb)
 
 

@@ -16,11 +16,29 @@ from typer.testing import CliRunner
 from cleftscore.cli import app
 from cleftscore.errors import CleftscoreError
 from cleftscore.heatmap import DifferenceSettings
-from cleftscore.pipeline import GanSettings, PipelineSettings, ProgressHooks, find_inputs, photo_ids, rescore_run, score_photos, write_run_summary
-from cleftscore.runfolder import read_record
-from cleftscore.score import ScoreSettings
+from cleftscore.run.folder import read_record
+from cleftscore.run.pipeline import (
+    GanSettings,
+    PipelineSettings,
+    ProgressHooks,
+    find_inputs,
+    photo_ids,
+    rescore_run,
+    score_photos,
+    write_run_summary,
+)
+from cleftscore.score.paper import ScoreSettings
 
-PHOTO_FILES = ["aligned.png", "normalized.png", "heatmap.png", "overlay.png", "overlay_original.png", "panel.png", "thumb.jpg", "result.json"]
+PHOTO_FILES = [
+    "aligned.png",
+    "normalized.png",
+    "heatmap.png",
+    "overlay.png",
+    "overlay_original.png",
+    "panel.png",
+    "thumb.jpg",
+    "result.json",
+]
 ASYM = PipelineSettings(method="asymmetry", size=256)
 
 
@@ -122,7 +140,9 @@ def test_rescore_changes_scores_and_never_rewrites_what_it_read(batch_dir: Path,
 
 def test_score_cli_example_runs_offline(tmp_path: Path) -> None:
     out = tmp_path / "example-run"
-    result = CliRunner().invoke(app, ["score", "--example", "--method", "asymmetry", "--size", "256", "--out", str(out)])
+    result = CliRunner().invoke(
+        app, ["score", "--example", "--method", "asymmetry", "--size", "256", "--out", str(out)]
+    )
     assert result.exit_code == 0, result.output
     rows = _read_csv(out / "scores.csv")
     assert len(rows) == 1 and rows[0]["status"] == "ok"
@@ -130,10 +150,14 @@ def test_score_cli_example_runs_offline(tmp_path: Path) -> None:
     assert (out / "photos" / "astronaut" / "overlay_original.png").is_file()
 
 
-def test_score_cli_without_gan_weights_names_both_ways(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, local_faces: Path) -> None:
+def test_score_cli_without_gan_weights_names_both_ways(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, local_faces: Path
+) -> None:
     monkeypatch.setenv("CLEFTSCORE_CACHE", str(tmp_path / "empty-cache"))
     monkeypatch.delenv("CLEFTSCORE_GENERATOR", raising=False)
-    result = CliRunner().invoke(app, ["score", str(local_faces / "tiny_128px_portrait_uniform.jpg"), "--out", str(tmp_path / "o")])
+    result = CliRunner().invoke(
+        app, ["score", str(local_faces / "tiny_128px_portrait_uniform.jpg"), "--out", str(tmp_path / "o")]
+    )
     assert result.exit_code == 1
     assert "Traceback" not in result.output
     assert "--method asymmetry" in result.output and "weights fetch" in result.output
@@ -168,7 +192,9 @@ def test_folders_are_searched_recursively_and_ids_keep_the_sub_folder(tmp_path: 
         score_photos([tmp_path / "empty"], ASYM, out_dir=tmp_path / "run2")
 
 
-def test_csv_cells_that_a_spreadsheet_would_evaluate_are_escaped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_csv_cells_that_a_spreadsheet_would_evaluate_are_escaped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     bad = Path("=1+2.jpg")  # as typed on the command line: the file cell starts with "="
     bad.write_bytes(b"not an image")
@@ -197,7 +223,7 @@ def test_a_failed_photo_replaces_every_picture_of_the_earlier_one(tmp_path: Path
     assert [p.name for p in (out / "photos" / "p1").iterdir()] == ["result.json"]
     assert read_record(out, "p1").file == str(b)
     html = (out / "report.html").read_text(encoding="utf-8")
-    row = html[html.index("p1.jpg"):]
+    row = html[html.index("p1.jpg") :]
     row = row[: row.index("</tr>")]
     assert "<img" not in row and "data:image" not in row
 
@@ -218,7 +244,7 @@ def test_a_second_run_into_the_same_folder_stops_at_once(tmp_path: Path, local_f
     script = f"""
 import time
 from pathlib import Path
-from cleftscore.pipeline import PipelineSettings, ProgressHooks, score_photos
+from cleftscore.run.pipeline import PipelineSettings, ProgressHooks, score_photos
 def done(res):
     Path({str(started)!r}).touch()
     for _ in range(6000):
@@ -234,7 +260,9 @@ score_photos([{str(first)!r}], PipelineSettings(method="asymmetry", size=256), o
                 break
             threading.Event().wait(0.01)
         assert started.exists(), "the first run did not start"
-        result = CliRunner().invoke(app, ["score", str(second), "--method", "asymmetry", "--size", "256", "--out", str(out)])
+        result = CliRunner().invoke(
+            app, ["score", str(second), "--method", "asymmetry", "--size", "256", "--out", str(out)]
+        )
         assert result.exit_code == 1
         lines = [ln for ln in result.output.splitlines() if ln.strip()]
         assert len(lines) == 1 and "another cleftscore run" in lines[0], result.output
@@ -278,7 +306,7 @@ def test_an_interrupted_rescore_marks_the_rows_it_did_not_reach_as_stale(tmp_pat
 
     with pytest.raises(KeyboardInterrupt):
         rescore_run(out, ScoreSettings(roi="face"), hooks=ProgressHooks(photo_done=interrupt))
-    rows = [r for r in _read_csv(out / "scores.csv")]
+    rows = list(_read_csv(out / "scores.csv"))
     assert [r["photo_id"] for r in rows] == ["p0", "p1", "p2", "p3"]
     assert rows[0]["status"] == "ok" and rows[0]["roi"] == "face"
     stale = rows[-1]  # at most two photos (the workers) were under way when it stopped
@@ -296,7 +324,9 @@ def test_calibration_only_from_given_ratings(tmp_path: Path, local_faces: Path, 
     ]
     out = tmp_path / "run"
     runner = CliRunner()
-    result = runner.invoke(app, ["score", *map(str, photos), "--method", "asymmetry", "--size", "256", "--out", str(out)])
+    result = runner.invoke(
+        app, ["score", *map(str, photos), "--method", "asymmetry", "--size", "256", "--out", str(out)]
+    )
     assert result.exit_code == 0, result.output
     rows = _read_csv(out / "scores.csv")
     assert all(row["calibrated_rating"] == "" for row in rows)  # no ratings, no scale
@@ -343,7 +373,10 @@ def test_asymmetry_refuses_a_face_in_profile(tmp_path: Path, shared_faces: Path)
     # The largest face of this group photo is turned almost to profile: its mirror image cannot
     # be registered (the "normalized" face came out a flat colour and still got a score). It
     # must fail with a clear reason, while frontal faces in the same batch are scored.
-    photos = [shared_faces / "elderly_group_7faces_east_asian.jpg", shared_faces / "glasses_south_asian_male_blue_bg.jpg"]
+    photos = [
+        shared_faces / "elderly_group_7faces_east_asian.jpg",
+        shared_faces / "glasses_south_asian_male_blue_bg.jpg",
+    ]
     results = score_photos(photos, ASYM, out_dir=tmp_path / "run")
     profile, frontal = results
     assert profile.status == "failed" and profile.score is None
@@ -396,12 +429,33 @@ def _gan(generator: Path, **kw) -> PipelineSettings:
 
 
 @pytest.mark.slow
-def test_gan_score_cli_end_to_end_with_cache(tmp_path: Path, batch_dir: Path, random_vgg16_file: Path, tiny_generator_file: Path) -> None:
+def test_gan_score_cli_end_to_end_with_cache(
+    tmp_path: Path, batch_dir: Path, random_vgg16_file: Path, tiny_generator_file: Path
+) -> None:
     out = tmp_path / "run"
     args = [
-        "score", str(batch_dir), "--method", "gan", "--generator", str(tiny_generator_file), "--vgg16", str(random_vgg16_file),
-        "--steps", "8", "--adapt-steps", "3", "--snapshot-steps", "0,3", "--batch", "2", "--device", "cpu",
-        "--out", str(out), "--cache-dir", str(tmp_path / "cache"),
+        "score",
+        str(batch_dir),
+        "--method",
+        "gan",
+        "--generator",
+        str(tiny_generator_file),
+        "--vgg16",
+        str(random_vgg16_file),
+        "--steps",
+        "8",
+        "--adapt-steps",
+        "3",
+        "--snapshot-steps",
+        "0,3",
+        "--batch",
+        "2",
+        "--device",
+        "cpu",
+        "--out",
+        str(out),
+        "--cache-dir",
+        str(tmp_path / "cache"),
     ]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
@@ -414,7 +468,11 @@ def test_gan_score_cli_end_to_end_with_cache(tmp_path: Path, batch_dir: Path, ra
             assert (d / f).is_file(), f
         assert (d / "snapshots" / "step_0003.png").is_file()
         rec = json.loads((d / "result.json").read_text())
-        assert rec["geometry"]["size"] == 32 and rec["environment"]["generator_sha256"] and rec["settings"]["gan"]["steps"] == 8
+        assert (
+            rec["geometry"]["size"] == 32
+            and rec["environment"]["generator_sha256"]
+            and rec["settings"]["gan"]["steps"] == 8
+        )
         assert rec["cached"] is False
         # how the steps ran: all 8, ordinary steps and no fused GPU kernels on a CPU
         norm = rec["normalization"]
@@ -432,7 +490,9 @@ def test_gan_score_cli_end_to_end_with_cache(tmp_path: Path, batch_dir: Path, ra
 
 
 @pytest.mark.slow
-def test_a_damaged_cache_entry_is_reported_once_and_recomputed(tmp_path: Path, batch_dir: Path, tiny_generator_file: Path) -> None:
+def test_a_damaged_cache_entry_is_reported_once_and_recomputed(
+    tmp_path: Path, batch_dir: Path, tiny_generator_file: Path
+) -> None:
     settings = _gan(tiny_generator_file, steps=3, adapt_steps=1)
     cache = tmp_path / "cache"
     photo = [batch_dir / "hopper.jpg"]
@@ -446,17 +506,23 @@ def test_a_damaged_cache_entry_is_reported_once_and_recomputed(tmp_path: Path, b
             img = 255 - img
         Image.fromarray(img).save(entry / "normalized.png")
         messages: list[str] = []
-        (res,) = score_photos(photo, settings, out_dir=tmp_path / "r2", cache_dir=cache, hooks=ProgressHooks(message=messages.append))
+        (res,) = score_photos(
+            photo, settings, out_dir=tmp_path / "r2", cache_dir=cache, hooks=ProgressHooks(message=messages.append)
+        )
         assert res.ok and not res.cached, damage
         assert res.score == pytest.approx(first.score), damage
         assert len([m for m in messages if "cache entry" in m and "damaged" in m]) == 1, messages
         # recomputed and stored again: the next run uses it silently
         messages.clear()
-        (res,) = score_photos(photo, settings, out_dir=tmp_path / "r3", cache_dir=cache, hooks=ProgressHooks(message=messages.append))
+        (res,) = score_photos(
+            photo, settings, out_dir=tmp_path / "r3", cache_dir=cache, hooks=ProgressHooks(message=messages.append)
+        )
         assert res.cached and not any("damaged" in m for m in messages)
 
 
-def test_outputs_of_a_batch_are_made_while_the_next_batch_runs(tmp_path: Path, batch_dir: Path, tiny_generator_file: Path) -> None:
+def test_outputs_of_a_batch_are_made_while_the_next_batch_runs(
+    tmp_path: Path, batch_dir: Path, tiny_generator_file: Path
+) -> None:
     # Batches of one photo: the first photo's heat map, score and files must be made on the
     # worker thread while the GAN steps of the second photo run, and photos finish in order.
     # No clock: the first photo's photo_done waits until a step of the second batch has been
@@ -491,7 +557,9 @@ def test_outputs_of_a_batch_are_made_while_the_next_batch_runs(tmp_path: Path, b
 
 
 @pytest.mark.slow
-def test_progress_ends_at_its_total_after_a_batch_runs_out_of_memory(tmp_path: Path, batch_dir: Path, monkeypatch, tiny_generator_file: Path) -> None:
+def test_progress_ends_at_its_total_after_a_batch_runs_out_of_memory(
+    tmp_path: Path, batch_dir: Path, monkeypatch, tiny_generator_file: Path
+) -> None:
     # A batch of two runs out of GPU memory part-way; it is split and retried. The steps of the
     # failed attempt are taken back and the total grows by one batch: the bar ends at 100 %.
     import torch
@@ -528,13 +596,15 @@ def test_progress_ends_at_its_total_after_a_batch_runs_out_of_memory(tmp_path: P
 
 
 @pytest.mark.slow
-def test_progress_ends_at_its_total_when_adaptation_runs_photo_by_photo(tmp_path: Path, batch_dir: Path, monkeypatch, tiny_generator_file: Path) -> None:
+def test_progress_ends_at_its_total_when_adaptation_runs_photo_by_photo(
+    tmp_path: Path, batch_dir: Path, monkeypatch, tiny_generator_file: Path
+) -> None:
     # Adaptation of a batch falls back to one photo at a time (out of GPU memory): each photo
     # reports steps 1..N again, which must not count twice. Photos that turn out unusable or
     # cached take their planned steps back.
-    import torch
-
     import importlib
+
+    import torch
 
     adapt_mod = importlib.import_module("cleftscore.gan.adapt")
 
@@ -547,7 +617,12 @@ def test_progress_ends_at_its_total_when_adaptation_runs_photo_by_photo(tmp_path
     hooks = ProgressHooks(gan_start=lambda n, total: seen.update(total=total),
                           gan_grow=lambda n: seen.update(total=seen["total"] + n),
                           gan_step=lambda n: seen.update(steps=seen["steps"] + n))  # fmt: skip
-    photos = [batch_dir / "hopper.jpg", batch_dir / "hopper_gray.jpg", batch_dir / "broken.jpg", batch_dir / "blank_wall.png"]
+    photos = [
+        batch_dir / "hopper.jpg",
+        batch_dir / "hopper_gray.jpg",
+        batch_dir / "broken.jpg",
+        batch_dir / "blank_wall.png",
+    ]
     results = score_photos(photos, _gan(tiny_generator_file, steps=4, adapt_steps=3, batch=2),
                            out_dir=tmp_path / "run", cache_dir=tmp_path / "cache", hooks=hooks)  # fmt: skip
     assert [r.status for r in results] == ["ok", "ok", "failed", "failed"]
@@ -561,8 +636,12 @@ def test_a_run_folder_of_the_earlier_layout_is_rescored(tmp_path: Path, batch_di
     score_photos([batch_dir / "hopper.jpg"], ASYM, out_dir=out)
     d = out / "photos" / "hopper"
     rec = json.loads((d / "result.json").read_text())
-    flat = {k: rec[k] for k in ("file", "photo_id", "status", "message", "method", "score", "settings", "notes", "timings")}
-    flat.update(rec["geometry"], landmark_asymmetry_px=rec["measures"]["landmark_asymmetry_px"]["value"], **rec["environment"])
+    flat = {
+        k: rec[k] for k in ("file", "photo_id", "status", "message", "method", "score", "settings", "notes", "timings")
+    }
+    flat.update(
+        rec["geometry"], landmark_asymmetry_px=rec["measures"]["landmark_asymmetry_px"]["value"], **rec["environment"]
+    )
     (d / "thumb.jpg").unlink()
     (d / "result.json").write_text(json.dumps(flat))
     aligned = (d / "aligned.png").read_bytes()
@@ -597,7 +676,12 @@ def test_a_normalizer_of_ones_own_goes_through_the_same_door(tmp_path: Path, bat
 
         def normalize(self, faces):
             self.seen.append(len(faces))
-            return [Normalization(image=np.ascontiguousarray(f.image[:, ::-1]), measures={"flip_energy": Measure(1.5, "test")}) for f in faces]
+            return [
+                Normalization(
+                    image=np.ascontiguousarray(f.image[:, ::-1]), measures={"flip_energy": Measure(1.5, "test")}
+                )
+                for f in faces
+            ]
 
     flip = Flip()
     out = tmp_path / "run"

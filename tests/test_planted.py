@@ -8,8 +8,14 @@ import numpy as np
 import pytest
 import torch
 
-from cleftscore.benchmarks.planted import SEVERITIES, PlantedSettings, auroc, plant_defect, prepare_generator, run_planted
-
+from cleftscore.benchmarks.planted import (
+    SEVERITIES,
+    PlantedSettings,
+    auroc,
+    plant_defect,
+    prepare_generator,
+    run_planted,
+)
 from conftest import golden_dir_for
 
 

@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 
 from cleftscore.cli import app
 from cleftscore.distributed import RaySettings
-from cleftscore.pipeline import GanSettings, PipelineSettings, ProgressHooks, score_photos
+from cleftscore.run.pipeline import GanSettings, PipelineSettings, ProgressHooks, score_photos
 
 PHOTO_FILES = ["aligned.png", "inverted.png", "normalized.png", "heatmap.png", "overlay.png", "overlay_original.png", "panel.png",
                "thumb.jpg", "result.json"]  # fmt: skip
@@ -40,14 +40,17 @@ def dozen_photos(tmp_path: Path, local_faces: Path) -> Path:
 
 
 def _gan(generator: Path) -> PipelineSettings:
-    return PipelineSettings(method="gan", gan=GanSettings(generator=str(generator), loss="mse", device="cpu", steps=60, adapt_steps=3, batch=2))
+    return PipelineSettings(
+        method="gan",
+        gan=GanSettings(generator=str(generator), loss="mse", device="cpu", steps=60, adapt_steps=3, batch=2),
+    )
 
 
 def test_ray_is_loaded_neither_by_import_nor_by_a_run_without_it(tmp_path: Path, local_faces: Path) -> None:
     photo = local_faces / "tiny_128px_portrait_uniform.jpg"
     code = (
         "import sys, cleftscore, cleftscore.cli, cleftscore.distributed\n"
-        "from cleftscore.pipeline import PipelineSettings, score_photos\n"
+        "from cleftscore.run.pipeline import PipelineSettings, score_photos\n"
         f"(r,) = score_photos([{str(photo)!r}], PipelineSettings(method='asymmetry', size=64), out_dir={str(tmp_path / 'run')!r})\n"
         "assert r.ok, r.message\n"
         "print(sorted(m for m in sys.modules if m == 'ray' or m.startswith('ray.')))\n"
@@ -67,13 +70,24 @@ def test_ray_settings_are_checked() -> None:
 
 
 def test_cli_ray_with_the_asymmetry_method_is_one_line(tmp_path: Path, local_faces: Path) -> None:
-    args = ["score", str(local_faces / "tiny_128px_portrait_uniform.jpg"), "--method", "asymmetry", "--ray", "auto", "--out", str(tmp_path / "run")]
+    args = [
+        "score",
+        str(local_faces / "tiny_128px_portrait_uniform.jpg"),
+        "--method",
+        "asymmetry",
+        "--ray",
+        "auto",
+        "--out",
+        str(tmp_path / "run"),
+    ]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 1
     assert "leave --ray out" in result.output and "Traceback" not in result.output
 
 
-def test_cli_ray_without_the_extra_names_it(tmp_path: Path, local_faces: Path, tiny_generator_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cli_ray_without_the_extra_names_it(
+    tmp_path: Path, local_faces: Path, tiny_generator_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setitem(sys.modules, "ray", None)  # as if not installed: importing it raises ImportError
     args = ["score", str(local_faces / "tiny_128px_portrait_uniform.jpg"), "--method", "gan", "--generator", str(tiny_generator_file),
             "--loss", "mse", "--ray", "auto", "--out", str(tmp_path / "run")]  # fmt: skip
@@ -110,14 +124,18 @@ def _assert_complete(run: Path, ids: list[str]) -> None:
 
 
 @pytest.mark.slow
-def test_ray_run_equals_one_process_and_survives_a_killed_worker(tmp_path: Path, dozen_photos: Path, tiny_generator_file: Path) -> None:
+def test_ray_run_equals_one_process_and_survives_a_killed_worker(
+    tmp_path: Path, dozen_photos: Path, tiny_generator_file: Path
+) -> None:
     ray = pytest.importorskip("ray", reason='the Ray extra is not installed (pip install "cleftscore[ray]")')
     from cleftscore.distributed import ray_pool
     from cleftscore.distributed.actors import ray_session
 
     settings = _gan(tiny_generator_file)
     with _torch_threads(1):  # as each 1-CPU Ray worker; two threads on a busy 2-core machine are many times slower
-        single = score_photos([dozen_photos], settings, out_dir=tmp_path / "single", cache_dir=tmp_path / "cache-single")
+        single = score_photos(
+            [dozen_photos], settings, out_dir=tmp_path / "single", cache_dir=tmp_path / "cache-single"
+        )
     want = _scores(single)
     ids = list(want)
     assert len(ids) == 12
@@ -129,7 +147,9 @@ def test_ray_run_equals_one_process_and_survives_a_killed_worker(tmp_path: Path,
         assert ray.cluster_resources()["CPU"] == 2  # this 2-core machine, 2 CPU workers
 
         # 1. A plain Ray run: the same scores and every file of the run folder.
-        with ray_pool(settings.gan, seed=settings.seed, cache_dir=tmp_path / "cache-ray", ray=RaySettings(workers=2)) as pool:
+        with ray_pool(
+            settings.gan, seed=settings.seed, cache_dir=tmp_path / "cache-ray", ray=RaySettings(workers=2)
+        ) as pool:
             assert len(pool.info()) == 2 and all(w.device == "cpu" for w in pool.info())
             got = score_photos([dozen_photos], settings, out_dir=tmp_path / "ray", cache_dir=tmp_path / "cache-ray",
                                normalizer_factory=pool.normalizer)  # fmt: skip
@@ -144,7 +164,9 @@ def test_ray_run_equals_one_process_and_survives_a_killed_worker(tmp_path: Path,
         # 2. The process of a worker is killed while it holds a batch: the batch runs again and the run is complete.
         messages: list[str] = []
         killed: list[int] = []
-        with ray_pool(settings.gan, seed=settings.seed, cache_dir=tmp_path / "cache-kill", ray=RaySettings(workers=2)) as pool:
+        with ray_pool(
+            settings.gan, seed=settings.seed, cache_dir=tmp_path / "cache-kill", ray=RaySettings(workers=2)
+        ) as pool:
 
             def kill_a_busy_worker(n_photos: int, total_steps: int) -> None:
                 # The worker that got the latest batch: it was sent a moment ago, so it is still at it.

@@ -1,4 +1,4 @@
-"""Tests of cleftscore.report: pictures (pure functions) and the CSV/JSON/HTML writers."""
+"""Tests of cleftscore.report.pictures: pictures (pure functions) and the CSV/JSON/HTML writers."""
 
 from __future__ import annotations
 
@@ -13,17 +13,10 @@ from html.parser import HTMLParser
 import numpy as np
 import pytest
 
-from cleftscore.report import (
-    DISCLAIMER,
-    colorize,
-    heatmap_figure,
-    overlay,
-    panel,
-    write_csv,
-    write_html_report,
-    write_json,
-    write_png,
-)
+from cleftscore.io import write_json, write_png
+from cleftscore.report.html import write_html_report
+from cleftscore.report.pictures import DISCLAIMER, colorize, heatmap_figure, overlay, panel
+from cleftscore.report.writers import write_csv
 
 
 @pytest.fixture()
@@ -89,14 +82,21 @@ def test_write_png_json_csv(tmp_path):
 
     np.testing.assert_array_equal(np.asarray(Image.open(p)), img)
 
-    data = {"a": np.float32(1.5), "b": np.int64(3), "c": float("nan"), "d": np.arange(3),
-            "e": tmp_path, "f": [np.inf, np.bool_(True)]}
+    data = {
+        "a": np.float32(1.5),
+        "b": np.int64(3),
+        "c": float("nan"),
+        "d": np.arange(3),
+        "e": tmp_path,
+        "f": [np.inf, np.bool_(True)],
+    }
     j = json.loads(write_json(tmp_path / "r.json", data).read_text(encoding="utf-8"))
-    assert j == {"a": 1.5, "b": 3, "c": None, "d": [0, 1, 2], "e": str(tmp_path),
-                 "f": [None, True]}
+    assert j == {"a": 1.5, "b": 3, "c": None, "d": [0, 1, 2], "e": str(tmp_path), "f": [None, True]}
 
-    rows = [{"file": "é.jpg", "score": 1.25, "status": "ok"},
-            {"file": "b,c.jpg", "status": "failed", "message": "no face", "score": float("nan")}]
+    rows = [
+        {"file": "é.jpg", "score": 1.25, "status": "ok"},
+        {"file": "b,c.jpg", "status": "failed", "message": "no face", "score": float("nan")},
+    ]
     c = write_csv(tmp_path / "s.csv", rows)
     raw = c.read_bytes()
     assert raw.startswith(b"\xef\xbb\xbf")  # BOM for Excel
@@ -140,7 +140,9 @@ def test_html_report_self_contained_sortable_and_escaped(tmp_path):
         {"file": "c.jpg", "status": "ok", "score": 10.0, "message": ""},
     ]
     out = write_html_report(
-        tmp_path / "report.html", rows, columns=["file", "status", "score", "message"],
+        tmp_path / "report.html",
+        rows,
+        columns=["file", "status", "score", "message"],
         settings={"method": "asymmetry", "roi": "<mouth>"},
     )
     text = out.read_text(encoding="utf-8")
@@ -169,17 +171,30 @@ def test_html_report_self_contained_sortable_and_escaped(tmp_path):
 
 
 def test_csv_cells_that_start_a_formula_are_escaped_and_numbers_are_not(tmp_path):
-    rows = [{"file": "=HYPERLINK(\"x\")", "a": "+1+cmd", "num": "+1", "b": "-2+3", "c": "@cmd", "d": "\tx", "e": "\rx",
-             "score": "-2.000000", "n": -3, "f": -0.5, "ok": "plain"}]
+    rows = [
+        {
+            "file": '=HYPERLINK("x")',
+            "a": "+1+cmd",
+            "num": "+1",
+            "b": "-2+3",
+            "c": "@cmd",
+            "d": "\tx",
+            "e": "\rx",
+            "score": "-2.000000",
+            "n": -3,
+            "f": -0.5,
+            "ok": "plain",
+        }
+    ]
     with write_csv(tmp_path / "s.csv", rows).open(encoding="utf-8-sig", newline="") as fh:
         (got,) = list(csv.DictReader(fh))
-    assert got["file"] == "'=HYPERLINK(\"x\")" and got["a"] == "'+1+cmd" and got["num"] == "+1" and got["b"] == "'-2+3"
+    assert got["file"] == '\'=HYPERLINK("x")' and got["a"] == "'+1+cmd" and got["num"] == "+1" and got["b"] == "'-2+3"
     assert got["c"] == "'@cmd" and got["d"] == "'\tx" and got["e"] == "'\rx"
     assert got["score"] == "-2.000000" and got["n"] == "-3" and got["f"] == "-0.5" and got["ok"] == "plain"
 
 
 def test_thumbnails_are_small_jpegs_that_link_to_the_full_picture(tmp_path):
-    from cleftscore.report import thumbnail_jpeg
+    from cleftscore.report.pictures import thumbnail_jpeg
 
     rng = np.random.default_rng(0)
     strip = rng.integers(0, 255, size=(1024, 4 * 1024, 3), dtype=np.uint8)  # noise: the worst case for JPEG
@@ -189,8 +204,10 @@ def test_thumbnails_are_small_jpegs_that_link_to_the_full_picture(tmp_path):
 
     assert Image.open(io.BytesIO(thumb)).size == (640, 160)
     (tmp_path / "t.jpg").write_bytes(thumb)
-    rows = [{"file": "a.jpg", "status": "ok", "panel_png": str(tmp_path / "t.jpg"), "panel_link": "photos/a/panel.png"},
-            {"file": "b.jpg", "status": "failed", "message": "b.jpg: no face"}]
+    rows = [
+        {"file": "a.jpg", "status": "ok", "panel_png": str(tmp_path / "t.jpg"), "panel_link": "photos/a/panel.png"},
+        {"file": "b.jpg", "status": "failed", "message": "b.jpg: no face"},
+    ]
     text = write_html_report(tmp_path / "r.html", rows, columns=["file", "status"]).read_text(encoding="utf-8")
     p = _Collector()
     p.feed(text)
@@ -202,13 +219,13 @@ def test_thumbnails_are_small_jpegs_that_link_to_the_full_picture(tmp_path):
 
 
 def test_report_imports_no_torch():
-    code = "import sys, cleftscore.report; print('torch' in sys.modules)"
+    code = "import sys, cleftscore.report.pictures; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
 
 def test_score_pictures_are_arrays_and_a_small_thumbnail():
-    from cleftscore.report import score_pictures
+    from cleftscore.report.pictures import score_pictures
 
     rng = np.random.default_rng(1)
     face = rng.integers(0, 255, size=(1024, 1024, 3), dtype=np.uint8)

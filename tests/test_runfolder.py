@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from cleftscore.normalize import Measure
-from cleftscore.runfolder import (
+from cleftscore.run.folder import (
     RECORD_VERSION,
     FaceGeometry,
     PhotoRecord,
@@ -39,9 +39,9 @@ def _geometry(size: int = 64) -> FaceGeometry:
 
 
 def _record(**kw) -> PhotoRecord:
-    base = dict(file="/photos/a.jpg", photo_id="a", status="ok", method="asymmetry", score=-1.5,
-                settings={"method": "asymmetry", "score": {"roi": "mouth"}}, geometry=_geometry(),
-                measures={"landmark_asymmetry_px": Measure(1.25, "RMS residual")}, pictures=("aligned.png",))  # fmt: skip
+    base = {"file": "/photos/a.jpg", "photo_id": "a", "status": "ok", "method": "asymmetry", "score": -1.5,
+                "settings": {"method": "asymmetry", "score": {"roi": "mouth"}}, "geometry": _geometry(),
+                "measures": {"landmark_asymmetry_px": Measure(1.25, "RMS residual")}, "pictures": ("aligned.png",)}  # fmt: skip
     base.update(kw)
     return PhotoRecord(**base)
 
@@ -121,7 +121,7 @@ def test_interrupted_replacement_is_undone_under_the_lock(tmp_path: Path) -> Non
 
 def test_the_lock_refuses_a_second_process_and_not_its_own(tmp_path: Path) -> None:
     code = (
-        "import sys; from cleftscore.runfolder import RunLock, RunFolderBusyError\n"
+        "import sys; from cleftscore.run.folder import RunLock, RunFolderBusyError\n"
         "try:\n    RunLock(sys.argv[1]).__enter__()\nexcept RunFolderBusyError as e:\n    print(e); sys.exit(3)\n"
     )
     with RunLock(tmp_path):
@@ -143,9 +143,16 @@ def test_a_new_measure_gets_its_own_csv_column() -> None:
 
 
 def test_settings_differences_only_compare_what_the_run_names() -> None:
-    rec = {"method": "asymmetry", "seed": 0, "score": {"roi": "mouth", "difference": {"erosion": 3}}, "gan": {"steps": 10}}
+    rec = {
+        "method": "asymmetry",
+        "seed": 0,
+        "score": {"roi": "mouth", "difference": {"erosion": 3}},
+        "gan": {"steps": 10},
+    }
     assert settings_differences(rec, {"score": {"roi": "mouth", "difference": {"erosion": 3}}}) == []
-    assert settings_differences(rec, {"score": {"roi": "face", "difference": {"erosion": 3}}}) == ["score.roi=mouth (not face)"]
+    assert settings_differences(rec, {"score": {"roi": "face", "difference": {"erosion": 3}}}) == [
+        "score.roi=mouth (not face)"
+    ]
     # GAN settings do not matter between two asymmetry runs; batch size never does.
     assert settings_differences(rec, {**rec, "gan": {"steps": 20}}) == []
     gan = {**rec, "method": "gan", "gan": {"steps": 10, "batch": 4}}
@@ -157,7 +164,7 @@ def test_settings_differences_only_compare_what_the_run_names() -> None:
 
 @pytest.mark.slow
 def test_rescore_killed_at_random_points_loses_nothing(tmp_path: Path, local_faces: Path, example_photo: Path) -> None:
-    from cleftscore.pipeline import PipelineSettings, score_photos
+    from cleftscore.run.pipeline import PipelineSettings, score_photos
 
     photos = tmp_path / "in"
     photos.mkdir()
@@ -168,11 +175,13 @@ def test_rescore_killed_at_random_points_loses_nothing(tmp_path: Path, local_fac
     results = score_photos([photos], PipelineSettings(method="asymmetry", size=256), out_dir=out)
     assert all(r.ok for r in results)
     ids = list_photo_ids(out)
-    before = {pid: {n: (out / "photos" / pid / n).read_bytes() for n in ("aligned.png", "normalized.png")} for pid in ids}
+    before = {
+        pid: {n: (out / "photos" / pid / n).read_bytes() for n in ("aligned.png", "normalized.png")} for pid in ids
+    }
 
     def rescore(erosion: int) -> subprocess.Popen:
         code = (
-            "import sys; from cleftscore.pipeline import rescore_run; from cleftscore.score import ScoreSettings\n"
+            "import sys; from cleftscore.run.pipeline import rescore_run; from cleftscore.score.paper import ScoreSettings\n"
             "from cleftscore.heatmap import DifferenceSettings\n"
             f"rescore_run(sys.argv[1], ScoreSettings(difference=DifferenceSettings(erosion={erosion})))\n"
         )

@@ -1,4 +1,4 @@
-"""Tests of cleftscore.score: ROI score S, PhotoScore, calibration."""
+"""Tests of cleftscore.score.paper: ROI score S, PhotoScore, calibration."""
 
 from __future__ import annotations
 
@@ -11,16 +11,8 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from cleftscore.heatmap import DifferenceSettings
-from cleftscore.score import (
-    SUM_EPSILON,
-    Calibration,
-    PhotoScore,
-    ScoreSettings,
-    fit_calibration,
-    roi_score,
-    score_photo,
-    severity_0_100,
-)
+from cleftscore.score.calibration import Calibration, fit_calibration, severity_0_100
+from cleftscore.score.paper import SUM_EPSILON, PhotoScore, ScoreSettings, roi_score, score_photo
 
 
 def test_roi_score_hand_computed():

@@ -18,7 +18,9 @@ def test_run_steps_calls_step_and_reports_progress() -> None:
     def step() -> None:
         counter.add_(1)
 
-    done, mode = run_steps(step, 7, device=torch.device("cpu"), cuda_graph=True, progress=lambda d, t: seen.append((d, t)))
+    done, mode = run_steps(
+        step, 7, device=torch.device("cpu"), cuda_graph=True, progress=lambda d, t: seen.append((d, t))
+    )
     # On a CPU a CUDA graph is not possible: ordinary calls, every one of them.
     assert (done, mode) == (7, "eager")
     assert int(counter) == 7
@@ -27,7 +29,9 @@ def test_run_steps_calls_step_and_reports_progress() -> None:
 
 def test_run_steps_stops_when_asked() -> None:
     calls = []
-    done, _ = run_steps(lambda: calls.append(1), 100, device=torch.device("cpu"), cuda_graph=False, stop=lambda d: d == 30)
+    done, _ = run_steps(
+        lambda: calls.append(1), 100, device=torch.device("cpu"), cuda_graph=False, stop=lambda d: d == 30
+    )
     assert done == 30 and len(calls) == 30
 
 
@@ -98,7 +102,7 @@ def test_compiled_falls_back_when_the_backward_fails_to_compile(monkeypatch, cap
         def backward(ctx, grad):
             raise RuntimeError("backward kernel failed to compile")
 
-    monkeypatch.setattr(torch, "compile", lambda fn, **kw: (lambda *a: BadBackward.apply(a[0]).sum()))
+    monkeypatch.setattr(torch, "compile", lambda fn, **kw: lambda *a: BadBackward.apply(a[0]).sum())
     g = compiled(lambda x: (x * 2).sum(), enabled=True, what="probe test")
     x = torch.arange(3.0, requires_grad=True)
     with caplog.at_level(logging.WARNING, logger=steps_mod.__name__):

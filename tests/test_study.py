@@ -219,8 +219,18 @@ def test_outcomes_per_patient_and_cohort_with_both_plots(study_db: Path, tmp_pat
     assert result.exit_code == 0, result.output
     rows = _read_csv(out / "outcomes.csv")
     changes, cohort = rows[:-1], rows[-1]
-    assert [(r["patient"], r["phase"]) for r in changes] == [("P001", "post-op"), ("P001", "follow-up"), ("P002", "post-op"), ("P003", "post-op")]
-    scores = dict(((c, d), []) for c, d in _query(study_db, "SELECT DISTINCT p.code, v.date FROM patients p JOIN visits v ON v.patient_id = p.id"))
+    assert [(r["patient"], r["phase"]) for r in changes] == [
+        ("P001", "post-op"),
+        ("P001", "follow-up"),
+        ("P002", "post-op"),
+        ("P003", "post-op"),
+    ]
+    scores = {
+        (c, d): []
+        for c, d in _query(
+            study_db, "SELECT DISTINCT p.code, v.date FROM patients p JOIN visits v ON v.patient_id = p.id"
+        )
+    }
     for code, date, s in _query(study_db, "SELECT p.code, v.date, s.score FROM scores s JOIN photos ph ON s.photo_id = ph.id "
                                           "JOIN visits v ON ph.visit_id = v.id JOIN patients p ON v.patient_id = p.id"):  # fmt: skip
         scores[code, date].append(s)
@@ -285,8 +295,10 @@ def test_export_writes_every_table_with_formula_escaping(study_db: Path, tmp_pat
     tables = {name: _read_csv(tmp_path / "csv" / f"{name}.csv") for name in ("patients", "visits", "photos", "scores")}
     assert tuple(len(t) for t in tables.values()) == _counts(study_db)
     visit = next(v for v in tables["visits"] if v["patient"] == "P002" and v["phase"] == "post-op")
-    assert visit["procedure"] == "'=HYPERLINK(\"http://x\")" and visit["note"] == "'+ revision planned"
-    assert all(float(s["score"]) == pytest.approx(float(s["score"])) and s["method"] == "asymmetry" for s in tables["scores"])
+    assert visit["procedure"] == '\'=HYPERLINK("http://x")' and visit["note"] == "'+ revision planned"
+    assert all(
+        float(s["score"]) == pytest.approx(float(s["score"])) and s["method"] == "asymmetry" for s in tables["scores"]
+    )
     assert {p["patient"] for p in tables["photos"]} == set(PLAN)
 
 
@@ -295,7 +307,9 @@ def test_export_writes_every_table_with_formula_escaping(study_db: Path, tmp_pat
 
 def test_the_same_photos_again_are_found_by_hash(study_copy: Path, photo_sets: dict) -> None:
     before = _counts(study_copy)
-    result = runner.invoke(app, ["study", "score", "1", str(photo_sets["P001", 0][0].parent), *ASYM, "--db", str(study_copy)])
+    result = runner.invoke(
+        app, ["study", "score", "1", str(photo_sets["P001", 0][0].parent), *ASYM, "--db", str(study_copy)]
+    )
     assert result.exit_code == 0 and "Scored 0 photo(s); 3 already" in result.output
     # The same photo under another name is the same photo.
     renamed = study_copy.parent / "renamed.jpg"
@@ -314,7 +328,9 @@ def test_a_photo_belongs_to_one_visit(study_copy: Path, photo_sets: dict) -> Non
     assert _counts(study_copy) == before
 
 
-def test_failing_photos_are_one_line_each_and_the_batch_goes_on(study_copy: Path, photo_sets: dict, tmp_path: Path) -> None:
+def test_failing_photos_are_one_line_each_and_the_batch_goes_on(
+    study_copy: Path, photo_sets: dict, tmp_path: Path
+) -> None:
     d = ["--db", str(study_copy)]
     _ok(["study", "add-visit", "P003", "--date", "2026-11-01", "--phase", "follow-up", *d])
     folder = tmp_path / "mixed"
@@ -333,7 +349,9 @@ def test_failing_photos_are_one_line_each_and_the_batch_goes_on(study_copy: Path
 
 
 @pytest.mark.slow
-def test_gan_method_records_each_photo_from_the_writer_thread(study_copy: Path, photo_sets: dict, tiny_generator_file: Path) -> None:
+def test_gan_method_records_each_photo_from_the_writer_thread(
+    study_copy: Path, photo_sets: dict, tiny_generator_file: Path
+) -> None:
     """The GAN pipeline finishes photos on a worker thread; each is recorded from there."""
     before = _counts(study_copy)
     gan = ["--method", "gan", "--generator", str(tiny_generator_file), "--loss", "mse", "--device", "cpu",
@@ -343,7 +361,10 @@ def test_gan_method_records_each_photo_from_the_writer_thread(study_copy: Path, 
     assert result.exit_code == 0, result.output
     assert "Scored 3 photo(s); 0 already" in result.output  # the same photos, new settings: new scores
     assert _counts(study_copy) == (*before[:3], before[3] + 3)
-    methods = _query(study_copy, "SELECT method, COUNT(*) FROM scores s JOIN photos p ON s.photo_id = p.id WHERE p.visit_id = 5 GROUP BY method")
+    methods = _query(
+        study_copy,
+        "SELECT method, COUNT(*) FROM scores s JOIN photos p ON s.photo_id = p.id WHERE p.visit_id = 5 GROUP BY method",
+    )
     assert sorted(methods) == [("asymmetry", 3), ("gan", 3)]
     import json
 
@@ -352,14 +373,18 @@ def test_gan_method_records_each_photo_from_the_writer_thread(study_copy: Path, 
     _check_consistent(study_copy)
     again = runner.invoke(app, ["study", "score", "5", folder, *gan, "--batch", "1", "--db", str(study_copy)])
     assert "Scored 0 photo(s); 3 already" in again.output  # batch changes speed, not the score
-    with_several = runner.invoke(app, ["study", "outcomes", "--db", str(study_copy), "--out", str(study_copy.parent / "o")])
+    with_several = runner.invoke(
+        app, ["study", "outcomes", "--db", str(study_copy), "--out", str(study_copy.parent / "o")]
+    )
     assert with_several.exit_code == 1 and "choose one with --method" in with_several.output
 
 
-def test_a_full_disk_while_storing_leaves_no_row_behind(study_copy: Path, tmp_path: Path, local_faces: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_full_disk_while_storing_leaves_no_row_behind(
+    study_copy: Path, tmp_path: Path, local_faces: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import errno
 
-    from cleftscore.pipeline import PipelineSettings, score_photos
+    from cleftscore.run.pipeline import PipelineSettings, score_photos
     from cleftscore.study import ingest
     from cleftscore.study.db import open_study
 
@@ -393,7 +418,11 @@ def test_a_full_disk_while_storing_leaves_no_row_behind(study_copy: Path, tmp_pa
 
 def test_unknown_visit_stops_before_any_work(study_copy: Path, photo_sets: dict) -> None:
     before = _counts(study_copy)
-    for args in (["score", "99", str(photo_sets["P001", 0][0]), *ASYM], ["import-run", "99", str(study_copy.parent)], ["show", "P404"]):
+    for args in (
+        ["score", "99", str(photo_sets["P001", 0][0]), *ASYM],
+        ["import-run", "99", str(study_copy.parent)],
+        ["show", "P404"],
+    ):
         result = runner.invoke(app, ["study", *args, "--db", str(study_copy)])
         assert result.exit_code == 1 and len(result.output.strip().splitlines()) == 1, result.output
         assert "no visit 99" in result.output or "no patient 'P404'" in result.output
@@ -402,17 +431,21 @@ def test_unknown_visit_stops_before_any_work(study_copy: Path, photo_sets: dict)
 
 
 def test_importing_a_run_folder(study_copy: Path, tmp_path: Path, local_faces: Path) -> None:
-    from cleftscore.pipeline import PipelineSettings, score_photos
+    from cleftscore.run.pipeline import PipelineSettings, score_photos
 
     d = ["--db", str(study_copy)]
     _ok(["study", "add-visit", "P002", "--date", "2026-11-20", "--phase", "follow-up", *d])
     originals = tmp_path / "originals"
     originals.mkdir()
     for k in range(2):
-        _variant(_sample("two_faces_laughing_glasses_headtilt.jpg", local_faces), 20 + k).save(originals / f"late_{k}.jpg", quality=93)
+        _variant(_sample("two_faces_laughing_glasses_headtilt.jpg", local_faces), 20 + k).save(
+            originals / f"late_{k}.jpg", quality=93
+        )
     (originals / "broken.jpg").write_bytes(b"not an image")
     run = tmp_path / "run"
-    results = score_photos(sorted(originals.iterdir()), PipelineSettings(method="asymmetry", size=int(SIZE)), out_dir=run)
+    results = score_photos(
+        sorted(originals.iterdir()), PipelineSettings(method="asymmetry", size=int(SIZE)), out_dir=run
+    )
     by_name = {Path(r.file).name: r for r in results}
     # The originals moved since the run: --photos says where they are now.
     moved = tmp_path / "moved"
@@ -422,11 +455,14 @@ def test_importing_a_run_folder(study_copy: Path, tmp_path: Path, local_faces: P
     result = runner.invoke(app, ["study", "import-run", "8", str(run), "--photos", str(moved), *d])
     assert result.exit_code == 1  # broken.jpg failed in the run, and says so
     assert "Imported 2 photo(s)" in result.output and "broken.jpg" in result.output
-    rows = _query(study_copy, "SELECT ph.original_name, s.score FROM scores s JOIN photos ph ON s.photo_id = ph.id WHERE ph.visit_id = 8")
-    assert {n: s for n, s in rows} == pytest.approx({n: by_name[n].score for n in ("late_0.jpg", "late_1.jpg")})
+    rows = _query(
+        study_copy,
+        "SELECT ph.original_name, s.score FROM scores s JOIN photos ph ON s.photo_id = ph.id WHERE ph.visit_id = 8",
+    )
+    assert dict(rows) == pytest.approx({n: by_name[n].score for n in ("late_0.jpg", "late_1.jpg")})
     again = runner.invoke(app, ["study", "import-run", "8", str(run), "--photos", str(moved), *d])
     assert "Imported 0 photo(s); 2 already" in again.output
-    from cleftscore.runfolder import LOCK_FILE
+    from cleftscore.run.folder import LOCK_FILE
 
     busy = subprocess.Popen([sys.executable, "-c", "import fcntl, sys, time; f = open(sys.argv[1], 'a'); "
                              "fcntl.flock(f, fcntl.LOCK_EX); f.write('4242'); f.flush(); print('locked', flush=True); time.sleep(60)",
@@ -437,7 +473,11 @@ def test_importing_a_run_folder(study_copy: Path, tmp_path: Path, local_faces: P
     finally:
         busy.kill()
         busy.wait()
-    assert refused.exit_code == 1 and "another cleftscore run" in refused.output and len(refused.output.strip().splitlines()) == 1
+    assert (
+        refused.exit_code == 1
+        and "another cleftscore run" in refused.output
+        and len(refused.output.strip().splitlines()) == 1
+    )
     _check_consistent(study_copy)
 
 
@@ -469,7 +509,9 @@ def test_stored_copy_of_the_exif_rotated_photo_is_upright_without_metadata(tmp_p
         assert b"Exif" not in stored.read_bytes() and b"GPS" not in stored.read_bytes()
 
 
-def test_the_rotated_photo_scored_into_a_visit_is_stored_upright_without_exif(study_copy: Path, local_faces: Path) -> None:
+def test_the_rotated_photo_scored_into_a_visit_is_stored_upright_without_exif(
+    study_copy: Path, local_faces: Path
+) -> None:
     from PIL import ImageOps
 
     d = ["--db", str(study_copy)]
@@ -484,7 +526,9 @@ def test_the_rotated_photo_scored_into_a_visit_is_stored_upright_without_exif(st
 
 
 @pytest.mark.slow  # a fresh interpreter imports torch and dlib: about 10 s of CPU
-def test_sigkill_during_a_scoring_run_leaves_a_consistent_rerunnable_study(study_copy: Path, tmp_path: Path, local_faces: Path) -> None:
+def test_sigkill_during_a_scoring_run_leaves_a_consistent_rerunnable_study(
+    study_copy: Path, tmp_path: Path, local_faces: Path
+) -> None:
     d = _follow_up_visit(study_copy)
     n = 8
     folder = _photo_folder(tmp_path / "many", local_faces, n, 30)
@@ -517,7 +561,9 @@ def test_sigkill_during_a_scoring_run_leaves_a_consistent_rerunnable_study(study
 def test_check_finds_changed_missing_and_unreferenced_files(study_copy: Path) -> None:
     files = Path(str(study_copy) + ".files")
     d = ["--db", str(study_copy)]
-    assert runner.invoke(app, ["study", "check", *d]).output.strip() == "OK; 0 unreferenced file(s) (--clean removes them)"
+    assert (
+        runner.invoke(app, ["study", "check", *d]).output.strip() == "OK; 0 unreferenced file(s) (--clean removes them)"
+    )
     import json
 
     (stored, other) = (row[0] for row in _query(study_copy, "SELECT stored_path FROM photos LIMIT 2"))
@@ -532,12 +578,18 @@ def test_check_finds_changed_missing_and_unreferenced_files(study_copy: Path) ->
     assert result.exit_code == 1
     problems = [line for line in result.output.splitlines() if line.startswith("problem:")]
     assert len(problems) == 3 and "3 problem(s); 1 unreferenced file(s) removed" in result.output
-    assert "has changed" in problems[0] and "stored copy" in problems[1] and "picture heatmap.png of score 1 is missing" in problems[2]
+    assert (
+        "has changed" in problems[0]
+        and "stored copy" in problems[1]
+        and "picture heatmap.png of score 1 is missing" in problems[2]
+    )
     assert not stray.exists() and (files / stored).exists()  # referenced files are never removed
 
 
 @pytest.mark.slow
-def test_ctrl_c_during_a_scoring_run_keeps_what_was_recorded(study_copy: Path, tmp_path: Path, local_faces: Path) -> None:
+def test_ctrl_c_during_a_scoring_run_keeps_what_was_recorded(
+    study_copy: Path, tmp_path: Path, local_faces: Path
+) -> None:
     d = _follow_up_visit(study_copy)
     folder = _photo_folder(tmp_path / "many", local_faces, 8, 50)
     before = _counts(study_copy)
@@ -554,7 +606,9 @@ def test_ctrl_c_during_a_scoring_run_keeps_what_was_recorded(study_copy: Path, t
 
 
 @pytest.mark.slow
-def test_two_processes_scoring_the_same_photos_record_each_once(study_copy: Path, tmp_path: Path, local_faces: Path) -> None:
+def test_two_processes_scoring_the_same_photos_record_each_once(
+    study_copy: Path, tmp_path: Path, local_faces: Path
+) -> None:
     d = _follow_up_visit(study_copy)
     folder = _photo_folder(tmp_path / "same", local_faces, 4, 60)
     before = _counts(study_copy)
@@ -562,5 +616,8 @@ def test_two_processes_scoring_the_same_photos_record_each_once(study_copy: Path
     outputs = [p.communicate(timeout=300) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outputs
     assert _counts(study_copy) == (before[0], before[1], before[2] + 4, before[3] + 4)
-    assert _query(study_copy, "SELECT COUNT(*) FROM (SELECT photo_id FROM scores GROUP BY photo_id, settings_key HAVING COUNT(*) > 1)") == [(0,)]
+    assert _query(
+        study_copy,
+        "SELECT COUNT(*) FROM (SELECT photo_id FROM scores GROUP BY photo_id, settings_key HAVING COUNT(*) > 1)",
+    ) == [(0,)]
     _check_consistent(study_copy)

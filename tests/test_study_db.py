@@ -207,9 +207,13 @@ def test_cli_date_and_unknown_patient_are_one_line(tmp_path: Path) -> None:
     db = str(tmp_path / "s.sqlite")
     assert runner.invoke(app, ["study", "init", "--db", db]).exit_code == 0
     assert runner.invoke(app, ["study", "add-patient", "P001", "--db", db]).exit_code == 0
-    bad_date = runner.invoke(app, ["study", "add-visit", "P001", "--date", "14/03/2026", "--phase", "pre-op", "--db", db])
+    bad_date = runner.invoke(
+        app, ["study", "add-visit", "P001", "--date", "14/03/2026", "--phase", "pre-op", "--db", db]
+    )
     assert bad_date.exit_code == 1 and "YYYY-MM-DD" in bad_date.output
-    unknown = runner.invoke(app, ["study", "add-visit", "P002", "--date", "2026-03-14", "--phase", "pre-op", "--db", db])
+    unknown = runner.invoke(
+        app, ["study", "add-visit", "P002", "--date", "2026-03-14", "--phase", "pre-op", "--db", db]
+    )
     assert unknown.exit_code == 1 and "no patient 'P002'" in unknown.output
     assert len(unknown.output.strip().splitlines()) == 1
     ok = runner.invoke(app, ["study", "add-visit", "P001", "--date", "2026-03-14", "--phase", "pre-op", "--db", db])
@@ -234,7 +238,9 @@ def test_export_of_an_empty_study_has_headers(tmp_path: Path) -> None:
         assert header == ",".join(COLUMNS[path.stem])
 
 
-def test_missing_gan_weights_are_one_line_pointing_to_the_asymmetry_method(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_missing_gan_weights_are_one_line_pointing_to_the_asymmetry_method(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from PIL import Image
 
     monkeypatch.setenv("CLEFTSCORE_CACHE", str(tmp_path / "cache"))

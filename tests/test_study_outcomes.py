@@ -17,7 +17,14 @@ from cleftscore.study.outcomes import compute_outcomes
 _SETTINGS = {"a": {"method": "asymmetry", "size": 128}, "b": {"method": "asymmetry", "size": 256}}
 
 
-def _add(study: Study, code: str, visits: list[tuple[str, str, list[float]]], *, settings: str = "a", method: str = "asymmetry") -> None:
+def _add(
+    study: Study,
+    code: str,
+    visits: list[tuple[str, str, list[float]]],
+    *,
+    settings: str = "a",
+    method: str = "asymmetry",
+) -> None:
     """A patient with visits (date, phase, photo scores); each score a new photo."""
     with study.transaction() as s:
         patient = s.query(Patient).filter_by(code=code).one_or_none()
@@ -67,14 +74,25 @@ def test_patients_without_a_pre_op_or_later_visit_are_named_in_the_notes(study: 
     assert [c.code for c in out.changes] == ["P1"]
     assert any("P2: no scored pre-op visit" in n for n in out.notes)
     assert any("P3: no scored visit after the pre-op visit" in n for n in out.notes)
-    assert out.cohort.mean_change == pytest.approx(0.4) and out.cohort.p_value is None and "needs 2 or more" in out.cohort.note
+    assert (
+        out.cohort.mean_change == pytest.approx(0.4)
+        and out.cohort.p_value is None
+        and "needs 2 or more" in out.cohort.note
+    )
 
 
 def test_cohort_statistics_are_scipy_paired_tests(study: Study) -> None:
     rng = np.random.default_rng(1)
     for k in range(6):
         pre = float(rng.normal(0.5, 0.2))
-        _add(study, f"P{k}", [("2026-01-01", "pre-op", [pre, pre + 0.1]), ("2026-06-01", "post-op", [pre + 0.3 + 0.1 * k, pre + 0.4 + 0.1 * k])])
+        _add(
+            study,
+            f"P{k}",
+            [
+                ("2026-01-01", "pre-op", [pre, pre + 0.1]),
+                ("2026-06-01", "post-op", [pre + 0.3 + 0.1 * k, pre + 0.4 + 0.1 * k]),
+            ],
+        )
     out = compute_outcomes(study, n_boot=500)
     co = out.cohort
     before, after = np.array(co.before), np.array(co.later)
@@ -88,7 +106,11 @@ def test_cohort_statistics_are_scipy_paired_tests(study: Study) -> None:
 
 def test_identical_changes_give_no_test(study: Study) -> None:
     for k in range(3):
-        _add(study, f"P{k}", [("2026-01-01", "pre-op", [0.2 * k, 0.2 * k]), ("2026-06-01", "post-op", [0.2 * k + 0.5] * 2)])
+        _add(
+            study,
+            f"P{k}",
+            [("2026-01-01", "pre-op", [0.2 * k, 0.2 * k]), ("2026-06-01", "post-op", [0.2 * k + 0.5] * 2)],
+        )
     co = compute_outcomes(study, n_boot=500).cohort
     assert co.mean_change == pytest.approx(0.5) and co.p_value is None and "same amount" in co.note
 
@@ -127,8 +149,15 @@ def test_cli_says_when_no_ci_is_possible_and_plots_without_thumbnails(study: Stu
     _add(study, "P1", [("2026-01-01", "pre-op", [0.1, 0.2]), ("2026-03-01", "post-op", [0.5])])
     _add(study, "P2", [("2026-01-01", "pre-op", [0.3, 0.4]), ("2026-03-01", "post-op", [0.6, 0.8])])
     out = tmp_path / "out"
-    result = CliRunner().invoke(app, ["study", "outcomes", "--db", str(study.path), "--out", str(out), "--n-boot", "500"], env={"COLUMNS": "200"})
+    result = CliRunner().invoke(
+        app,
+        ["study", "outcomes", "--db", str(study.path), "--out", str(out), "--n-boot", "500"],
+        env={"COLUMNS": "200"},
+    )
     assert result.exit_code == 0, result.output
-    assert "P1 visit 2 (2026-03-01 post-op, +59 d): change +0.3500 (one photo at visit 2: no CI is possible" in result.output
+    assert (
+        "P1 visit 2 (2026-03-01 post-op, +59 d): change +0.3500 (one photo at visit 2: no CI is possible"
+        in result.output
+    )
     assert "P2 visit 4 (2026-03-01 post-op, +59 d): change +0.3500 (95% CI" in result.output
     assert sorted(p.name for p in out.iterdir()) == ["cohort.png", "outcomes.csv", "timeline_P1.png", "timeline_P2.png"]

@@ -40,7 +40,9 @@ def _h(app) -> dict[str, str]:
     return {"X-CSRF-Token": app.state.ctx.guard.csrf_token}
 
 
-def _patient_and_visit(client: TestClient, app, code: str = "P001", date: str = "2026-01-10", phase: str = "pre-op") -> int:
+def _patient_and_visit(
+    client: TestClient, app, code: str = "P001", date: str = "2026-01-10", phase: str = "pre-op"
+) -> int:
     if client.get(f"/api/patients/{code}").status_code == 404:
         assert client.post("/api/patients", json={"code": code}, headers=_h(app)).status_code == 201
     r = client.post(f"/api/patients/{code}/visits", json={"date": date, "phase": phase}, headers=_h(app))
@@ -83,7 +85,9 @@ def idle(db: Path) -> Iterator[tuple[TestClient, object]]:
 
 
 @pytest.fixture(scope="module")
-def scored(tmp_path_factory: pytest.TempPathFactory, local_faces: Path) -> Iterator[tuple[TestClient, object, list[int]]]:
+def scored(
+    tmp_path_factory: pytest.TempPathFactory, local_faces: Path
+) -> Iterator[tuple[TestClient, object, list[int]]]:
     """A running app with patient P001: a pre-op visit (two photos) and a post-op visit (one), all scored."""
     app = _app(tmp_path_factory.mktemp("web") / "study.sqlite")
     with TestClient(app, base_url=BASE) as client:
@@ -101,6 +105,7 @@ def scored(tmp_path_factory: pytest.TempPathFactory, local_faces: Path) -> Itera
 
 
 # ------------------------------------------------------------------------------ pages and jobs
+
 
 def test_uploaded_photos_are_scored_into_the_visit_and_shown(scored) -> None:
     client, app, (pre, post) = scored
@@ -132,7 +137,9 @@ def test_csv_report_comparison_and_patient_pages(scored) -> None:
     assert 'id="column-1"' in compare and 'id="column-2"' in compare and "grayscale_tiny_128px_portrait.jpg" in compare
     patient = client.get("/patients/P001").text
     assert f"/visits/{post}" in patient and "timeline.png" in patient
-    assert "no CI is possible" in patient or "to +" in patient or "to -" in patient  # the change row of the post-op visit
+    assert (
+        "no CI is possible" in patient or "to +" in patient or "to -" in patient
+    )  # the change row of the post-op visit
     png = client.get("/patients/P001/timeline.png")
     assert png.status_code == 200 and png.content[:8] == b"\x89PNG\r\n\x1a\n"
     assert client.get("/patients/P001/timeline.png").content == png.content and len(app.state.ctx.timelines) == 1
@@ -176,11 +183,15 @@ def test_restart_keeps_finished_results_and_marks_unfinished_jobs_interrupted(db
     first = _app(db)
     with TestClient(first, base_url=BASE) as client:
         visit = _patient_and_visit(client, first)
-        done = client.post(f"/api/visits/{visit}/jobs", files=_files(local_faces, FACE_A), headers=_h(first)).json()["id"]
+        done = client.post(f"/api/visits/{visit}/jobs", files=_files(local_faces, FACE_A), headers=_h(first)).json()[
+            "id"
+        ]
         assert _wait(client, done)["photos"][0]["status"] == "scored"
     stopped = _app(db, start_worker=False)  # a server that dies before it scores its job
     with TestClient(stopped, base_url=BASE) as client:
-        pending = client.post(f"/api/visits/{visit}/jobs", files=_files(local_faces, FACE_B), headers=_h(stopped)).json()["id"]
+        pending = client.post(
+            f"/api/visits/{visit}/jobs", files=_files(local_faces, FACE_B), headers=_h(stopped)
+        ).json()["id"]
         assert client.get(f"/api/jobs/{pending}").json()["status"] == "queued"
     again = _app(db)
     with TestClient(again, base_url=BASE) as client:
@@ -211,12 +222,15 @@ def test_cancel_a_queued_job_then_run_it_again(idle, local_faces: Path) -> None:
 def test_gan_is_refused_with_the_reason_when_its_weights_are_missing(idle, local_faces: Path) -> None:
     client, app = idle
     visit = _patient_and_visit(client, app)
-    r = client.post(f"/api/visits/{visit}/jobs", files=_files(local_faces, FACE_A), data={"method": "gan"}, headers=_h(app))
+    r = client.post(
+        f"/api/visits/{visit}/jobs", files=_files(local_faces, FACE_A), data={"method": "gan"}, headers=_h(app)
+    )
     assert r.status_code == 409 and "needs model weights" in r.json()["detail"] and "asymmetry" in r.json()["detail"]
     assert client.get("/api/methods").json()[1] == {"name": "gan", "available": False, "reason": NO_GAN.reason}
 
 
 # ------------------------------------------------------------------------------ safety
+
 
 def test_a_public_host_without_a_token_refuses_to_start(db: Path) -> None:
     with pytest.raises(WebConfigError, match="needs an access token"):
@@ -239,7 +253,10 @@ def test_the_token_is_made_once_and_stored_only_as_its_hash(tmp_path: Path) -> N
 
 def test_a_public_host_asks_every_request_for_the_token(db: Path) -> None:
     token = "correct horse battery staple"
-    app = create_app(WebSettings(db=db, host="0.0.0.0", token_hash=hash_token(token), extra_hosts=("lab-pc",), start_worker=False), gan=NO_GAN)
+    app = create_app(
+        WebSettings(db=db, host="0.0.0.0", token_hash=hash_token(token), extra_hosts=("lab-pc",), start_worker=False),
+        gan=NO_GAN,
+    )
     with TestClient(app, base_url="http://lab-pc:8765") as client:
         assert client.get("/api/patients").status_code == 401
         r = client.get("/", follow_redirects=False)
@@ -303,7 +320,11 @@ def test_an_oversized_upload_gets_a_clear_message_and_nothing_is_stored(db: Path
         visit = _patient_and_visit(client, app)
         r = client.post(f"/api/visits/{visit}/jobs", files=_files(local_faces, FACE_A), headers=_h(app))
         assert r.status_code == 413
-        assert "over the limit" in r.json()["detail"][0] and FACE_A in r.json()["detail"][0] and "Nothing was stored" in r.json()["detail"][-1]
+        assert (
+            "over the limit" in r.json()["detail"][0]
+            and FACE_A in r.json()["detail"][0]
+            and "Nothing was stored" in r.json()["detail"][-1]
+        )
         r = client.post(f"/api/visits/{visit}/jobs", files=_files(local_faces, FACE_B, FACE_B, FACE_B), headers=_h(app))
         assert r.status_code == 413  # three photos, two allowed (or the body limit before it)
         assert _stored_anything(db) == (0, [])
@@ -338,9 +359,8 @@ def test_uploads_are_recognised_by_content_not_by_name(tmp_path: Path) -> None:
 
 
 def test_serve_on_a_public_host_warns_and_prints_the_token_once(db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from typer.testing import CliRunner
-
     import uvicorn
+    from typer.testing import CliRunner
 
     from cleftscore.cli import app as cli
 
@@ -371,9 +391,17 @@ def test_a_chunked_upload_past_the_limit_is_stopped_while_it_arrives(db: Path) -
                 yield b"\xff" * 65536
             yield b"\r\n--XyZ--\r\n"
 
-        r = client.post(f"/api/visits/{visit}/jobs", content=body(), headers={**_h(app), "Content-Type": "multipart/form-data; boundary=XyZ"})
+        r = client.post(
+            f"/api/visits/{visit}/jobs",
+            content=body(),
+            headers={**_h(app), "Content-Type": "multipart/form-data; boundary=XyZ"},
+        )
         assert r.request.headers.get("transfer-encoding") == "chunked"
-        assert r.status_code == 413 and "over the limit" in r.json()["detail"] and "nothing was stored" in r.json()["detail"]
+        assert (
+            r.status_code == 413
+            and "over the limit" in r.json()["detail"]
+            and "nothing was stored" in r.json()["detail"]
+        )
         assert _stored_anything(db) == (0, [])
 
 
@@ -381,7 +409,9 @@ def test_a_server_stopping_mid_job_leaves_every_photo_scored_or_interrupted(db: 
     app = _app(db)
     with TestClient(app, base_url=BASE) as client:
         visit = _patient_and_visit(client, app)
-        job = client.post(f"/api/visits/{visit}/jobs", files=_files(local_faces, FACE_A, FACE_B), headers=_h(app)).json()["id"]
+        job = client.post(
+            f"/api/visits/{visit}/jobs", files=_files(local_faces, FACE_A, FACE_B), headers=_h(app)
+        ).json()["id"]
     # the server has stopped (lifespan ended) at whatever point the job had reached
     state = ServerState(db.with_name(db.name + ".files") / "web" / "server.sqlite")
     after = state.job(job)
@@ -407,7 +437,9 @@ def test_gan_jobs_run_when_the_generator_is_there(db: Path, local_faces: Path, t
     with TestClient(app, base_url=BASE) as client:
         visit = _patient_and_visit(client, app)
         assert 'value="gan"' in client.get(f"/visits/{visit}").text
-        job = client.post(f"/api/visits/{visit}/jobs", files=_files(local_faces, FACE_A), data={"method": "gan"}, headers=_h(app)).json()
+        job = client.post(
+            f"/api/visits/{visit}/jobs", files=_files(local_faces, FACE_A), data={"method": "gan"}, headers=_h(app)
+        ).json()
         final = _wait(client, job["id"])
         assert final["status"] == "done" and final["photos"][0]["status"] == "scored", final
         (photo,) = client.get(f"/api/visits/{visit}").json()["photo_list"]
@@ -428,7 +460,9 @@ def test_a_photo_without_a_face_fails_with_its_own_name_and_the_rest_is_scored(d
         final = _wait(client, client.post(f"/api/visits/{visit}/jobs", files=files, headers=_h(app)).json()["id"])
         wall, face = final["photos"]
         assert final["status"] == "done" and "1 photo(s) failed" in final["message"]
-        assert wall["status"] == "failed" and wall["message"].startswith("wall.jpg: ") and "uploads" not in wall["message"]
+        assert (
+            wall["status"] == "failed" and wall["message"].startswith("wall.jpg: ") and "uploads" not in wall["message"]
+        )
         assert face["status"] == "scored"
         assert "wall.jpg" in client.get(f"/visits/{visit}").text
 
@@ -436,9 +470,11 @@ def test_a_photo_without_a_face_fails_with_its_own_name_and_the_rest_is_scored(d
 def test_a_patient_with_twenty_visits_lists_them_all_in_date_order(idle) -> None:
     client, app = idle
     for k in range(20):
-        _patient_and_visit(client, app, date=f"2026-{1 + k // 2:02d}-{1 + 14 * (k % 2):02d}", phase="pre-op" if k < 2 else "follow-up")
+        _patient_and_visit(
+            client, app, date=f"2026-{1 + k // 2:02d}-{1 + 14 * (k % 2):02d}", phase="pre-op" if k < 2 else "follow-up"
+        )
     page = client.get("/patients/P001").text
-    rows = page.split('<table id="visits">', 1)[1].split("</table>", 1)[0].count("<tr><td><a href=\"/visits/")
+    rows = page.split('<table id="visits">', 1)[1].split("</table>", 1)[0].count('<tr><td><a href="/visits/')
     assert rows == 20
     dates = [v["date"] for v in client.get("/api/patients/P001/visits").json()]
     assert dates == sorted(dates) and len(dates) == 20

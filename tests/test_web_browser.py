@@ -40,7 +40,10 @@ def server(tmp_path: Path) -> Iterator[str]:
     from cleftscore.web.app import MethodChoice, create_app
     from cleftscore.web.settings import WebSettings
 
-    app = create_app(WebSettings(db=tmp_path / "study.sqlite", port=0, size=128), gan=MethodChoice("gan", False, "no weights in the tests"))
+    app = create_app(
+        WebSettings(db=tmp_path / "study.sqlite", port=0, size=128),
+        gan=MethodChoice("gan", False, "no weights in the tests"),
+    )
     srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
     thread = threading.Thread(target=srv.run, daemon=True)
     thread.start()
@@ -105,7 +108,9 @@ def test_a_clinician_scores_two_visits_and_compares_them(server: str, local_face
         with page.expect_download() as info:
             page.click("#csv-link")
         csv = Path(info.value.path()).read_bytes().decode("utf-8-sig").strip().splitlines()
-        assert len(csv) == 3 and csv[0].startswith("patient,visit_id") and all(",asymmetry,mouth," in r for r in csv[1:])
+        assert (
+            len(csv) == 3 and csv[0].startswith("patient,visit_id") and all(",asymmetry,mouth," in r for r in csv[1:])
+        )
 
         # the second visit, its photo dropped onto the drop zone
         page.goto(server + "/patients/P001")
@@ -115,12 +120,15 @@ def test_a_clinician_scores_two_visits_and_compares_them(server: str, local_face
         page.click("#add-visit button")
         page.wait_for_url(lambda url: url.startswith(server + "/visits/") and url != pre)
         data = base64.b64encode((local_faces / "grayscale_tiny_128px_portrait.jpg").read_bytes()).decode()
-        dropped = page.evaluate_handle("""(b64) => {
+        dropped = page.evaluate_handle(
+            """(b64) => {
             const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
             const dt = new DataTransfer();
             dt.items.add(new File([bytes], "grayscale_tiny_128px_portrait.jpg", { type: "image/jpeg" }));
             return dt;
-        }""", data)
+        }""",
+            data,
+        )
         page.dispatch_event("#dropzone", "drop", {"dataTransfer": dropped})
         assert page.inner_text("#chosen") == "grayscale_tiny_128px_portrait.jpg"
         page.select_option("#roi", "face")
@@ -133,7 +141,10 @@ def test_a_clinician_scores_two_visits_and_compares_them(server: str, local_face
         assert page.locator("#visits tbody tr").count() == 2
         page.click("#compare-form button")
         page.wait_for_url("**/compare?*")
-        assert page.locator("#column-1 figure.viewer").count() == 2 and page.locator("#column-2 figure.viewer").count() == 1
+        assert (
+            page.locator("#column-1 figure.viewer").count() == 2
+            and page.locator("#column-2 figure.viewer").count() == 1
+        )
         assert "Millard rotation-advancement" in page.inner_text("#column-2")
         browser.close()
     foreign = [u for u in requests if not u.startswith(server + "/") and not u.startswith(("data:", "blob:"))]

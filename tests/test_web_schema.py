@@ -8,7 +8,6 @@ checks queue jobs without scoring anything; the number of examples is bounded.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -26,13 +25,22 @@ def web_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
     from fastapi.testclient import TestClient
 
     # "testserver" is the host name schemathesis's ASGI client sends.
-    settings_ = WebSettings(db=tmp_path_factory.mktemp("fuzz") / "study.sqlite", start_worker=False, max_file_bytes=200_000,
-                            extra_hosts=("testserver",))
+    settings_ = WebSettings(
+        db=tmp_path_factory.mktemp("fuzz") / "study.sqlite",
+        start_worker=False,
+        max_file_bytes=200_000,
+        extra_hosts=("testserver",),
+    )
     app = create_app(settings_, gan=NO_GAN)
     with TestClient(app, base_url="http://127.0.0.1") as client:  # lifespan on; a patient and visit to find
         h = {"X-CSRF-Token": app.state.ctx.guard.csrf_token}
         assert client.post("/api/patients", json={"code": "P001"}, headers=h).status_code == 201
-        assert client.post("/api/patients/P001/visits", json={"date": "2026-01-10", "phase": "pre-op"}, headers=h).status_code == 201
+        assert (
+            client.post(
+                "/api/patients/P001/visits", json={"date": "2026-01-10", "phase": "pre-op"}, headers=h
+            ).status_code
+            == 201
+        )
         yield app
 
 
@@ -48,7 +56,9 @@ def test_no_endpoint_answers_with_a_server_error(web_app) -> None:
         operation = result.ok()
 
         @given(case=operation.as_strategy())
-        @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True, database=None)
+        @settings(
+            max_examples=25, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True, database=None
+        )
         def fuzz(case) -> None:
             # An empty file list cannot be told from a missing one in multipart, so schemathesis's
             # "positive data accepted" check cannot hold for the upload; every other check runs.

@@ -14,14 +14,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import numpy as np
 import pytest
 import torch
-from conftest import LOCAL_GOLDEN
 from typer.testing import CliRunner
 
 import nvidia_pickles as NP
 from cleftscore import weights as W
-from cleftscore.gan.config import GeneratorConfig
 from cleftscore.cli import app
 from cleftscore.errors import CheckpointError, DownloadError, WeightsMissingError
+from cleftscore.gan.config import GeneratorConfig
+from conftest import LOCAL_GOLDEN
 
 T32 = GeneratorConfig(z_dim=64, w_dim=64, img_resolution=32, mapping_layers=2, channel_base=512, channel_max=64,
                       num_fp16_res=0, conv_clamp=None)  # fmt: skip
@@ -236,7 +236,10 @@ def test_fetch_never_caches_a_file_that_does_not_load(tmp_path, server, case: st
     server.files[path] = PAYLOAD
     server.no_length.discard(path)
     got = W.fetch(entry, cache_dir=tmp_path, progress=False)
-    assert got.read_bytes() == PAYLOAD and _cache_files(tmp_path) == ["stylegan2-ada-ffhq.pkl", "stylegan2-ada-ffhq.pkl.sha256"]
+    assert got.read_bytes() == PAYLOAD and _cache_files(tmp_path) == [
+        "stylegan2-ada-ffhq.pkl",
+        "stylegan2-ada-ffhq.pkl.sha256",
+    ]
 
 
 def test_fetch_vgg16_is_checked_by_its_tensor_shapes(tmp_path, server) -> None:
@@ -401,7 +404,9 @@ def test_cli_verify_garbage_is_one_line_exit_1(tmp_path) -> None:
 def test_cli_fetch_offline_one_line_under_30s(tmp_path) -> None:
     url = f"http://127.0.0.1:{_closed_port()}/ffhq.pkl"
     t0 = time.monotonic()
-    result = runner.invoke(app, ["weights", "fetch", "ffhq", "--url", url, "--cache-dir", str(tmp_path), "--no-progress"])
+    result = runner.invoke(
+        app, ["weights", "fetch", "ffhq", "--url", url, "--cache-dir", str(tmp_path), "--no-progress"]
+    )
     assert time.monotonic() - t0 < 30
     assert result.exit_code == 1
     lines = [line for line in result.output.splitlines() if line.strip()]
@@ -409,7 +414,9 @@ def test_cli_fetch_offline_one_line_under_30s(tmp_path) -> None:
 
 
 def test_cli_fetch_from_mirror(tmp_path, server) -> None:
-    result = runner.invoke(app, ["weights", "fetch", "ffhq", "--url", server.url + "/w.bin", "--cache-dir", str(tmp_path)])
+    result = runner.invoke(
+        app, ["weights", "fetch", "ffhq", "--url", server.url + "/w.bin", "--cache-dir", str(tmp_path)]
+    )
     assert result.exit_code == 0, result.output
     assert (tmp_path / W.REGISTRY["ffhq"].filename).read_bytes() == PAYLOAD
 

@@ -24,16 +24,16 @@ __version__ = "0.1.0"
 
 #: Public name -> module that defines it.
 _LAZY = {
-    "score_photos": "cleftscore.pipeline",
-    "rescore_run": "cleftscore.pipeline",
-    "PipelineSettings": "cleftscore.pipeline",
-    "PhotoResult": "cleftscore.pipeline",
-    "ProgressHooks": "cleftscore.pipeline",
+    "score_photos": "cleftscore.run.pipeline",
+    "rescore_run": "cleftscore.run.pipeline",
+    "PipelineSettings": "cleftscore.run.pipeline",
+    "PhotoResult": "cleftscore.run.pipeline",
+    "ProgressHooks": "cleftscore.run.pipeline",
     "GanSettings": "cleftscore.normalize.gan",
-    "ScoreSettings": "cleftscore.score",
-    "PhotoScore": "cleftscore.score",
-    "score_photo": "cleftscore.score",
-    "score_face_referenced": "cleftscore.score",
+    "ScoreSettings": "cleftscore.score.paper",
+    "PhotoScore": "cleftscore.score.paper",
+    "score_photo": "cleftscore.score.paper",
+    "score_face_referenced": "cleftscore.score.paper",
     "DifferenceSettings": "cleftscore.heatmap",
 }
 

@@ -38,9 +38,7 @@ _SSIM_DATA_RANGE = {"ycbcr": 255.0, "rgb": 255.0}
 
 def _check_colorspace(colorspace: str) -> None:
     if colorspace not in COLORSPACES:
-        raise ValueError(
-            f"colorspace must be one of {', '.join(COLORSPACES)}, got {colorspace!r}"
-        )
+        raise ValueError(f"colorspace must be one of {', '.join(COLORSPACES)}, got {colorspace!r}")
 
 
 def _check_rgb(image: np.ndarray, name: str = "image") -> np.ndarray:
@@ -62,18 +60,14 @@ def _check_rgb(image: np.ndarray, name: str = "image") -> np.ndarray:
                 "must be in [0, 1] (pass uint8 for 0..255 data, or divide by 255)"
             )
         return image.astype(np.float64)
-    raise ValueError(
-        f"{name} must be uint8 (0..255) or floating point (0..1), got dtype {image.dtype}"
-    )
+    raise ValueError(f"{name} must be uint8 (0..255) or floating point (0..1), got dtype {image.dtype}")
 
 
 def _check_pair(original: np.ndarray, normalized: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     a = _check_rgb(original, "original")
     b = _check_rgb(normalized, "normalized")
     if a.shape != b.shape:
-        raise ValueError(
-            f"original and normalized must have the same shape, got {a.shape} and {b.shape}"
-        )
+        raise ValueError(f"original and normalized must have the same shape, got {a.shape} and {b.shape}")
     return a, b
 
 
@@ -116,9 +110,7 @@ def to_colorspace(image: np.ndarray, *, colorspace: str = "ycbcr") -> np.ndarray
     return np.asarray(rgb2ycbcr(rgb), dtype=np.float64)
 
 
-def pse_map(
-    original: np.ndarray, normalized: np.ndarray, *, colorspace: str = "ycbcr"
-) -> np.ndarray:
+def pse_map(original: np.ndarray, normalized: np.ndarray, *, colorspace: str = "ycbcr") -> np.ndarray:
     """Per-pixel, per-channel squared error between two images.
 
     Parameters
@@ -140,9 +132,7 @@ def pse_map(
     return np.square(x - y).astype(np.float32)
 
 
-def ssim_map(
-    original: np.ndarray, normalized: np.ndarray, *, colorspace: str = "ycbcr"
-) -> np.ndarray:
+def ssim_map(original: np.ndarray, normalized: np.ndarray, *, colorspace: str = "ycbcr") -> np.ndarray:
     """Per-pixel, per-channel structural dissimilarity ``1 - SSIM``.
 
     Parameters
@@ -172,16 +162,12 @@ def ssim_map(
     _check_colorspace(colorspace)
     a, _ = _check_pair(original, normalized)
     if min(a.shape[:2]) < 7:
-        raise ValueError(
-            f"SSIM needs images of at least 7 x 7 pixels, got {a.shape[0]} x {a.shape[1]}"
-        )
+        raise ValueError(f"SSIM needs images of at least 7 x 7 pixels, got {a.shape[0]} x {a.shape[1]}")
     from skimage.metrics import structural_similarity
 
     x = to_colorspace(original, colorspace=colorspace)
     y = to_colorspace(normalized, colorspace=colorspace)
-    _, smap = structural_similarity(
-        x, y, channel_axis=-1, data_range=_SSIM_DATA_RANGE[colorspace], full=True
-    )
+    _, smap = structural_similarity(x, y, channel_axis=-1, data_range=_SSIM_DATA_RANGE[colorspace], full=True)
     return np.clip(1.0 - smap, 0.0, None).astype(np.float32)
 
 
@@ -221,13 +207,11 @@ def lpips_map(
         img = np.asarray(img)
         if img.dtype != np.uint8 or img.ndim != 3 or img.shape[-1] != 3:
             raise ValueError(
-                f"lpips_map needs {name} as an (H, W, 3) uint8 image, got shape "
-                f"{img.shape} dtype {img.dtype}"
+                f"lpips_map needs {name} as an (H, W, 3) uint8 image, got shape {img.shape} dtype {img.dtype}"
             )
     if original.shape != normalized.shape:
         raise ValueError(
-            f"original and normalized must have the same shape, got {original.shape} and "
-            f"{normalized.shape}"
+            f"original and normalized must have the same shape, got {original.shape} and {normalized.shape}"
         )
     if not callable(distance):
         raise ValueError("lpips_map needs a distance callable (a, b) -> (H, W) map")
@@ -311,14 +295,8 @@ class DifferenceSettings:
         if self.metric not in METRICS:
             raise ValueError(f"metric must be one of {', '.join(METRICS)}, got {self.metric!r}")
         _check_colorspace(self.colorspace)
-        if (
-            isinstance(self.erosion, bool)
-            or not isinstance(self.erosion, (int, np.integer))
-            or self.erosion < 0
-        ):
-            raise ValueError(
-                f"erosion must be an integer >= 0 (0 or 1 = off), got {self.erosion!r}"
-            )
+        if isinstance(self.erosion, bool) or not isinstance(self.erosion, (int, np.integer)) or self.erosion < 0:
+            raise ValueError(f"erosion must be an integer >= 0 (0 or 1 = off), got {self.erosion!r}")
 
 
 def difference_map(

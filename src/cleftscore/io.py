@@ -12,10 +12,16 @@ This module imports no other cleftscore module except :mod:`cleftscore.errors`.
 
 from __future__ import annotations
 
+import dataclasses
+import io
+import json
 import logging
+import math
 import os
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -23,6 +29,9 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from cleftscore.errors import ImageLoadError
 
 __all__ = [
+    "to_jsonable",
+    "write_json",
+    "write_png",
     "IMAGE_SUFFIXES",
     "atomic_write_bytes",
     "find_images",
@@ -115,9 +124,7 @@ def image_to_uint8_rgb(im: Image.Image) -> np.ndarray:
     if mode == "F":
         gray = _scale_to_uint8(np.asarray(im), full_scale=1.0)
         return np.ascontiguousarray(np.repeat(gray[..., None], 3, axis=2))
-    has_alpha = mode in ("RGBA", "LA", "PA", "RGBa", "La") or (
-        mode in ("P", "L", "RGB") and "transparency" in im.info
-    )
+    has_alpha = mode in ("RGBA", "LA", "PA", "RGBa", "La") or (mode in ("P", "L", "RGB") and "transparency" in im.info)
     if has_alpha:
         rgba = im.convert("RGBA")
         white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
@@ -196,8 +203,7 @@ def load_image(path: str | os.PathLike[str], *, max_pixels: int = 100_000_000) -
         raise ImageLoadError(f"{name}: refused as a possible decompression bomb ({exc})") from None
     except UnidentifiedImageError:
         raise ImageLoadError(
-            f"{name}: not an image file, or a format Pillow cannot read "
-            "(use JPEG, PNG, TIFF, BMP or WebP)"
+            f"{name}: not an image file, or a format Pillow cannot read (use JPEG, PNG, TIFF, BMP or WebP)"
         ) from None
     except PermissionError:
         raise ImageLoadError(f"{name}: permission denied") from None
@@ -382,3 +388,78 @@ def restore_replaced_folders(parent: str | os.PathLike[str]) -> None:
                 shutil.rmtree(item, ignore_errors=True)
         elif name.startswith(".new-") and item.is_dir():
             shutil.rmtree(item, ignore_errors=True)
+
+
+def write_png(path: str | os.PathLike, image: np.ndarray, *, compress_level: int = 1) -> Path:
+    """Write an RGB uint8 image as PNG (parent folders are created).
+
+    Parameters
+    ----------
+    path : path-like
+        Destination file.
+    image : (H, W, 3) or (H, W) ndarray of uint8
+    compress_level : int
+        zlib level 0..9. The default 1 is about 2.5x faster than Pillow's default 6 on a
+        1024 px face for files about 25 % larger (lossless either way).
+
+    Returns
+    -------
+    Path
+        The written path.
+    """
+    from PIL import Image
+
+    from cleftscore.io import atomic_write_bytes
+
+    img = np.asarray(image)
+    if img.dtype != np.uint8 or img.ndim not in (2, 3):
+        raise ValueError(f"write_png needs a uint8 (H, W[, 3]) image, got {img.shape} {img.dtype}")
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, format="PNG", compress_level=int(compress_level))
+    return atomic_write_bytes(path, buf.getvalue())
+
+
+def to_jsonable(obj: Any) -> Any:
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return to_jsonable({f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)})
+    if isinstance(obj, Mapping):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple, set, frozenset)):
+        return [to_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return to_jsonable(obj.tolist())
+    if isinstance(obj, (bool, np.bool_)):
+        return bool(obj)
+    if isinstance(obj, (int, np.integer)):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        f = float(obj)
+        return f if math.isfinite(f) else None
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
+    if obj is None or isinstance(obj, str):
+        return obj
+    return str(obj)
+
+
+def write_json(path: str | os.PathLike, data: Any) -> Path:
+    """Write JSON (UTF-8, indented); NumPy types converted, NaN/inf written as null.
+
+    Parameters
+    ----------
+    path : path-like
+        Destination file (parent folders are created).
+    data : any
+        Dicts, lists, dataclasses, NumPy scalars/arrays, paths; other objects become ``str``.
+
+    Returns
+    -------
+    Path
+        The written path.
+    """
+    from cleftscore.io import atomic_write_bytes
+
+    text = json.dumps(to_jsonable(data), indent=2, ensure_ascii=False, allow_nan=False)
+    # Write then rename, so an interrupted run never leaves a truncated record; text that
+    # cannot be encoded (a file name in a foreign encoding) is escaped, not fatal.
+    return atomic_write_bytes(path, (text + "\n").encode("utf-8", errors="backslashreplace"))

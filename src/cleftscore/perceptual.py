@@ -82,7 +82,9 @@ def load_vgg16_state_dict(path: str | Path) -> dict[str, Tensor]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any failure to unpickle is a bad file
-        raise CheckpointError(f"{path}: not a readable PyTorch state dict ({type(exc).__name__}); re-fetch it") from None
+        raise CheckpointError(
+            f"{path}: not a readable PyTorch state dict ({type(exc).__name__}); re-fetch it"
+        ) from None
     if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
         raise CheckpointError(f"{path}: expected a VGG16 state dict of tensors; re-fetch it")
     # LPIPS uses only the convolutional trunk: torchvision's full file (with the classifier)
@@ -180,7 +182,9 @@ class PerceptualDistance(torch.nn.Module):
         try:
             heads = torch.load(heads_path, map_location="cpu", weights_only=True)
         except Exception as exc:  # noqa: BLE001
-            raise CheckpointError(f"{heads_path}: LPIPS heads unreadable ({type(exc).__name__}); reinstall lpips") from None
+            raise CheckpointError(
+                f"{heads_path}: LPIPS heads unreadable ({type(exc).__name__}); reinstall lpips"
+            ) from None
         for i in range(5):
             key = f"lin{i}.model.1.weight"
             if key not in heads or heads[key].shape != net.lins[i].model[1].weight.shape:
@@ -208,7 +212,7 @@ class PerceptualDistance(torch.nn.Module):
             p.requires_grad_(False)
         self.net.eval()
 
-    def train(self, mode: bool = True) -> "PerceptualDistance":
+    def train(self, mode: bool = True) -> PerceptualDistance:
         """Keep the frozen network in eval mode whatever is asked (no dropout)."""
         super().train(mode)
         self.net.eval()
@@ -244,9 +248,11 @@ class PerceptualDistance(torch.nn.Module):
             raise ValueError("target_features must come from PerceptualDistance.features")
         out_hw = images.shape[-2:]
         total: Tensor | None = None
-        for lin, f0, f1 in zip(self.net.lins, target_features, feats):
+        for lin, f0, f1 in zip(self.net.lins, target_features, feats, strict=True):
             if f0.shape != f1.shape:
-                raise ValueError(f"feature shapes differ: {tuple(f0.shape)} vs {tuple(f1.shape)}; same image sizes needed")
+                raise ValueError(
+                    f"feature shapes differ: {tuple(f0.shape)} vs {tuple(f1.shape)}; same image sizes needed"
+                )
             d = lin((f0 - f1).square())
             if self.spatial:
                 d = F.interpolate(d, size=tuple(out_hw), mode="bilinear", align_corners=False)

@@ -19,7 +19,6 @@ import hashlib
 import http.client
 import logging
 import os
-import socket
 import urllib.error
 import urllib.request
 import warnings
@@ -291,7 +290,7 @@ def fetch(
             part.unlink(missing_ok=True)
         try:
             complete = _download(entry, part, progress=progress, timeout=timeout)
-        except (urllib.error.URLError, http.client.HTTPException, OSError, socket.timeout) as exc:
+        except (TimeoutError, urllib.error.URLError, http.client.HTTPException, OSError) as exc:
             raise DownloadError(_failure(entry, dest, exc)) from None
         _accept_download(entry, part, dest, length_known=complete)
     return dest
@@ -420,7 +419,9 @@ def _receive(entry: WeightsEntry, resp: Any, part: Path, have: int, *, progress:
         if bar is not None:
             bar[0].stop()
     if total is not None and got < total:
-        raise OSError(f"transfer interrupted at {got} of {total} bytes; partial file kept at {part}, run again to resume")
+        raise OSError(
+            f"transfer interrupted at {got} of {total} bytes; partial file kept at {part}, run again to resume"
+        )
     return total is not None
 
 
@@ -651,7 +652,12 @@ def verify_file(path: str | Path, *, cache_dir: str | Path | None = None) -> Ver
         gen_reason = str(exc).removeprefix(f"{path}: ")
         # npz, safetensors and NVIDIA network pickles can only be generators; a refusal on safety
         # or size grounds is final too (torch.load is not tried on such a file)
-        if fmt in ("npz", "safetensors") or "refused" in gen_reason or "limit" in gen_reason or _is_network_pickle(path):
+        if (
+            fmt in ("npz", "safetensors")
+            or "refused" in gen_reason
+            or "limit" in gen_reason
+            or _is_network_pickle(path)
+        ):
             raise
     kind, other_reason = _check_torch_weights(path, fmt)
     if kind is not None:

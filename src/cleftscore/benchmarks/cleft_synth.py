@@ -32,7 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
-from cleftscore.asymmetry_score import (
+from cleftscore.face.roi import roi_mask
+from cleftscore.score.asymmetry import (
     PREVIOUS_SETTINGS,
     AsymmetrySettings,
     NormativeReference,
@@ -40,7 +41,6 @@ from cleftscore.asymmetry_score import (
     intercanthal_distance,
     nasolabial_indices,
 )
-from cleftscore.face.roi import roi_mask
 
 __all__ = [
     "PERTURBATIONS",
@@ -215,7 +215,7 @@ def plant_cleft(image: np.ndarray, landmarks: np.ndarray, *, severity: int, side
     h, w = img.shape[:2]
     disp = np.zeros((h, w, 2), np.float32)
     alpha = np.zeros((h, w), np.float32)
-    for sd in (("right", "left") if side == "both" else (side,)):
+    for sd in ("right", "left") if side == "both" else (side,):
         d, a = _one_side(lm, sd, severity, (h, w))
         disp += d
         alpha = np.maximum(alpha, a)
@@ -302,7 +302,7 @@ def spearman(x: Sequence[float], y: Sequence[float]) -> tuple[float, float]:
 
 
 def _old_scorer(roi: str) -> Scorer:
-    from cleftscore.score import ScoreSettings, score_photo
+    from cleftscore.score.paper import ScoreSettings, score_photo
 
     settings = ScoreSettings(roi=roi)
 
@@ -367,7 +367,7 @@ def default_scorers(names: Sequence[str] | None = None) -> dict[str, Scorer]:
 
 
 def _mirror(face: np.ndarray, lm: np.ndarray) -> np.ndarray:
-    from cleftscore.mirror import mirror_normalize
+    from cleftscore.normalize.mirror import mirror_normalize
 
     return mirror_normalize(face, lm).image
 
@@ -496,8 +496,12 @@ def run_cleft_synth(
         "benchmark": "cleft-synth: graded cleft-like defects planted on aligned normal faces",
         "n_faces": len(faces),
         "severities": list(SEVERITIES),
-        "defect": {"height_fraction": _HEIGHT, "width_icd": _WIDTH, "nostril_widen": _WIDEN,
-                   "nostril_flatten": _FLATTEN},  # fmt: skip
+        "defect": {
+            "height_fraction": _HEIGHT,
+            "width_icd": _WIDTH,
+            "nostril_widen": _WIDEN,
+            "nostril_flatten": _FLATTEN,
+        },  # fmt: skip
         "robustness_faces": min(robustness_faces, len(faces)),
         "robustness_severities": list(robustness_severities),
         "failures": failures,
@@ -748,7 +752,7 @@ def build_reference(
         the photos of the 99th percentile of the heat map inside the settings' ROI (the
         upper-lip skin with the defaults).
     """
-    from cleftscore.asymmetry_score import score_region
+    from cleftscore.score.asymmetry import score_region
 
     st = settings or AsymmetrySettings()
     rows = [r for r in _read_labels(root) if r["set"].startswith("normal_adults")]

@@ -52,8 +52,8 @@ class DynamicsBenchSettings:
     def __post_init__(self) -> None:
         if self.dynamics_steps < max(1, self.planted.adapt_steps):
             raise ValueError("dynamics_steps must be >= 1 and >= planted.adapt_steps")
-        t, b, l, r = self.roi_box
-        if not (0 <= t < b <= 1 and 0 <= l < r <= 1):
+        t, b, left, r = self.roi_box
+        if not (0 <= t < b <= 1 and 0 <= left < r <= 1):
             raise ValueError(f"roi_box must be (top, bottom, left, right) fractions, got {self.roi_box}")
 
 
@@ -107,10 +107,10 @@ def run_dynamics(
     ps = build_planted_set(G.to(device), settings=ps_settings, device=device)
     n, r = ps.targets.shape[0], ps.resolution
     severity = np.concatenate([np.zeros(ps_settings.k, dtype=int), ps.severity])
-    t, b, l, rr = (round(f * r) for f in settings.roi_box)
+    t, b, left, rr = (round(f * r) for f in settings.roi_box)
     roi = torch.zeros((n, r, r), device=device)
-    roi[:, t:b, l:rr] = 1.0
-    covered = float(ps.masks[:, t:b, l:rr].sum() / ps.masks.sum())
+    roi[:, t:b, left:rr] = 1.0
+    covered = float(ps.masks[:, t:b, left:rr].sum() / ps.masks.sum())
 
     inv_settings = InversionSettings(steps=ps_settings.steps, loss="mse", precision=ps_settings.precision,
                                      optimize_noise=ps_settings.optimize_noise)  # fmt: skip
@@ -169,7 +169,10 @@ def run_dynamics(
         "severity": severity.tolist(),
         "curves": curves.round(5).tolist(),
         "mean_normalised_curve_by_severity": {
-            str(s): (curves[severity == s] / curves[severity == s][:, :1]).mean(axis=0)[:: max(1, settings.dynamics_steps // 30)].round(4).tolist()
+            str(s): (curves[severity == s] / curves[severity == s][:, :1])
+            .mean(axis=0)[:: max(1, settings.dynamics_steps // 30)]
+            .round(4)
+            .tolist()
             for s in range(6)
         },
         "environment": environment(device),

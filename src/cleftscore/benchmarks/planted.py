@@ -29,7 +29,18 @@ from cleftscore.gan.adapt import AdaptSettings, adapt
 from cleftscore.gan.invert import InversionSettings, invert
 from cleftscore.gan.wstats import w_stats
 
-__all__ = ["PlantedSet", "PlantedSettings", "build_planted_set", "environment", "run_planted", "plant_defect", "auroc", "prepare_generator", "BenchmarkGenerator", "SEVERITIES"]
+__all__ = [
+    "PlantedSet",
+    "PlantedSettings",
+    "build_planted_set",
+    "environment",
+    "run_planted",
+    "plant_defect",
+    "auroc",
+    "prepare_generator",
+    "BenchmarkGenerator",
+    "SEVERITIES",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -133,7 +144,9 @@ class BenchmarkGenerator(torch.nn.Module):
         return self.synthesis(ws, **kwargs)
 
 
-def prepare_generator(G: torch.nn.Module, *, noise_strength_scale: float, scale: float, shift: float) -> BenchmarkGenerator:
+def prepare_generator(
+    G: torch.nn.Module, *, noise_strength_scale: float, scale: float, shift: float
+) -> BenchmarkGenerator:
     """A copy of ``G`` with noise strengths scaled, whose images are ``scale * G + shift``.
 
     ``G`` itself is not modified.
@@ -146,7 +159,9 @@ def prepare_generator(G: torch.nn.Module, *, noise_strength_scale: float, scale:
     return BenchmarkGenerator(G2, scale=scale, shift=shift).eval()
 
 
-def plant_defect(clean: Tensor, severity: int, *, cx: int, cy: int, color: tuple[float, float, float]) -> tuple[Tensor, Tensor]:
+def plant_defect(
+    clean: Tensor, severity: int, *, cx: int, cy: int, color: tuple[float, float, float]
+) -> tuple[Tensor, Tensor]:
     """Paint a defect of ``severity`` (1..5) into ``clean`` ([3, R, R] in [-1, 1]).
 
     A notch: a vertical band (width R/16, height R/4) centred at ``(cx, cy)`` shifted down by
@@ -212,7 +227,9 @@ def _psnr(a: Tensor, b: Tensor) -> np.ndarray:
     return 10 * np.log10(4.0 / np.maximum(mse, 1e-20))
 
 
-def _stage_metrics(recon: Tensor, clean: Tensor, defective: Tensor, masks: Tensor, clean_of: np.ndarray, severity: np.ndarray, k: int) -> dict:
+def _stage_metrics(
+    recon: Tensor, clean: Tensor, defective: Tensor, masks: Tensor, clean_of: np.ndarray, severity: np.ndarray, k: int
+) -> dict:
     """Metrics for one stage; the first k rows of ``recon`` are the clean inputs."""
     from scipy.stats import spearmanr
 
@@ -381,7 +398,9 @@ def run_planted(
         ad = adapt(Gb, inv.w, inv.noises, targets, settings=ad_settings, loss_fn=loss_fn, progress=prog_a)
         t_ad = time.perf_counter() - t1
         for s in report_steps:
-            stages[f"adapt_{s}"] = _stage_metrics(ad.snapshots[s], clean, defective_t, masks_t, clean_of_a, severity_a, k)
+            stages[f"adapt_{s}"] = _stage_metrics(
+                ad.snapshots[s], clean, defective_t, masks_t, clean_of_a, severity_a, k
+            )
     final = stages[f"adapt_{report_steps[-1]}"] if settings.adapt_steps > 0 else stages["projection"]
     return {
         "benchmark": "planted",

@@ -31,8 +31,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from cleftscore.gan.accel.fused import ENV_SWITCH
 from cleftscore.gan.config import FFHQ1024, GeneratorConfig
-from cleftscore.gan.fused import ENV_SWITCH
 from cleftscore.gan.steps import WARMUP_STEPS
 
 __all__ = ["CONFIGS", "StepTiming", "run_speed", "profile_projection", "PROJECTION_STEPS", "ADAPTATION_STEPS"]
@@ -629,7 +629,9 @@ def run_speed(
                 # The first call compiles (for this batch size); time it apart from the steps.
                 t0 = time.perf_counter()
                 try:
-                    invert(G, targets[:b], settings=dataclasses.replace(settings, steps=2), loss_fn=loss_fn, w_stats=stats)
+                    invert(
+                        G, targets[:b], settings=dataclasses.replace(settings, steps=2), loss_fn=loss_fn, w_stats=stats
+                    )
                     _sync(device)
                     compile_info.append({"batch": b, "compile_and_2_steps_s": time.perf_counter() - t0, "error": None})
                 except Exception as exc:  # noqa: BLE001 - a compile failure is a result, not a crash
@@ -643,7 +645,9 @@ def run_speed(
         profile_info = None
         if profile:
             try:
-                profile_info = profile_projection(G, targets[: max(batch_sizes)], loss_fn, stats, precision=precisions[0])
+                profile_info = profile_projection(
+                    G, targets[: max(batch_sizes)], loss_fn, stats, precision=precisions[0]
+                )
             except Exception as exc:  # noqa: BLE001 - a profiler failure must not lose the timings
                 profile_info = {"error": f"{type(exc).__name__}: {str(exc)[:300]}"}
 
@@ -655,6 +659,7 @@ def run_speed(
     ref_s = _seconds_per_photo(ref_p, ref_a)
     single_s = _seconds_per_photo(single_p, single_a)
     batch_s = _seconds_per_photo(batch_p, batch_a)
+
     def ratio(a, b):
         return None if a is None or b is None or b == 0 else a / b
 
@@ -695,20 +700,31 @@ def run_speed(
         "config": config.to_dict(),
         "environment": environment(device),
         "settings": {
-            "batch_sizes": list(batch_sizes), "adapt_batch_sizes": list(adapt_batch_sizes),
-            "steps_timed": steps, "warmup_steps": warmup, "warmup_steps_requested": requested_warmup,
+            "batch_sizes": list(batch_sizes),
+            "adapt_batch_sizes": list(adapt_batch_sizes),
+            "steps_timed": steps,
+            "warmup_steps": warmup,
+            "warmup_steps_requested": requested_warmup,
             "precisions": list(precisions),
-            "adapt_engines": list(adapt_engines), "cudnn_benchmark_fast_path": bool(cudnn_benchmark),
-            "compile": bool(compile), "eager_too": bool(eager_too), "unfused_too": bool(unfused_too), "channels_last": bool(channels_last), "seed": seed, "weights": "random", "lpips_trunk": "random VGG16",
+            "adapt_engines": list(adapt_engines),
+            "cudnn_benchmark_fast_path": bool(cudnn_benchmark),
+            "compile": bool(compile),
+            "eager_too": bool(eager_too),
+            "unfused_too": bool(unfused_too),
+            "channels_last": bool(channels_last),
+            "seed": seed,
+            "weights": "random",
+            "lpips_trunk": "random VGG16",
             "setup_s": setup_s,
             "reference_mode": "fp32, batch 1, float(loss) host sync every step, default torch.optim.Adam, "
-                              "grouped (fused) modulated convolutions, cuDNN defaults",
+            "grouped (fused) modulated convolutions, cuDNN defaults",
             "fast_path": "cleftscore.gan.invert.invert / cleftscore.gan.adapt.adapt as shipped (batched, "
-                         "fused/foreach Adam, no per-step host sync, projection steps replayed as a CUDA "
-                         "graph on CUDA, fused Triton kernels for the modulated convolutions' elementwise "
-                         "stages on CUDA), cuDNN autotuning when on CUDA",
-            "peak_memory": "torch.cuda.max_memory_allocated per configuration" if device.type == "cuda"
-                           else "process peak RSS so far (CPU; monotone, upper bound)",
+            "fused/foreach Adam, no per-step host sync, projection steps replayed as a CUDA "
+            "graph on CUDA, fused Triton kernels for the modulated convolutions' elementwise "
+            "stages on CUDA), cuDNN autotuning when on CUDA",
+            "peak_memory": "torch.cuda.max_memory_allocated per configuration"
+            if device.type == "cuda"
+            else "process peak RSS so far (CPU; monotone, upper bound)",
         },  # fmt: skip
         "timings": [r.to_dict() for r in rows],
         "image_difference": image_difference,

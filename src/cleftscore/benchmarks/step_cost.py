@@ -60,7 +60,7 @@ _NO_KERNEL = frozenset({"detach", "alias", "lift_fresh", "_unsafe_view"})
 def _footprint(t: Tensor) -> int:
     """Bytes a kernel touches for ``t``: broadcast (stride-0) dimensions count once."""
     n = 1
-    for size, stride in zip(t.shape, t.stride()):
+    for size, stride in zip(t.shape, t.stride(), strict=True):
         if stride != 0:
             n *= size
     return n * t.element_size()
@@ -108,7 +108,13 @@ class _Step:
 
 def _projection_step(config: GeneratorConfig, batch: int, precision: str, device: torch.device) -> _Step:
     """The library's projection loss for a random generator and random targets on ``device``."""
-    from cleftscore.gan.invert import InversionSettings, modconv_fusion, projection_loss, resolve_precision, stack_noises
+    from cleftscore.gan.invert import (
+        InversionSettings,
+        modconv_fusion,
+        projection_loss,
+        resolve_precision,
+        stack_noises,
+    )
     from cleftscore.gan.networks import Generator
     from cleftscore.perceptual import PerceptualDistance
 
@@ -172,7 +178,10 @@ def projection_step_ops(config: GeneratorConfig, batch: int, precision: str = "f
     # (mean, variance, two in-place passes) have no meta kernels: modelled as passes over memory.
     noise_numel = sum(t.numel() for t in step.stacks)
     numel = step.w.numel() + noise_numel
-    for name, nbytes in (("_fused_adam (modelled)", 7 * 4 * numel), ("noise renormalisation (modelled)", 6 * 4 * noise_numel)):
+    for name, nbytes in (
+        ("_fused_adam (modelled)", 7 * 4 * numel),
+        ("noise renormalisation (modelled)", 6 * 4 * noise_numel),
+    ):
         rec.ops.append({"op": name, "flops": 0, "bytes": nbytes, "half": False, "phase": "optimizer"})
     return rec.ops
 
@@ -206,7 +215,9 @@ def summarize(ops: list[dict], device: DeviceModel, *, batch: int, top: int = 12
         "kernels_by_phase": {ph: sum(op["phase"] == ph for op in ops) for ph in phases},
         "gflop": sum(op["flops"] for op in ops) / 1e9,
         "gbytes": sum(op["bytes"] for op in ops) / 1e9,
-        "gbytes_per_photo_by_phase": {ph: sum(op["bytes"] for op in ops if op["phase"] == ph) / 1e9 / batch for ph in phases},
+        "gbytes_per_photo_by_phase": {
+            ph: sum(op["bytes"] for op in ops if op["phase"] == ph) / 1e9 / batch for ph in phases
+        },
         "floor_ms": floor_ms,
         "floor_ms_convolutions_and_matmuls": matmul_ms,
         "floor_ms_other_kernels": floor_ms - matmul_ms,

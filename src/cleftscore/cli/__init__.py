@@ -40,13 +40,15 @@ def _root(
 
 def _register() -> None:
     # Each module attaches its commands or sub-app to ``app``; one line per module.
-    from cleftscore.cli import align  # noqa: F401
-    from cleftscore.cli import bench  # noqa: F401
-    from cleftscore.cli import evaluate  # noqa: F401
-    from cleftscore.cli import score  # noqa: F401
-    from cleftscore.cli import serve  # noqa: F401
-    from cleftscore.cli import study  # noqa: F401
-    from cleftscore.cli import weights  # noqa: F401
+    from cleftscore.cli import (
+        align,  # noqa: F401
+        bench,  # noqa: F401
+        evaluate,  # noqa: F401
+        score,  # noqa: F401
+        serve,  # noqa: F401
+        study,  # noqa: F401
+        weights,  # noqa: F401
+    )
 
 
 _register()

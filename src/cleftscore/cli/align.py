@@ -75,7 +75,7 @@ def align_command(
     if size < 16 or size & (size - 1):
         err_console.print(f"[red]error:[/red] --size must be a power of two >= 16 (e.g. 256, 1024), got {size}")
         raise typer.Exit(code=1)
-    from cleftscore.pipeline import expand_inputs, photo_ids
+    from cleftscore.run.pipeline import expand_inputs, photo_ids
 
     files = expand_inputs(photos)
     if not files:
@@ -95,7 +95,7 @@ def align_command(
     )
     with progress:
         task = progress.add_task("aligning", total=len(files))
-        for path, stem in zip(files, stems):
+        for path, stem in zip(files, stems, strict=True):
             progress.update(task, description=f"aligning {path.name}")
             try:
                 prepared = prepare_photo(path, size=size, detector=detector.value)

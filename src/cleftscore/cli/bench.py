@@ -6,7 +6,7 @@ import json
 import logging
 import os
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -40,22 +40,25 @@ def default_planted_generator() -> Path | None:
 @bench_app.command("planted")
 def planted(
     generator: Annotated[
-        Optional[Path],
-        typer.Option("--generator", help="Generator weights (any format `weights verify` reads). "
-                     "Default: the shared golden g64 generator when present."),
+        Path | None,
+        typer.Option(
+            "--generator",
+            help="Generator weights (any format `weights verify` reads). "
+            "Default: the shared golden g64 generator when present.",
+        ),
     ] = None,
     k: Annotated[int, typer.Option("--k", min=1, help="Normal samples (each gets 5 planted defects).")] = 3,
     steps: Annotated[int, typer.Option("--steps", min=1, help="Inversion steps.")] = 300,
     adapt_steps: Annotated[int, typer.Option("--adapt-steps", min=0, help="Adaptation steps.")] = 50,
     loss: Annotated[
-        Optional[str],
+        str | None,
         typer.Option("--loss", help="mse or lpips (default: lpips when VGG16 weights are found, else mse)."),
     ] = None,
-    vgg16: Annotated[Optional[str], typer.Option("--vgg16", help="VGG16 weights file for LPIPS.")] = None,
+    vgg16: Annotated[str | None, typer.Option("--vgg16", help="VGG16 weights file for LPIPS.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of samples, defects and inversion.")] = 0,
     precision: Annotated[str, typer.Option(help="fp32, bf16, fp16 or auto.")] = "fp32",
-    device: Annotated[Optional[str], typer.Option(help="cpu or cuda (default: cuda when available).")] = None,
-    out: Annotated[Optional[Path], typer.Option("--out", help="Write the JSON report here.")] = None,
+    device: Annotated[str | None, typer.Option(help="cpu or cuda (default: cuda when available).")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Write the JSON report here.")] = None,
 ) -> None:
     """Plant graded synthetic defects into a generator's own samples and check they survive normalization.
 
@@ -72,7 +75,9 @@ def planted(
             raise typer.BadParameter(f"--loss must be mse or lpips, got {loss!r}")
         gen_path = generator or default_planted_generator()
         if gen_path is None:
-            raise WeightsMissingError("no benchmark generator: pass --generator PATH (e.g. a golden g64_state_dict.npz)")
+            raise WeightsMissingError(
+                "no benchmark generator: pass --generator PATH (e.g. a golden g64_state_dict.npz)"
+            )
         dev = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
         loss_fn = None
         chosen = loss
@@ -87,14 +92,18 @@ def planted(
                 vgg_path = None
             if vgg_path is None:
                 chosen = "mse"
-                err_console.print("VGG16 weights not found: using --loss mse (a random-weight VGG cannot drive a projection)")
+                err_console.print(
+                    "VGG16 weights not found: using --loss mse (a random-weight VGG cannot drive a projection)"
+                )
             else:
                 from cleftscore.perceptual import PerceptualDistance
 
                 chosen = "lpips"
                 loss_fn = PerceptualDistance(vgg16_weights=vgg_path).to(dev)
         G = load_generator(gen_path, device=dev)
-        settings = PlantedSettings(k=k, steps=steps, adapt_steps=adapt_steps, loss=chosen, seed=seed, precision=precision)
+        settings = PlantedSettings(
+            k=k, steps=steps, adapt_steps=adapt_steps, loss=chosen, seed=seed, precision=precision
+        )
         from rich.progress import Progress
 
         with Progress(console=err_console, transient=True) as bar:
@@ -117,7 +126,9 @@ def planted(
             )  # fmt: skip
         console.print(table)
         sp = report["seconds_per_image"]
-        console.print(f"s/image: projection {sp['projection']:.2f}, adaptation {sp['adaptation']:.2f} ({report['environment']['device']})")
+        console.print(
+            f"s/image: projection {sp['projection']:.2f}, adaptation {sp['adaptation']:.2f} ({report['environment']['device']})"
+        )
         if out is not None:
             out.parent.mkdir(parents=True, exist_ok=True)
             out.write_text(json.dumps(report, indent=2))
@@ -126,19 +137,23 @@ def planted(
 
 @bench_app.command("speed")
 def speed(
-    config: Annotated[str, typer.Option("--config", help="Architecture: ffhq1024, g256 or t64 (random weights).")] = "t64",
-    device: Annotated[Optional[str], typer.Option(help="cpu or cuda (default: cuda when available).")] = None,
+    config: Annotated[
+        str, typer.Option("--config", help="Architecture: ffhq1024, g256 or t64 (random weights).")
+    ] = "t64",
+    device: Annotated[str | None, typer.Option(help="cpu or cuda (default: cuda when available).")] = None,
     batch: Annotated[int, typer.Option("--batch", min=1, help="Batch size N of the fast path (also timed: 1).")] = 8,
     adapt_batch: Annotated[
-        Optional[int], typer.Option("--adapt-batch", min=1, help="Adaptation batch (default: --batch).")
+        int | None, typer.Option("--adapt-batch", min=1, help="Adaptation batch (default: --batch).")
     ] = None,
     steps: Annotated[int, typer.Option("--steps", min=1, help="Timed steps per configuration.")] = 10,
     warmup: Annotated[int, typer.Option("--warmup", min=1, help="Untimed warm-up steps per configuration.")] = 3,
     precision: Annotated[
-        Optional[list[str]], typer.Option("--precision", help="Fast-path precision (repeatable; default auto[, bf16 on CUDA]).")
+        list[str] | None,
+        typer.Option("--precision", help="Fast-path precision (repeatable; default auto[, bf16 on CUDA])."),
     ] = None,
     compile_step: Annotated[
-        bool, typer.Option("--compile", help="Also time the projection with torch.compile (compile time reported apart).")
+        bool,
+        typer.Option("--compile", help="Also time the projection with torch.compile (compile time reported apart)."),
     ] = False,
     eager_too: Annotated[
         bool, typer.Option("--eager-too", help="On CUDA, also time the projection without CUDA graphs.")
@@ -150,9 +165,12 @@ def speed(
         bool, typer.Option("--channels-last", help="Also time the projection with channels-last (NHWC) weights.")
     ] = False,
     profile: Annotated[
-        bool, typer.Option("--profile", help="Also list the kernels (CUDA) or operators (CPU) a projection step spends its time in.")
+        bool,
+        typer.Option(
+            "--profile", help="Also list the kernels (CUDA) or operators (CPU) a projection step spends its time in."
+        ),
     ] = False,
-    out: Annotated[Optional[Path], typer.Option("--out", help="Write the JSON report here.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Write the JSON report here.")] = None,
 ) -> None:
     """Time projection and adaptation steps: the official way of working (reference) vs our fast path."""
     import torch
@@ -210,24 +228,29 @@ _PHOTO_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", "
 @bench_app.command("cleft-synth")
 def cleft_synth(
     faces: Annotated[
-        Optional[list[Path]],
-        typer.Option("--faces", help="Normal face photos or folders of them (repeatable). "
-                     "Default: the packaged astronaut portrait, unless --devsets is given."),
+        list[Path] | None,
+        typer.Option(
+            "--faces",
+            help="Normal face photos or folders of them (repeatable). "
+            "Default: the packaged astronaut portrait, unless --devsets is given.",
+        ),
     ] = None,
     devsets: Annotated[
-        Optional[Path], typer.Option("--devsets", help="Folder built by devsets/rebuild.py: use its normal faces.")
+        Path | None, typer.Option("--devsets", help="Folder built by devsets/rebuild.py: use its normal faces.")
     ] = None,
-    cache: Annotated[Optional[Path], typer.Option("--cache", help="Folder of aligned faces (.npy) for --devsets.")] = None,
+    cache: Annotated[Path | None, typer.Option("--cache", help="Folder of aligned faces (.npy) for --devsets.")] = None,
     per_set: Annotated[
-        Optional[int], typer.Option("--per-set", min=1, help="With --devsets: this many evenly spaced normal faces per set.")
+        int | None,
+        typer.Option("--per-set", min=1, help="With --devsets: this many evenly spaced normal faces per set."),
     ] = None,
     scorers: Annotated[
-        Optional[str], typer.Option("--scorers", help="Comma-separated scorers (default: all; see cleft_synth.default_scorers).")
+        str | None,
+        typer.Option("--scorers", help="Comma-separated scorers (default: all; see cleft_synth.default_scorers)."),
     ] = None,
     robustness_faces: Annotated[
         int, typer.Option("--robustness-faces", min=0, help="Faces that get the four photo changes.")
     ] = 8,
-    out: Annotated[Optional[Path], typer.Option("--out", help="Write the JSON report here.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Write the JSON report here.")] = None,
 ) -> None:
     """Plant graded cleft-like defects (5 severities, unilateral and bilateral) on normal faces and score them.
 
@@ -243,7 +266,9 @@ def cleft_synth(
         if devsets is not None:
             samples += devset_normal_faces(devsets, cache, per_set=per_set)
         paths: list[Path] = []
-        for p in faces or ([] if devsets is not None else [Path(str(resources.files("cleftscore") / "data" / "astronaut.png"))]):
+        for p in faces or (
+            [] if devsets is not None else [Path(str(resources.files("cleftscore") / "data" / "astronaut.png"))]
+        ):
             paths += sorted(q for q in p.iterdir() if q.suffix.lower() in _PHOTO_SUFFIXES) if p.is_dir() else [p]
         for p in paths:
             prep = prepare_photo(p, size=1024)
@@ -261,15 +286,15 @@ def cleft_synth(
 @bench_app.command("cleft-devsets")
 def cleft_devsets(
     devsets: Annotated[Path, typer.Option("--devsets", help="Folder built by devsets/rebuild.py (with labels.csv).")],
-    cache: Annotated[Optional[Path], typer.Option("--cache", help="Folder of aligned faces (.npy).")] = None,
+    cache: Annotated[Path | None, typer.Option("--cache", help="Folder of aligned faces (.npy).")] = None,
     synthetic: Annotated[
-        Optional[Path],
-        typer.Option("--synthetic", help="A cleft-synth JSON: its severity-3 thresholds give the adult false-alarm rate."),
+        Path | None,
+        typer.Option(
+            "--synthetic", help="A cleft-synth JSON: its severity-3 thresholds give the adult false-alarm rate."
+        ),
     ] = None,
-    scorers: Annotated[
-        Optional[str], typer.Option("--scorers", help="Comma-separated scorers (default: all).")
-    ] = None,
-    out: Annotated[Optional[Path], typer.Option("--out", help="Write the JSON report here (aggregates only).")] = None,
+    scorers: Annotated[str | None, typer.Option("--scorers", help="Comma-separated scorers (default: all).")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Write the JSON report here (aggregates only).")] = None,
 ) -> None:
     """Score the development photo sets: cleft vs normal children, before vs after repair, A/B ratio, false alarms on adults."""
     from cleftscore.benchmarks.cleft_synth import default_scorers, run_devsets
@@ -285,7 +310,9 @@ def cleft_devsets(
                              progress=lambda line: err_console.print(line))  # fmt: skip
         from rich.table import Table
 
-        table = Table("scorer", "children AUROC", "all below", "repair AUROC", "A/B rho", "clefts vs adults", "adult FA")
+        table = Table(
+            "scorer", "children AUROC", "all below", "repair AUROC", "A/B rho", "clefts vs adults", "adult FA"
+        )
         for name, m in report["scorers"].items():
             fa = m.get("adult_false_alarm_rate")
             table.add_row(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.table import Table
@@ -31,20 +31,17 @@ def _ci(ci: tuple[float, float]) -> str:
 @app.command("evaluate")
 def evaluate_command(
     run_dir: Annotated[Path, typer.Argument(help="Run folder written by `cleftscore score --out`.")],
-    ratings: Annotated[
-        Path, typer.Option("--ratings", help="CSV with columns file,rating (one row per photo).")
-    ],
+    ratings: Annotated[Path, typer.Option("--ratings", help="CSV with columns file,rating (one row per photo).")],
     higher_is: Annotated[
         HigherIs,
         typer.Option(
             "--higher-is",
             case_sensitive=False,
-            help="What a higher rating means. Default: the paper's scale, 1 = most abnormal, "
-            "7 = normal.",
+            help="What a higher rating means. Default: the paper's scale, 1 = most abnormal, 7 = normal.",
         ),
     ] = HigherIs.normal,
     vgg16: Annotated[
-        Optional[Path],
+        Path | None,
         typer.Option(
             "--vgg16",
             help="VGG16 weights for the LPIPS rows (default: CLEFTSCORE_VGG16 or the weights "
@@ -53,9 +50,7 @@ def evaluate_command(
     ] = None,
     n_boot: Annotated[int, typer.Option("--n-boot", min=0, help="Bootstrap resamples.")] = 2000,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the bootstrap.")] = 0,
-    out: Annotated[
-        Optional[Path], typer.Option("--out", help="Output folder (default RUN_DIR/evaluation).")
-    ] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Output folder (default RUN_DIR/evaluation).")] = None,
 ) -> None:
     """Correlate scores with human ratings over the whole grid of heat-map settings.
 
@@ -64,7 +59,7 @@ def evaluate_command(
     adaptation) and the asymmetry normalizer, and writes grid.csv, grid.md, summary.json and
     scatter.png. Positive r means the scores agree with the raters.
     """
-    from cleftscore.evaluate import LPIPS_MISSING_REASON, evaluate_run, write_evaluation
+    from cleftscore.evaluate.grid import LPIPS_MISSING_REASON, evaluate_run, write_evaluation
 
     with user_errors():
         from cleftscore.weights import resolve_vgg16
@@ -76,10 +71,9 @@ def evaluate_command(
             if vgg16 is not None:
                 raise  # an explicit --vgg16 must work
             # LPIPS rows are reported n/a, never computed with random weights
-            err_console.print(f"[yellow]LPIPS rows skipped:[/yellow] {exc}", highlight=False,
-                              soft_wrap=True)
+            err_console.print(f"[yellow]LPIPS rows skipped:[/yellow] {exc}", highlight=False, soft_wrap=True)
         else:
-            from cleftscore.pipeline import make_lpips_distance
+            from cleftscore.run.pipeline import make_lpips_distance
 
             lpips_distance = make_lpips_distance(vgg16_path)
         with console.status("Computing the evaluation grid ..."):
@@ -101,7 +95,11 @@ def evaluate_command(
     shown = [("headline", head)] if head is not None else []
     shown += [("best", r) for r in ev.best(5) if r is not head]
     for label, row in shown:
-        name = f"{row.normalizer} {row.metric.upper()} {row.variant} {row.region}" if row.metric != "face-referenced" else "asymmetry face-referenced score"
+        name = (
+            f"{row.normalizer} {row.metric.upper()} {row.variant} {row.region}"
+            if row.metric != "face-referenced"
+            else "asymmetry face-referenced score"
+        )
         style = "bold" if label == "headline" else None
         table.add_row(
             f"{label}: {name}",

@@ -7,7 +7,7 @@ import time
 from enum import Enum
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -70,20 +70,65 @@ SCORING = "Scoring"
 GAN = "GAN normalizer"
 RAY = "Many GPUs and nodes (Ray)"
 
-RoiOpt = Annotated[Roi, typer.Option("--roi", help="Region of the paper's S: mouth+nose (paper), face without eyes, or the full image. The asymmetry method's face-referenced score always takes the upper-lip skin (or --mask); S over --roi is then its paper_S column.", rich_help_panel=SCORING)]
-MaskOpt = Annotated[Optional[Path], typer.Option("--mask", help="Mask image (white = inside), overrides --roi (and the face-referenced score's region).", rich_help_panel=SCORING)]
-AsymScoreOpt = Annotated[AsymmetryScore, typer.Option("--asymmetry-score", help="What the asymmetry method's score column is: the face-referenced score (default; docs/asymmetry_score.md) or the paper's S of the face against its mirror (earlier versions).", rich_help_panel=SCORING)]
-HeatmapMaxOpt = Annotated[Optional[float], typer.Option("--heatmap-max", help="Top of the heat maps' colour scale, the same for every photo (default: the method's standard scale, in result.json as heatmap_max).", rich_help_panel=SCORING)]
-MetricOpt = Annotated[Metric, typer.Option("--metric", help="Difference map: squared pixel error (paper), 1-SSIM, or LPIPS.", rich_help_panel=SCORING)]
-ColorOpt = Annotated[ColorSpace, typer.Option("--colorspace", help="Colour space of the difference (paper: YCbCr).", rich_help_panel=SCORING)]
-ErosionOpt = Annotated[int, typer.Option("--erosion", min=0, help="Grey erosion window (paper: 3); 0 = off.", rich_help_panel=SCORING)]
-Vgg16Opt = Annotated[Optional[str], typer.Option("--vgg16", help="VGG16 weights for LPIPS (path); default: $CLEFTSCORE_VGG16 or the weights cache.", rich_help_panel=GAN)]
+RoiOpt = Annotated[
+    Roi,
+    typer.Option(
+        "--roi",
+        help="Region of the paper's S: mouth+nose (paper), face without eyes, or the full image. The asymmetry method's face-referenced score always takes the upper-lip skin (or --mask); S over --roi is then its paper_S column.",
+        rich_help_panel=SCORING,
+    ),
+]
+MaskOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--mask",
+        help="Mask image (white = inside), overrides --roi (and the face-referenced score's region).",
+        rich_help_panel=SCORING,
+    ),
+]
+AsymScoreOpt = Annotated[
+    AsymmetryScore,
+    typer.Option(
+        "--asymmetry-score",
+        help="What the asymmetry method's score column is: the face-referenced score (default; docs/asymmetry_score.md) or the paper's S of the face against its mirror (earlier versions).",
+        rich_help_panel=SCORING,
+    ),
+]
+HeatmapMaxOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--heatmap-max",
+        help="Top of the heat maps' colour scale, the same for every photo (default: the method's standard scale, in result.json as heatmap_max).",
+        rich_help_panel=SCORING,
+    ),
+]
+MetricOpt = Annotated[
+    Metric,
+    typer.Option(
+        "--metric", help="Difference map: squared pixel error (paper), 1-SSIM, or LPIPS.", rich_help_panel=SCORING
+    ),
+]
+ColorOpt = Annotated[
+    ColorSpace,
+    typer.Option("--colorspace", help="Colour space of the difference (paper: YCbCr).", rich_help_panel=SCORING),
+]
+ErosionOpt = Annotated[
+    int, typer.Option("--erosion", min=0, help="Grey erosion window (paper: 3); 0 = off.", rich_help_panel=SCORING)
+]
+Vgg16Opt = Annotated[
+    str | None,
+    typer.Option(
+        "--vgg16",
+        help="VGG16 weights for LPIPS (path); default: $CLEFTSCORE_VGG16 or the weights cache.",
+        rich_help_panel=GAN,
+    ),
+]
 
 
 def _score_settings(roi: Roi, mask: Path | None, metric: Metric, colorspace: ColorSpace, erosion: int,
                     asymmetry_score: AsymmetryScore = AsymmetryScore.face_referenced, heatmap_max: float | None = None):  # fmt: skip
     from cleftscore.heatmap import DifferenceSettings
-    from cleftscore.score import ScoreSettings
+    from cleftscore.score.paper import ScoreSettings
 
     return ScoreSettings(
         roi=roi.value,
@@ -163,7 +208,11 @@ class _Progress:
         first = min(10, self.gan_total // 5)
         if self.gan_t10 is None and self.gan_done >= first:
             self.gan_t10, self.gan_done10 = time.perf_counter(), self.gan_done
-        if not self.estimated and self.gan_t10 is not None and self.gan_done >= min(50, max(first + 1, self.gan_total // 2)):
+        if (
+            not self.estimated
+            and self.gan_t10 is not None
+            and self.gan_done >= min(50, max(first + 1, self.gan_total // 2))
+        ):
             self.estimated = True
             rate = (time.perf_counter() - self.gan_t10) / max(self.gan_done - self.gan_done10, 1)
             eta = rate * (self.gan_total - self.gan_done)
@@ -181,14 +230,28 @@ def _fmt_duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-CalibrateOpt = Annotated[Optional[Path], typer.Option("--calibrate", help="Ratings CSV (file,rating) of some of these photos: adds a calibrated rating and a 0-100 severity to every photo.", rich_help_panel=SCORING)]
-HigherIsOpt = Annotated[HigherIs, typer.Option("--higher-is", help="What a high rating means in --calibrate's file: normal (paper: 7 = normal) or abnormal.", rich_help_panel=SCORING)]
+CalibrateOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--calibrate",
+        help="Ratings CSV (file,rating) of some of these photos: adds a calibrated rating and a 0-100 severity to every photo.",
+        rich_help_panel=SCORING,
+    ),
+]
+HigherIsOpt = Annotated[
+    HigherIs,
+    typer.Option(
+        "--higher-is",
+        help="What a high rating means in --calibrate's file: normal (paper: 7 = normal) or abnormal.",
+        rich_help_panel=SCORING,
+    ),
+]
 
 
 def _calibrate(run_dir: Path, ratings: Path | None, higher_is: HigherIs) -> None:
     if ratings is None:
         return
-    from cleftscore.pipeline import calibrate_run
+    from cleftscore.evaluate.calibrate import calibrate_run
 
     fit = calibrate_run(run_dir, ratings, higher_is=higher_is.value)
     console.print(
@@ -202,7 +265,9 @@ def _print_results(results, csv_path: Path, html_path: Path) -> None:
     table.add_column("status")
     table.add_column("score", justify="right")
     for r in results:
-        table.add_row(Path(r.file).name, "ok" if r.ok else "[red]failed[/red]", f"{r.score:.3f}" if r.score is not None else "")
+        table.add_row(
+            Path(r.file).name, "ok" if r.ok else "[red]failed[/red]", f"{r.score:.3f}" if r.score is not None else ""
+        )
     console.print(table)
     n_ok = sum(r.ok for r in results)
     console.print(f"{n_ok} of {len(results)} photos scored. CSV: {csv_path}  Report: {html_path}")
@@ -210,10 +275,22 @@ def _print_results(results, csv_path: Path, html_path: Path) -> None:
 
 @app.command("score")
 def score_command(
-    photos: Annotated[Optional[list[Path]], typer.Argument(help="Photos or folders of photos.", show_default=False)] = None,
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder (one sub-folder per photo, scores.csv, report.html).")] = Path("cleftscore-run"),
-    example: Annotated[bool, typer.Option("--example", help="Score the public-domain example portrait that ships with cleftscore.")] = False,
-    method: Annotated[Optional[Method], typer.Option("--method", help="Normalizer: 'gan' (paper; needs downloaded weights) or 'asymmetry' (the face's mirror; no downloads). Default: gan when its weights are present.")] = None,
+    photos: Annotated[
+        list[Path] | None, typer.Argument(help="Photos or folders of photos.", show_default=False)
+    ] = None,
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Output folder (one sub-folder per photo, scores.csv, report.html).")
+    ] = Path("cleftscore-run"),
+    example: Annotated[
+        bool, typer.Option("--example", help="Score the public-domain example portrait that ships with cleftscore.")
+    ] = False,
+    method: Annotated[
+        Method | None,
+        typer.Option(
+            "--method",
+            help="Normalizer: 'gan' (paper; needs downloaded weights) or 'asymmetry' (the face's mirror; no downloads). Default: gan when its weights are present.",
+        ),
+    ] = None,
     roi: RoiOpt = Roi.mouth,
     mask: MaskOpt = None,
     metric: MetricOpt = Metric.pse,
@@ -221,28 +298,116 @@ def score_command(
     erosion: ErosionOpt = 3,
     asymmetry_score: AsymScoreOpt = AsymmetryScore.face_referenced,
     heatmap_max: HeatmapMaxOpt = None,
-    generator: Annotated[Optional[str], typer.Option("--generator", help="Generator: registry name (ffhq) or checkpoint path; default: $CLEFTSCORE_GENERATOR or the cached ffhq.", rich_help_panel=GAN)] = None,
+    generator: Annotated[
+        str | None,
+        typer.Option(
+            "--generator",
+            help="Generator: registry name (ffhq) or checkpoint path; default: $CLEFTSCORE_GENERATOR or the cached ffhq.",
+            rich_help_panel=GAN,
+        ),
+    ] = None,
     vgg16: Vgg16Opt = None,
-    steps: Annotated[int, typer.Option("--steps", min=1, help="Inversion steps (paper: 2000).", rich_help_panel=GAN)] = 2000,
-    adapt_steps: Annotated[int, typer.Option("--adapt-steps", min=0, help="Adaptation steps (paper: 50; more steps bring the cleft back).", rich_help_panel=GAN)] = 50,
-    snapshot_steps: Annotated[Optional[str], typer.Option("--snapshot-steps", help="Comma-separated adaptation steps to save (at most --adapt-steps), e.g. 0,10,25,50.", rich_help_panel=GAN)] = None,
-    loss: Annotated[Loss, typer.Option("--loss", help="Image loss of the GAN steps (paper: lpips).", rich_help_panel=GAN)] = Loss.lpips,
-    batch: Annotated[int, typer.Option("--batch", min=1, help="Photos per GAN batch on the device.", rich_help_panel=GAN)] = 4,
+    steps: Annotated[
+        int, typer.Option("--steps", min=1, help="Inversion steps (paper: 2000).", rich_help_panel=GAN)
+    ] = 2000,
+    adapt_steps: Annotated[
+        int,
+        typer.Option(
+            "--adapt-steps",
+            min=0,
+            help="Adaptation steps (paper: 50; more steps bring the cleft back).",
+            rich_help_panel=GAN,
+        ),
+    ] = 50,
+    snapshot_steps: Annotated[
+        str | None,
+        typer.Option(
+            "--snapshot-steps",
+            help="Comma-separated adaptation steps to save (at most --adapt-steps), e.g. 0,10,25,50.",
+            rich_help_panel=GAN,
+        ),
+    ] = None,
+    loss: Annotated[
+        Loss, typer.Option("--loss", help="Image loss of the GAN steps (paper: lpips).", rich_help_panel=GAN)
+    ] = Loss.lpips,
+    batch: Annotated[
+        int, typer.Option("--batch", min=1, help="Photos per GAN batch on the device.", rich_help_panel=GAN)
+    ] = 4,
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.", rich_help_panel=GAN)] = "auto",
-    precision: Annotated[Precision, typer.Option("--precision", help="auto: fp16 where the official model used it (CUDA); fp32; bf16.", rich_help_panel=GAN)] = Precision.auto,
-    early_stop: Annotated[bool, typer.Option("--early-stop", help="Stop the inversion when its loss stops improving.", rich_help_panel=GAN)] = False,
-    compile_steps: Annotated[bool, typer.Option("--compile", help="torch.compile the inversion step: minutes to compile, then faster GPU steps (large batches).", rich_help_panel=GAN)] = False,
-    dynamics_steps: Annotated[int, typer.Option("--dynamics-steps", min=0, help="Also adapt this many steps (e.g. 300) and record the ROI residual at every step: reappearance step, curve area, curve plot and reappearance strip (docs/dynamics.md). 0: off.", rich_help_panel=GAN)] = 0,
-    dynamics_fraction: Annotated[float, typer.Option("--dynamics-fraction", min=0.0, max=1.0, help="f of the reappearance step: the step at which the ROI residual falls to f of its start.", rich_help_panel=GAN)] = 0.9,
-    dynamics_level: Annotated[Optional[float], typer.Option("--dynamics-level", min=0.0, help="Also count the steps until the ROI residual falls to this absolute level (measured on normal faces of the same generator).", rich_help_panel=GAN)] = None,
+    precision: Annotated[
+        Precision,
+        typer.Option(
+            "--precision", help="auto: fp16 where the official model used it (CUDA); fp32; bf16.", rich_help_panel=GAN
+        ),
+    ] = Precision.auto,
+    early_stop: Annotated[
+        bool,
+        typer.Option("--early-stop", help="Stop the inversion when its loss stops improving.", rich_help_panel=GAN),
+    ] = False,
+    compile_steps: Annotated[
+        bool,
+        typer.Option(
+            "--compile",
+            help="torch.compile the inversion step: minutes to compile, then faster GPU steps (large batches).",
+            rich_help_panel=GAN,
+        ),
+    ] = False,
+    dynamics_steps: Annotated[
+        int,
+        typer.Option(
+            "--dynamics-steps",
+            min=0,
+            help="Also adapt this many steps (e.g. 300) and record the ROI residual at every step: reappearance step, curve area, curve plot and reappearance strip (docs/dynamics.md). 0: off.",
+            rich_help_panel=GAN,
+        ),
+    ] = 0,
+    dynamics_fraction: Annotated[
+        float,
+        typer.Option(
+            "--dynamics-fraction",
+            min=0.0,
+            max=1.0,
+            help="f of the reappearance step: the step at which the ROI residual falls to f of its start.",
+            rich_help_panel=GAN,
+        ),
+    ] = 0.9,
+    dynamics_level: Annotated[
+        float | None,
+        typer.Option(
+            "--dynamics-level",
+            min=0.0,
+            help="Also count the steps until the ROI residual falls to this absolute level (measured on normal faces of the same generator).",
+            rich_help_panel=GAN,
+        ),
+    ] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of every random draw.")] = 0,
-    size: Annotated[Optional[int], typer.Option("--size", help="Aligned face size (default: the generator's resolution; 1024 for asymmetry).")] = None,
+    size: Annotated[
+        int | None,
+        typer.Option("--size", help="Aligned face size (default: the generator's resolution; 1024 for asymmetry)."),
+    ] = None,
     detector: Annotated[Detector, typer.Option("--detector", help="Face detector.")] = Detector.hog,
-    cache_dir: Annotated[Optional[Path], typer.Option("--cache-dir", help="Cache of GAN normalizations (default: the user cache).")] = None,
+    cache_dir: Annotated[
+        Path | None, typer.Option("--cache-dir", help="Cache of GAN normalizations (default: the user cache).")
+    ] = None,
     calibrate: CalibrateOpt = None,
     higher_is: HigherIsOpt = HigherIs.normal,
-    ray_address: Annotated[Optional[str], typer.Option("--ray", help="Spread the GAN work over GPUs with Ray: 'auto' (this machine) or a running cluster's address, HOST:6379 (needs the ray extra; docs/ray.md).", rich_help_panel=RAY)] = None,
-    ray_workers: Annotated[Optional[int], typer.Option("--ray-workers", min=1, help="Ray workers (default: one per GPU; 2 CPU workers where there is no GPU).", rich_help_panel=RAY)] = None,
+    ray_address: Annotated[
+        str | None,
+        typer.Option(
+            "--ray",
+            help="Spread the GAN work over GPUs with Ray: 'auto' (this machine) or a running cluster's address, HOST:6379 (needs the ray extra; docs/ray.md).",
+            rich_help_panel=RAY,
+        ),
+    ] = None,
+    ray_workers: Annotated[
+        int | None,
+        typer.Option(
+            "--ray-workers",
+            min=1,
+            help="Ray workers (default: one per GPU; 2 CPU workers where there is no GPU).",
+            rich_help_panel=RAY,
+        ),
+    ] = None,
 ) -> None:
     """Score photos: align the face, normalize it, and write heat maps, scores and a report.
 
@@ -252,8 +417,8 @@ def score_command(
     skips GAN work that is cached. Photos that fail are listed with the reason; the others are
     still scored (exit code 1 only when none could be scored).
     """
-    from cleftscore.pipeline import GanSettings, PipelineSettings, find_inputs, make_lpips_distance
-    from cleftscore.runfolder import RunLock
+    from cleftscore.run.folder import RunLock
+    from cleftscore.run.pipeline import GanSettings, PipelineSettings, find_inputs, make_lpips_distance
 
     with user_errors():
         inputs = list(photos or [])
@@ -269,8 +434,23 @@ def score_command(
                 size=size,
                 detector=detector.value,
                 score=_score_settings(roi, mask, metric, colorspace, erosion, asymmetry_score, heatmap_max),
-                gan=GanSettings(generator=generator, vgg16=vgg16, steps=steps, adapt_steps=adapt_steps, snapshot_steps=snaps, loss=loss.value, batch=batch, device=device, precision=precision.value, early_stop=early_stop, compile=compile_steps,
-                                dynamics_steps=dynamics_steps, dynamics_fraction=dynamics_fraction, dynamics_level=dynamics_level, dynamics_roi=roi.value),
+                gan=GanSettings(
+                    generator=generator,
+                    vgg16=vgg16,
+                    steps=steps,
+                    adapt_steps=adapt_steps,
+                    snapshot_steps=snaps,
+                    loss=loss.value,
+                    batch=batch,
+                    device=device,
+                    precision=precision.value,
+                    early_stop=early_stop,
+                    compile=compile_steps,
+                    dynamics_steps=dynamics_steps,
+                    dynamics_fraction=dynamics_fraction,
+                    dynamics_level=dynamics_level,
+                    dynamics_roi=roi.value,
+                ),
                 seed=seed,
             )
             ray_settings = _ray_settings(ray_address, ray_workers)
@@ -279,7 +459,18 @@ def score_command(
         lpips_distance = make_lpips_distance(vgg16, device=device) if metric is Metric.lpips else None
         found = find_inputs(inputs)
         with RunLock(out):
-            _score_locked(found, inputs, chosen, settings, out, cache_dir, lpips_distance, calibrate, higher_is, ray_settings=ray_settings)
+            _score_locked(
+                found,
+                inputs,
+                chosen,
+                settings,
+                out,
+                cache_dir,
+                lpips_distance,
+                calibrate,
+                higher_is,
+                ray_settings=ray_settings,
+            )
 
 
 def _ray_settings(address: str | None, workers: int | None):
@@ -292,9 +483,11 @@ def _ray_settings(address: str | None, workers: int | None):
     return RaySettings(address=address, workers=workers)
 
 
-def _score_locked(found, inputs, chosen, settings, out, cache_dir, lpips_distance, calibrate, higher_is, *, ray_settings=None) -> None:
+def _score_locked(
+    found, inputs, chosen, settings, out, cache_dir, lpips_distance, calibrate, higher_is, *, ray_settings=None
+) -> None:
     """The score command once it holds the output folder's lock."""
-    from cleftscore.pipeline import ProgressHooks, score_photos
+    from cleftscore.run.pipeline import ProgressHooks, score_photos
 
     run = score_photos
     if ray_settings is not None:
@@ -304,12 +497,22 @@ def _score_locked(found, inputs, chosen, settings, out, cache_dir, lpips_distanc
 
     console.print(f"Scoring {len(found)} photo(s) with the {chosen} method into {out}")
     progress = _Progress(len(found))
-    hooks = ProgressHooks(photo_done=progress.photo_done, gan_start=progress.gan_start, gan_step=progress.gan_step, gan_grow=progress.gan_grow, message=progress.message)
+    hooks = ProgressHooks(
+        photo_done=progress.photo_done,
+        gan_start=progress.gan_start,
+        gan_step=progress.gan_step,
+        gan_grow=progress.gan_grow,
+        message=progress.message,
+    )
     try:
         with progress.progress:
-            results = run(inputs, settings, out_dir=out, cache_dir=cache_dir, hooks=hooks, lpips_distance=lpips_distance)
+            results = run(
+                inputs, settings, out_dir=out, cache_dir=cache_dir, hooks=hooks, lpips_distance=lpips_distance
+            )
     except KeyboardInterrupt:
-        err_console.print(f"[yellow]Interrupted.[/yellow] Finished photos are in {out}; {out / 'scores.csv'} lists them. Re-run the same command to continue (cached GAN work is reused).")
+        err_console.print(
+            f"[yellow]Interrupted.[/yellow] Finished photos are in {out}; {out / 'scores.csv'} lists them. Re-run the same command to continue (cached GAN work is reused)."
+        )
         raise typer.Exit(code=130) from None
     _calibrate(out, calibrate, higher_is)
     _print_results(results, out / "scores.csv", out / "report.html")
@@ -337,8 +540,8 @@ def rescore_command(
     About a second per photo on a CPU; photos already scored with these settings are kept.
     Nothing the run holds is rewritten in place, so an interrupted rescore loses nothing.
     """
-    from cleftscore.pipeline import ProgressHooks, make_lpips_distance, rescore_run
-    from cleftscore.runfolder import RunLock, is_run_folder, list_photo_ids
+    from cleftscore.run.folder import RunLock, is_run_folder, list_photo_ids
+    from cleftscore.run.pipeline import ProgressHooks, make_lpips_distance, rescore_run
 
     with user_errors():
         try:
@@ -347,14 +550,23 @@ def rescore_command(
             raise CleftscoreError(f"invalid option: {exc}") from None
         lpips_distance = make_lpips_distance(vgg16, device=device) if metric is Metric.lpips else None
         if not is_run_folder(run_dir):
-            raise CleftscoreError(f"{run_dir}: not a cleftscore run folder (no photos/ inside); run `cleftscore score` first")
+            raise CleftscoreError(
+                f"{run_dir}: not a cleftscore run folder (no photos/ inside); run `cleftscore score` first"
+            )
         with RunLock(run_dir):
             progress = _Progress(len(list_photo_ids(run_dir)))
             try:
                 with progress.progress:
-                    results = rescore_run(run_dir, settings, lpips_distance=lpips_distance, hooks=ProgressHooks(photo_done=progress.photo_done, message=progress.message))
+                    results = rescore_run(
+                        run_dir,
+                        settings,
+                        lpips_distance=lpips_distance,
+                        hooks=ProgressHooks(photo_done=progress.photo_done, message=progress.message),
+                    )
             except KeyboardInterrupt:
-                err_console.print(f"[yellow]Interrupted.[/yellow] Every photo in {run_dir} still has its record; {run_dir / 'scores.csv'} marks those not yet re-scored as stale. Run the same command again to finish.")
+                err_console.print(
+                    f"[yellow]Interrupted.[/yellow] Every photo in {run_dir} still has its record; {run_dir / 'scores.csv'} marks those not yet re-scored as stale. Run the same command again to finish."
+                )
                 raise typer.Exit(code=130) from None
             _calibrate(run_dir, calibrate, higher_is)
             _print_results(results, run_dir / "scores.csv", run_dir / "report.html")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import socket
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -16,20 +16,37 @@ from cleftscore.errors import CleftscoreError
 
 @app.command("serve")
 def serve(
-    db: Annotated[Optional[Path], typer.Option("--db", help="Study database file (default: study.sqlite in the user data folder).")] = None,
-    host: Annotated[str, typer.Option("--host", help="Address to listen on; anything but 127.0.0.1/localhost needs the access token.")] = "127.0.0.1",
+    db: Annotated[
+        Path | None, typer.Option("--db", help="Study database file (default: study.sqlite in the user data folder).")
+    ] = None,
+    host: Annotated[
+        str,
+        typer.Option("--host", help="Address to listen on; anything but 127.0.0.1/localhost needs the access token."),
+    ] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", min=0, max=65535, help="Port to listen on.")] = 8765,
-    allow_host: Annotated[Optional[list[str]], typer.Option("--allow-host", help="Another name clients use for this machine (Host header).")] = None,
-    new_token: Annotated[bool, typer.Option("--new-token", help="Replace the access token (the old one stops working).")] = False,
-    size: Annotated[Optional[int], typer.Option("--size", help="Aligned face size of every job (default: the method's).")] = None,
+    allow_host: Annotated[
+        list[str] | None, typer.Option("--allow-host", help="Another name clients use for this machine (Host header).")
+    ] = None,
+    new_token: Annotated[
+        bool, typer.Option("--new-token", help="Replace the access token (the old one stops working).")
+    ] = False,
+    size: Annotated[
+        int | None, typer.Option("--size", help="Aligned face size of every job (default: the method's).")
+    ] = None,
     max_file_mb: Annotated[float, typer.Option("--max-file-mb", min=0.1, help="Largest photo accepted, in MB.")] = 25.0,
     max_files: Annotated[int, typer.Option("--max-files", min=1, help="Most photos in one upload.")] = 20,
-    max_megapixels: Annotated[float, typer.Option("--max-megapixels", min=0.1, help="Largest photo accepted, in megapixels.")] = 40.0,
-    generator: Annotated[Optional[str], typer.Option("--generator", help="GAN generator of GAN jobs: registry name or checkpoint path.")] = None,
-    vgg16: Annotated[Optional[str], typer.Option("--vgg16", help="VGG16 weights for the GAN's LPIPS loss (path).")] = None,
+    max_megapixels: Annotated[
+        float, typer.Option("--max-megapixels", min=0.1, help="Largest photo accepted, in megapixels.")
+    ] = 40.0,
+    generator: Annotated[
+        str | None, typer.Option("--generator", help="GAN generator of GAN jobs: registry name or checkpoint path.")
+    ] = None,
+    vgg16: Annotated[str | None, typer.Option("--vgg16", help="VGG16 weights for the GAN's LPIPS loss (path).")] = None,
     steps: Annotated[int, typer.Option("--steps", min=1, help="GAN inversion steps (paper: 2000).")] = 2000,
     adapt_steps: Annotated[int, typer.Option("--adapt-steps", min=0, help="GAN adaptation steps (paper: 50).")] = 50,
-    loss: Annotated[str, typer.Option("--loss", help="GAN image loss: lpips (paper) or mse (no VGG16 needed).")] = "lpips",
+    loss: Annotated[
+        str, typer.Option("--loss", help="GAN image loss: lpips (paper) or mse (no VGG16 needed).")
+    ] = "lpips",
     device: Annotated[str, typer.Option("--device", help="Device of the worker: auto, cpu, cuda or cuda:N.")] = "auto",
     detector: Annotated[Detector, typer.Option("--detector", help="Face detector of every job.")] = Detector.hog,
 ) -> None:
@@ -60,7 +77,11 @@ def serve(
                               "Every browser must log in with the access token; traffic is not encrypted (plain HTTP).",
                               highlight=False, soft_wrap=True)  # fmt: skip
             if setup.new:
-                console.print(f"Access token (shown this once, stored only as a hash): {setup.new}", highlight=False, soft_wrap=True)
+                console.print(
+                    f"Access token (shown this once, stored only as a hash): {setup.new}",
+                    highlight=False,
+                    soft_wrap=True,
+                )
             else:
                 console.print("Access token: the one printed when it was made (`--new-token` makes another).")
         extra = tuple(allow_host or ())
@@ -69,14 +90,18 @@ def serve(
         from cleftscore.normalize.gan import GanSettings
 
         try:
-            gan = GanSettings(generator=generator, vgg16=vgg16, steps=steps, adapt_steps=adapt_steps, loss=loss, device=device)
+            gan = GanSettings(
+                generator=generator, vgg16=vgg16, steps=steps, adapt_steps=adapt_steps, loss=loss, device=device
+            )
             settings = WebSettings(gan=gan, detector=detector.value, db=path, host=host, port=port, token_hash=token_hash, size=size, max_file_bytes=int(max_file_mb * 1e6),
                                    max_files=max_files, max_pixels=int(max_megapixels * 1e6), extra_hosts=extra)  # fmt: skip
         except ValueError as exc:
             raise CleftscoreError(f"invalid option: {exc}") from None
         web = create_app(settings)
         shown = f"[{host}]" if ":" in host else host
-        console.print(f"cleftscore serving {path} at http://{shown}:{port}/ (Ctrl-C stops it)", highlight=False, soft_wrap=True)
+        console.print(
+            f"cleftscore serving {path} at http://{shown}:{port}/ (Ctrl-C stops it)", highlight=False, soft_wrap=True
+        )
         server = uvicorn.Server(uvicorn.Config(web, host=host, port=port, log_level="warning", server_header=False,
                                                proxy_headers=False, timeout_graceful_shutdown=5))  # fmt: skip
         handle_exit = server.handle_exit

@@ -4,13 +4,24 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
 from cleftscore.cli import app
 from cleftscore.cli._common import console, err_console, user_errors
-from cleftscore.cli.score import ColorOpt, ColorSpace, Detector, ErosionOpt, MaskOpt, Method, Metric, MetricOpt, Roi, RoiOpt
+from cleftscore.cli.score import (
+    ColorOpt,
+    ColorSpace,
+    Detector,
+    ErosionOpt,
+    MaskOpt,
+    Method,
+    Metric,
+    MetricOpt,
+    Roi,
+    RoiOpt,
+)
 from cleftscore.errors import CleftscoreError, WeightsMissingError
 
 study_app = typer.Typer(
@@ -19,8 +30,12 @@ study_app = typer.Typer(
 )
 app.add_typer(study_app, name="study")
 
-DbOpt = Annotated[Optional[Path], typer.Option("--db", help="Study database file (default: study.sqlite in the user data folder).")]
-CodeArg = Annotated[str, typer.Argument(help="Pseudonymous patient code, e.g. P001 (never a name).", show_default=False)]
+DbOpt = Annotated[
+    Path | None, typer.Option("--db", help="Study database file (default: study.sqlite in the user data folder).")
+]
+CodeArg = Annotated[
+    str, typer.Argument(help="Pseudonymous patient code, e.g. P001 (never a name).", show_default=False)
+]
 VisitArg = Annotated[int, typer.Argument(help="Visit id (`study show CODE` lists them).", show_default=False)]
 
 
@@ -46,16 +61,20 @@ def init(db: DbOpt = None) -> None:
     from cleftscore.study.db import current_revision
 
     with user_errors(), _open(db, create=True) as study:
-        console.print(f"Study database {study.path} (schema revision {current_revision(study)}); files in {study.files}")
+        console.print(
+            f"Study database {study.path} (schema revision {current_revision(study)}); files in {study.files}"
+        )
 
 
 @study_app.command("add-patient")
 def add_patient(
     code: CodeArg,
     db: DbOpt = None,
-    birth_year: Annotated[Optional[int], typer.Option("--birth-year", help="Year of birth (optional).")] = None,
-    cleft_type: Annotated[Optional[str], typer.Option("--cleft-type", help="lip, lip-alveolus, lip-palate or other.")] = None,
-    side: Annotated[Optional[str], typer.Option("--side", help="left, right, bilateral or median.")] = None,
+    birth_year: Annotated[int | None, typer.Option("--birth-year", help="Year of birth (optional).")] = None,
+    cleft_type: Annotated[
+        str | None, typer.Option("--cleft-type", help="lip, lip-alveolus, lip-palate or other.")
+    ] = None,
+    side: Annotated[str | None, typer.Option("--side", help="left, right, bilateral or median.")] = None,
 ) -> None:
     """Add a patient by pseudonymous code (there is no name field: keep the key to codes elsewhere)."""
     from cleftscore.study import records
@@ -71,8 +90,10 @@ def add_visit(
     date: Annotated[str, typer.Option("--date", help="Visit date, YYYY-MM-DD.", show_default=False)],
     phase: Annotated[str, typer.Option("--phase", help="pre-op, post-op or follow-up.", show_default=False)],
     db: DbOpt = None,
-    procedure: Annotated[Optional[str], typer.Option("--procedure", help="Procedure, e.g. 'Millard rotation-advancement'.")] = None,
-    note: Annotated[Optional[str], typer.Option("--note", help="Free-text note (no identifying details).")] = None,
+    procedure: Annotated[
+        str | None, typer.Option("--procedure", help="Procedure, e.g. 'Millard rotation-advancement'.")
+    ] = None,
+    note: Annotated[str | None, typer.Option("--note", help="Free-text note (no identifying details).")] = None,
 ) -> None:
     """Add a visit of a patient; prints the visit id that `study score` and `study import-run` take."""
     from cleftscore.study import records
@@ -89,25 +110,36 @@ def add_visit(
 @study_app.command("score")
 def score(
     visit: VisitArg,
-    photos: Annotated[list[Path], typer.Argument(help="Photos or folders of photos of this visit.", show_default=False)],
+    photos: Annotated[
+        list[Path], typer.Argument(help="Photos or folders of photos of this visit.", show_default=False)
+    ],
     db: DbOpt = None,
-    method: Annotated[Method, typer.Option("--method", help="Normalizer: 'gan' (paper; needs weights) or 'asymmetry' (no downloads).")] = Method.gan,
+    method: Annotated[
+        Method, typer.Option("--method", help="Normalizer: 'gan' (paper; needs weights) or 'asymmetry' (no downloads).")
+    ] = Method.gan,
     roi: RoiOpt = Roi.mouth,
     mask: MaskOpt = None,
     metric: MetricOpt = Metric.pse,
     colorspace: ColorOpt = ColorSpace.ycbcr,
     erosion: ErosionOpt = 3,
-    size: Annotated[Optional[int], typer.Option("--size", help="Aligned face size (default: the generator's resolution; 1024 for asymmetry).")] = None,
+    size: Annotated[
+        int | None,
+        typer.Option("--size", help="Aligned face size (default: the generator's resolution; 1024 for asymmetry)."),
+    ] = None,
     detector: Annotated[Detector, typer.Option("--detector", help="Face detector.")] = Detector.hog,
-    generator: Annotated[Optional[str], typer.Option("--generator", help="GAN generator: registry name or checkpoint path.")] = None,
-    vgg16: Annotated[Optional[str], typer.Option("--vgg16", help="VGG16 weights for the GAN's LPIPS loss (path).")] = None,
+    generator: Annotated[
+        str | None, typer.Option("--generator", help="GAN generator: registry name or checkpoint path.")
+    ] = None,
+    vgg16: Annotated[str | None, typer.Option("--vgg16", help="VGG16 weights for the GAN's LPIPS loss (path).")] = None,
     steps: Annotated[int, typer.Option("--steps", min=1, help="GAN inversion steps (paper: 2000).")] = 2000,
     adapt_steps: Annotated[int, typer.Option("--adapt-steps", min=0, help="GAN adaptation steps (paper: 50).")] = 50,
-    loss: Annotated[str, typer.Option("--loss", help="GAN image loss: lpips (paper) or mse (no VGG16 needed).")] = "lpips",
+    loss: Annotated[
+        str, typer.Option("--loss", help="GAN image loss: lpips (paper) or mse (no VGG16 needed).")
+    ] = "lpips",
     batch: Annotated[int, typer.Option("--batch", min=1, help="Photos per GAN batch on the device.")] = 4,
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")] = "auto",
     seed: Annotated[int, typer.Option("--seed", help="Seed of every random draw.")] = 0,
-    cache_dir: Annotated[Optional[Path], typer.Option("--cache-dir", help="Cache of GAN normalizations.")] = None,
+    cache_dir: Annotated[Path | None, typer.Option("--cache-dir", help="Cache of GAN normalizations.")] = None,
 ) -> None:
     """Score photos with the normal pipeline and record them, with their scores, in a visit.
 
@@ -115,13 +147,15 @@ def score(
     of these settings are skipped, so an interrupted run is finished by running it again.
     """
     from cleftscore.heatmap import DifferenceSettings
-    from cleftscore.pipeline import GanSettings, PipelineSettings, ProgressHooks
-    from cleftscore.score import ScoreSettings
+    from cleftscore.run.pipeline import GanSettings, PipelineSettings, ProgressHooks
+    from cleftscore.score.paper import ScoreSettings
     from cleftscore.study import ingest
 
     with user_errors():
         if metric is Metric.lpips:
-            raise CleftscoreError("--metric lpips is not available in `study score`; score with `cleftscore score` and record the run with `study import-run`")
+            raise CleftscoreError(
+                "--metric lpips is not available in `study score`; score with `cleftscore score` and record the run with `study import-run`"
+            )
         try:
             settings = PipelineSettings(
                 method=method.value, size=size, detector=detector.value, seed=seed,
@@ -133,6 +167,7 @@ def score(
         except ValueError as exc:
             raise CleftscoreError(f"invalid option: {exc}") from None
         with _open(db) as study:
+
             def print_score(line: ingest.ImportLine) -> None:
                 if line.status == "added":
                     console.print(f"{line.file}: score = {line.score:.4f}", highlight=False)
@@ -143,7 +178,9 @@ def score(
             except WeightsMissingError as exc:
                 raise CleftscoreError(f"{exc}; or score with the weights-free --method asymmetry") from None
             except KeyboardInterrupt:
-                err_console.print("[yellow]Interrupted.[/yellow] The photos scored so far are recorded; run the same command again to score the rest.")
+                err_console.print(
+                    "[yellow]Interrupted.[/yellow] The photos scored so far are recorded; run the same command again to score the rest."
+                )
                 raise typer.Exit(code=130) from None
         code = _print_lines(report, verb="Scored")
     raise typer.Exit(code=code)
@@ -154,7 +191,9 @@ def import_run(
     visit: VisitArg,
     run_dir: Annotated[Path, typer.Argument(help="A folder written by `cleftscore score --out`.", show_default=False)],
     db: DbOpt = None,
-    photos: Annotated[Optional[Path], typer.Option("--photos", help="Folder of the original photos, if they moved since the run.")] = None,
+    photos: Annotated[
+        Path | None, typer.Option("--photos", help="Folder of the original photos, if they moved since the run.")
+    ] = None,
 ) -> None:
     """Record the scored photos of an existing run folder in a visit (originals are copied in)."""
     from cleftscore.study import ingest
@@ -203,10 +242,19 @@ def show(code: CodeArg, db: DbOpt = None) -> None:
 @study_app.command("outcomes")
 def outcomes(
     db: DbOpt = None,
-    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for outcomes.csv, timeline_<code>.png and cohort.png.")] = Path("study-outcomes"),
-    method: Annotated[Optional[Method], typer.Option("--method", help="Whose scores to compare (needed when the study has several).")] = None,
-    settings: Annotated[Optional[str], typer.Option("--settings", help="Settings key (or its start) to compare; default: those most photos have.")] = None,
-    after: Annotated[str, typer.Option("--after", help="Which later visit enters the cohort comparison: last or first.")] = "last",
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Folder for outcomes.csv, timeline_<code>.png and cohort.png.")
+    ] = Path("study-outcomes"),
+    method: Annotated[
+        Method | None, typer.Option("--method", help="Whose scores to compare (needed when the study has several).")
+    ] = None,
+    settings: Annotated[
+        str | None,
+        typer.Option("--settings", help="Settings key (or its start) to compare; default: those most photos have."),
+    ] = None,
+    after: Annotated[
+        str, typer.Option("--after", help="Which later visit enters the cohort comparison: last or first.")
+    ] = "last",
     n_boot: Annotated[int, typer.Option("--n-boot", min=100, help="Bootstrap resamples per CI.")] = 10_000,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the bootstrap.")] = 0,
 ) -> None:
@@ -215,25 +263,41 @@ def outcomes(
     from cleftscore.study.report import write_outcomes
 
     with user_errors(), _open(db) as study:
-        result = compute_outcomes(study, method=method.value if method else None, settings=settings, after=after, n_boot=n_boot, seed=seed)
+        result = compute_outcomes(
+            study, method=method.value if method else None, settings=settings, after=after, n_boot=n_boot, seed=seed
+        )
         written = write_outcomes(study, result, out)
     for note in result.notes:
         err_console.print(f"[yellow]note:[/yellow] {note}", highlight=False, soft_wrap=True)
-    console.print(f"Method {result.method}, settings {result.settings_key[:12]}; higher S = closer to normal, so a positive change is an improvement")
+    console.print(
+        f"Method {result.method}, settings {result.settings_key[:12]}; higher S = closer to normal, so a positive change is an improvement"
+    )
     for c in result.changes:
         ci = f"95% CI {c.ci_low:+.4f} to {c.ci_high:+.4f}" if c.ci_low is not None else c.note
-        console.print(f"{c.code} visit {c.visit_id} ({c.date.isoformat()} {c.phase}, +{c.days} d): change {c.change:+.4f} ({ci})", highlight=False)
+        console.print(
+            f"{c.code} visit {c.visit_id} ({c.date.isoformat()} {c.phase}, +{c.days} d): change {c.change:+.4f} ({ci})",
+            highlight=False,
+        )
     co = result.cohort
     if co.mean_change is not None:
-        extra = f"95% CI {co.ci_low:+.4f} to {co.ci_high:+.4f}, paired t-test p = {co.p_value:.3g}, Wilcoxon p = {co.wilcoxon_p:.3g}" if co.p_value is not None else co.note
-        console.print(f"cohort ({len(co.codes)} patients, {co.after} visit): mean change {co.mean_change:+.4f} ({extra})", highlight=False)
+        extra = (
+            f"95% CI {co.ci_low:+.4f} to {co.ci_high:+.4f}, paired t-test p = {co.p_value:.3g}, Wilcoxon p = {co.wilcoxon_p:.3g}"
+            if co.p_value is not None
+            else co.note
+        )
+        console.print(
+            f"cohort ({len(co.codes)} patients, {co.after} visit): mean change {co.mean_change:+.4f} ({extra})",
+            highlight=False,
+        )
     console.print(f"Wrote {', '.join(str(p) for p in written)}", highlight=False, soft_wrap=True)
 
 
 @study_app.command("check")
 def check(
     db: DbOpt = None,
-    clean: Annotated[bool, typer.Option("--clean", help="Remove files no row refers to (left by interrupted runs).")] = False,
+    clean: Annotated[
+        bool, typer.Option("--clean", help="Remove files no row refers to (left by interrupted runs).")
+    ] = False,
 ) -> None:
     """Check the database's integrity and every stored file against its recorded hash."""
     from cleftscore.study.check import check_study
@@ -242,14 +306,20 @@ def check(
         report = check_study(study, clean=clean)
     for problem in report.problems:
         err_console.print(f"[red]problem:[/red] {problem}", highlight=False, soft_wrap=True)
-    left = f"{report.removed} unreferenced file(s) removed" if clean else f"{len(report.unreferenced)} unreferenced file(s) (--clean removes them)"
+    left = (
+        f"{report.removed} unreferenced file(s) removed"
+        if clean
+        else f"{len(report.unreferenced)} unreferenced file(s) (--clean removes them)"
+    )
     console.print(f"{'OK' if report.ok else f'{len(report.problems)} problem(s)'}; {left}")
     raise typer.Exit(code=0 if report.ok else 1)
 
 
 @study_app.command("export")
 def export(
-    out: Annotated[Path, typer.Argument(help="Folder for patients.csv, visits.csv, photos.csv and scores.csv.", show_default=False)],
+    out: Annotated[
+        Path, typer.Argument(help="Folder for patients.csv, visits.csv, photos.csv and scores.csv.", show_default=False)
+    ],
     db: DbOpt = None,
 ) -> None:
     """Export every table as CSV (spreadsheet-safe cells, as the run folders' scores.csv)."""

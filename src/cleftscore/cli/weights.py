@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -15,7 +15,7 @@ weights_app = typer.Typer(help="Find, fetch, convert and verify model weights.",
 app.add_typer(weights_app, name="weights")
 
 CacheDir = Annotated[
-    Optional[Path],
+    Path | None,
     typer.Option("--cache-dir", help="Weights cache folder (default: $CLEFTSCORE_CACHE/weights or the user cache)."),
 ]
 
@@ -51,11 +51,15 @@ def list_weights(cache_dir: CacheDir = None) -> None:
 def fetch(
     name: Annotated[str, typer.Argument(help="Registry name, e.g. ffhq or vgg16 (see `weights list`).")],
     cache_dir: CacheDir = None,
-    url: Annotated[Optional[str], typer.Option(help="Download from this URL instead (a mirror).")] = None,
+    url: Annotated[str | None, typer.Option(help="Download from this URL instead (a mirror).")] = None,
     timeout: Annotated[float, typer.Option(help="Network timeout in seconds.")] = 20.0,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
     force: Annotated[
-        bool, typer.Option("--force", help="Download again even if cached (replaces a damaged cached file once the new one checks out).")
+        bool,
+        typer.Option(
+            "--force",
+            help="Download again even if cached (replaces a damaged cached file once the new one checks out).",
+        ),
     ] = False,
 ) -> None:
     """Download a weights file into the cache (resumes a partial download; checks it loads before caching)."""
@@ -91,9 +95,8 @@ def convert(
     dst: Annotated[Path, typer.Argument(help="Output .safetensors file (config stored in its header).")],
 ) -> None:
     """Convert generator weights to cleftscore's .safetensors format (no pickle code is run)."""
-    from cleftscore.gan.checkpoints import read_checkpoint, save_generator
-
     from cleftscore.errors import CheckpointError
+    from cleftscore.gan.checkpoints import read_checkpoint, save_generator
 
     with user_errors():
         config, state = read_checkpoint(src)
@@ -118,7 +121,11 @@ def verify(
 
     with user_errors():
         report = weights.verify_file(file, cache_dir=cache_dir)
-    console.print(f"[green]ok[/green] {report.path}: {report.kind} ({report.format}), {_size(report.size)}", highlight=False, soft_wrap=True)
+    console.print(
+        f"[green]ok[/green] {report.path}: {report.kind} ({report.format}), {_size(report.size)}",
+        highlight=False,
+        soft_wrap=True,
+    )
     console.print(f"sha256 {report.sha256}", highlight=False)
     if report.registry_match:
         console.print(f"matches registry entry {report.registry_match}", highlight=False)

@@ -25,7 +25,7 @@ from cleftscore.errors import CleftscoreError
 if TYPE_CHECKING:
     from cleftscore.distributed.actors import RayPool
     from cleftscore.normalize.gan import GanSettings
-    from cleftscore.pipeline import PhotoResult, PipelineSettings, ProgressHooks
+    from cleftscore.run.pipeline import PhotoResult, PipelineSettings, ProgressHooks
 
 __all__ = ["RaySettings", "WorkerInfo", "ray_pool", "score_photos_ray"]
 
@@ -101,8 +101,8 @@ def _import_ray() -> Any:
 
 
 @contextlib.contextmanager
-def ray_pool(gan: "GanSettings", *, seed: int = 0, cache_dir: str | Path | None = None, ray: RaySettings | None = None,
-             message: Callable[[str], None] | None = None) -> Iterator["RayPool"]:  # fmt: skip
+def ray_pool(gan: GanSettings, *, seed: int = 0, cache_dir: str | Path | None = None, ray: RaySettings | None = None,
+             message: Callable[[str], None] | None = None) -> Iterator[RayPool]:  # fmt: skip
     """Start or join Ray, start the GAN workers, and stop them (and a Ray started here) after.
 
     Parameters
@@ -122,7 +122,7 @@ def ray_pool(gan: "GanSettings", *, seed: int = 0, cache_dir: str | Path | None 
     ------
     RayPool
         Its :meth:`~cleftscore.distributed.actors.RayPool.normalizer` goes to
-        :func:`cleftscore.pipeline.score_photos` as ``normalizer_factory``.
+        :func:`cleftscore.run.pipeline.score_photos` as ``normalizer_factory``.
 
     Raises
     ------
@@ -144,30 +144,32 @@ def ray_pool(gan: "GanSettings", *, seed: int = 0, cache_dir: str | Path | None 
 
 def score_photos_ray(
     paths: Sequence[str | Path],
-    settings: "PipelineSettings",
+    settings: PipelineSettings,
     *,
     ray: RaySettings | None = None,
     out_dir: str | Path | None = None,
     cache_dir: str | Path | None = None,
-    hooks: "ProgressHooks | None" = None,
+    hooks: ProgressHooks | None = None,
     lpips_distance: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
     keep_images: bool | None = None,
-) -> list["PhotoResult"]:
-    """:func:`cleftscore.pipeline.score_photos` with the GAN normalization on Ray workers.
+) -> list[PhotoResult]:
+    """:func:`cleftscore.run.pipeline.score_photos` with the GAN normalization on Ray workers.
 
-    Same parameters, results and run folder as :func:`~cleftscore.pipeline.score_photos`,
+    Same parameters, results and run folder as :func:`~cleftscore.run.pipeline.score_photos`,
     plus ``ray`` (where and how many workers). Only the ``gan`` method is spread out.
 
     Raises
     ------
     CleftscoreError
-        As :func:`~cleftscore.pipeline.score_photos`, and as :func:`ray_pool`; or a method
+        As :func:`~cleftscore.run.pipeline.score_photos`, and as :func:`ray_pool`; or a method
         other than ``gan``.
     """
-    from cleftscore.pipeline import ProgressHooks, score_photos
+    from cleftscore.run.pipeline import ProgressHooks, score_photos
 
     if settings.method != "gan":
-        raise CleftscoreError(f"--ray spreads the GAN normalizer over GPUs; the {settings.method} method needs none: leave --ray out")
+        raise CleftscoreError(
+            f"--ray spreads the GAN normalizer over GPUs; the {settings.method} method needs none: leave --ray out"
+        )
     hooks = hooks or ProgressHooks()
     with ray_pool(settings.gan, seed=settings.seed, cache_dir=cache_dir, ray=ray, message=hooks.message) as pool:
         return score_photos(paths, settings, out_dir=out_dir, cache_dir=cache_dir, hooks=hooks, lpips_distance=lpips_distance,

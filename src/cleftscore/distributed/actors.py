@@ -30,7 +30,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import ray
-from ray.exceptions import GetTimeoutError, NodeDiedError, ObjectLostError, RayActorError, RayTaskError, WorkerCrashedError
+from ray.exceptions import (
+    GetTimeoutError,
+    NodeDiedError,
+    ObjectLostError,
+    RayActorError,
+    RayTaskError,
+    WorkerCrashedError,
+)
 
 from cleftscore.distributed import RaySettings, WorkerInfo
 from cleftscore.errors import CleftscoreError
@@ -81,7 +88,9 @@ def ray_session(settings: RaySettings, *, message: Callable[[str], None] | None 
             ray.init(address=settings.address, **{k: v for k, v in options.items() if k != "include_dashboard"})
     except (ConnectionError, RuntimeError, ValueError) as exc:
         _restore(before)
-        raise CleftscoreError(f"could not start or join Ray at {settings.address!r}: {' '.join(str(exc).split())}") from None
+        raise CleftscoreError(
+            f"could not start or join Ray at {settings.address!r}: {' '.join(str(exc).split())}"
+        ) from None
     try:
         yield
     finally:
@@ -143,7 +152,7 @@ class JobResult:
 class GanWorker:
     """One GAN normalizer in a Ray actor: batches on the main thread, lookups and polls beside it."""
 
-    def __init__(self, gan: "GanSettings", seed: int, cache_dir: str | None) -> None:
+    def __init__(self, gan: GanSettings, seed: int, cache_dir: str | None) -> None:
         from cleftscore.normalize.gan import GanNormalizer
 
         self._lock = threading.Lock()
@@ -180,7 +189,9 @@ class GanWorker:
         n = self._normalizer
         if n is None:
             return WorkerIdentity(pid=os.getpid(), node=socket.gethostname(), error=self._error)
-        return WorkerIdentity(pid=os.getpid(), node=socket.gethostname(), description=n.describe(), resolution=n.resolution)
+        return WorkerIdentity(
+            pid=os.getpid(), node=socket.gethostname(), description=n.describe(), resolution=n.resolution
+        )
 
     @ray.method(concurrency_group="side")
     def report(self) -> WorkerReport:
@@ -190,11 +201,11 @@ class GanWorker:
         return WorkerReport(pid=os.getpid(), jobs=jobs, messages=messages)
 
     @ray.method(concurrency_group="side")
-    def cached(self, face: "AlignedFace") -> Normalization | None:
+    def cached(self, face: AlignedFace) -> Normalization | None:
         assert self._normalizer is not None
         return self._normalizer.cached(face)
 
-    def normalize(self, job: int, *faces: "AlignedFace") -> JobResult:
+    def normalize(self, job: int, *faces: AlignedFace) -> JobResult:
         assert self._normalizer is not None
         with self._lock:
             self._job = job
@@ -217,7 +228,7 @@ class _Worker:
     handle: Any
     identity: WorkerIdentity
     ready: bool = True
-    jobs: list["_Job"] = field(default_factory=list)
+    jobs: list[_Job] = field(default_factory=list)
     ping: Any = None  # ObjectRef of identity() while Ray restarts it
     ping_after: float = 0.0
     lost_at: float = 0.0
@@ -269,7 +280,7 @@ class RayPool:
         cannot load the weights.
     """
 
-    def __init__(self, gan: "GanSettings", *, seed: int, cache_dir: str | Path | None, settings: RaySettings,
+    def __init__(self, gan: GanSettings, *, seed: int, cache_dir: str | Path | None, settings: RaySettings,
                  message: Callable[[str], None] | None = None) -> None:  # fmt: skip
         self.settings = settings
         self.batch = gan.batch
@@ -277,11 +288,15 @@ class RayPool:
         gpus = int(resources.get("GPU", 0))
         use_gpu = gpus > 0 and gan.device != "cpu"
         if not use_gpu and gan.device not in ("auto", "cpu"):
-            raise CleftscoreError(f"--device {gan.device} asks for a GPU, but the Ray cluster has none; use --device cpu or auto")
+            raise CleftscoreError(
+                f"--device {gan.device} asks for a GPU, but the Ray cluster has none; use --device cpu or auto"
+            )
         n = settings.workers or (gpus if use_gpu else 2)
         cpus = float(resources.get("CPU", 0))
         if use_gpu and n > gpus:
-            raise CleftscoreError(f"{n} Ray workers need {n} GPUs (one each); the cluster has {gpus}: ask for at most {gpus}")
+            raise CleftscoreError(
+                f"{n} Ray workers need {n} GPUs (one each); the cluster has {gpus}: ask for at most {gpus}"
+            )
         if n * settings.cpus_per_worker > cpus:
             raise CleftscoreError(
                 f"{n} Ray workers need {n * settings.cpus_per_worker:g} CPUs ({settings.cpus_per_worker:g} each); "
@@ -307,21 +322,30 @@ class RayPool:
             for h in handles:
                 ray.kill(h, no_restart=True)
             raise CleftscoreError(f"a Ray worker could not load the GAN: {errors[0]}")
-        self.workers = [_Worker(index=i, handle=h, identity=ident) for i, (h, ident) in enumerate(zip(handles, identities))]
+        self.workers = [
+            _Worker(index=i, handle=h, identity=ident)
+            for i, (h, ident) in enumerate(zip(handles, identities, strict=True))
+        ]
         kind = "GPU" if use_gpu else "CPU"
         nodes = len({w.identity.node for w in self.workers})
         (message or log.info)(f"{n} Ray {kind} workers on {nodes} node(s), batches of {gan.batch}")
         self.gan = gan
 
-    def normalizer(self, progress: GanProgress) -> "RayNormalizer":
+    def normalizer(self, progress: GanProgress) -> RayNormalizer:
         """The normalizer of one run on these workers, reporting to ``progress``."""
         return RayNormalizer(self, progress)
 
     def info(self) -> list[WorkerInfo]:
         """Each worker: process, node, device, whether it is up, and the batches it holds."""
         return [
-            WorkerInfo(index=w.index, pid=w.identity.pid, node=w.identity.node, device=str(w.identity.description.get("device", "")),
-                       ready=w.ready, batches=tuple(j.id for j in w.jobs))  # fmt: skip
+            WorkerInfo(
+                index=w.index,
+                pid=w.identity.pid,
+                node=w.identity.node,
+                device=str(w.identity.description.get("device", "")),
+                ready=w.ready,
+                batches=tuple(j.id for j in w.jobs),
+            )  # fmt: skip
             for w in self.workers
         ]
 
@@ -377,7 +401,7 @@ class RayNormalizer:
         if self._progress.start is not None:
             self._progress.start(n_faces, self._steps_per_batch * self._planned_batches)
 
-    def cached(self, face: "AlignedFace") -> Normalization | None:
+    def cached(self, face: AlignedFace) -> Normalization | None:
         ref = ray.put(face)
         hit = self._lookup(ref)
         if hit is not None:
@@ -390,7 +414,7 @@ class RayNormalizer:
         self._pump(wait=False)
         return None
 
-    def normalize(self, faces: Sequence["AlignedFace"]) -> list[Normalization]:
+    def normalize(self, faces: Sequence[AlignedFace]) -> list[Normalization]:
         tickets = []
         for face in faces:
             t = self._tickets.get(id(face))
@@ -458,7 +482,10 @@ class RayNormalizer:
         """Collect finished batches, polls and restarts; send queued batches; poll busy workers."""
         if not self._pool.workers:
             while self._queue:
-                self._give_up(self._queue.pop(0), "no Ray worker is left to normalize it (every worker died more often than Ray restarts them)")
+                self._give_up(
+                    self._queue.pop(0),
+                    "no Ray worker is left to normalize it (every worker died more often than Ray restarts them)",
+                )
             return
         now = time.monotonic()
         for w in self._pool.workers:
@@ -501,7 +528,10 @@ class RayNormalizer:
             return
         except RayTaskError as exc:
             w.jobs.remove(job)
-            self._give_up(job, f"unexpected error on a Ray worker while normalizing with the GAN ({' '.join(str(exc.cause).split())})")
+            self._give_up(
+                job,
+                f"unexpected error on a Ray worker while normalizing with the GAN ({' '.join(str(exc.cause).split())})",
+            )
             return
         w.jobs.remove(job)
         job.seen, job.result, job.future = result.progress, result.normalizations, None

@@ -343,9 +343,7 @@ def align_face(image: np.ndarray, landmarks: np.ndarray, *, size: int = 1024) ->
     if max(pad) > border - 4:
         pad_arr = np.maximum(pad, int(np.rint(qsize * 0.3)))
         p_left, p_top, p_right, p_bottom = (int(v) for v in pad_arr)
-        work = np.pad(
-            np.asarray(img, dtype=np.float32), ((p_top, p_bottom), (p_left, p_right), (0, 0)), mode="reflect"
-        )
+        work = np.pad(np.asarray(img, dtype=np.float32), ((p_top, p_bottom), (p_left, p_right), (0, 0)), mode="reflect")
         h, w, _ = work.shape
         yy, xx = np.ogrid[:h, :w]
         xx = xx.astype(np.float32)
@@ -404,9 +402,7 @@ def _warp(src: np.ndarray, dst_to_src: np.ndarray, dsize: tuple[int, int], *, or
     if arr.dtype == np.bool_:
         arr = arr.astype(np.float32)
     if arr.dtype.type not in _CV_DTYPES:
-        raise ValueError(
-            f"cannot warp dtype {arr.dtype}; use uint8, uint16, int16, float32, float64 or bool"
-        )
+        raise ValueError(f"cannot warp dtype {arr.dtype}; use uint8, uint16, int16, float32, float64 or bool")
     flags = getattr(cv2, _CV_INTERP[order]) | cv2.WARP_INVERSE_MAP
     m = np.ascontiguousarray(dst_to_src[:2], dtype=np.float64)
     width, height = dsize
@@ -429,9 +425,7 @@ def _warp(src: np.ndarray, dst_to_src: np.ndarray, dsize: tuple[int, int], *, or
     return np.concatenate(parts, axis=2)
 
 
-def warp_to_original(
-    aligned_map: np.ndarray, aligned: AlignedFace, *, order: int = 1, fill: float = 0
-) -> np.ndarray:
+def warp_to_original(aligned_map: np.ndarray, aligned: AlignedFace, *, order: int = 1, fill: float = 0) -> np.ndarray:
     """Draw a map made in the aligned frame (heat map, mask, image) back onto the photo.
 
     Parameters
@@ -465,9 +459,7 @@ def warp_to_original(
     return _warp(arr, aligned.to_aligned, (w, h), order=order, fill=fill)
 
 
-def warp_to_aligned(
-    image_original: np.ndarray, aligned: AlignedFace, *, order: int = 1, fill: float = 0
-) -> np.ndarray:
+def warp_to_aligned(image_original: np.ndarray, aligned: AlignedFace, *, order: int = 1, fill: float = 0) -> np.ndarray:
     """Resample any photo-frame array (the photo, a mask) into the aligned frame.
 
     Parameters

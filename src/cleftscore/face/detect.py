@@ -125,9 +125,7 @@ def _downscaled(image: np.ndarray) -> tuple[np.ndarray, float]:
     if long_side <= _DETECT_MAX_SIDE:
         return image, 1.0
     factor = _DETECT_MAX_SIDE / long_side
-    small = cv2.resize(
-        image, (max(1, round(w * factor)), max(1, round(h * factor))), interpolation=cv2.INTER_AREA
-    )
+    small = cv2.resize(image, (max(1, round(w * factor)), max(1, round(h * factor))), interpolation=cv2.INTER_AREA)
     return small, w / small.shape[1]
 
 
@@ -158,7 +156,7 @@ def _detect_hog(image: np.ndarray) -> list[FaceBox]:
             score=float(s),
             detector="hog",
         )
-        for r, s in zip(rects, scores)
+        for r, s in zip(rects, scores, strict=True)
     ]
     logger.debug("HOG (upsample %d, scale %.3f): %d face(s)", upsample, back, len(boxes))
     return boxes
@@ -175,7 +173,7 @@ def _detect_haar(image: np.ndarray) -> list[FaceBox]:
         gray, scaleFactor=1.1, minNeighbors=5, minSize=(min_side, min_side), outputRejectLevels=True
     )
     boxes = []
-    for (x, y, w, h), weight in zip(np.reshape(rects, (-1, 4)), np.ravel(weights)):
+    for (x, y, w, h), weight in zip(np.reshape(rects, (-1, 4)), np.ravel(weights), strict=True):
         boxes.append(
             FaceBox(
                 left=float(x) * back,

@@ -68,8 +68,7 @@ def predictor_path() -> Path:
         if cand.is_file():
             return cand
     raise WeightsMissingError(
-        f"{_MODEL_FILE}: dlib's 68-point landmark model is not installed; "
-        "run: pip install face-recognition-models"
+        f"{_MODEL_FILE}: dlib's 68-point landmark model is not installed; run: pip install face-recognition-models"
     )
 
 

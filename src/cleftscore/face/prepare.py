@@ -128,9 +128,7 @@ def prepare_photo(
             f"the face is small ({aligned.scale * size:.0f} px across the crop) and was upsampled "
             f"{1 / aligned.scale:.1f}x to {size} px; expect a blurry aligned face"
         )
-    return PreparedPhoto(
-        path=path, original=image, box=box, n_faces=len(boxes), aligned=aligned, notes=tuple(notes)
-    )
+    return PreparedPhoto(path=path, original=image, box=box, n_faces=len(boxes), aligned=aligned, notes=tuple(notes))
 
 
 def _contour_points(poly: np.ndarray) -> np.ndarray:

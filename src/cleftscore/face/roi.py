@@ -194,9 +194,7 @@ def load_user_mask(path: str | os.PathLike[str], size: int) -> np.ndarray:
     rgb = load_image(path)
     h, w = rgb.shape[:2]
     if h != w:
-        raise ImageLoadError(
-            f"{path}: mask is {w} x {h}; it must be square, drawn on the aligned {size} x {size} face"
-        )
+        raise ImageLoadError(f"{path}: mask is {w} x {h}; it must be square, drawn on the aligned {size} x {size} face")
     gray = rgb.astype(np.float32) @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
     if h != size:
         gray = np.asarray(

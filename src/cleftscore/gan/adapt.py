@@ -185,8 +185,15 @@ def adapt(
     if settings.lpips_weight > 0 and loss_fn is None:
         raise ValueError("settings.lpips_weight > 0 needs a loss_fn (PerceptualDistance); or set lpips_weight=0")
     r = G.img_resolution
-    if targets.ndim != 4 or targets.shape[1] != 3 or tuple(targets.shape[2:]) != (r, r) or not targets.is_floating_point():
-        raise ValueError(f"targets must be float [N, 3, {r}, {r}] in [-1, 1], got {tuple(targets.shape)} {targets.dtype}")
+    if (
+        targets.ndim != 4
+        or targets.shape[1] != 3
+        or tuple(targets.shape[2:]) != (r, r)
+        or not targets.is_floating_point()
+    ):
+        raise ValueError(
+            f"targets must be float [N, 3, {r}, {r}] in [-1, 1], got {tuple(targets.shape)} {targets.dtype}"
+        )
     n = targets.shape[0]
     device = targets.device
     if w.ndim == 2:
@@ -196,7 +203,7 @@ def adapt(
     layers = G.synthesis.noise_layers()
     if len(noises) != len(layers):
         raise ValueError(f"noises must hold {len(layers)} maps, got {len(noises)}")
-    for t, (name, res) in zip(noises, layers):
+    for t, (name, res) in zip(noises, layers, strict=True):
         if tuple(t.shape) != (n, 1, res, res):
             raise ValueError(f"noise map for {name} must be [{n}, 1, {res}, {res}], got {tuple(t.shape)}")
     ws = w.detach().to(device=device, dtype=torch.float32)
@@ -238,7 +245,9 @@ def adapt(
     )
 
 
-def _loss(images: Tensor, targets: Tensor, target_features: list[Tensor] | None, settings: AdaptSettings, loss_fn) -> Tensor:
+def _loss(
+    images: Tensor, targets: Tensor, target_features: list[Tensor] | None, settings: AdaptSettings, loss_fn
+) -> Tensor:
     """Per-photo loss ``[N]``."""
     total = settings.l2_weight * (images.float() - targets).square().mean(dim=(1, 2, 3))
     if settings.lpips_weight > 0:
@@ -292,7 +301,7 @@ def _train(
             snapshots[done[0]] = images.detach().float().clone()
         # Each photo's loss depends only on its own weights, so the sum gives per-photo grads.
         grads = torch.autograd.grad(per.sum(), plist)
-        for p, g in zip(plist, grads):
+        for p, g in zip(plist, grads, strict=True):
             p.grad = g
         opt.step()
         with torch.no_grad():
@@ -359,7 +368,7 @@ def _adapt_vmap(G, ws, noises, targets, *, settings, loss_fn, progress, roi=None
             for name, p in synth.named_parameters()
             if not name.endswith(settings.freeze or ("\0",))
         }
-        buffers = {name: b for name, b in synth.named_buffers()}
+        buffers = dict(synth.named_buffers())
         buffers.update({name: p.detach() for name, p in synth.named_parameters() if name not in params})
         opt = _adam(list(params.values()), settings, device)
 

@@ -194,9 +194,7 @@ def detect_format(path: str | Path) -> str:
         (n,) = struct.unpack("<Q", head[:8])
         if head[8:9] == b"{" and 2 <= n < 100_000_000:
             return "safetensors"
-    raise CheckpointError(
-        f"{path}: unknown weights format (expected a StyleGAN2 .pkl, .pt, .npz or .safetensors file)"
-    )
+    raise CheckpointError(f"{path}: unknown weights format (expected a StyleGAN2 .pkl, .pt, .npz or .safetensors file)")
 
 
 def read_checkpoint(path: str | Path) -> tuple[GeneratorConfig, dict[str, Tensor]]:
@@ -236,7 +234,9 @@ def _read_checkpoint(path: Path) -> tuple[GeneratorConfig, dict[str, Tensor]]:
     fmt = detect_format(path)
     size = path.stat().st_size
     if size > MAX_FILE_BYTES:
-        raise CheckpointError(f"{path}: {size / 2**30:.1f} GiB is larger than any generator file (limit {MAX_FILE_BYTES >> 30} GiB)")
+        raise CheckpointError(
+            f"{path}: {size / 2**30:.1f} GiB is larger than any generator file (limit {MAX_FILE_BYTES >> 30} GiB)"
+        )
     try:
         if fmt == "nvidia-pickle":
             config, state = _read_pickle(path)
@@ -253,7 +253,9 @@ def _read_checkpoint(path: Path) -> tuple[GeneratorConfig, dict[str, Tensor]]:
     except (MemoryError, RecursionError) as exc:
         raise CheckpointError(f"{path}: malformed weights file ({type(exc).__name__})") from None
     except Exception as exc:  # noqa: BLE001 - any parser failure means a bad file
-        raise CheckpointError(f"{path}: malformed or truncated {fmt} file ({type(exc).__name__}: {_one_line(exc)})") from None
+        raise CheckpointError(
+            f"{path}: malformed or truncated {fmt} file ({type(exc).__name__}: {_one_line(exc)})"
+        ) from None
     _check_tensor_budget(state, path)
     state = _ordered_float32(config, state)
     validate_state(config, state, source=path)
@@ -309,7 +311,9 @@ def load_generator(path: str | Path, *, device: str | torch.device = "cpu") -> G
     return G.to(device).eval().requires_grad_(False)
 
 
-def save_generator(source: Generator | Mapping[str, Tensor], path: str | Path, *, config: GeneratorConfig | None = None) -> Path:
+def save_generator(
+    source: Generator | Mapping[str, Tensor], path: str | Path, *, config: GeneratorConfig | None = None
+) -> Path:
     """Write a generator to the project's ``.safetensors`` format.
 
     Parameters
@@ -673,12 +677,14 @@ class _LazyStorage:
 
         if self._tensor is None:
             dtype = getattr(torch, self.dtype)
-            self._tensor = torch.frombuffer(bytearray(self.raw), dtype=dtype) if self.raw else torch.empty(0, dtype=dtype)
+            self._tensor = (
+                torch.frombuffer(bytearray(self.raw), dtype=dtype) if self.raw else torch.empty(0, dtype=dtype)
+            )
             self.raw = b""
         return self._tensor
 
 
-_STORAGE_TYPES_BY_DTYPE = {dtype: size for dtype, size in _STORAGE_TYPES.values()}
+_STORAGE_TYPES_BY_DTYPE = dict(_STORAGE_TYPES.values())
 
 
 class _LazyTensor:
@@ -700,13 +706,13 @@ def _rebuild_tensor(storage: Any, storage_offset: int, size: Any, stride: Any, *
     if len(size) != len(stride) or off < 0 or any(s < 0 for s in size) or any(s < 0 for s in stride):
         raise CheckpointError(f"bad tensor geometry (size {size}, stride {stride}, offset {off})")
     if all(s > 0 for s in size):
-        last = off + sum((s - 1) * st for s, st in zip(size, stride))
+        last = off + sum((s - 1) * st for s, st in zip(size, stride, strict=False))
         if last >= storage.numel:
             raise CheckpointError(f"tensor of size {size} reaches past its storage of {storage.numel} elements")
         # Overlapping strides (a zero stride, say) would let a few stored bytes expand into a
         # huge tensor once copied: every element must have its own place in the storage.
         need = 1
-        for st, s in sorted((st, s) for s, st in zip(size, stride) if s > 1):
+        for st, s in sorted((st, s) for s, st in zip(size, stride, strict=False) if s > 1):
             if st < need:
                 raise CheckpointError(f"tensor of size {size} has overlapping strides {stride}")
             need = st * s
@@ -1020,7 +1026,7 @@ def _walk_module(obj: Any, prefix: str, out: dict[str, _LazyTensor], path: Path,
 def _config_from_init_kwargs(st: Mapping[str, Any], path: Path) -> GeneratorConfig:
     kw = dict(st.get("_init_kwargs") or {})
     args = tuple(st.get("_init_args") or ())
-    for name, value in zip(("z_dim", "c_dim", "w_dim", "img_resolution", "img_channels"), args):
+    for name, value in zip(("z_dim", "c_dim", "w_dim", "img_resolution", "img_channels"), args, strict=False):
         kw.setdefault(name, value)
     try:
         c_dim = int(kw.get("c_dim", 0))

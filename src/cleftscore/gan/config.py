@@ -90,7 +90,7 @@ class GeneratorConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "GeneratorConfig":
+    def from_dict(cls, data: dict[str, Any]) -> GeneratorConfig:
         """Build from a dict, rejecting unknown keys with a clear message."""
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = set(data) - names

@@ -67,7 +67,9 @@ def ycbcr_matrix(device: torch.device | str) -> Tensor:
     return torch.tensor(_YCBCR, dtype=torch.float32, device=device)
 
 
-def roi_residual_energy(images: Tensor, targets: Tensor, roi: Tensor, *, erosion: int = 3, matrix: Tensor | None = None) -> Tensor:
+def roi_residual_energy(
+    images: Tensor, targets: Tensor, roi: Tensor, *, erosion: int = 3, matrix: Tensor | None = None
+) -> Tensor:
     """Per-photo ROI residual energy ``[N]`` of renderings against photos, on their device.
 
     Parameters
@@ -137,7 +139,9 @@ class DynamicsIndices:
         return dataclasses.asdict(self)
 
 
-def curve_indices(curve: np.ndarray, *, fraction: float = DEFAULT_FRACTION, level: float | None = None) -> DynamicsIndices:
+def curve_indices(
+    curve: np.ndarray, *, fraction: float = DEFAULT_FRACTION, level: float | None = None
+) -> DynamicsIndices:
     """Indices of one ROI residual curve ``E(0..steps)``.
 
     Raises
@@ -178,7 +182,9 @@ def _level_step(c: np.ndarray, level: float | None) -> int | None:
     return int(hit[0]) if hit.size else int(c.size - 1)
 
 
-def dynamics_adapt_settings(base: AdaptSettings, dynamics_steps: int, strip_steps: tuple[int, ...] = ()) -> AdaptSettings:
+def dynamics_adapt_settings(
+    base: AdaptSettings, dynamics_steps: int, strip_steps: tuple[int, ...] = ()
+) -> AdaptSettings:
     """Settings that run ``dynamics_steps`` adaptation steps and keep the normalized image.
 
     The normalized face stays the image after ``base.steps`` updates (a snapshot); the steps

@@ -329,7 +329,9 @@ def _check_targets(G: torch.nn.Module, targets: Tensor) -> None:
     if not isinstance(targets, Tensor) or not targets.is_floating_point():
         raise ValueError("targets must be a float tensor [N, 3, R, R] in [-1, 1]")
     if targets.ndim != 4 or targets.shape[1] != 3 or tuple(targets.shape[2:]) != (r, r):
-        raise ValueError(f"targets must have shape [N, 3, {r}, {r}] (the generator's resolution), got {tuple(targets.shape)}")
+        raise ValueError(
+            f"targets must have shape [N, 3, {r}, {r}] (the generator's resolution), got {tuple(targets.shape)}"
+        )
     if targets.shape[0] < 1:
         raise ValueError("targets must hold at least one image")
 
@@ -435,7 +437,9 @@ def invert(
 
     _check_targets(G, targets)
     if settings.loss == "lpips" and loss_fn is None:
-        raise ValueError("settings.loss is 'lpips' but no loss_fn was given; pass a PerceptualDistance or use loss='mse'")
+        raise ValueError(
+            "settings.loss is 'lpips' but no loss_fn was given; pass a PerceptualDistance or use loss='mse'"
+        )
     if settings.loss == "lpips" and getattr(loss_fn, "spatial", False):
         raise ValueError("loss_fn must be a non-spatial PerceptualDistance (spatial=False)")
     device = targets.device
@@ -518,7 +522,7 @@ def invert(
         # Backward on a rescaled loss (Adam ignores a constant factor): keeps float16 gradients
         # of the [0, 255]-unit MSE from overflowing.
         grads = torch.autograd.grad(per_image.sum() * backward_scale, params)
-        for p, g in zip(params, grads):
+        for p, g in zip(params, grads, strict=True):
             p.grad = g
         opt.step()
         with torch.no_grad():
@@ -555,15 +559,14 @@ def _initial_noises(layers, n, *, device, generator, per_image_rng, init_noises)
     """Starting noise maps ``[N, 1, r, r]``: copies of ``init_noises`` or N(0, 1) draws."""
     if init_noises is None and per_image_rng is not None:
         return [
-            torch.cat([torch.randn((1, 1, r, r), generator=g, device=device) for g in per_image_rng])
-            for _, r in layers
+            torch.cat([torch.randn((1, 1, r, r), generator=g, device=device) for g in per_image_rng]) for _, r in layers
         ]
     if init_noises is None:
         return [torch.randn((n, 1, r, r), generator=generator, device=device) for _, r in layers]
     if len(init_noises) != len(layers):
         raise ValueError(f"init_noises must hold {len(layers)} maps, got {len(init_noises)}")
     maps = [t.detach().to(device=device, dtype=torch.float32) for t in init_noises]
-    for t, (name, r) in zip(maps, layers):
+    for t, (name, r) in zip(maps, layers, strict=True):
         if tuple(t.shape) != (n, 1, r, r):
             raise ValueError(f"init noise for {name} must be [{n}, 1, {r}, {r}], got {tuple(t.shape)}")
     return maps
@@ -581,7 +584,7 @@ def stack_noises(maps: Sequence[Tensor], resolutions: Sequence[int]) -> tuple[li
     order = list(dict.fromkeys(resolutions))
     members: dict[int, list[Tensor]] = {r: [] for r in order}
     slots = []
-    for t, r in zip(maps, resolutions):
+    for t, r in zip(maps, resolutions, strict=True):
         slots.append((order.index(r), len(members[r])))
         members[r].append(t)
     return [torch.cat(members[r], dim=1).contiguous() for r in order], slots

@@ -31,8 +31,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from cleftscore.gan.accel.fused import demod_act, fused_kernels_usable, scale_channels
 from cleftscore.gan.config import GeneratorConfig
-from cleftscore.gan.fused import demod_act, fused_kernels_usable, scale_channels
 
 __all__ = [
     "Generator",
@@ -214,7 +214,7 @@ def _modulated_conv2d(
     undemodulated : bool
         With ``fused=False`` and ``demodulate``: return the convolution output before the
         demodulation and the coefficients (times ``out_gain``), for a fused epilogue
-        (:func:`cleftscore.gan.fused.demod_act`); ``noise`` must then be None.
+        (:func:`cleftscore.gan.accel.fused.demod_act`); ``noise`` must then be None.
 
     Returns
     -------
@@ -222,8 +222,8 @@ def _modulated_conv2d(
         ``[N, O, H', W']`` in ``x.dtype``; with ``undemodulated``, that before demodulation and
         the ``[N, O]`` coefficients (float32 or wider).
     fused_ops : bool or None
-        Unfused: scale the input with :func:`cleftscore.gan.fused.scale_channels` (one-pass
-        backward). None: where :func:`cleftscore.gan.fused.fused_kernels_usable` says so.
+        Unfused: scale the input with :func:`cleftscore.gan.accel.fused.scale_channels` (one-pass
+        backward). None: where :func:`cleftscore.gan.accel.fused.fused_kernels_usable` says so.
 
     Notes
     -----
@@ -522,9 +522,7 @@ class ToRGBLayer(nn.Module):
     def forward(self, x: Tensor, w: Tensor, *, fused: bool = True) -> Tensor:
         """``[N, in_channels, r, r]``, ``[N, w_dim]`` -> ``[N, out_channels, r, r]`` in ``x.dtype``."""
         styles = self.affine(w) * self.weight_gain
-        x = _modulated_conv2d(
-            x, self.weight, styles, demodulate=False, up=False, kernel=None, noise=None, fused=fused
-        )
+        x = _modulated_conv2d(x, self.weight, styles, demodulate=False, up=False, kernel=None, noise=None, fused=fused)
         return _bias_act(x, self.bias, lrelu=False, gain=1.0, clamp=self.conv_clamp)
 
     def extra_repr(self) -> str:
@@ -738,7 +736,7 @@ class SynthesisNetwork(nn.Module):
         layers = self.noise_layers()
         if len(noise) != len(layers):
             raise ValueError(f"noise must have {len(layers)} maps (one per noise layer), got {len(noise)}")
-        for t, (name, r) in zip(noise, layers):
+        for t, (name, r) in zip(noise, layers, strict=True):
             if not isinstance(t, Tensor):
                 raise TypeError(f"noise map for {name} must be a Tensor, got {type(t).__name__}")
             ok = (t.ndim == 2 and tuple(t.shape) == (r, r)) or (
@@ -746,8 +744,7 @@ class SynthesisNetwork(nn.Module):
             )
             if not ok:
                 raise ValueError(
-                    f"noise map for {name} must have shape [{n} or 1, 1, {r}, {r}] or [{r}, {r}], "
-                    f"got {list(t.shape)}"
+                    f"noise map for {name} must have shape [{n} or 1, 1, {r}, {r}] or [{r}, {r}], got {list(t.shape)}"
                 )
 
     def forward(
@@ -793,9 +790,7 @@ class SynthesisNetwork(nn.Module):
         if noise_mode not in NOISE_MODES:
             raise ValueError(f"noise_mode must be one of {NOISE_MODES}, got {noise_mode!r}")
         if ws.ndim != 3 or ws.shape[1] != self.num_ws or ws.shape[2] != self.w_dim:
-            raise ValueError(
-                f"ws must have shape [N, {self.num_ws}, {self.w_dim}], got {list(ws.shape)}"
-            )
+            raise ValueError(f"ws must have shape [N, {self.num_ws}, {self.w_dim}], got {list(ws.shape)}")
         n = ws.shape[0]
         if noise is not None:
             self._check_noise(noise, n)

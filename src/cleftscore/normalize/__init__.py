@@ -127,7 +127,7 @@ class Normalizer(Protocol):
         """What produced the normalizations (weights, checksums, device), for records."""
         ...
 
-    def cached(self, face: "AlignedFace") -> Normalization | None:
+    def cached(self, face: AlignedFace) -> Normalization | None:
         """The stored normalization of ``face``, or None (then call :meth:`normalize`)."""
         ...
 
@@ -135,7 +135,7 @@ class Normalizer(Protocol):
         """Told once, before the first :meth:`normalize`, how many faces may still come."""
         ...
 
-    def normalize(self, faces: Sequence["AlignedFace"]) -> list[Normalization]:
+    def normalize(self, faces: Sequence[AlignedFace]) -> list[Normalization]:
         """One record per face, in order; a face that cannot be normalized gets an error."""
         ...
 

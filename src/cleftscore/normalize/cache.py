@@ -100,7 +100,9 @@ class NormalizationCache:
         if "normalized.png" not in pictures or "inverted.png" not in pictures:
             self._damaged(key, "normalized.png or inverted.png is not listed")
             return None
-        snapshots = {int(n.split("_")[1].split(".")[0]): img for n, img in pictures.items() if n.startswith("snapshot_")}
+        snapshots = {
+            int(n.split("_")[1].split(".")[0]): img for n, img in pictures.items() if n.startswith("snapshot_")
+        }
         return CacheEntry(
             normalized=pictures["normalized.png"],
             inverted=pictures["inverted.png"],
@@ -116,8 +118,7 @@ class NormalizationCache:
         OSError
             When the cache cannot be written (full disk, no permission).
         """
-        from cleftscore.io import replace_folder
-        from cleftscore.report import write_json, write_png
+        from cleftscore.io import replace_folder, write_json, write_png
 
         target = self.path(key)
         staging = target.with_name(f".new-{key}-{os.getpid()}")

@@ -42,6 +42,7 @@ __all__ = [
 #: Bumped whenever the GAN normalization changes its output, so old cache entries are not reused.
 NORMALIZATION_VERSION = "2"
 
+
 @dataclass(frozen=True)
 class GanSettings:
     """Settings of the GAN normalizer (paper Alg. 1 + Alg. 2).
@@ -132,7 +133,6 @@ class GanSettings:
             )
 
 
-
 def resolve_device(spec: str) -> Any:
     import torch
 
@@ -212,7 +212,14 @@ class GanNormalizer:
 
     name = "gan"
 
-    def __init__(self, settings: GanSettings, *, seed: int = 0, cache_dir: str | Path | None = None, progress: GanProgress | None = None) -> None:
+    def __init__(
+        self,
+        settings: GanSettings,
+        *,
+        seed: int = 0,
+        cache_dir: str | Path | None = None,
+        progress: GanProgress | None = None,
+    ) -> None:
         from cleftscore.gan.checkpoints import load_generator
         from cleftscore.weights import resolve_generator
 
@@ -261,16 +268,16 @@ class GanNormalizer:
             self.progress.grow(extra * self.steps_per_batch)
         self._planned_batches = self._batches_run = 0
 
-    def key(self, face: "AlignedFace") -> str:
+    def key(self, face: AlignedFace) -> str:
         if self._key_settings is None:
             self._key_settings = self.key_settings()
         return normalization_cache_key(face.image, self.generator_sha256, self._key_settings)
 
-    def cached(self, face: "AlignedFace") -> Normalization | None:
+    def cached(self, face: AlignedFace) -> Normalization | None:
         entry = self.cache.load(self.key(face))
         return None if entry is None else _normalization(entry, cached=True)
 
-    def normalize(self, faces: Sequence["AlignedFace"]) -> list[Normalization]:
+    def normalize(self, faces: Sequence[AlignedFace]) -> list[Normalization]:
         if not faces:
             return []
         self._batches_run += 1
@@ -284,10 +291,14 @@ class GanNormalizer:
         try:
             entries = _run_batch_with_fallback(self, [f.image for f in faces], keys, rois, seeds)
         except Exception as exc:  # noqa: BLE001 - e.g. CPU out of memory: these faces fail, others go on
-            text = str(exc) if isinstance(exc, CleftscoreError) else f"unexpected error while normalizing with the GAN ({type(exc).__name__}: {exc})"
+            text = (
+                str(exc)
+                if isinstance(exc, CleftscoreError)
+                else f"unexpected error while normalizing with the GAN ({type(exc).__name__}: {exc})"
+            )
             return [Normalization(image=None, error=" ".join(text.split())) for _ in faces]
         out = []
-        for key, entry in zip(keys, entries):
+        for key, entry in zip(keys, entries, strict=True):
             try:
                 self.cache.store(key, entry)
             except OSError as exc:
@@ -295,7 +306,7 @@ class GanNormalizer:
             out.append(_normalization(entry, cached=False))
         return out
 
-    def dynamics_roi(self, face: "AlignedFace") -> np.ndarray:
+    def dynamics_roi(self, face: AlignedFace) -> np.ndarray:
         """The residual curve's ROI of ``face`` (float mask in the aligned frame)."""
         from cleftscore.face.roi import roi_mask
 
@@ -355,8 +366,12 @@ class GanNormalizer:
         }
 
     def run_batch(
-        self, aligned: list[np.ndarray], keys: list[str], report: Callable[[int], None] | None = None,
-        rois: list[np.ndarray] | None = None, seeds: list[str] | None = None,
+        self,
+        aligned: list[np.ndarray],
+        keys: list[str],
+        report: Callable[[int], None] | None = None,
+        rois: list[np.ndarray] | None = None,
+        seeds: list[str] | None = None,
     ) -> list[CacheEntry]:
         """Invert and adapt a batch of aligned faces; returns one entry per face.
 
@@ -366,8 +381,8 @@ class GanNormalizer:
         """
         import torch
 
+        from cleftscore.gan.accel.fused import fused_kernels_active
         from cleftscore.gan.adapt import AdaptSettings, adapt
-        from cleftscore.gan.fused import fused_kernels_active
         from cleftscore.gan.invert import InversionSettings, invert
 
         gs = self.gs
@@ -391,7 +406,13 @@ class GanNormalizer:
 
         t0 = time.perf_counter()
         inv = invert(
-            self.G, targets, settings=inv_settings, loss_fn=self.loss_fn, generator=rng, progress=on_step, w_stats=self.w_stats()
+            self.G,
+            targets,
+            settings=inv_settings,
+            loss_fn=self.loss_fn,
+            generator=rng,
+            progress=on_step,
+            w_stats=self.w_stats(),
         )
         t_inv = time.perf_counter() - t0
         # Count steps an early stop skipped, so the progress bar still ends at 100 %.
@@ -487,7 +508,9 @@ def _run_batch_with_fallback(normalizer: GanNormalizer, aligned: list[np.ndarray
         return normalizer.run_batch(aligned, keys, report, **extra)
     except torch.cuda.OutOfMemoryError:
         if len(aligned) == 1:
-            raise CleftscoreError("the GPU ran out of memory on a single photo; try --device cpu or a smaller model") from None
+            raise CleftscoreError(
+                "the GPU ran out of memory on a single photo; try --device cpu or a smaller model"
+            ) from None
         torch.cuda.empty_cache()
         if reported and normalizer.progress.step is not None:
             normalizer.progress.step(-reported)
@@ -495,6 +518,7 @@ def _run_batch_with_fallback(normalizer: GanNormalizer, aligned: list[np.ndarray
             normalizer.progress.grow(normalizer.steps_per_batch)
         half = len(aligned) // 2
         normalizer._msg(f"GPU memory is short for a batch of {len(aligned)}; retrying in batches of {half}")
+
         def part(sl: slice) -> list[CacheEntry]:
             return _run_batch_with_fallback(normalizer, aligned[sl], keys[sl], None if rois is None else rois[sl],
                                             None if seeds is None else seeds[sl])  # fmt: skip

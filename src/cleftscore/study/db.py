@@ -103,7 +103,7 @@ class Study:
     def close(self) -> None:
         self.engine.dispose()
 
-    def __enter__(self) -> "Study":
+    def __enter__(self) -> Study:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -196,7 +196,9 @@ def _check_and_upgrade(engine: Engine, path: Path, revision: str) -> None:
         current = MigrationContext.configure(conn).get_current_revision()
         conn.rollback()
     if current is None and tables - {"alembic_version"}:
-        raise StudyCorruptError(f"{path}: a SQLite database, but not a cleftscore study (tables {', '.join(sorted(tables))}); choose another --db")
+        raise StudyCorruptError(
+            f"{path}: a SQLite database, but not a cleftscore study (tables {', '.join(sorted(tables))}); choose another --db"
+        )
     if current is not None and current not in _known_revisions():
         raise StudyVersionError(
             f"{path}: written by a newer cleftscore (schema revision {current!r}; this one knows up to {schema_head()!r}); "

@@ -1,6 +1,6 @@
 """CSV export of every table of a study, with the run folders' spreadsheet-safe cells.
 
-Cells are written by :func:`cleftscore.report.write_csv` (the writer of the run folders'
+Cells are written by :func:`cleftscore.report.writers.write_csv` (the writer of the run folders'
 ``scores.csv``): UTF-8 with BOM, and text that a spreadsheet would run as a formula gets a
 leading apostrophe. Each file is written under a temporary name and renamed.
 """
@@ -61,11 +61,11 @@ def export_tables(study: Study, out_dir: str | Path) -> list[Path]:
     list of Path
         The written files.
     """
-    from cleftscore.report import write_csv
+    from cleftscore.report.writers import write_csv
 
     out = Path(out_dir)
     values = _values(study)
     return [
-        write_csv(out / f"{name}.csv", [dict(zip(cols, row)) for row in values[name]], columns=cols)
+        write_csv(out / f"{name}.csv", [dict(zip(cols, row, strict=True)) for row in values[name]], columns=cols)
         for name, cols in COLUMNS.items()
     ]

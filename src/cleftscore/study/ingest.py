@@ -57,7 +57,7 @@ def settings_key(settings: Mapping[str, Any]) -> str:
 
 
 def _same_settings(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
-    from cleftscore.runfolder import settings_differences
+    from cleftscore.run.folder import settings_differences
 
     # Settings that change only speed (batch, device...) do not make another score.
     return a.get("method") == b.get("method") and not settings_differences(a, b) and not settings_differences(b, a)
@@ -71,10 +71,14 @@ def _where(photo: Photo) -> str:
 def _verdict(photo: Photo, visit_id: int, settings: Mapping[str, Any], name: str) -> ImportLine | None:
     """A line for a photo already in the study that needs no work (scored, or in another visit)."""
     if photo.visit_id != visit_id:
-        return ImportLine(name, "failed", f"{name}: already in the study as {_where(photo)}; a photo belongs to one visit")
+        return ImportLine(
+            name, "failed", f"{name}: already in the study as {_where(photo)}; a photo belongs to one visit"
+        )
     for sc in photo.scores:
         if _same_settings(sc.settings, settings):
-            return ImportLine(name, "already", f"{name}: already scored with these settings ({_where(photo)})", sc.score)
+            return ImportLine(
+                name, "already", f"{name}: already scored with these settings ({_where(photo)})", sc.score
+            )
     return None
 
 
@@ -96,7 +100,7 @@ def _find_original(record: Any, originals: Mapping[str, Path], photos_dir: Path 
 
 
 def _import_record(study: Study, visit_id: int, run_dir: Path, record: Any, original: Path | None) -> ImportLine:
-    from cleftscore.runfolder import photo_dir
+    from cleftscore.run.folder import photo_dir
 
     name = Path(record.file).name
     if not record.ok:
@@ -122,7 +126,11 @@ def _import_record(study: Study, visit_id: int, run_dir: Path, record: Any, orig
         try:
             data = (folder / pic).read_bytes()
         except OSError as exc:
-            return ImportLine(name, "failed", f"{folder / pic}: picture missing from the run folder ({exc.strerror}); score the photo again")
+            return ImportLine(
+                name,
+                "failed",
+                f"{folder / pic}: picture missing from the run folder ({exc.strerror}); score the photo again",
+            )
         pictures[pic] = store_bytes(study.files, data, suffix=Path(pic).suffix)
     from cleftscore import __version__
 
@@ -138,19 +146,24 @@ def _import_record(study: Study, visit_id: int, run_dir: Path, record: Any, orig
             line = _verdict(photo, visit.id, settings, name)
             if line is not None:
                 return line
-        s.add(Score(
-            photo_id=photo.id,
-            method=record.method,
-            settings_key=settings_key(settings),
-            settings_json=json.dumps(settings, sort_keys=True, default=str),
-            score=float(record.score),
-            pictures_json=json.dumps(pictures, sort_keys=True),
-            normalization_json=json.dumps(dict(record.normalization), sort_keys=True, default=str),
-            environment_json=json.dumps(dict(record.environment), sort_keys=True, default=str),
-            measures_json=json.dumps({k: {"value": m.value, "definition": m.definition} for k, m in record.measures.items()}, sort_keys=True),
-            notes="; ".join(record.notes),
-            cleftscore_version=str(record.environment.get("cleftscore_version") or __version__),
-        ))
+        s.add(
+            Score(
+                photo_id=photo.id,
+                method=record.method,
+                settings_key=settings_key(settings),
+                settings_json=json.dumps(settings, sort_keys=True, default=str),
+                score=float(record.score),
+                pictures_json=json.dumps(pictures, sort_keys=True),
+                normalization_json=json.dumps(dict(record.normalization), sort_keys=True, default=str),
+                environment_json=json.dumps(dict(record.environment), sort_keys=True, default=str),
+                measures_json=json.dumps(
+                    {k: {"value": m.value, "definition": m.definition} for k, m in record.measures.items()},
+                    sort_keys=True,
+                ),
+                notes="; ".join(record.notes),
+                cleftscore_version=str(record.environment.get("cleftscore_version") or __version__),
+            )
+        )
     return ImportLine(name, "added", "", float(record.score))
 
 
@@ -181,7 +194,7 @@ def import_run(study: Study, visit_id: int, run_dir: str | os.PathLike[str], *, 
     study : Study
     visit_id : int
     run_dir : path
-        A run folder (``cleftscore score --out DIR``), read with :mod:`cleftscore.runfolder`.
+        A run folder (``cleftscore score --out DIR``), read with :mod:`cleftscore.run.folder`.
     photos_dir : path, optional
         Where the original photos are, when the paths the run recorded no longer lead to them.
     originals : mapping of photo id -> Path, optional
@@ -201,7 +214,7 @@ def import_run(study: Study, visit_id: int, run_dir: str | os.PathLike[str], *, 
     RunFolderBusyError
         Another cleftscore process is writing into ``run_dir``.
     """
-    from cleftscore.runfolder import RunLock, is_run_folder, read_records
+    from cleftscore.run.folder import RunLock, is_run_folder, read_records
 
     run = Path(run_dir)
     _check_visit(study, visit_id)
@@ -212,13 +225,17 @@ def import_run(study: Study, visit_id: int, run_dir: str | os.PathLike[str], *, 
     with RunLock(run):  # a run still writing into the folder is refused in one line
         for record in read_records(run):
             original = _find_original(record, originals or {}, pdir)
-            report.lines.append(_guarded(Path(record.file).name, lambda r=record, o=original: _import_record(study, visit_id, run, r, o)))
+            report.lines.append(
+                _guarded(
+                    Path(record.file).name, lambda r=record, o=original: _import_record(study, visit_id, run, r, o)
+                )
+            )
     return report
 
 
 def _clear_stale_runs(tmp: Path) -> None:
     """Remove scoring folders that killed runs left behind (their lock is free again)."""
-    from cleftscore.runfolder import RunFolderBusyError, RunLock
+    from cleftscore.run.folder import RunFolderBusyError, RunLock
 
     if not tmp.is_dir():
         return
@@ -267,8 +284,8 @@ def score_into_visit(study: Study, visit_id: int, photos: Sequence[str | os.Path
     CleftscoreError
         Problems that stop the whole run (no image found, weights missing).
     """
-    from cleftscore.pipeline import ProgressHooks, find_inputs, score_photos
-    from cleftscore.runfolder import read_record
+    from cleftscore.run.folder import read_record
+    from cleftscore.run.pipeline import ProgressHooks, find_inputs, score_photos
 
     _check_visit(study, visit_id)
     wanted = settings.to_dict()
@@ -304,7 +321,11 @@ def score_into_visit(study: Study, visit_id: int, photos: Sequence[str | os.Path
 
     def photo_done(res: Any) -> None:
         record = read_record(run, res.photo_id)
-        emit(_guarded(Path(res.file).name, lambda: _import_record(study, visit_id, run, record, originals.get(res.photo_id))))
+        emit(
+            _guarded(
+                Path(res.file).name, lambda: _import_record(study, visit_id, run, record, originals.get(res.photo_id))
+            )
+        )
         if user.photo_done is not None:
             user.photo_done(res)
 

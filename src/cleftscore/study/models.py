@@ -10,7 +10,18 @@ import datetime as dt
 import json
 from typing import Any
 
-from sqlalchemy import CheckConstraint, Date, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    CheckConstraint,
+    Date,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 __all__ = ["Base", "Patient", "Visit", "Photo", "Score", "PHASES", "CLEFT_SIDES", "CLEFT_TYPES"]
@@ -22,7 +33,7 @@ CLEFT_TYPES = ("lip", "lip-alveolus", "lip-palate", "other")
 
 
 def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
 
 
 class Base(DeclarativeBase):
@@ -39,7 +50,7 @@ class Patient(Base):
     cleft_side: Mapped[str | None] = mapped_column(String(16))
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
 
-    visits: Mapped[list["Visit"]] = relationship(back_populates="patient", order_by="Visit.date")
+    visits: Mapped[list[Visit]] = relationship(back_populates="patient", order_by="Visit.date")
 
 
 class Visit(Base):
@@ -58,7 +69,7 @@ class Visit(Base):
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
 
     patient: Mapped[Patient] = relationship(back_populates="visits")
-    photos: Mapped[list["Photo"]] = relationship(back_populates="visit", order_by="Photo.id")
+    photos: Mapped[list[Photo]] = relationship(back_populates="visit", order_by="Photo.id")
 
 
 class Photo(Base):
@@ -75,7 +86,7 @@ class Photo(Base):
     imported_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
 
     visit: Mapped[Visit] = relationship(back_populates="photos")
-    scores: Mapped[list["Score"]] = relationship(back_populates="photo", order_by="Score.id")
+    scores: Mapped[list[Score]] = relationship(back_populates="photo", order_by="Score.id")
 
 
 class Score(Base):

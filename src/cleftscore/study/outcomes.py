@@ -24,7 +24,16 @@ from sqlalchemy.orm import selectinload
 from cleftscore.study.db import Study, StudyError
 from cleftscore.study.models import Patient, Photo, Score, Visit
 
-__all__ = ["VisitScores", "PatientSeries", "Change", "CohortChange", "Outcomes", "compute_outcomes", "bootstrap_change_ci", "outcome_rows"]
+__all__ = [
+    "VisitScores",
+    "PatientSeries",
+    "Change",
+    "CohortChange",
+    "Outcomes",
+    "compute_outcomes",
+    "bootstrap_change_ci",
+    "outcome_rows",
+]
 
 #: Picture of a score shown as the heat-map thumbnail of a visit.
 THUMB_PICTURE = "overlay.png"
@@ -130,7 +139,9 @@ def _pick_scores(scores: list[Score], method: str | None, key: str | None) -> tu
     methods = sorted({s.method for s in scores})
     if method is None:
         if len(methods) > 1:
-            raise StudyError(f"the study has scores of several methods ({', '.join(methods)}); choose one with --method")
+            raise StudyError(
+                f"the study has scores of several methods ({', '.join(methods)}); choose one with --method"
+            )
         method = methods[0]
     chosen = [s for s in scores if s.method == method]
     if not chosen:
@@ -140,11 +151,15 @@ def _pick_scores(scores: list[Score], method: str | None, key: str | None) -> tu
         latest = {s.settings_key: s.created_at for s in chosen}
         key = max(counts, key=lambda k: (counts[k], latest[k]))
         if len(counts) > 1:
-            notes.append(f"{len(counts)} settings of method {method} in the study; using {key[:12]} (most photos), --settings picks another")
+            notes.append(
+                f"{len(counts)} settings of method {method} in the study; using {key[:12]} (most photos), --settings picks another"
+            )
     else:
         matches = {s.settings_key for s in chosen if s.settings_key.startswith(key)}
         if len(matches) != 1:
-            raise StudyError(f"settings {key!r} match {len(matches)} settings of method {method}; `cleftscore study export` lists them")
+            raise StudyError(
+                f"settings {key!r} match {len(matches)} settings of method {method}; `cleftscore study export` lists them"
+            )
         key = matches.pop()
     return method, key, [s for s in chosen if s.settings_key == key], notes
 
@@ -209,7 +224,19 @@ def _cohort(changes: list[Change], after: str) -> CohortChange:
     diff = np.subtract(later, before)
     mean, sd = float(diff.mean()), float(diff.std(ddof=1))
     if sd <= 1e-12 * max(1.0, abs(mean)):  # rounding noise only: a t statistic would be meaningless
-        return CohortChange(after, codes, before, later, mean, mean, mean, None, None, None, "every patient changed by the same amount: no test")
+        return CohortChange(
+            after,
+            codes,
+            before,
+            later,
+            mean,
+            mean,
+            mean,
+            None,
+            None,
+            None,
+            "every patient changed by the same amount: no test",
+        )
     half = float(stats.t.ppf(0.975, n - 1)) * sd / math.sqrt(n)
     t = stats.ttest_rel(later, before)
     w = stats.wilcoxon(later, before)

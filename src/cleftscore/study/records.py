@@ -12,7 +12,15 @@ from sqlalchemy import func, select
 from cleftscore.study.db import NotFoundError, Study, StudyError
 from cleftscore.study.models import CLEFT_SIDES, CLEFT_TYPES, PHASES, Patient, Photo, Visit
 
-__all__ = ["add_patient", "add_visit", "find_patient", "find_visit", "patient_counts", "patient_visits", "validate_code"]
+__all__ = [
+    "add_patient",
+    "add_visit",
+    "find_patient",
+    "find_visit",
+    "patient_counts",
+    "patient_visits",
+    "validate_code",
+]
 
 _CODE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,31}")
 
@@ -66,7 +74,9 @@ def find_patient(session: Any, code: str) -> Patient:
     """The patient with this code, or :class:`NotFoundError`."""
     patient = session.scalar(select(Patient).where(Patient.code == code))
     if patient is None:
-        raise NotFoundError(f"no patient {code!r} in the study; `cleftscore study patients` lists them, `study add-patient` adds one")
+        raise NotFoundError(
+            f"no patient {code!r} in the study; `cleftscore study patients` lists them, `study add-patient` adds one"
+        )
     return patient
 
 
@@ -82,8 +92,12 @@ def patient_visits(session: Any, patient: Patient) -> list[Visit]:
 def patient_counts(session: Any) -> list[tuple[Patient, int, int]]:
     """Every patient by code, with its number of visits and of photos (two grouped queries)."""
     visits = dict(session.execute(select(Visit.patient_id, func.count()).group_by(Visit.patient_id)).all())
-    photos = dict(session.execute(select(Visit.patient_id, func.count(Photo.id)).join(Photo).group_by(Visit.patient_id)).all())
-    return [(p, visits.get(p.id, 0), photos.get(p.id, 0)) for p in session.scalars(select(Patient).order_by(Patient.code))]
+    photos = dict(
+        session.execute(select(Visit.patient_id, func.count(Photo.id)).join(Photo).group_by(Visit.patient_id)).all()
+    )
+    return [
+        (p, visits.get(p.id, 0), photos.get(p.id, 0)) for p in session.scalars(select(Patient).order_by(Patient.code))
+    ]
 
 
 def find_visit(session: Any, visit_id: int) -> Visit:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from cleftscore.report.study_plots import cohort_png, timeline_png
 from cleftscore.study.db import Study
 from cleftscore.study.outcomes import Outcomes, outcome_rows
-from cleftscore.study.plots import cohort_png, timeline_png
 
 __all__ = ["write_outcomes"]
 
@@ -28,7 +28,7 @@ def write_outcomes(study: Study, outcomes: Outcomes, out_dir: str | Path) -> lis
         The written files.
     """
     from cleftscore.io import atomic_write_bytes
-    from cleftscore.report import write_csv
+    from cleftscore.report.writers import write_csv
 
     out = Path(out_dir)
     written = [write_csv(out / "outcomes.csv", outcome_rows(outcomes), columns=OUTCOME_COLUMNS)]

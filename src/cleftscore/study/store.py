@@ -42,7 +42,7 @@ class StoredPhoto:
     height: int
 
 
-def _encode_png(image: "object") -> bytes:
+def _encode_png(image: object) -> bytes:
     from PIL import Image
 
     buf = io.BytesIO()
@@ -93,4 +93,10 @@ def store_photo(root: Path, path: str | os.PathLike[str], *, sha256: str | None 
     image = load_image(path)  # applies EXIF orientation, drops alpha, converts to uint8 RGB
     data = _encode_png(image)
     rel = _put(root, f"photos/{h[:2]}/{h}.png", data)
-    return StoredPhoto(sha256=h, stored_path=rel, stored_sha256=sha256_bytes(data), width=int(image.shape[1]), height=int(image.shape[0]))
+    return StoredPhoto(
+        sha256=h,
+        stored_path=rel,
+        stored_sha256=sha256_bytes(data),
+        width=int(image.shape[1]),
+        height=int(image.shape[0]),
+    )

@@ -15,7 +15,17 @@ from fastapi.responses import StreamingResponse
 
 from cleftscore.web import queries
 from cleftscore.web.context import ID, AppContext
-from cleftscore.web.schemas import ERRORS, JobOut, MethodOut, PatientIn, PatientOut, Problem, VisitDetailOut, VisitIn, VisitOut
+from cleftscore.web.schemas import (
+    ERRORS,
+    JobOut,
+    MethodOut,
+    PatientIn,
+    PatientOut,
+    Problem,
+    VisitDetailOut,
+    VisitIn,
+    VisitOut,
+)
 from cleftscore.web.uploads import CheckedPhoto, UploadError, check_photo
 
 __all__ = ["install_api"]
@@ -98,7 +108,9 @@ def install_api(app: FastAPI, ctx: AppContext) -> None:
         if not files:
             raise HTTPException(400, "no photo in the upload")
         if len(files) > limits.max_files:
-            raise HTTPException(413, f"{len(files)} photos in one upload; the limit is {limits.max_files}. Nothing was stored.")
+            raise HTTPException(
+                413, f"{len(files)} photos in one upload; the limit is {limits.max_files}. Nothing was stored."
+            )
         checked: list[CheckedPhoto] = []
         problems: list[str] = []
         for f in files:
@@ -160,7 +172,9 @@ def install_api(app: FastAPI, ctx: AppContext) -> None:
                 else:
                     yield ": keep-alive\n\n"
 
-        return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+        return StreamingResponse(
+            stream(), media_type="text/event-stream", headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+        )
 
 
 def _stage(ctx: AppContext, visit_id: int, method: str, roi: str, photos: list[CheckedPhoto]) -> int:

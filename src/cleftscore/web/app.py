@@ -33,11 +33,13 @@ HERE = Path(__file__).resolve().parent
 
 
 def _make_settings(web: WebSettings) -> Any:
-    from cleftscore.pipeline import PipelineSettings
-    from cleftscore.score import ScoreSettings
+    from cleftscore.run.pipeline import PipelineSettings
+    from cleftscore.score.paper import ScoreSettings
 
     def make(method: str, roi: str) -> PipelineSettings:
-        return PipelineSettings(method=method, size=web.size, detector=web.detector, score=ScoreSettings(roi=roi), gan=web.gan_settings)
+        return PipelineSettings(
+            method=method, size=web.size, detector=web.detector, score=ScoreSettings(roi=roi), gan=web.gan_settings
+        )
 
     return make
 
@@ -71,7 +73,9 @@ def create_app(settings: WebSettings, *, gan: MethodChoice | None = None) -> Fas
     jobs = JobQueue(state, study, _make_settings(settings), cache_dir=settings.cache_dir)
     import jinja2
 
-    templates = Jinja2Templates(env=jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True))
+    templates = Jinja2Templates(
+        env=jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True)
+    )
     ctx = AppContext(settings, study, state, Guard(settings.allowed_hosts, settings.token_hash), jobs, templates,
                gan if gan is not None else gan_availability(settings.gan_settings))  # fmt: skip
 

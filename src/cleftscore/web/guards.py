@@ -37,9 +37,16 @@ def install_guards(app: FastAPI, ctx: AppContext) -> None:
         token = bearer[7:] if bearer.lower().startswith("bearer ") else None
         if not open_path and not guard.authorized(cookie=request.cookies.get(SESSION_COOKIE), bearer=token):
             if path.startswith("/api/") or request.method not in SAFE_METHODS:
-                return JSONResponse({"detail": "an access token is needed: log in at /login or send Authorization: Bearer TOKEN"}, status_code=401)
+                return JSONResponse(
+                    {"detail": "an access token is needed: log in at /login or send Authorization: Bearer TOKEN"},
+                    status_code=401,
+                )
             return RedirectResponse("/login", status_code=303)
-        if request.method not in SAFE_METHODS and path != "/login" and not guard.csrf_ok(request.headers.get(CSRF_HEADER)):
+        if (
+            request.method not in SAFE_METHODS
+            and path != "/login"
+            and not guard.csrf_ok(request.headers.get(CSRF_HEADER))
+        ):
             return JSONResponse({"detail": "missing or wrong CSRF token: send the X-CSRF-Token header from the page's "
                                            "<meta name=csrf-token>; reload the page if the server restarted"}, status_code=403)  # fmt: skip
         length = request.headers.get("content-length")
@@ -93,7 +100,9 @@ class BodyLimit:
             if not over:
                 await send(message)
             elif message["type"] == "http.response.start":
-                body = json.dumps({"detail": f"the upload is over the limit of {self.limit / 1e6:.1f} MB; nothing was stored"}).encode()
+                body = json.dumps(
+                    {"detail": f"the upload is over the limit of {self.limit / 1e6:.1f} MB; nothing was stored"}
+                ).encode()
                 await send({"type": "http.response.start", "status": 413,
                             "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})  # fmt: skip
                 await send({"type": "http.response.body", "body": body})

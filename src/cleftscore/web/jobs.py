@@ -51,7 +51,7 @@ CREATE INDEX IF NOT EXISTS ix_job_photos_job ON job_photos (job_id, position);
 
 
 def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat()
+    return dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat()
 
 
 @dataclass(frozen=True)
@@ -81,7 +81,9 @@ class JobView:
 
     @property
     def rerunnable(self) -> bool:
-        return self.status in ("cancelled", "interrupted", "failed") and any(p.status not in FINISHED_PHOTO for p in self.photos)
+        return self.status in ("cancelled", "interrupted", "failed") and any(
+            p.status not in FINISHED_PHOTO for p in self.photos
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "visit_id": self.visit_id, "method": self.method, "roi": self.roi, "status": self.status,
@@ -118,7 +120,10 @@ class ServerState:
 
     def set_meta(self, key: str, value: str) -> None:
         with self._db() as con:
-            con.execute("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value", (key, value))
+            con.execute(
+                "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                (key, value),
+            )
 
     # -- jobs
     def add_job(self, visit_id: int, method: str, roi: str, folder: Path, names: list[str]) -> int:
@@ -133,10 +138,14 @@ class ServerState:
 
     def job(self, job_id: int) -> JobView | None:
         with self._db() as con:
-            row = con.execute("SELECT id, visit_id, method, roi, status, message, created_at FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            row = con.execute(
+                "SELECT id, visit_id, method, roi, status, message, created_at FROM jobs WHERE id = ?", (job_id,)
+            ).fetchone()
             if row is None:
                 return None
-            photos = con.execute("SELECT name, status, score, message FROM job_photos WHERE job_id = ? ORDER BY position", (job_id,)).fetchall()
+            photos = con.execute(
+                "SELECT name, status, score, message FROM job_photos WHERE job_id = ? ORDER BY position", (job_id,)
+            ).fetchall()
         return JobView(*row, photos=tuple(JobPhotoView(*p) for p in photos))
 
     def jobs_of_visit(self, visit_id: int) -> list[JobView]:
@@ -150,9 +159,14 @@ class ServerState:
 
     def set_job(self, job_id: int, status: str, message: str = "") -> None:
         with self._db() as con:
-            con.execute("UPDATE jobs SET status = ?, message = ?, updated_at = ? WHERE id = ?", (status, message, _now(), job_id))
+            con.execute(
+                "UPDATE jobs SET status = ?, message = ?, updated_at = ? WHERE id = ?",
+                (status, message, _now(), job_id),
+            )
 
-    def set_photo(self, job_id: int, position: int, status: str, *, score: float | None = None, message: str = "") -> None:
+    def set_photo(
+        self, job_id: int, position: int, status: str, *, score: float | None = None, message: str = ""
+    ) -> None:
         folder = self.folder(job_id)
         message = message.replace(f"{folder}{os.sep}", "")  # the staging folder means nothing to the user
         with self._db() as con:
@@ -166,13 +180,21 @@ class ServerState:
             for i in ids:
                 con.execute("UPDATE jobs SET status = 'interrupted', message = 'the server stopped before this job finished; "
                             "re-run it to score the remaining photos', updated_at = ? WHERE id = ?", (_now(), i))  # fmt: skip
-                con.execute("UPDATE job_photos SET status = 'interrupted' WHERE job_id = ? AND status IN ('queued', 'running')", (i,))
+                con.execute(
+                    "UPDATE job_photos SET status = 'interrupted' WHERE job_id = ? AND status IN ('queued', 'running')",
+                    (i,),
+                )
         return ids
 
     def requeue(self, job_id: int) -> None:
         with self._db() as con:
-            con.execute("UPDATE job_photos SET status = 'queued', message = '' WHERE job_id = ? AND status NOT IN ('scored', 'already', 'failed')", (job_id,))
-            con.execute("UPDATE jobs SET status = 'queued', message = '', updated_at = ? WHERE id = ?", (_now(), job_id))
+            con.execute(
+                "UPDATE job_photos SET status = 'queued', message = '' WHERE job_id = ? AND status NOT IN ('scored', 'already', 'failed')",
+                (job_id,),
+            )
+            con.execute(
+                "UPDATE jobs SET status = 'queued', message = '', updated_at = ? WHERE id = ?", (_now(), job_id)
+            )
 
 
 class _Cancelled(Exception):
@@ -293,7 +315,7 @@ class JobQueue:
 
     def _run_job(self, job_id: int) -> None:
         from cleftscore.errors import CleftscoreError, WeightsMissingError
-        from cleftscore.pipeline import ProgressHooks
+        from cleftscore.run.pipeline import ProgressHooks
         from cleftscore.study.ingest import score_into_visit
 
         job = self.state.job(job_id)

@@ -34,7 +34,9 @@ def _patient_outcomes(study: Study, code: str, method: str | None) -> tuple[list
         out = compute_outcomes(study, method=method, n_boot=2000, seed=0)
     except StudyError as exc:
         return [], str(exc)
-    return [c for c in out.changes if c.code == code], f"method {out.method}, settings {out.settings_key[:12]}; " + " ".join(out.notes)
+    return [
+        c for c in out.changes if c.code == code
+    ], f"method {out.method}, settings {out.settings_key[:12]}; " + " ".join(out.notes)
 
 
 def install_pages(app: FastAPI, ctx: AppContext) -> None:
@@ -47,7 +49,13 @@ def install_pages(app: FastAPI, ctx: AppContext) -> None:
     @app.post("/login", include_in_schema=False)
     async def login(request: Request, token: Annotated[str, Form()] = "") -> Response:
         if not ctx.guard.token_ok(token) or ctx.guard.token_hash is None:
-            return _page(ctx, request, "login.html", status_code=401, error="wrong access token" if ctx.guard.token_hash else "no token is needed here")
+            return _page(
+                ctx,
+                request,
+                "login.html",
+                status_code=401,
+                error="wrong access token" if ctx.guard.token_hash else "no token is needed here",
+            )
         response = RedirectResponse("/", status_code=303)
         response.set_cookie(SESSION_COOKIE, ctx.guard.open_session(), httponly=True, samesite="strict")
         return response
@@ -58,7 +66,9 @@ def install_pages(app: FastAPI, ctx: AppContext) -> None:
         return _page(ctx, request, "patients.html", patients=rows, q=q)
 
     @app.get("/patients/{code}", response_class=HTMLResponse, include_in_schema=False)
-    async def patient_html(request: Request, code: str, method: Annotated[str | None, Query(max_length=32)] = None) -> HTMLResponse:
+    async def patient_html(
+        request: Request, code: str, method: Annotated[str | None, Query(max_length=32)] = None
+    ) -> HTMLResponse:
         page = await asyncio.to_thread(queries.patient_page, study, code)
         changes, outcome_note = await asyncio.to_thread(_patient_outcomes, study, code, method)
         methods = sorted({m for v in page.visits for m in v.methods})
@@ -67,8 +77,8 @@ def install_pages(app: FastAPI, ctx: AppContext) -> None:
 
     @app.get("/patients/{code}/timeline.png", include_in_schema=False)
     async def timeline(code: str, method: Annotated[str | None, Query(max_length=32)] = None) -> Response:
+        from cleftscore.report.study_plots import timeline_png
         from cleftscore.study.outcomes import compute_outcomes
-        from cleftscore.study.plots import timeline_png
 
         def draw() -> bytes | None:
             try:
@@ -97,7 +107,9 @@ def install_pages(app: FastAPI, ctx: AppContext) -> None:
         return _page(ctx, request, "visit.html", v=page, jobs=job_list, gan=ctx.gan, rois=ROIS, limits=ctx.settings)
 
     @app.get("/compare", response_class=HTMLResponse, include_in_schema=False)
-    async def compare(request: Request, a: Annotated[int, Query(ge=1, le=2**62)], b: Annotated[int, Query(ge=1, le=2**62)]) -> HTMLResponse:
+    async def compare(
+        request: Request, a: Annotated[int, Query(ge=1, le=2**62)], b: Annotated[int, Query(ge=1, le=2**62)]
+    ) -> HTMLResponse:
         left = await asyncio.to_thread(queries.visit_page, study, a)
         right = await asyncio.to_thread(queries.visit_page, study, b)
         return _page(ctx, request, "compare.html", left=left, right=right)
@@ -109,14 +121,18 @@ def install_pages(app: FastAPI, ctx: AppContext) -> None:
 
     @app.get("/visits/{visit_id}/scores.csv", include_in_schema=False)
     async def csv_download(visit_id: ID) -> Response:
-        from cleftscore.report import write_csv
+        from cleftscore.report.writers import write_csv
 
         page = await asyncio.to_thread(queries.visit_page, study, visit_id)
         with tempfile.TemporaryDirectory(dir=study.files) as tmp:
             path = write_csv(Path(tmp) / "scores.csv", queries.visit_csv_rows(page), columns=queries.CSV_COLUMNS)
             data = path.read_bytes()
         name = f"{page.code}_visit{page.id}_{page.date.isoformat()}_scores.csv"
-        return Response(data, media_type="text/csv; charset=utf-8", headers={"Content-Disposition": f'attachment; filename="{name}"'})
+        return Response(
+            data,
+            media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": f'attachment; filename="{name}"'},
+        )
 
     @app.get("/files/{rel:path}", include_in_schema=False)
     async def stored_file(rel: str) -> Response:

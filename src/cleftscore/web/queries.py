@@ -17,7 +17,7 @@ from cleftscore.study.records import find_patient, find_visit, patient_counts, p
 __all__ = ["PatientRow", "VisitRow", "PatientPage", "ScoreView", "PhotoView", "VisitPage", "patients", "patient_page",
            "visit_page", "visit_csv_rows", "fingerprint", "SCORE_DEFINITION"]  # fmt: skip
 
-#: The score's definition as the pages state it (see cleftscore.score).
+#: The score's definition as the pages state it (see cleftscore.score.paper).
 SCORE_DEFINITION = ("Higher scores mean closer to normal; the heat map shows where the photo differs from its normalized twin, "
                     "on one colour scale for all photos of a run. GAN method: S = -log( sqrt( sum of the eroded heat map over "
                     "the region ) / N ), N = the region's pixel count. Asymmetry method: the face-referenced asymmetry score, "
@@ -129,9 +129,15 @@ def patient_page(study: Study, code: str) -> PatientPage:
         for v in visits:
             latest = [ph.scores[-1] for ph in v.photos if ph.scores]
             mean = sum(sc.score for sc in latest) / len(latest) if latest else None
-            rows.append(VisitRow(v.id, v.date, v.phase, v.procedure, len(v.photos), mean, tuple(sorted({sc.method for sc in latest}))))
+            rows.append(
+                VisitRow(
+                    v.id, v.date, v.phase, v.procedure, len(v.photos), mean, tuple(sorted({sc.method for sc in latest}))
+                )
+            )
         n_photos = sum(r.photos for r in rows)
-        return PatientPage(PatientRow(p.code, p.birth_year, p.cleft_type, p.cleft_side, len(rows), n_photos), tuple(rows))
+        return PatientPage(
+            PatientRow(p.code, p.birth_year, p.cleft_type, p.cleft_side, len(rows), n_photos), tuple(rows)
+        )
 
 
 def visit_page(study: Study, visit_id: int) -> VisitPage:
@@ -144,7 +150,11 @@ def visit_page(study: Study, visit_id: int) -> VisitPage:
     """
     with study.transaction(write=False) as s:
         v = find_visit(s, visit_id)
-        photos = list(s.scalars(select(Photo).where(Photo.visit_id == v.id).order_by(Photo.id).options(selectinload(Photo.scores))))
+        photos = list(
+            s.scalars(
+                select(Photo).where(Photo.visit_id == v.id).order_by(Photo.id).options(selectinload(Photo.scores))
+            )
+        )
         views = tuple(PhotoView(ph.id, ph.original_name, ph.width, ph.height, ph.stored_path, tuple(_score_view(sc) for sc in ph.scores))
                       for ph in photos)  # fmt: skip
         return VisitPage(v.id, v.patient.code, v.date, v.phase, v.procedure, v.note, views)

@@ -69,7 +69,9 @@ class WebSettings:
         for name in ("max_file_bytes", "max_files", "max_pixels"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.token_hash is not None and (len(self.token_hash) != 64 or set(self.token_hash) - set("0123456789abcdef")):
+        if self.token_hash is not None and (
+            len(self.token_hash) != 64 or set(self.token_hash) - set("0123456789abcdef")
+        ):
             raise ValueError("token_hash must be a SHA-256 hex digest")
 
     @property

@@ -77,7 +77,9 @@ def check_photo(original_name: str, data: bytes, *, max_bytes: int, max_pixels: 
     except UploadError:
         raise
     except UnidentifiedImageError:
-        raise UploadError(f"{shown}: not an image (its content is not JPEG, PNG, TIFF, BMP or WebP, whatever its name says)") from None
-    except Exception as exc:  # Pillow raises many types for damaged files
+        raise UploadError(
+            f"{shown}: not an image (its content is not JPEG, PNG, TIFF, BMP or WebP, whatever its name says)"
+        ) from None
+    except Exception as exc:  # noqa: BLE001 - Pillow raises many types for damaged files
         raise UploadError(f"{shown}: a damaged image ({' '.join(str(exc).split())[:120]})") from None
     return CheckedPhoto(name=_safe_name(original_name, FORMATS[fmt]), data=data, width=width, height=height, format=fmt)

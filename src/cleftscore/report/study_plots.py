@@ -20,7 +20,7 @@ _PHASE_COLOURS = {"pre-op": "#c0392b", "post-op": "#2471a3", "follow-up": "#1e84
 THUMB_PX = 96
 
 
-def _png(fig: "object") -> bytes:
+def _png(fig: object) -> bytes:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
     FigureCanvasAgg(fig)  # type: ignore[arg-type]
@@ -102,7 +102,7 @@ def cohort_png(cohort: CohortChange) -> bytes:
 
     fig = Figure(figsize=(4.8, 5.0), layout="constrained")
     ax = fig.add_subplot()
-    for code, b, a in zip(cohort.codes, cohort.before, cohort.later):
+    for code, b, a in zip(cohort.codes, cohort.before, cohort.later, strict=True):
         colour = "#1e8449" if a >= b else "#c0392b"
         ax.plot([0, 1], [b, a], color=colour, marker="o", lw=1.5)
         ax.annotate(code, (1, a), xytext=(5, 0), textcoords="offset points", va="center", fontsize=8)

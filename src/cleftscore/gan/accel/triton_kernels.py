@@ -1,4 +1,4 @@
-"""Triton kernels behind :mod:`cleftscore.gan.fused` (imported only where Triton is installed).
+"""Triton kernels behind :mod:`cleftscore.gan.accel.fused` (imported only where Triton is installed).
 
 All tensors are contiguous NCHW, viewed as ``[rows = N * C, HW]``; per-row scalars (demodulation
 coefficients, styles) are float32 ``[N * C]``; arithmetic is float32, stores round to the output

@@ -88,7 +88,13 @@ _NORMALIZER_TITLES = {
     "asymmetry": "Asymmetry (landmark-registered mirror image)",
 }
 _METRIC_LABELS = {"lpips": "LPIPS", "pse": "PSE", "ssim": "SSIM", "face-referenced": "face-referenced score"}
-_VARIANT_LABELS = {"base": "Base", "+ycbcr": "+YCbCr", "+erosion": "+Erosion", "+both": "+Both", "own": "(own difference)"}
+_VARIANT_LABELS = {
+    "base": "Base",
+    "+ycbcr": "+YCbCr",
+    "+erosion": "+Erosion",
+    "+both": "+Both",
+    "own": "(own difference)",
+}
 _REGION_LABELS = {"mouth": "Mouth", "face": "Face", "upper-lip skin": "upper-lip skin"}
 
 
@@ -168,13 +174,9 @@ def read_ratings(path: str | Path) -> dict[str, float]:
         try:
             rating = float(value)
         except ValueError:
-            raise CleftscoreError(
-                f"{path} line {lineno}: rating {value!r} for {name!r} is not a number"
-            ) from None
+            raise CleftscoreError(f"{path} line {lineno}: rating {value!r} for {name!r} is not a number") from None
         if not math.isfinite(rating):
-            raise CleftscoreError(
-                f"{path} line {lineno}: rating {value!r} for {name!r} is not a finite number"
-            )
+            raise CleftscoreError(f"{path} line {lineno}: rating {value!r} for {name!r} is not a finite number")
         key = _name_keys(name)
         if key in seen:
             prev_name, prev_line = seen[key]
@@ -411,9 +413,7 @@ def correlate(
     x = np.asarray(scores, dtype=np.float64)
     y = np.asarray(ratings, dtype=np.float64)
     if x.ndim != 1 or y.ndim != 1 or x.shape != y.shape:
-        raise ValueError(
-            f"scores and ratings must be 1-D of equal length, got shapes {x.shape} and {y.shape}"
-        )
+        raise ValueError(f"scores and ratings must be 1-D of equal length, got shapes {x.shape} and {y.shape}")
     n = int(x.shape[0])
     if n < 3:
         raise ValueError(f"a correlation needs at least 3 rated photos, got {n}")
@@ -435,9 +435,7 @@ def correlate(
         idx = rng.integers(0, n, size=(n_boot, n))
         xb, yb = x[idx], y[idx]
         boot_r = _rowwise_pearson(xb, yb)
-        boot_rho = _rowwise_pearson(
-            stats.rankdata(xb, axis=1), stats.rankdata(yb, axis=1)
-        )
+        boot_rho = _rowwise_pearson(stats.rankdata(xb, axis=1), stats.rankdata(yb, axis=1))
         pearson_ci, spearman_ci = _interval(boot_r, ci), _interval(boot_rho, ci)
     else:
         pearson_ci = spearman_ci = (math.nan, math.nan)
@@ -480,11 +478,10 @@ class _RunContents:
 
 def _read_run(run_dir: Path) -> _RunContents:
     """Every photo record of a run folder (those of its latest score or rescore)."""
-    from cleftscore.runfolder import is_run_folder, list_photo_ids, photo_dir, read_records, read_run_settings
+    from cleftscore.run.folder import is_run_folder, list_photo_ids, photo_dir, read_records, read_run_settings
 
     if not run_dir.is_dir():
-        raise CleftscoreError(f"{run_dir}: run folder not found; run `cleftscore score ... --out "
-                              f"{run_dir}` first")
+        raise CleftscoreError(f"{run_dir}: run folder not found; run `cleftscore score ... --out {run_dir}` first")
     _, latest = read_run_settings(run_dir)
     ids = latest if latest is not None else list_photo_ids(run_dir)
     if not is_run_folder(run_dir) or not ids:
@@ -499,7 +496,9 @@ def _read_run(run_dir: Path) -> _RunContents:
             failed.append((rec.file, rec.message))
             continue
         if rec.geometry is None or "aligned.png" not in rec.pictures:
-            failed.append((rec.file, f"{photo_dir(run_dir, rec.photo_id)}: the record has no face geometry or aligned picture"))
+            failed.append(
+                (rec.file, f"{photo_dir(run_dir, rec.photo_id)}: the record has no face geometry or aligned picture")
+            )
             continue
         photos.append(
             _Photo(
@@ -620,8 +619,17 @@ _NAN_CI = (math.nan, math.nan)
 
 
 def _empty_row(key: tuple[str, str, str, str], note: str, n: int = 0) -> GridRow:
-    return GridRow(*key, n=n, pearson_r=math.nan, pearson_ci=_NAN_CI, pearson_p=math.nan,
-                   spearman_rho=math.nan, spearman_ci=_NAN_CI, spearman_p=math.nan, note=note)
+    return GridRow(
+        *key,
+        n=n,
+        pearson_r=math.nan,
+        pearson_ci=_NAN_CI,
+        pearson_p=math.nan,
+        spearman_rho=math.nan,
+        spearman_ci=_NAN_CI,
+        spearman_p=math.nan,
+        note=note,
+    )
 
 
 @dataclass(frozen=True)
@@ -699,7 +707,7 @@ def _photo_scores(
     """Every grid score of one photo (keys: normalizer, metric, variant, region)."""
     from cleftscore.heatmap import DifferenceSettings, difference_map, erode
     from cleftscore.io import load_image
-    from cleftscore.score import roi_score
+    from cleftscore.score.paper import roi_score
 
     aligned = load_image(photo.folder / "aligned.png")
     size = aligned.shape[0]
@@ -712,14 +720,12 @@ def _photo_scores(
     if photo.mask_file:
         mask_path = _resolve_mask(photo, run_dir)
         if mask_path is None:
-            mask_notes.append(
-                f"{photo.name}: mask file {photo.mask_file} not found; landmark regions used"
-            )
+            mask_notes.append(f"{photo.name}: mask file {photo.mask_file} not found; landmark regions used")
         else:
             from cleftscore.face.roi import load_user_mask
 
             user_mask = load_user_mask(mask_path, size)
-            masks = {region: user_mask for region in GRID_REGIONS}
+            masks = dict.fromkeys(GRID_REGIONS, user_mask)
             mask_notes.append(f"{photo.name}: user mask {mask_path.name} replaces mouth and face")
     if not masks:
         from cleftscore.face.roi import roi_mask
@@ -729,9 +735,7 @@ def _photo_scores(
     out: dict[tuple[str, str, str, str], float] = {}
     for normalizer in normalizers:
         try:
-            if normalizer == "gan-adapted" or (
-                normalizer == "asymmetry" and photo.method == "asymmetry"
-            ):
+            if normalizer == "gan-adapted" or (normalizer == "asymmetry" and photo.method == "asymmetry"):
                 reference = load_image(photo.folder / "normalized.png")
             elif normalizer == "gan-inversion":
                 reference = load_image(photo.folder / "inverted.png")
@@ -746,7 +750,7 @@ def _photo_scores(
             )
             continue
         if normalizer == "asymmetry":
-            from cleftscore.score import ScoreSettings, score_face_referenced
+            from cleftscore.score.paper import ScoreSettings, score_face_referenced
 
             fr, _ = score_face_referenced(aligned, reference, landmarks, settings=ScoreSettings(), user_mask=user_mask)
             out[FACE_REFERENCED_KEY] = fr.score
@@ -765,9 +769,7 @@ def _photo_scores(
                     if erosion not in eroded:
                         eroded[erosion] = erode(raw, size=erosion) if erosion > 1 else raw
                     for region, mask in masks.items():
-                        out[(normalizer, metric, variant, region)] = float(
-                            roi_score(eroded[erosion], mask)
-                        )
+                        out[(normalizer, metric, variant, region)] = float(roi_score(eroded[erosion], mask))
     return out
 
 
@@ -862,9 +864,7 @@ def evaluate_run(
         extra = ""
         if matched.missing_in_run:
             shown = ", ".join(matched.missing_in_run[:5])
-            extra = f"; rated but not in the run: {shown}" + (
-                " ..." if len(matched.missing_in_run) > 5 else ""
-            )
+            extra = f"; rated but not in the run: {shown}" + (" ..." if len(matched.missing_in_run) > 5 else "")
         raise CleftscoreError(
             f"{run_dir}: only {matched.n} scored photo(s) have a rating; a correlation needs at "
             f"least 3 (the ratings 'file' column must name the photos){extra}"
@@ -877,9 +877,7 @@ def evaluate_run(
     for photo in run.photos:
         if photo.name not in rating_of:
             continue
-        photo_normalizers = [
-            nz for nz in normalizers if not (nz.startswith("gan-") and photo.method != "gan")
-        ]
+        photo_normalizers = [nz for nz in normalizers if not (nz.startswith("gan-") and photo.method != "gan")]
         for nz in normalizers:
             if nz not in photo_normalizers:
                 problems.setdefault(nz, []).append(f"{photo.name}: scored with {photo.method}")
@@ -917,16 +915,26 @@ def evaluate_run(
                         rows.append(_empty_row(key, f"n/a ({lpips_missing_reason})"))
                         continue
                     rows.append(
-                        _grid_row(key, per_key.get(key, {}), rating_of, left_out,
-                                  higher_is=higher_is, n_boot=n_boot, ci=ci, seed=seed)
+                        _grid_row(
+                            key,
+                            per_key.get(key, {}),
+                            rating_of,
+                            left_out,
+                            higher_is=higher_is,
+                            n_boot=n_boot,
+                            ci=ci,
+                            seed=seed,
+                        )
                     )
     for normalizer, items in problems.items():
-        notes.append(f"{normalizer}: {len(items)} photo(s) left out ({'; '.join(items[:3])}"
-                     + (" ..." if len(items) > 3 else "") + ")")
+        notes.append(
+            f"{normalizer}: {len(items)} photo(s) left out ({'; '.join(items[:3])}"
+            + (" ..." if len(items) > 3 else "")
+            + ")"
+        )
 
     missing_in_run = tuple(
-        f + (" (failed in the run)" if _name_keys(f)[1] in failed_names else "")
-        for f in matched.missing_in_run
+        f + (" (failed in the run)" if _name_keys(f)[1] in failed_names else "") for f in matched.missing_in_run
     )
     return Evaluation(
         run_dir=run_dir,
@@ -958,7 +966,9 @@ def _measure_rows(photos: Sequence[_Photo], rating_of: Mapping[str, float], *, h
                  if p.name in rating_of and name in p.measures and math.isfinite(p.measures[name])]  # fmt: skip
         row: dict[str, Any] = {"measure": name, "n": len(pairs)}
         if len(pairs) >= 3 and len({v for v, _ in pairs}) > 1:
-            c = correlate([v for v, _ in pairs], [r for _, r in pairs], higher_is=higher_is, n_boot=n_boot, ci=ci, seed=seed)
+            c = correlate(
+                [v for v, _ in pairs], [r for _, r in pairs], higher_is=higher_is, n_boot=n_boot, ci=ci, seed=seed
+            )
             row.update(pearson_r=c.pearson_r, pearson_ci_low=c.pearson_ci[0], pearson_ci_high=c.pearson_ci[1],
                        spearman_rho=c.spearman_rho, spearman_p=c.spearman_p)  # fmt: skip
         else:
@@ -1030,8 +1040,12 @@ def evaluation_grid(
     """
     return list(
         evaluate_run(
-            run_dir, ratings, higher_is=higher_is, lpips_distance=lpips_distance,
-            n_boot=n_boot, seed=seed,
+            run_dir,
+            ratings,
+            higher_is=higher_is,
+            lpips_distance=lpips_distance,
+            n_boot=n_boot,
+            seed=seed,
         ).rows
     )
 
@@ -1212,16 +1226,15 @@ def write_evaluation(evaluation: Evaluation, out_dir: str | Path) -> EvaluationF
     -------
     EvaluationFiles
     """
-    from cleftscore.report import write_csv, write_json, write_png
+    from cleftscore.io import write_json, write_png
+    from cleftscore.report.writers import write_csv
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     ev = evaluation
     grid_csv = out / "grid.csv"
     records = [r.as_dict() for r in ev.rows]
-    columns = list(records[0]) if records else list(
-        _empty_row(("asymmetry", "pse", "base", "mouth"), "").as_dict()
-    )
+    columns = list(records[0]) if records else list(_empty_row(("asymmetry", "pse", "base", "mouth"), "").as_dict())
     write_csv(grid_csv, records, columns=columns)
 
     grid_md = out / "grid.md"
@@ -1250,13 +1263,10 @@ def write_evaluation(evaluation: Evaluation, out_dir: str | Path) -> EvaluationF
         "rows": records,
         "measures": list(ev.measure_rows),
         "headline_photos": [
-            {"file": f, "score": x, "rating": y}
-            for f, x, y in zip(head.files, head.scores, head.ratings, strict=True)
+            {"file": f, "score": x, "rating": y} for f, x, y in zip(head.files, head.scores, head.ratings, strict=True)
         ]
         if head is not None
         else [],
     }
     summary_json = write_json(out / "summary.json", summary)
-    return EvaluationFiles(grid_csv=grid_csv, grid_md=grid_md, summary_json=summary_json,
-                           scatter_png=scatter)
-
+    return EvaluationFiles(grid_csv=grid_csv, grid_md=grid_md, summary_json=summary_json, scatter_png=scatter)

@@ -6,7 +6,7 @@ DESIGN.md step 10. Plain functions on arrays; no torch, no file I/O.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,21 +21,19 @@ __all__ = [
     "PAPER_SCORE_DEFINITION",
     "ROIS",
     "SUM_EPSILON",
-    "Calibration",
     "PhotoScore",
     "ScoreSettings",
-    "fit_calibration",
     "heatmap_top",
     "roi_score",
     "score_definition",
     "score_face_referenced",
     "score_photo",
-    "severity_0_100",
 ]
+
 
 ROIS = ("mouth", "face", "full")
 #: What the asymmetry method puts in the score column: the face-referenced asymmetry score
-#: (:mod:`cleftscore.asymmetry_score`, the default) or the paper's S of the face against its mirror.
+#: (:mod:`cleftscore.score.asymmetry`, the default) or the paper's S of the face against its mirror.
 ASYMMETRY_SCORES = ("face-referenced", "paper")
 PAPER_SCORE_DEFINITION = "S = -log(sqrt(sum over ROI of eroded PSE) / N); higher = closer to normal"
 ASYMMETRY_SCORE_DEFINITION = (
@@ -103,13 +101,13 @@ class ScoreSettings:
         if self.roi not in ROIS:
             raise ValueError(f"roi must be one of {', '.join(ROIS)}, got {self.roi!r}")
         if not isinstance(self.difference, DifferenceSettings):
-            raise ValueError(
-                f"difference must be a DifferenceSettings, got {type(self.difference).__name__}"
-            )
+            raise ValueError(f"difference must be a DifferenceSettings, got {type(self.difference).__name__}")
         if self.mask_file is not None and not isinstance(self.mask_file, str):
             raise ValueError(f"mask_file must be a str path or None, got {self.mask_file!r}")
         if self.asymmetry_score not in ASYMMETRY_SCORES:
-            raise ValueError(f"asymmetry_score must be one of {', '.join(ASYMMETRY_SCORES)}, got {self.asymmetry_score!r}")
+            raise ValueError(
+                f"asymmetry_score must be one of {', '.join(ASYMMETRY_SCORES)}, got {self.asymmetry_score!r}"
+            )
         if self.heatmap_max is not None:
             v = self.heatmap_max
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not (math.isfinite(v) and v > 0):
@@ -153,7 +151,7 @@ def heatmap_top(method: str, settings: ScoreSettings) -> float:
     if settings.heatmap_max is not None:
         return float(settings.heatmap_max)
     if settings.face_referenced(method):
-        from cleftscore.asymmetry_score import load_reference
+        from cleftscore.score.asymmetry import load_reference
 
         return 2.0 * float(load_reference().heatmap_scale)
     d = settings.difference
@@ -209,9 +207,7 @@ class PhotoScore:
             raise ValueError(f"roi_pixels must be > 0, got {self.roi_pixels}")
         object.__setattr__(self, "roi_pixels", n)
         if not isinstance(self.settings, ScoreSettings):
-            raise ValueError(
-                f"settings must be a ScoreSettings, got {type(self.settings).__name__}"
-            )
+            raise ValueError(f"settings must be a ScoreSettings, got {type(self.settings).__name__}")
 
 
 def _check_mask(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -316,9 +312,7 @@ def score_photo(
     """
     if not isinstance(settings, ScoreSettings):
         raise ValueError(f"settings must be a ScoreSettings, got {type(settings).__name__}")
-    diff = difference_map(
-        original, normalized, settings=settings.difference, lpips_distance=lpips_distance
-    )
+    diff = difference_map(original, normalized, settings=settings.difference, lpips_distance=lpips_distance)
     m = _check_mask(mask, diff.shape[:2])
     s = roi_score(diff, m)
     return PhotoScore(score=s, heatmap=energy(diff), roi_pixels=float(m.sum()), settings=settings)
@@ -353,10 +347,10 @@ def score_face_referenced(
     Returns
     -------
     (PhotoScore, (S, S) bool ndarray)
-        The score (:func:`cleftscore.asymmetry_score.asymmetry_score` with its default
+        The score (:func:`cleftscore.score.asymmetry.asymmetry_score` with its default
         settings) and heat map, and the region it was taken over (for the overlays).
     """
-    from cleftscore.asymmetry_score import AsymmetrySettings, asymmetry_score, score_region
+    from cleftscore.score.asymmetry import AsymmetrySettings, asymmetry_score, score_region
 
     fr = AsymmetrySettings()
     size = np.asarray(face).shape[0]
@@ -365,132 +359,6 @@ def score_face_referenced(
     else:
         region = score_region(landmarks, size, settings=fr)
     r = asymmetry_score(face, landmarks, settings=fr, mirror=mirror, roi=region if user_mask is not None else None)
-    return PhotoScore(score=r.score, heatmap=r.heatmap, roi_pixels=float(max(region.sum(), 1)), settings=settings), region
-
-
-@dataclass(frozen=True)
-class Calibration:
-    """Linear map from the score S to a human rating scale.
-
-    Attributes
-    ----------
-    slope, intercept : float
-        ``rating ~= slope * S + intercept`` (least squares).
-    r : float
-        Pearson correlation of S and the ratings used for the fit.
-    n : int
-        Number of rated photos used.
-    scale_min, scale_max : float
-        Ends of the rating scale (paper: 1..7).
-    higher_is_normal : bool
-        True when ``scale_max`` is the normal end (paper: 7 = normal, 1 = most abnormal).
-    """
-
-    slope: float
-    intercept: float
-    r: float
-    n: int
-    scale_min: float = 1.0
-    scale_max: float = 7.0
-    higher_is_normal: bool = True
-
-    def __post_init__(self) -> None:
-        if not self.scale_max > self.scale_min:
-            raise ValueError(
-                f"scale_max must exceed scale_min, got {self.scale_min}..{self.scale_max}"
-            )
-        for name in ("slope", "intercept", "r"):
-            if not math.isfinite(float(getattr(self, name))):
-                raise ValueError(f"calibration {name} must be finite, got {getattr(self, name)}")
-
-    def apply(self, score: float) -> float:
-        """Predicted rating for a score, clipped to ``[scale_min, scale_max]``."""
-        value = self.slope * float(score) + self.intercept
-        return float(min(max(value, self.scale_min), self.scale_max))
-
-
-def fit_calibration(
-    scores: Sequence[float],
-    ratings: Sequence[float],
-    *,
-    scale: tuple[float, float] = (1.0, 7.0),
-    higher_is_normal: bool = True,
-) -> Calibration:
-    """Least-squares line from scores S to human ratings.
-
-    Only used when the user provides rated photos; the tool never invents a scale.
-
-    Parameters
-    ----------
-    scores : sequence of float
-        Scores S of the rated photos.
-    ratings : sequence of float
-        Their human ratings, inside ``scale``.
-    scale : (float, float)
-        ``(min, max)`` of the rating scale (paper: 1..7).
-    higher_is_normal : bool
-        True when the top of the scale means normal (paper: 7 = normal).
-
-    Returns
-    -------
-    Calibration
-
-    Raises
-    ------
-    ValueError
-        Fewer than 3 photos, unequal lengths, non-finite values, ratings outside the scale or
-        scores that are all equal.
-    """
-    s = np.asarray(scores, dtype=np.float64).ravel()
-    y = np.asarray(ratings, dtype=np.float64).ravel()
-    if s.shape != y.shape:
-        raise ValueError(f"got {s.size} scores but {y.size} ratings; they must pair up")
-    if s.size < 3:
-        raise ValueError(f"calibration needs at least 3 rated photos, got {s.size}")
-    if not (np.all(np.isfinite(s)) and np.all(np.isfinite(y))):
-        raise ValueError("scores and ratings must be finite numbers")
-    lo, hi = float(scale[0]), float(scale[1])
-    if not hi > lo:
-        raise ValueError(f"scale must be (min, max) with max > min, got {scale}")
-    if y.min() < lo or y.max() > hi:
-        raise ValueError(
-            f"ratings must lie on the scale {lo:g}..{hi:g}, got {y.min():g}..{y.max():g}"
-        )
-    if np.ptp(s) == 0.0:
-        raise ValueError("all scores are equal; a calibration line cannot be fitted")
-    slope, intercept = np.polyfit(s, y, 1)
-    r = 0.0 if np.ptp(y) == 0.0 else float(np.corrcoef(s, y)[0, 1])
-    return Calibration(
-        slope=float(slope),
-        intercept=float(intercept),
-        r=r,
-        n=int(s.size),
-        scale_min=lo,
-        scale_max=hi,
-        higher_is_normal=bool(higher_is_normal),
-    )
-
-
-def severity_0_100(score: float, calibration: Calibration) -> float:
-    """Severity on 0..100 from a calibrated score.
-
-    Parameters
-    ----------
-    score : float
-        Score S.
-    calibration : Calibration
-        Fit on the user's rated photos.
-
-    Returns
-    -------
-    float
-        0 = the normal end of the fitted rating scale, 100 = the most abnormal end; linear in
-        the calibrated rating, clipped to 0..100.
-    """
-    rating = calibration.apply(score)
-    span = calibration.scale_max - calibration.scale_min
-    if calibration.higher_is_normal:
-        frac = (calibration.scale_max - rating) / span
-    else:
-        frac = (rating - calibration.scale_min) / span
-    return float(100.0 * min(max(frac, 0.0), 1.0))
+    return PhotoScore(
+        score=r.score, heatmap=r.heatmap, roi_pixels=float(max(region.sum(), 1)), settings=settings
+    ), region

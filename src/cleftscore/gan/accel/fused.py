@@ -27,7 +27,6 @@ import contextlib
 import logging
 import math
 import os
-from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -50,7 +49,7 @@ _PROBED: dict[int, bool] = {}
 # --------------------------------------------------------------------------------------------
 
 
-def _pre_act(y: Tensor, dcoefs: Tensor, noise: Optional[Tensor], bias: Tensor) -> Tensor:
+def _pre_act(y: Tensor, dcoefs: Tensor, noise: Tensor | None, bias: Tensor) -> Tensor:
     acc = torch.promote_types(y.dtype, torch.float32)  # float32, or float64 for float64 input
     v = y.to(acc) * dcoefs.to(acc)[:, :, None, None] + bias.to(acc)[None, :, None, None]
     return v if noise is None else v + noise.to(acc)
@@ -61,12 +60,12 @@ def _act(v: Tensor, clamp: float) -> Tensor:
     return a if math.isinf(clamp) else a.clamp(-clamp, clamp)
 
 
-def _demod_act_reference(y: Tensor, dcoefs: Tensor, noise: Optional[Tensor], bias: Tensor, clamp: float) -> Tensor:
+def _demod_act_reference(y: Tensor, dcoefs: Tensor, noise: Tensor | None, bias: Tensor, clamp: float) -> Tensor:
     return _act(_pre_act(y, dcoefs, noise, bias), clamp).to(y.dtype)
 
 
 def _demod_act_backward_reference(
-    grad: Tensor, y: Tensor, dcoefs: Tensor, noise: Optional[Tensor], bias: Tensor, clamp: float
+    grad: Tensor, y: Tensor, dcoefs: Tensor, noise: Tensor | None, bias: Tensor, clamp: float
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     v = _pre_act(y, dcoefs, noise, bias)
     g = grad.to(v.dtype)
@@ -178,18 +177,18 @@ def _on_device(t: Tensor) -> contextlib.AbstractContextManager:
     return torch.cuda.device(t.device) if t.is_cuda else contextlib.nullcontext()
 
 
-def _noise_rows(noise: Optional[Tensor], hw: int) -> tuple[Optional[Tensor], int]:
+def _noise_rows(noise: Tensor | None, hw: int) -> tuple[Tensor | None, int]:
     if noise is None:
         return None, 0
     rows = noise.float().contiguous().reshape(noise.shape[0], hw)
     return rows, (hw if rows.shape[0] > 1 else 0)
 
 
-def launch_demod_act(y: Tensor, dcoefs: Tensor, noise: Optional[Tensor], bias: Tensor, clamp: float) -> Tensor:
+def launch_demod_act(y: Tensor, dcoefs: Tensor, noise: Tensor | None, bias: Tensor, clamp: float) -> Tensor:
     """Triton forward of :func:`demod_act` (same arguments)."""
-    import triton
+    import triton  # noqa: F401
 
-    from cleftscore.gan import _triton_kernels as K
+    from cleftscore.gan.accel import triton_kernels as K
 
     n, c, h, w = y.shape
     hw = h * w
@@ -212,7 +211,7 @@ def launch_demod_act_backward(
     """Triton backward of :func:`demod_act` (outputs of ``cleftscore::demod_act_backward``)."""
     import triton
 
-    from cleftscore.gan import _triton_kernels as K
+    from cleftscore.gan.accel import triton_kernels as K
 
     n, c, h, w = y.shape
     hw = h * w
@@ -244,7 +243,7 @@ def launch_scale_channels_backward(grad: Tensor, x: Tensor, styles: Tensor) -> t
     """Triton backward of :func:`scale_channels` (outputs of ``cleftscore::scale_channels_backward``)."""
     import triton
 
-    from cleftscore.gan import _triton_kernels as K
+    from cleftscore.gan.accel import triton_kernels as K
 
     n, c, h, w = x.shape
     hw = h * w
@@ -298,8 +297,12 @@ def _probe_case(device: torch.device, shape, dtype, noise_kind, clamp: float, mi
     noise = None if noise_kind is None else torch.randn((n if noise_kind == "per_image" else 1, 1, h, w), **kw)
     pairs = [(launch_demod_act(y, dcoefs, noise, bias, clamp), _demod_act_reference(y, dcoefs, noise, bias, clamp))]
     got = launch_demod_act_backward(grad, y, dcoefs, noise, bias, clamp, min_programs=min_programs)
-    pairs += zip(got, _demod_act_backward_reference(grad, y, dcoefs, noise, bias, clamp))
-    pairs += zip(launch_scale_channels_backward(grad, y, styles), _scale_channels_backward_reference(grad, y, styles))
+    pairs += zip(got, _demod_act_backward_reference(grad, y, dcoefs, noise, bias, clamp), strict=True)
+    pairs += zip(
+        launch_scale_channels_backward(grad, y, styles),
+        _scale_channels_backward_reference(grad, y, styles),
+        strict=True,
+    )
     return all(a.shape == b.shape and torch.allclose(a.float(), b.float(), rtol=2e-2, atol=2e-2) for a, b in pairs)
 
 
@@ -356,7 +359,7 @@ def fused_kernels_active(device: torch.device | str) -> bool:
     return _PROBED.get(index, False)
 
 
-def demod_act(y: Tensor, dcoefs: Tensor, noise: Optional[Tensor], bias: Tensor, clamp: Optional[float]) -> Tensor:
+def demod_act(y: Tensor, dcoefs: Tensor, noise: Tensor | None, bias: Tensor, clamp: float | None) -> Tensor:
     """``clamp(leaky_relu(y * dcoefs + noise + bias, 0.2))`` in one pass (differentiable).
 
     Parameters

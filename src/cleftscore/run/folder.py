@@ -34,7 +34,7 @@ import numpy as np
 
 from cleftscore.errors import CleftscoreError
 from cleftscore.normalize import Measure
-from cleftscore.score import PAPER_SCORE_DEFINITION
+from cleftscore.score.paper import PAPER_SCORE_DEFINITION
 
 __all__ = [
     "RECORD_VERSION",
@@ -220,7 +220,7 @@ class PhotoRecord:
     def ok(self) -> bool:
         return self.status == "ok"
 
-    def replace(self, **changes: Any) -> "PhotoRecord":
+    def replace(self, **changes: Any) -> PhotoRecord:
         """A copy with some fields changed (checked again)."""
         return dataclasses.replace(self, **changes)
 
@@ -247,20 +247,24 @@ class PhotoRecord:
             "pictures": list(self.pictures),
         }
         g = self.geometry
-        out["geometry"] = None if g is None else {
-            "size": g.size,
-            "faces_found": g.faces_found,
-            "face_box": list(g.face_box),
-            "detector_score": g.detector_score,
-            "landmarks_aligned": g.landmarks_aligned.tolist(),
-            "landmarks_original": g.landmarks_original.tolist(),
-            "to_original": g.to_original.tolist(),
-            "original_shape": list(g.original_shape),
-        }
+        out["geometry"] = (
+            None
+            if g is None
+            else {
+                "size": g.size,
+                "faces_found": g.faces_found,
+                "face_box": list(g.face_box),
+                "detector_score": g.detector_score,
+                "landmarks_aligned": g.landmarks_aligned.tolist(),
+                "landmarks_original": g.landmarks_original.tolist(),
+                "to_original": g.to_original.tolist(),
+                "original_shape": list(g.original_shape),
+            }
+        )
         return out
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> "PhotoRecord":
+    def from_json(cls, data: Mapping[str, Any]) -> PhotoRecord:
         """Parse a ``result.json`` object of any known version.
 
         Raises
@@ -270,19 +274,25 @@ class PhotoRecord:
         """
         version = int(data.get("record_version", 1))
         if version > RECORD_VERSION:
-            raise ValueError(f"record version {version} is newer than this cleftscore reads ({RECORD_VERSION}); update cleftscore")
+            raise ValueError(
+                f"record version {version} is newer than this cleftscore reads ({RECORD_VERSION}); update cleftscore"
+            )
         if version == 1:
             data = _upgrade_v1(data)
         geo = data.get("geometry")
-        geometry = None if geo is None else FaceGeometry(
-            size=int(geo["size"]),
-            faces_found=int(geo["faces_found"]),
-            face_box=tuple(float(v) for v in geo["face_box"]),  # type: ignore[arg-type]
-            detector_score=float(geo["detector_score"] or 0.0),
-            landmarks_aligned=np.asarray(geo["landmarks_aligned"], dtype=np.float64),
-            landmarks_original=np.asarray(geo["landmarks_original"], dtype=np.float64),
-            to_original=np.asarray(geo["to_original"], dtype=np.float64),
-            original_shape=tuple(int(v) for v in geo["original_shape"]),  # type: ignore[arg-type]
+        geometry = (
+            None
+            if geo is None
+            else FaceGeometry(
+                size=int(geo["size"]),
+                faces_found=int(geo["faces_found"]),
+                face_box=tuple(float(v) for v in geo["face_box"]),  # type: ignore[arg-type]
+                detector_score=float(geo["detector_score"] or 0.0),
+                landmarks_aligned=np.asarray(geo["landmarks_aligned"], dtype=np.float64),
+                landmarks_original=np.asarray(geo["landmarks_original"], dtype=np.float64),
+                to_original=np.asarray(geo["to_original"], dtype=np.float64),
+                original_shape=tuple(int(v) for v in geo["original_shape"]),  # type: ignore[arg-type]
+            )
         )
         settings = data["settings"]
         if not isinstance(settings, Mapping):
@@ -309,7 +319,16 @@ class PhotoRecord:
         )
 
 
-_V1_ENVIRONMENT = ("cleftscore_version", "torch_version", "python_version", "generator", "generator_sha256", "vgg16", "device", "resolution")
+_V1_ENVIRONMENT = (
+    "cleftscore_version",
+    "torch_version",
+    "python_version",
+    "generator",
+    "generator_sha256",
+    "vgg16",
+    "device",
+    "resolution",
+)
 
 
 def _upgrade_v1(data: Mapping[str, Any]) -> dict[str, Any]:
@@ -318,12 +337,27 @@ def _upgrade_v1(data: Mapping[str, Any]) -> dict[str, Any]:
     out["environment"] = {k: data[k] for k in _V1_ENVIRONMENT if k in data}
     out["geometry"] = None
     if "landmarks_aligned" in data:
-        out["geometry"] = {k: data.get(k) for k in ("size", "faces_found", "face_box", "detector_score", "landmarks_aligned", "landmarks_original", "to_original", "original_shape")}
+        out["geometry"] = {
+            k: data.get(k)
+            for k in (
+                "size",
+                "faces_found",
+                "face_box",
+                "detector_score",
+                "landmarks_aligned",
+                "landmarks_original",
+                "to_original",
+                "original_shape",
+            )
+        }
         out["geometry"]["face_box"] = data.get("face_box") or [0, 0, 0, 0]
         out["geometry"]["faces_found"] = data.get("faces_found") or 1
     out["measures"] = {}
     if data.get("landmark_asymmetry_px") is not None:
-        out["measures"]["landmark_asymmetry_px"] = {"value": data["landmark_asymmetry_px"], "definition": data.get("landmark_asymmetry_definition", "")}
+        out["measures"]["landmark_asymmetry_px"] = {
+            "value": data["landmark_asymmetry_px"],
+            "definition": data.get("landmark_asymmetry_definition", ""),
+        }
     # Version 1 wrote pictures in place; which of them are there is not recorded.
     out["pictures"] = [] if data.get("status") != "ok" else [p for p in PICTURES if p != THUMBNAIL]
     return out
@@ -400,9 +434,12 @@ def read_run_settings(run_dir: str | os.PathLike[str]) -> tuple[dict[str, Any] |
 
 def write_run_settings(run_dir: str | os.PathLike[str], settings: Mapping[str, Any], photo_ids: Sequence[str]) -> None:
     """Record which settings and photos the current run is about (``run.json``)."""
-    from cleftscore.report import write_json
+    from cleftscore.io import write_json
 
-    write_json(Path(run_dir) / RUN_FILE, {"record_version": RECORD_VERSION, "settings": dict(settings), "photo_ids": list(photo_ids)})
+    write_json(
+        Path(run_dir) / RUN_FILE,
+        {"record_version": RECORD_VERSION, "settings": dict(settings), "photo_ids": list(photo_ids)},
+    )
 
 
 def write_photo(
@@ -427,8 +464,7 @@ def write_photo(
     Path
         The photo's folder.
     """
-    from cleftscore.io import atomic_write_bytes, link_or_copy, replace_folder
-    from cleftscore.report import write_json, write_png
+    from cleftscore.io import atomic_write_bytes, link_or_copy, replace_folder, write_json, write_png
 
     if set(files) != set(record.pictures):
         raise ValueError(f"record lists pictures {sorted(record.pictures)} but files {sorted(files)} were given")
@@ -553,7 +589,11 @@ def csv_row(record: PhotoRecord, *, stale: Sequence[str] = ()) -> dict[str, Any]
     status, score, message = record.status, _fmt(record.score, 6), record.message
     if stale and record.ok:
         status, score = "stale", ""
-        message = "scored with other settings than this run: " + ", ".join(stale) + "; run `cleftscore rescore` or score it again"
+        message = (
+            "scored with other settings than this run: "
+            + ", ".join(stale)
+            + "; run `cleftscore rescore` or score it again"
+        )
     row: dict[str, Any] = {
         "file": record.file,
         "photo_id": record.photo_id,
@@ -602,7 +642,8 @@ def write_summary(
     Rows whose record was made with other settings than ``settings`` (the run's) are marked
     ``stale``, with the differing settings in the message and no score.
     """
-    from cleftscore.report import write_csv, write_html_report
+    from cleftscore.report.html import write_html_report
+    from cleftscore.report.writers import write_csv
 
     run = Path(run_dir)
     rows, html_rows = [], []
@@ -612,11 +653,13 @@ def write_summary(
         rows.append(row)
         folder = photo_dir(run, r.photo_id)
         thumb = folder / THUMBNAIL if r.ok and THUMBNAIL in r.pictures else None
-        html_rows.append({
-            **row,
-            "panel_png": str(thumb) if thumb is not None and thumb.is_file() else None,
-            "panel_link": f"{PHOTOS_DIR}/{r.photo_id}/panel.png" if r.ok and "panel.png" in r.pictures else None,
-        })
+        html_rows.append(
+            {
+                **row,
+                "panel_png": str(thumb) if thumb is not None and thumb.is_file() else None,
+                "panel_link": f"{PHOTOS_DIR}/{r.photo_id}/panel.png" if r.ok and "panel.png" in r.pictures else None,
+            }
+        )
     csv_path, html_path = run / CSV_FILE, run / REPORT_FILE
     cols = csv_columns(records)
     write_csv(csv_path, rows, columns=cols)
@@ -627,8 +670,19 @@ def write_summary(
         html_rows,
         title="cleftscore report",
         settings={"score": " | ".join(definitions)} if definitions else None,
-        columns=["file", "status", "score", "method", "roi", "metric", "colorspace", "erosion",
-                 *(c for c in cols if c in measured), "message", "notes"],  # fmt: skip
+        columns=[
+            "file",
+            "status",
+            "score",
+            "method",
+            "roi",
+            "metric",
+            "colorspace",
+            "erosion",
+            *(c for c in cols if c in measured),
+            "message",
+            "notes",
+        ],  # fmt: skip
     )
     return csv_path, html_path
 
@@ -656,13 +710,15 @@ class RunLock:
         self._fh: Any = None
         self._nested = False
 
-    def __enter__(self) -> "RunLock":
+    def __enter__(self) -> RunLock:
         path = self.run_dir / LOCK_FILE
         try:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             fh = open(path, "a+", encoding="utf-8")
         except OSError as exc:
-            raise CleftscoreError(f"{self.run_dir}: cannot write into this folder ({exc.strerror or exc}); choose another --out") from None
+            raise CleftscoreError(
+                f"{self.run_dir}: cannot write into this folder ({exc.strerror or exc}); choose another --out"
+            ) from None
         try:
             _lock_file(fh)
         except OSError:

@@ -8,22 +8,19 @@ matplotlib is imported lazily with its non-interactive Agg canvas (no global pyp
 
 from __future__ import annotations
 
-import base64
-import csv
 import dataclasses
-import html
 import io
-import json
 import logging
 import math
-import os
-from collections.abc import Mapping, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
+logger = logging.getLogger(__name__)
+
 __all__ = [
+    "thumbnail_jpeg",
     "DISCLAIMER",
     "DEFAULT_VMAX_PERCENTILE",
     "colorbar",
@@ -34,14 +31,8 @@ __all__ = [
     "overlay_on_original",
     "robust_vmax",
     "score_pictures",
-    "thumbnail_jpeg",
-    "write_csv",
-    "write_html_report",
-    "write_json",
-    "write_png",
 ]
 
-logger = logging.getLogger(__name__)
 
 DISCLAIMER = "cleftscore is a research tool, not a certified medical device."
 #: Default upper end of the colour scale: this percentile of the heat map.
@@ -70,8 +61,7 @@ def _check_image(image: np.ndarray, name: str = "image") -> np.ndarray:
         img = np.repeat(img[..., None], 3, axis=-1)
     if img.ndim != 3 or img.shape[-1] not in (3, 4) or img.dtype != np.uint8:
         raise ValueError(
-            f"{name} must be an (H, W, 3) uint8 RGB image (0..255), got shape {img.shape} "
-            f"dtype {img.dtype}"
+            f"{name} must be an (H, W, 3) uint8 RGB image (0..255), got shape {img.shape} dtype {img.dtype}"
         )
     return img[..., :3]
 
@@ -99,9 +89,7 @@ def robust_vmax(heatmap: np.ndarray, *, percentile: float = DEFAULT_VMAX_PERCENT
     return v if v > 0.0 else 1.0
 
 
-def colorize(
-    heatmap: np.ndarray, *, vmax: float | None = None, cmap: str = "inferno"
-) -> np.ndarray:
+def colorize(heatmap: np.ndarray, *, vmax: float | None = None, cmap: str = "inferno") -> np.ndarray:
     """False-colour picture of a heat map.
 
     Parameters
@@ -135,9 +123,7 @@ def colorize(
     try:
         cm = matplotlib.colormaps[cmap]
     except KeyError:
-        raise ValueError(
-            f"unknown colour map {cmap!r}; use a matplotlib name such as 'inferno'"
-        ) from None
+        raise ValueError(f"unknown colour map {cmap!r}; use a matplotlib name such as 'inferno'") from None
     rgba = cm(np.clip(hm / vmax, 0.0, 1.0).astype(np.float32), bytes=True)
     return np.ascontiguousarray(rgba[..., :3])
 
@@ -324,9 +310,7 @@ def _resize(img: np.ndarray, height: int) -> np.ndarray:
     if img.shape[0] == height:
         return img
     width = max(1, round(img.shape[1] * height / img.shape[0]))
-    return np.asarray(
-        Image.fromarray(img).resize((width, height), Image.Resampling.LANCZOS, reducing_gap=3.0)
-    )
+    return np.asarray(Image.fromarray(img).resize((width, height), Image.Resampling.LANCZOS, reducing_gap=3.0))
 
 
 def panel(
@@ -379,7 +363,7 @@ def panel(
     canvas = Image.new("RGB", (width, h + bar), (255, 255, 255))
     draw = ImageDraw.Draw(canvas)
     x = 0
-    for im, label in zip(imgs, labels):
+    for im, label in zip(imgs, labels, strict=True):
         canvas.paste(Image.fromarray(im), (x, bar))
         draw.text((x + 4, 4), str(label), fill=(0, 0, 0), font=font)
         x += im.shape[1] + gap
@@ -422,7 +406,9 @@ def overlay_on_original(original: np.ndarray, aligned_face: Any, heatmap: np.nda
         nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
         img = np.asarray(Image.fromarray(img).resize((nw, nh), Image.Resampling.BOX))
         to_small = np.diag([nw / w, nh / h, 1.0])
-        aligned_face = dataclasses.replace(aligned_face, to_original=to_small @ aligned_face.to_original, original_shape=(nh, nw))
+        aligned_face = dataclasses.replace(
+            aligned_face, to_original=to_small @ aligned_face.to_original, original_shape=(nh, nw)
+        )
     hm_o = warp_to_original(heatmap, aligned_face, order=1, fill=0)
     mask_o = warp_to_original(mask, aligned_face, order=1, fill=0) if mask is not None else None
     return overlay(img, hm_o, mask=mask_o, vmax=vmax)
@@ -459,7 +445,7 @@ def score_pictures(
         The photo and its alignment, for ``overlay_original.png``.
     vmax : float, optional
         Top of the colour scale. A run passes one value for all its photos (see
-        :func:`cleftscore.score.heatmap_top`) so that their pictures compare by eye; without
+        :func:`cleftscore.score.paper.heatmap_top`) so that their pictures compare by eye; without
         it the scale is this map's own 99.5th percentile in the ROI.
     units : str
         What the map's values are (the label of heatmap.png's colour bar).
@@ -499,35 +485,6 @@ def score_pictures(
 # ----------------------------------------------------------------------------- files
 
 
-def write_png(path: str | os.PathLike, image: np.ndarray, *, compress_level: int = 1) -> Path:
-    """Write an RGB uint8 image as PNG (parent folders are created).
-
-    Parameters
-    ----------
-    path : path-like
-        Destination file.
-    image : (H, W, 3) or (H, W) ndarray of uint8
-    compress_level : int
-        zlib level 0..9. The default 1 is about 2.5x faster than Pillow's default 6 on a
-        1024 px face for files about 25 % larger (lossless either way).
-
-    Returns
-    -------
-    Path
-        The written path.
-    """
-    from PIL import Image
-
-    from cleftscore.io import atomic_write_bytes
-
-    img = np.asarray(image)
-    if img.dtype != np.uint8 or img.ndim not in (2, 3):
-        raise ValueError(f"write_png needs a uint8 (H, W[, 3]) image, got {img.shape} {img.dtype}")
-    buf = io.BytesIO()
-    Image.fromarray(img).save(buf, format="PNG", compress_level=int(compress_level))
-    return atomic_write_bytes(path, buf.getvalue())
-
-
 def thumbnail_jpeg(image: np.ndarray, *, height: int = 160, quality: int = 80) -> bytes:
     """A small JPEG of a picture, for embedding in the report.
 
@@ -554,313 +511,3 @@ def thumbnail_jpeg(image: np.ndarray, *, height: int = 160, quality: int = 80) -
     buf = io.BytesIO()
     Image.fromarray(small).save(buf, format="JPEG", quality=int(quality), optimize=True)
     return buf.getvalue()
-
-
-def _jsonable(obj: Any) -> Any:
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return _jsonable({f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)})
-    if isinstance(obj, Mapping):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple, set, frozenset)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return _jsonable(obj.tolist())
-    if isinstance(obj, (bool, np.bool_)):
-        return bool(obj)
-    if isinstance(obj, (int, np.integer)):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        f = float(obj)
-        return f if math.isfinite(f) else None
-    if isinstance(obj, os.PathLike):
-        return os.fspath(obj)
-    if obj is None or isinstance(obj, str):
-        return obj
-    return str(obj)
-
-
-def write_json(path: str | os.PathLike, data: Any) -> Path:
-    """Write JSON (UTF-8, indented); NumPy types converted, NaN/inf written as null.
-
-    Parameters
-    ----------
-    path : path-like
-        Destination file (parent folders are created).
-    data : any
-        Dicts, lists, dataclasses, NumPy scalars/arrays, paths; other objects become ``str``.
-
-    Returns
-    -------
-    Path
-        The written path.
-    """
-    from cleftscore.io import atomic_write_bytes
-
-    text = json.dumps(_jsonable(data), indent=2, ensure_ascii=False, allow_nan=False)
-    # Write then rename, so an interrupted run never leaves a truncated record; text that
-    # cannot be encoded (a file name in a foreign encoding) is escaped, not fatal.
-    return atomic_write_bytes(path, (text + "\n").encode("utf-8", errors="backslashreplace"))
-
-
-#: First characters that make a spreadsheet read a cell as a formula (CSV injection).
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
-def _csv_cell(value: Any) -> str:
-    v = _jsonable(value)
-    if v is None:
-        return ""
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, (int, float)):
-        return repr(v)  # a negative number is a number, not a formula
-    text = json.dumps(v, ensure_ascii=False) if isinstance(v, (list, dict)) else str(v)
-    if text.startswith(_FORMULA_START) and not _is_number(text):
-        # A leading apostrophe is how spreadsheets mark text; the file name stays readable.
-        return "'" + text
-    return text
-
-
-def _is_number(text: str) -> bool:
-    try:
-        return math.isfinite(float(text)) and text.strip() == text
-    except ValueError:
-        return False
-
-
-def _columns(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None) -> list[str]:
-    if columns is not None:
-        return list(columns)
-    seen: dict[str, None] = {}
-    for row in rows:
-        for k in row:
-            seen.setdefault(str(k), None)
-    return list(seen)
-
-
-def write_csv(
-    path: str | os.PathLike,
-    rows: Sequence[Mapping[str, Any]],
-    *,
-    columns: Sequence[str] | None = None,
-) -> Path:
-    """Write rows as CSV that spreadsheets open directly.
-
-    Parameters
-    ----------
-    path : path-like
-        Destination file (parent folders are created).
-    rows : sequence of dict
-        One dict per photo. Missing keys give empty cells; NaN and None give empty cells;
-        lists and dicts are written as JSON text.
-    columns : sequence of str, optional
-        Column order. Default: the union of the rows' keys in first-seen order.
-
-    Returns
-    -------
-    Path
-        The written path.
-
-    Notes
-    -----
-    UTF-8 with a byte-order mark (Excel then reads accented file names correctly), comma
-    separated, ``\\r\\n`` line ends, quoted where needed. Text that a spreadsheet would
-    evaluate as a formula (starting with ``=``, ``+``, ``-``, ``@``, tab or carriage return)
-    gets a leading apostrophe; numbers are written as they are. The file is written under a
-    temporary name and renamed.
-    """
-    from cleftscore.io import atomic_write_bytes
-
-    cols = _columns(rows, columns)
-    fh = io.StringIO(newline="")
-    writer = csv.writer(fh)
-    writer.writerow(cols)
-    for row in rows:
-        writer.writerow([_csv_cell(row.get(c)) for c in cols])
-    return atomic_write_bytes(path, fh.getvalue().encode("utf-8-sig", errors="backslashreplace"))
-
-
-def _data_uri(path: str | os.PathLike, max_px: int) -> str | None:
-    from PIL import Image
-
-    if Path(path).suffix.lower() in (".jpg", ".jpeg"):
-        try:
-            data = Path(path).read_bytes()
-        except OSError as exc:
-            logger.warning("could not embed %s in the report: %s", path, exc)
-            return None
-        return "data:image/jpeg;base64," + base64.b64encode(data).decode("ascii")
-    try:
-        with Image.open(path) as im:
-            im = im.convert("RGB")
-            if im.height > max_px:
-                w = max(1, round(im.width * max_px / im.height))
-                im = im.resize((w, max_px), Image.Resampling.LANCZOS, reducing_gap=3.0)
-            buf = io.BytesIO()
-            im.save(buf, format="PNG", compress_level=6)
-    except (OSError, ValueError) as exc:
-        logger.warning("could not embed %s in the report: %s", path, exc)
-        return None
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
-
-
-def _fmt(value: Any) -> tuple[str, str]:
-    """(display text, sort key) of a cell."""
-    v = _jsonable(value)
-    if v is None:
-        return "", ""
-    if isinstance(v, float):
-        return f"{v:.4g}", repr(v)
-    if isinstance(v, (list, dict)):
-        s = json.dumps(v, ensure_ascii=False)
-        return s, s
-    return str(v), str(v)
-
-
-_CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;
-  margin:1.5em;color:#222}
-.disclaimer{background:#fff3cd;border:1px solid #e0c36a;padding:.6em 1em;margin:1em 0}
-table{border-collapse:collapse;margin-top:1em}
-th,td{border:1px solid #ccc;padding:.3em .6em;vertical-align:top;text-align:left}
-th{background:#f0f0f0;cursor:pointer;user-select:none}
-th.asc::after{content:" \\25B2"} th.desc::after{content:" \\25BC"}
-tr.failed td{background:#fdecea}
-td.img img{max-height:384px;border:0}
-dl.settings{display:grid;grid-template-columns:max-content auto;gap:.2em 1em}
-dl.settings dt{font-weight:bold}
-"""
-
-_JS = """
-(function(){
-  var table=document.getElementById('results');
-  if(!table){return;}
-  var heads=table.tHead.rows[0].cells;
-  function key(td){
-    var k=td.getAttribute('data-sort'); if(k===null){k=td.textContent;}
-    var n=parseFloat(k);
-    if(k!=='' && !isNaN(n) && isFinite(k)){return [0,n];}
-    return [k===''?2:1,k.toLowerCase()];
-  }
-  function cmp(a,b){
-    if(a[0]!==b[0]){return a[0]-b[0];}
-    return a[1]<b[1]?-1:(a[1]>b[1]?1:0);
-  }
-  for(var i=0;i<heads.length;i++){(function(col){
-    heads[col].addEventListener('click',function(){
-      var th=heads[col], asc=!th.classList.contains('asc');
-      for(var j=0;j<heads.length;j++){heads[j].classList.remove('asc','desc');}
-      th.classList.add(asc?'asc':'desc');
-      var body=table.tBodies[0], rows=Array.prototype.slice.call(body.rows);
-      rows.sort(function(r1,r2){
-        var c=cmp(key(r1.cells[col]),key(r2.cells[col]));
-        if(key(r1.cells[col])[0]===2||key(r2.cells[col])[0]===2){return c;}
-        return asc?c:-c;
-      });
-      rows.forEach(function(r){body.appendChild(r);});
-    });
-  })(i);}
-})();
-"""
-
-
-def write_html_report(
-    path: str | os.PathLike,
-    rows: Sequence[Mapping[str, Any]],
-    *,
-    title: str = "cleftscore report",
-    columns: Sequence[str],
-    settings: Mapping[str, Any] | None = None,
-    image_key: str = "panel_png",
-    link_key: str = "panel_link",
-    max_image_px: int = 384,
-) -> Path:
-    """One self-contained HTML page with every photo's panel and score.
-
-    The file opens from disk with no network: small pictures are embedded (base64), styles and
-    the sorting script are inline, and no external resource is referenced. Each picture can
-    link to its full-size file beside the report.
-
-    Parameters
-    ----------
-    path : path-like
-        Destination ``.html`` file (parent folders are created).
-    rows : sequence of dict
-        One dict per photo with at least ``"file"``, ``"status"`` (``"ok"`` or a failure
-        label), ``"score"`` and ``"message"`` (the failure reason); ``image_key`` optionally
-        names a PNG file to embed.
-    title : str
-        Page title and heading.
-    columns : sequence of str
-        Table columns, in order (for example ``["file", "status", "score", "message"]``).
-        Clicking a header sorts by it (numbers numerically, empty cells last).
-    settings : dict, optional
-        Settings summary shown above the table (method, metric, ROI, generator...).
-    image_key : str
-        Row key holding the path of the picture to embed (default ``"panel_png"``). A ``.jpg``
-        file is embedded as it is (make it small, see :func:`thumbnail_jpeg`); other pictures are
-        downscaled to ``max_image_px`` and embedded as PNG.
-    link_key : str
-        Row key holding a link (relative to the report) to the full-size picture; the embedded
-        thumbnail is wrapped in it.
-    max_image_px : int
-        Height limit of embedded pictures that are not JPEG thumbnails.
-
-    Returns
-    -------
-    Path
-        The written path.
-
-    Notes
-    -----
-    Every piece of text (file names, messages, settings) is escaped with :func:`html.escape`:
-    file names are user data.
-    """
-    esc = html.escape
-    cols = list(columns)
-    n_ok = sum(1 for r in rows if str(r.get("status", "")) == "ok")
-    parts = [
-        "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>{esc(title)}</title>",
-        f"<style>{_CSS}</style>",
-        "</head><body>",
-        f"<h1>{esc(title)}</h1>",
-        f'<p class="disclaimer"><strong>{esc(DISCLAIMER)}</strong> Scores and heat maps support '
-        "research and discussion; they are not a diagnosis.</p>",
-        f"<p>{n_ok} of {len(rows)} photos scored. Higher score = closer to normal. "
-        "Click a column header to sort.</p>",
-    ]
-    if settings:
-        parts.append('<h2>Settings</h2><dl class="settings">')
-        for k, v in settings.items():
-            parts.append(f"<dt>{esc(str(k))}</dt><dd>{esc(_fmt(v)[0])}</dd>")
-        parts.append("</dl>")
-    parts.append('<table id="results"><thead><tr>')
-    parts.extend(f"<th>{esc(c)}</th>" for c in cols)
-    parts.append("<th>panel</th></tr></thead><tbody>")
-    for row in rows:
-        failed = str(row.get("status", "")) != "ok"
-        parts.append('<tr class="failed">' if failed else "<tr>")
-        for c in cols:
-            text, key = _fmt(row.get(c))
-            parts.append(f'<td data-sort="{esc(key)}">{esc(text)}</td>')
-        img_path = row.get(image_key)
-        uri = _data_uri(img_path, max_image_px) if img_path else None
-        if uri:
-            alt = esc(f"panel of {row.get('file', '')}")
-            img = f'<img src="{uri}" alt="{alt}">'
-            link = row.get(link_key)
-            if link:
-                img = f'<a href="{esc(str(link))}">{img}</a>'
-            parts.append(f'<td class="img" data-sort="">{img}</td>')
-        else:
-            parts.append('<td class="img" data-sort=""></td>')
-        parts.append("</tr>")
-    parts.append("</tbody></table>")
-    parts.append(f"<script>{_JS}</script>")
-    parts.append("</body></html>")
-    from cleftscore.io import atomic_write_bytes
-
-    return atomic_write_bytes(path, ("\n".join(parts) + "\n").encode("utf-8", errors="backslashreplace"))

@@ -3,8 +3,8 @@
 This is the orchestration behind ``cleftscore score`` and ``cleftscore rescore``; notebooks call
 :func:`score_photos` and get the same results as the command line. The stages live elsewhere:
 alignment in :mod:`cleftscore.face`, normalizers in :mod:`cleftscore.normalize`, the score in
-:mod:`cleftscore.score`, pictures in :mod:`cleftscore.report` and the run-folder format in
-:mod:`cleftscore.runfolder`.
+:mod:`cleftscore.score.paper`, pictures in :mod:`cleftscore.report.pictures` and the run-folder format in
+:mod:`cleftscore.run.folder`.
 
 Photos are processed as a stream: each one is aligned, normalized (the GAN in batches), scored
 and written, and then its arrays are dropped, so memory does not grow with the number of
@@ -34,11 +34,10 @@ from cleftscore.face.roi import load_user_mask, roi_mask
 from cleftscore.io import IMAGE_SUFFIXES as _IO_SUFFIXES
 from cleftscore.io import find_images
 from cleftscore.normalize import METHODS, GanProgress, Measure, Normalization, Normalizer, make_normalizer
-from cleftscore.normalize.gan import GanSettings, default_cache_dir, normalization_cache_key
-from cleftscore.runfolder import (
+from cleftscore.normalize.gan import GanSettings
+from cleftscore.run.folder import (
     PICTURES,
     SNAPSHOTS_DIR,
-    THUMBNAIL,
     FaceGeometry,
     PhotoRecord,
     RunLock,
@@ -53,25 +52,22 @@ from cleftscore.runfolder import (
     write_run_settings,
     write_summary,
 )
-from cleftscore.score import ScoreSettings, score_photo
+from cleftscore.score.paper import ScoreSettings, score_photo
 
 __all__ = [
-    "GanSettings",
     "PipelineSettings",
     "PhotoResult",
     "ProgressHooks",
     "score_photos",
     "rescore_run",
-    "calibrate_run",
     "write_run_summary",
     "make_lpips_distance",
     "photo_ids",
-    "normalization_cache_key",
-    "default_cache_dir",
     "IMAGE_SUFFIXES",
     "expand_inputs",
     "find_inputs",
 ]
+
 
 log = logging.getLogger(__name__)
 
@@ -264,7 +260,7 @@ def find_inputs(inputs: Sequence[str | Path], *, require_images: bool = True) ->
             f"(looked for {', '.join(IMAGE_SUFFIXES)}); point to the folder that holds the photos"
         )
     ids = _unique([stem for _, stem in found])
-    return [InputPhoto(path=p, photo_id=pid) for (p, _), pid in zip(found, ids)]
+    return [InputPhoto(path=p, photo_id=pid) for (p, _), pid in zip(found, ids, strict=True)]
 
 
 def expand_inputs(inputs: Sequence[str | Path]) -> list[Path]:
@@ -317,7 +313,7 @@ def _score_result(result: PhotoResult, settings: ScoreSettings, lpips_distance: 
     "paper"`` the other way round), so both numbers are in every asymmetry record.
     """
     from cleftscore.normalize import Measure
-    from cleftscore.score import (
+    from cleftscore.score.paper import (
         ASYMMETRY_SCORE_DEFINITION,
         NORMAL_FRACTION_DEFINITION,
         PAPER_SCORE_DEFINITION,
@@ -329,7 +325,9 @@ def _score_result(result: PhotoResult, settings: ScoreSettings, lpips_distance: 
     assert result.aligned is not None and result.normalized is not None and result.mask is not None
     for name in _SCORE_MEASURES:
         result.measures.pop(name, None)
-    paper = score_photo(result.aligned, result.normalized, result.mask, settings=settings, lpips_distance=lpips_distance)
+    paper = score_photo(
+        result.aligned, result.normalized, result.mask, settings=settings, lpips_distance=lpips_distance
+    )
     result.score, result.heatmap = float(paper.score), paper.heatmap
     result.heatmap_units = "difference energy (sum over channels)"
     result.score_definition = score_definition(result.method, settings)
@@ -345,7 +343,7 @@ def _score_result(result: PhotoResult, settings: ScoreSettings, lpips_distance: 
         result.heatmap_units = "difference in multiples of the face's own (control-region) residual"
     else:
         result.measures["asymmetry_score"] = Measure(fr.score, ASYMMETRY_SCORE_DEFINITION, stage="score")
-    from cleftscore.asymmetry_score import load_reference
+    from cleftscore.score.asymmetry import load_reference
 
     result.measures["asymmetry_normal_fraction"] = Measure(
         load_reference().fraction_more_symmetric(fr.score), NORMAL_FRACTION_DEFINITION, stage="score"
@@ -423,10 +421,15 @@ def _record(res: PhotoResult, settings: dict[str, Any], environment: dict[str, A
 
 
 def _score_pictures(res: PhotoResult, original: np.ndarray | None, aligned_face: Any) -> dict[str, np.ndarray | bytes]:
-    """The pictures that depend on the score (see :func:`cleftscore.report.score_pictures`)."""
-    from cleftscore.report import score_pictures
+    """The pictures that depend on the score (see :func:`cleftscore.report.pictures.score_pictures`)."""
+    from cleftscore.report.pictures import score_pictures
 
-    assert res.aligned is not None and res.normalized is not None and res.heatmap is not None and res.heatmap_max is not None
+    assert (
+        res.aligned is not None
+        and res.normalized is not None
+        and res.heatmap is not None
+        and res.heatmap_max is not None
+    )
     return score_pictures(res.aligned, res.normalized, res.heatmap, mask=res.mask, score=res.score, inverted=res.inverted,
                           original=original, aligned_face=aligned_face, vmax=res.heatmap_max, units=res.heatmap_units)  # fmt: skip
 
@@ -451,7 +454,7 @@ def _dynamics_pictures(res: PhotoResult, panel: Any) -> dict[str, np.ndarray]:
         return {}
     from PIL import Image
 
-    from cleftscore.dynamics_figures import curve_figure, reappearance_strip
+    from cleftscore.report.dynamics import curve_figure, reappearance_strip
 
     curve = curve_figure(np.asarray(dyn["curve"]), fraction=dyn["fraction"], reappearance_step=dyn["reappearance_step"],
                          reached=dyn["reached"], adapt_steps=dyn.get("adapt_steps", 0))  # fmt: skip
@@ -460,7 +463,9 @@ def _dynamics_pictures(res: PhotoResult, panel: Any) -> dict[str, np.ndarray]:
         out["reappearance_strip.png"] = reappearance_strip(res.snapshots)
     if isinstance(panel, np.ndarray):
         h = panel.shape[0]
-        small = np.asarray(Image.fromarray(curve).resize((round(curve.shape[1] * h / curve.shape[0]), h), Image.Resampling.LANCZOS))
+        small = np.asarray(
+            Image.fromarray(curve).resize((round(curve.shape[1] * h / curve.shape[0]), h), Image.Resampling.LANCZOS)
+        )
         out["panel.png"] = np.concatenate([panel, np.full((h, 4, 3), 255, np.uint8), small], axis=1)
     return out
 
@@ -500,7 +505,7 @@ class _Finisher:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cleftscore-outputs") if workers else None
         self.futures: list[Future] = []
 
-    def __enter__(self) -> "_Finisher":
+    def __enter__(self) -> _Finisher:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -577,7 +582,9 @@ def score_photos(
     out = Path(out_dir) if out_dir is not None else None
     keep = out is None if keep_images is None else keep_images
     if settings.score.difference.metric == "lpips" and lpips_distance is None:
-        raise CleftscoreError("metric 'lpips' needs VGG16 weights: pass --vgg16 PATH (see `cleftscore weights fetch vgg16`)")
+        raise CleftscoreError(
+            "metric 'lpips' needs VGG16 weights: pass --vgg16 PATH (see `cleftscore weights fetch vgg16`)"
+        )
     ids = [i.photo_id for i in inputs]
     with locked(out):
         if out is not None:
@@ -602,11 +609,15 @@ def _score_stream(inputs: Sequence[InputPhoto], settings: PipelineSettings, *, o
         if normalizer.name != settings.method:
             raise ValueError(f"the normalizer is {normalizer.name!r}, the settings ask for {settings.method!r}")
     else:
-        normalizer = make_normalizer(settings.method, gan=settings.gan, seed=settings.seed, cache_dir=cache_dir, progress=progress)
+        normalizer = make_normalizer(
+            settings.method, gan=settings.gan, seed=settings.seed, cache_dir=cache_dir, progress=progress
+        )
     size = settings.size
     if normalizer.resolution is not None:
         if size is not None and size != normalizer.resolution:
-            raise CleftscoreError(f"--size {size} does not match the generator's resolution {normalizer.resolution}; leave --size out")
+            raise CleftscoreError(
+                f"--size {size} does not match the generator's resolution {normalizer.resolution}; leave --size out"
+            )
         size = normalizer.resolution
         device = getattr(normalizer, "device", None)
         if device is not None and device.type == "cpu" and size >= 512:
@@ -655,14 +666,16 @@ def _score_stream(inputs: Sequence[InputPhoto], settings: PipelineSettings, *, o
             normalizer.plan(len(pending) + still_to_come)
             planned = True
         faces = [r.prepared.aligned for r in pending]  # type: ignore[union-attr]
-        for res, norm in zip(pending, normalizer.normalize(faces)):
+        for res, norm in zip(pending, normalizer.normalize(faces), strict=True):
             _apply(res, norm)
             pool.submit(finish, res)
         pending.clear()
 
     with _Finisher(workers) as pool:
         for i, item in enumerate(inputs):
-            res = PhotoResult(file=_display_name(item.path), photo_id=item.photo_id, status="ok", method=settings.method)
+            res = PhotoResult(
+                file=_display_name(item.path), photo_id=item.photo_id, status="ok", method=settings.method
+            )
             results.append(res)
             t0 = time.perf_counter()
             try:
@@ -672,9 +685,8 @@ def _score_stream(inputs: Sequence[InputPhoto], settings: PipelineSettings, *, o
                 res.mask = _mask(res.prepared.aligned.landmarks, size, settings.score)
             except Exception as exc:  # noqa: BLE001 - one photo never stops the batch
                 res.prepared = res.aligned = res.mask = None
-                if item.path.is_dir():
-                    exc = CleftscoreError(f"{res.file}: a folder with no image files in it or its sub-folders")
-                _fail(res, exc, stage="aligning")
+                folder = CleftscoreError(f"{res.file}: a folder with no image files in it or its sub-folders")
+                _fail(res, folder if item.path.is_dir() else exc, stage="aligning")
             res.timings["align_s"] = time.perf_counter() - t0
             if not res.ok:
                 pool.submit(finish, res)
@@ -727,7 +739,9 @@ def _result_from_record(rec: PhotoRecord) -> PhotoResult:
     )
 
 
-def _rescore_one(run: Path, rec: PhotoRecord, score_settings: ScoreSettings, new_settings: dict[str, Any], lpips_distance: Any) -> PhotoResult:
+def _rescore_one(
+    run: Path, rec: PhotoRecord, score_settings: ScoreSettings, new_settings: dict[str, Any], lpips_distance: Any
+) -> PhotoResult:
     """Score one recorded photo again; writes its fresh folder (pictures that did not change are linked)."""
     from cleftscore.io import load_image
 
@@ -793,7 +807,9 @@ def rescore_run(
     if not (run / "photos").is_dir():
         raise CleftscoreError(f"{run}: not a cleftscore run folder (no photos/ inside); run `cleftscore score` first")
     if score_settings.difference.metric == "lpips" and lpips_distance is None:
-        raise WeightsMissingError("metric 'lpips' needs VGG16 weights: pass --vgg16 PATH (see `cleftscore weights fetch vgg16`)")
+        raise WeightsMissingError(
+            "metric 'lpips' needs VGG16 weights: pass --vgg16 PATH (see `cleftscore weights fetch vgg16`)"
+        )
     wanted = {"score": dataclasses.asdict(score_settings)}
     with RunLock(run):
         ids = list_photo_ids(run)
@@ -853,7 +869,9 @@ def write_run_summary(run_dir: str | Path, photo_ids: Sequence[str] | None = Non
         return write_summary(run, read_records(run, ids), settings=settings)
 
 
-def make_lpips_distance(vgg16: str | Path | None, *, device: str = "auto") -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+def make_lpips_distance(
+    vgg16: str | Path | None, *, device: str = "auto"
+) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
     """Spatial LPIPS on two uint8 images, for ``metric="lpips"`` heat maps.
 
     Returns a function ``f(a, b) -> (H, W) float32`` (higher = more different). Needs the real
@@ -874,55 +892,3 @@ def make_lpips_distance(vgg16: str | Path | None, *, device: str = "auto") -> Ca
             return metric(ta, tb)[0, 0].float().cpu().numpy()
 
     return distance
-
-
-def calibrate_run(
-    run_dir: str | Path,
-    ratings_path: str | Path,
-    *,
-    higher_is: str = "normal",
-    scale: tuple[float, float] = (1.0, 7.0),
-) -> dict[str, Any]:
-    """Fit scores to human ratings of (some of) the run's photos and add calibrated columns.
-
-    Only ever done when the user gives rated photos: the tool never invents a scale. Every
-    scored photo of the run then gets ``calibrated_rating`` (on the raters' scale) and
-    ``severity_0_100`` (0 = the normal end of the fitted scale) in its record (a fresh folder,
-    pictures linked); the fit itself goes to ``calibration.json``, and ``scores.csv`` and
-    ``report.html`` are rewritten.
-
-    Returns
-    -------
-    dict
-        The fit (slope, intercept, r, n, scale, direction) and the photos used.
-    """
-    from cleftscore.evaluate import match_ratings, read_ratings
-    from cleftscore.report import write_json
-    from cleftscore.score import fit_calibration, severity_0_100
-
-    if higher_is not in ("normal", "abnormal"):
-        raise ValueError(f"higher_is must be 'normal' or 'abnormal', got {higher_is!r}")
-    run = Path(run_dir)
-    with RunLock(run):
-        records = {r.file: r for r in read_records(run) if r.ok and r.score is not None}
-        matched = match_ratings({f: r.score for f, r in records.items()}, read_ratings(ratings_path))  # type: ignore[misc]
-        try:
-            cal = fit_calibration(matched.scores, matched.ratings, scale=scale, higher_is_normal=higher_is == "normal")
-        except ValueError as exc:
-            raise CleftscoreError(f"{ratings_path}: cannot calibrate: {exc}") from None
-        for rec in records.values():
-            assert rec.score is not None
-            calibrated = rec.replace(calibration={
-                "calibrated_rating": cal.apply(rec.score),
-                "severity_0_100": severity_0_100(rec.score, cal),
-                "ratings_file": str(ratings_path),
-            })  # fmt: skip
-            folder = photo_dir(run, rec.photo_id)
-            present = tuple(name for name in rec.pictures if (folder / name).is_file())
-            write_photo(run, calibrated.replace(pictures=present), {name: folder / name for name in present})
-        fit = {**dataclasses.asdict(cal), "ratings_file": str(ratings_path), "photos_used": list(matched.files),
-               "unrated_photos": list(matched.missing_in_ratings), "rated_but_not_in_run": list(matched.missing_in_run)}  # fmt: skip
-        write_json(run / "calibration.json", fit)
-        settings, latest = read_run_settings(run)
-        write_summary(run, read_records(run, latest), settings=settings)
-    return fit

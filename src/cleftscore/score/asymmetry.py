@@ -1,6 +1,6 @@
 """Scores of the weights-free asymmetry method that measure the face rather than the photograph.
 
-The mirror normalizer (:mod:`cleftscore.mirror`) gives a face ``x`` and its registered mirror
+The mirror normalizer (:mod:`cleftscore.normalize.mirror`) gives a face ``x`` and its registered mirror
 image ``y``. The paper's score ``S = -log(sqrt(sum_ROI d) / N)`` of their eroded squared
 difference ``d`` depends as much on the photograph (sharpness, upsampling, JPEG, lighting, the
 size of the face) as on the face: two faces photographed differently are not comparable. The
@@ -26,7 +26,7 @@ settings here, each switchable for the benchmark (``cleftscore bench cleft-synth
   unilateral cleft through the lip skin. Its weight sets its share of the score.
 
 The defaults are the combination that won the benchmark (docs/asymmetry_score.md). The score
-keeps the convention of :func:`cleftscore.score.roi_score`: higher = more normal. A bilateral
+keeps the convention of :func:`cleftscore.score.paper.roi_score`: higher = more normal. A bilateral
 cleft is its own mirror image and is not seen.
 
 Plain functions on arrays; no torch, no file I/O.
@@ -42,7 +42,7 @@ import numpy as np
 
 from cleftscore.face.roi import roi_mask
 from cleftscore.heatmap import erode, to_colorspace
-from cleftscore.mirror import mirror_normalize
+from cleftscore.normalize.mirror import mirror_normalize
 
 __all__ = [
     "REFERENCES",
@@ -164,8 +164,10 @@ class AsymmetrySettings:
                 raise ValueError(f"{name} must be >= 0 intercanthal distances, got {v!r}")
         if not (isinstance(self.quantile, (int, float)) and 50.0 <= self.quantile <= 100.0):
             raise ValueError(f"quantile must be a percentile in 50..100, got {self.quantile!r}")
-        if isinstance(self.work_size, bool) or not isinstance(self.work_size, int) or not (
-            self.work_size == 0 or self.work_size >= 64
+        if (
+            isinstance(self.work_size, bool)
+            or not isinstance(self.work_size, int)
+            or not (self.work_size == 0 or self.work_size >= 64)
         ):
             raise ValueError(f"work_size must be 0 or an integer >= 64, got {self.work_size!r}")
 
@@ -569,7 +571,7 @@ def asymmetry_score(
     settings : AsymmetrySettings
         What to normalise and what to reference.
     mirror : (H, W, 3) ndarray of uint8, optional
-        The registered mirror image from :func:`cleftscore.mirror.mirror_normalize` (made here
+        The registered mirror image from :func:`cleftscore.normalize.mirror.mirror_normalize` (made here
         when not given).
     roi : (H, W) ndarray of bool or float, optional
         A region drawn by the user in the face's aligned frame: replaces the settings' ROI. A
@@ -753,8 +755,10 @@ class NormativeReference:
             return 1.0
         if s >= q[-1]:
             return 0.0
-        pct = float(np.interp(s, q, np.arange(101.0))) if np.all(np.diff(q) > 0) else float(
-            np.searchsorted(q, s, side="right") - 1
+        pct = (
+            float(np.interp(s, q, np.arange(101.0)))
+            if np.all(np.diff(q) > 0)
+            else float(np.searchsorted(q, s, side="right") - 1)
         )
         return 1.0 - pct / 100.0
 
