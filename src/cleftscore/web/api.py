@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 from fastapi import FastAPI, File, Form, HTTPException, Query, Request, UploadFile
 from fastapi.responses import StreamingResponse
 
+from cleftscore.study import records
 from cleftscore.web import queries
 from cleftscore.web.context import ID, AppContext
 from cleftscore.web.schemas import (
@@ -44,8 +45,13 @@ def _job_or_404(ctx: AppContext, job_id: int) -> Any:
 
 
 def install_api(app: FastAPI, ctx: AppContext) -> None:
-    from cleftscore.study import records
+    """Register every JSON endpoint on ``app``; the handlers share ``ctx`` (study, jobs, settings)."""
+    _patient_routes(app, ctx)
+    _visit_routes(app, ctx)
+    _job_routes(app, ctx)
 
+
+def _patient_routes(app: FastAPI, ctx: AppContext) -> None:
     study = ctx.study
 
     @app.get("/api/methods", response_model=list[MethodOut])
@@ -82,6 +88,10 @@ def install_api(app: FastAPI, ctx: AppContext) -> None:
                                         note=body.note)  # fmt: skip
         return _visit_out(await asyncio.to_thread(queries.visit_page, study, visit.id))
 
+
+def _visit_routes(app: FastAPI, ctx: AppContext) -> None:
+    study = ctx.study
+
     @app.get("/api/visits/{visit_id}", response_model=VisitDetailOut, responses=ERRORS)
     async def get_visit(visit_id: ID) -> dict[str, Any]:
         page = await asyncio.to_thread(queries.visit_page, study, visit_id)
@@ -101,31 +111,40 @@ def install_api(app: FastAPI, ctx: AppContext) -> None:
                      method: Annotated[Literal["asymmetry", "gan"], Form()] = "asymmetry",
                      roi: Annotated[Literal["mouth", "face", "full"], Form()] = "mouth") -> dict[str, Any]:  # fmt: skip
         """Upload photos of a visit and queue a job that scores them (progress: ``/api/jobs/{id}/events``)."""
-        limits = ctx.settings
         await asyncio.to_thread(queries.visit_page, study, visit_id)  # 404 for an unknown visit, before reading photos
         if method == "gan" and not ctx.gan.available:
             raise HTTPException(409, ctx.gan.reason + "; choose the asymmetry method")
-        if not files:
-            raise HTTPException(400, "no photo in the upload")
-        if len(files) > limits.max_files:
-            raise HTTPException(
-                413, f"{len(files)} photos in one upload; the limit is {limits.max_files}. Nothing was stored."
-            )
-        checked: list[CheckedPhoto] = []
-        problems: list[str] = []
-        for f in files:
-            data = await f.read(limits.max_file_bytes + 1)
-            try:
-                checked.append(await asyncio.to_thread(check_photo, f.filename or "", data, max_bytes=limits.max_file_bytes,
-                                                       max_pixels=limits.max_pixels))  # fmt: skip
-            except UploadError as exc:
-                problems.append(str(exc))
-        if problems:
-            too_big = all("over the limit" in p for p in problems)
-            raise HTTPException(413 if too_big else 415, problems + ["Nothing was stored; fix these and upload again."])
+        checked = await _checked_upload(ctx, files)
         job_id = await asyncio.to_thread(_stage, ctx, visit_id, method, roi, checked)
         ctx.jobs.submit(job_id)
         return _job_or_404(ctx, job_id).to_dict()
+
+
+async def _checked_upload(ctx: AppContext, files: list[UploadFile]) -> list[CheckedPhoto]:
+    """Every uploaded photo checked (bytes, pixels, content), or an HTTP error naming each bad one."""
+    limits = ctx.settings
+    if not files:
+        raise HTTPException(400, "no photo in the upload")
+    if len(files) > limits.max_files:
+        raise HTTPException(
+            413, f"{len(files)} photos in one upload; the limit is {limits.max_files}. Nothing was stored."
+        )
+    checked: list[CheckedPhoto] = []
+    problems: list[str] = []
+    for f in files:
+        data = await f.read(limits.max_file_bytes + 1)
+        try:
+            checked.append(await asyncio.to_thread(check_photo, f.filename or "", data, max_bytes=limits.max_file_bytes,
+                                                   max_pixels=limits.max_pixels))  # fmt: skip
+        except UploadError as exc:
+            problems.append(str(exc))
+    if problems:
+        too_big = all("over the limit" in p for p in problems)
+        raise HTTPException(413 if too_big else 415, problems + ["Nothing was stored; fix these and upload again."])
+    return checked
+
+
+def _job_routes(app: FastAPI, ctx: AppContext) -> None:
 
     @app.get("/api/jobs/{job_id}", response_model=JobOut, responses=ERRORS)
     async def get_job(job_id: ID) -> dict[str, Any]:
