@@ -31,9 +31,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from cleftscore.gan.accel.fused import ENV_SWITCH
 from cleftscore.gan.config import FFHQ1024, GeneratorConfig
 from cleftscore.gan.steps import WARMUP_STEPS
+from cleftscore.normalize.gan import FUSED_KERNELS_ENV as ENV_SWITCH
 
 __all__ = ["CONFIGS", "StepTiming", "run_speed", "profile_projection", "PROJECTION_STEPS", "ADAPTATION_STEPS"]
 
@@ -405,6 +405,348 @@ def _environment(name: str, value: str) -> Iterator[None]:
             os.environ[name] = old
 
 
+@dataclass(frozen=True)
+class _Plan:
+    """What one speed run times, checked (warm-up raised past the runner's own, see :func:`run_speed`)."""
+
+    batch_sizes: tuple[int, ...]
+    adapt_batch_sizes: tuple[int, ...]
+    steps: int
+    warmup: int
+    requested_warmup: int
+    precisions: tuple[str, ...]
+    adapt_engines: tuple[str, ...]
+
+    @property
+    def total(self) -> int:
+        """Steps per configuration, warm-up included."""
+        return self.warmup + self.steps
+
+    @property
+    def variant_batches(self) -> tuple[int, ...]:
+        """Batch sizes of the optional projection rows: one photo and the largest batch."""
+        return tuple(dict.fromkeys((1, max(self.batch_sizes))))
+
+
+def _plan(
+    device: torch.device,
+    *,
+    batch_sizes: Sequence[int],
+    adapt_batch_sizes: Sequence[int] | None,
+    steps: int,
+    warmup: int,
+    precisions: Sequence[str] | None,
+    adapt_engines: Sequence[str],
+) -> _Plan:
+    """Check the arguments of :func:`run_speed` and fill in the defaults."""
+    from cleftscore.gan.adapt import ENGINES
+    from cleftscore.gan.invert import PRECISIONS
+
+    batch_sizes = tuple(int(b) for b in batch_sizes)
+    adapt_batch_sizes = batch_sizes if adapt_batch_sizes is None else tuple(int(b) for b in adapt_batch_sizes)
+    if not batch_sizes or min(batch_sizes + adapt_batch_sizes) < 1:
+        raise ValueError(f"batch sizes must be >= 1, got {batch_sizes} / {adapt_batch_sizes}")
+    if steps < 1 or warmup < 1:
+        raise ValueError(f"steps and warmup must be >= 1, got steps={steps}, warmup={warmup}")
+    if precisions is None:
+        precisions = ("auto", "bf16") if device.type == "cuda" else ("auto",)
+    bad = [p for p in precisions if p not in PRECISIONS]
+    if bad:
+        raise ValueError(f"precisions must be among {PRECISIONS}, got {bad}")
+    bad = [e for e in adapt_engines if e not in ENGINES or e == "auto"]
+    if bad:
+        raise ValueError(f"adapt_engines must be 'vmap' and/or 'loop', got {bad}")
+    # More warm-up steps than the runner's own, so that the timed steps of the fast path are
+    # CUDA-graph replays (not the capture); the same count everywhere keeps final losses comparable.
+    return _Plan(
+        batch_sizes=batch_sizes, adapt_batch_sizes=adapt_batch_sizes, steps=steps,
+        warmup=max(warmup, WARMUP_STEPS + 1), requested_warmup=warmup,
+        precisions=tuple(precisions), adapt_engines=tuple(adapt_engines),
+    )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class _Workload:
+    """The random generator, LPIPS, targets and adaptation pivots every configuration shares."""
+
+    G: torch.nn.Module
+    loss_fn: torch.nn.Module
+    stats: tuple[Tensor, Tensor]
+    targets: Tensor
+    w_piv: Tensor
+    noises_piv: list[Tensor]
+    nmax: int
+    setup_s: float
+
+
+def _workload(config: GeneratorConfig, plan: _Plan, device: torch.device, seed: int) -> _Workload:
+    """Random weights from ``seed``, targets made by the generator, pivots near the mean w."""
+    from cleftscore.gan.networks import Generator
+    from cleftscore.gan.wstats import w_stats as compute_w_stats
+    from cleftscore.perceptual import PerceptualDistance
+
+    t_setup = time.perf_counter()
+    G = Generator(config, generator=torch.Generator().manual_seed(seed)).eval().requires_grad_(False).to(device)
+    loss_fn = PerceptualDistance(vgg16_weights=None, random_trunk=True).to(device)
+    nmax = max(plan.batch_sizes + plan.adapt_batch_sizes + (1,))
+    with torch.no_grad():
+        stats = compute_w_stats(G, samples=1000, device=device)
+        g = torch.Generator(device="cpu").manual_seed(seed + 1)
+        z = torch.randn((nmax, G.z_dim), generator=g).to(device)
+        targets = G.synthesis(G.mapping(z, None, truncation_psi=0.7), noise_mode="const", force_fp32=True)
+        targets = (targets / targets.abs().amax(dim=(1, 2, 3), keepdim=True).clamp_min(1e-8)).contiguous()
+        spread = 0.1 * stats[1] / math.sqrt(G.w_dim)
+        w_piv = stats[0].reshape(1, -1) + spread * torch.randn((nmax, G.w_dim), generator=g).to(device)
+        noises_piv = [torch.randn((nmax, 1, r, r), generator=g).to(device) for _, r in G.synthesis.noise_layers()]
+    _sync(device)
+    return _Workload(G, loss_fn, stats, targets, w_piv, noises_piv, nmax, time.perf_counter() - t_setup)
+
+
+def _error_text(exc: Exception) -> str:
+    return f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
+
+
+def _row_line(row: StepTiming) -> str:
+    """The progress line of one timed configuration."""
+    head = f"{row.stage:10s} {row.mode:9s} b{row.batch:<3d} {row.precision:5s} {row.engine:4s} "
+    if row.ms_per_step is None:
+        return head + f"FAILED {row.error}"
+    return head + (
+        f"{row.ms_per_step:9.2f} ms/step {row.ms_per_step_per_photo:9.2f} ms/step/photo, "
+        f"peak {row.peak_memory_mib or 0:8.0f} MiB, final loss {row.final_loss}"
+        + (f", steps {row.step_mode}" if row.step_mode else "")
+    )
+
+
+class _Harness:
+    """Times configurations on one workload and collects their :class:`StepTiming` rows."""
+
+    def __init__(self, work: _Workload, plan: _Plan, device: torch.device, *, seed: int,
+                 say: Callable[[str], None]) -> None:  # fmt: skip
+        self.work, self.plan, self.device, self.seed, self.say = work, plan, device, seed, say
+        self.rows: list[StepTiming] = []
+
+    def record(self, stage: str, mode: str, batch: int, precision: str, engine: str,
+               fn: Callable[[_Timer], object]) -> None:  # fmt: skip
+        """Run ``fn`` with a timer; a failure is recorded as a row with its error, not raised."""
+        device = self.device
+        with contextlib.suppress(Exception):
+            _reset_peak(device)
+        timer = _Timer(device)
+        err = ms = final_loss = step_mode = None
+        try:
+            value = fn(timer)
+            ms = timer.elapsed_ms() / self.plan.steps
+            if isinstance(value, tuple):
+                value, step_mode = value
+            final_loss = None if value is None else float(value)
+        except Exception as exc:  # noqa: BLE001 - a failed configuration is a result: record it and go on
+            err = _error_text(exc)
+            logger.warning("%s %s batch %d %s failed: %s", stage, mode, batch, precision, err)
+            if device.type == "cuda":
+                with contextlib.suppress(Exception):
+                    torch.cuda.empty_cache()
+        try:
+            peak = _peak_mib(device)
+        except Exception as exc:  # noqa: BLE001 - e.g. a sticky CUDA error after a failed capture
+            peak = None
+            err = err or f"{type(exc).__name__}: {str(exc)[:300]}"
+        row = StepTiming(
+            stage=stage, mode=mode, batch=batch, precision=precision,
+            resolved_precision=_resolved(precision, device), engine=engine,
+            ms_per_step=ms, ms_per_step_per_photo=None if ms is None else ms / batch,
+            peak_memory_mib=peak, steps_timed=self.plan.steps, error=err, final_loss=final_loss, step_mode=step_mode,
+        )  # fmt: skip
+        self.rows.append(row)
+        self.say(_row_line(row))
+
+    def _progress_timer(self, timer: _Timer) -> Callable[[int, int], None]:
+        """Start the timer after the warm-up steps, stop it after the last step."""
+        after = self.plan.warmup
+
+        def cb(step: int, n_total: int) -> None:
+            if step == after:
+                timer.start()
+            elif step == n_total:
+                timer.stop()
+
+        return cb
+
+    def time_reference(self) -> None:
+        """Reference mode: fp32, batch 1, host sync every step, default Adam, default cuDNN flags."""
+        w, total, warmup = self.work, self.plan.total, self.plan.warmup
+        self.record("projection", "reference", 1, "fp32", "-", lambda timer: _reference_projection(
+            w.G, w.targets[:1], w.loss_fn, w.stats, total=total, warmup=warmup,
+            generator=torch.Generator(device=self.device).manual_seed(self.seed), timer=timer))  # fmt: skip
+        self.record("adaptation", "reference", 1, "fp32", "-", lambda timer: _reference_adaptation(
+            w.G, w.w_piv[:1], [t[:1] for t in w.noises_piv], w.targets[:1], w.loss_fn, total=total, warmup=warmup,
+            timer=timer))  # fmt: skip
+
+    def fast_projection(self, b: int, settings: object) -> Callable[[_Timer], tuple[float, str]]:
+        """The library's projection of ``b`` photos (on CUDA: CUDA-graph replays after a warm-up)."""
+        from cleftscore.gan.invert import invert
+
+        w = self.work
+
+        def run(timer: _Timer) -> tuple[float, str]:
+            res = invert(w.G, w.targets[:b], settings=settings, loss_fn=w.loss_fn,
+                         generator=torch.Generator(device=self.device).manual_seed(self.seed),
+                         progress=self._progress_timer(timer), w_stats=w.stats)  # fmt: skip
+            return _final_loss(res.losses), res.step_mode
+
+        return run
+
+    def fast_adaptation(self, b: int, settings: object) -> Callable[[_Timer], tuple[float, str]]:
+        """The library's adaptation of ``b`` photos around the pivots."""
+        from cleftscore.gan.adapt import adapt
+
+        w = self.work
+
+        def run(timer: _Timer) -> tuple[float, str]:
+            res = adapt(w.G, w.w_piv[:b], [t[:b] for t in w.noises_piv], w.targets[:b], settings=settings,
+                        loss_fn=w.loss_fn, progress=self._progress_timer(timer))  # fmt: skip
+            return _final_loss(res.losses), res.step_mode
+
+        return run
+
+    def time_fast(self, *, eager_too: bool) -> None:
+        """The fast path as shipped: every precision and batch size, projection then adaptation."""
+        from cleftscore.gan.adapt import AdaptSettings
+        from cleftscore.gan.invert import InversionSettings
+
+        plan = self.plan
+        for precision in plan.precisions:
+            for b in plan.batch_sizes:
+                settings = InversionSettings(steps=plan.total, precision=precision)
+                self.record("projection", "fast", b, precision, "-", self.fast_projection(b, settings))
+                if eager_too and self.device.type == "cuda":
+                    no_graph = dataclasses.replace(settings, cuda_graph=False)
+                    self.record("projection", "fast-eager", b, precision, "-", self.fast_projection(b, no_graph))
+        for precision in plan.precisions:
+            for b in plan.adapt_batch_sizes:
+                for engine in plan.adapt_engines:
+                    if engine == "loop" and b != 1:
+                        continue
+                    settings = AdaptSettings(steps=plan.total, precision=precision, engine=engine)
+                    self.record("adaptation", "fast", b, precision, engine, self.fast_adaptation(b, settings))
+
+    def time_projection_variant(self, mode: str, **changes: bool) -> None:
+        """Fast projection rows with one setting changed (first precision, one photo and the largest batch)."""
+        from cleftscore.gan.invert import InversionSettings
+
+        settings = InversionSettings(steps=self.plan.total, precision=self.plan.precisions[0], **changes)
+        for b in self.plan.variant_batches:
+            self.record("projection", mode, b, self.plan.precisions[0], "-", self.fast_projection(b, settings))
+
+    def time_compile(self) -> list[dict]:
+        """Compiled projection rows; the first call per batch size compiles and is timed apart."""
+        from cleftscore.gan.invert import InversionSettings, invert
+
+        w, info = self.work, []
+        settings = InversionSettings(steps=self.plan.total, precision=self.plan.precisions[0], compile=True)
+        for b in self.plan.variant_batches:
+            t0 = time.perf_counter()
+            try:
+                invert(w.G, w.targets[:b], settings=dataclasses.replace(settings, steps=2), loss_fn=w.loss_fn,
+                       w_stats=w.stats)  # fmt: skip
+                _sync(self.device)
+                info.append({"batch": b, "compile_and_2_steps_s": time.perf_counter() - t0, "error": None})
+            except Exception as exc:  # noqa: BLE001 - a compile failure is a result, not a crash
+                info.append({"batch": b, "error": f"{type(exc).__name__}: {str(exc)[:300]}"})
+                continue
+            self.record(
+                "projection", "fast+compile", b, self.plan.precisions[0], "-", self.fast_projection(b, settings)
+            )
+        return info
+
+    def profile(self) -> dict:
+        """:func:`profile_projection` at the largest batch; a failure is reported, not raised."""
+        w = self.work
+        try:
+            return profile_projection(
+                w.G, w.targets[: max(self.plan.batch_sizes)], w.loss_fn, w.stats, precision=self.plan.precisions[0]
+            )
+        except Exception as exc:  # noqa: BLE001 - a profiler failure must not lose the timings
+            return {"error": f"{type(exc).__name__}: {str(exc)[:300]}"}
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None or b == 0 else a / b
+
+
+def _summary(rows: list[StepTiming], plan: _Plan) -> dict:
+    """Reference and best fast figures: s/photo at 2,000 + 50 steps, speed-ups, optional variants."""
+    ref_p, ref_a = _best(rows, "projection", "reference", 1), _best(rows, "adaptation", "reference", 1)
+    single_p, single_a = _best(rows, "projection", "fast", 1), _best(rows, "adaptation", "fast", 1)
+    batch_p = _best(rows, "projection", "fast", None)
+    batch_a = _best(rows, "adaptation", "fast", None)
+    ref_s = _seconds_per_photo(ref_p, ref_a)
+    single_s = _seconds_per_photo(single_p, single_a)
+    batch_s = _seconds_per_photo(batch_p, batch_a)
+
+    def variant(mode: str) -> dict | None:
+        """Whole-photo figures when the projection runs in ``mode`` (adaptation as the fast path)."""
+        one, many = _best(rows, "projection", mode, 1), _best(rows, "projection", mode, None)
+        if one is None and many is None:
+            return None
+        single, batched = _seconds_per_photo(one, single_a), _seconds_per_photo(many, batch_a)
+        return {"projection_single": _pick(one), "projection_batched": _pick(many),
+                "s_per_photo_single": single, "s_per_photo_batched": batched,
+                "speedup_single": _ratio(ref_s, single), "speedup_batched": _ratio(ref_s, batched)}  # fmt: skip
+
+    return {
+        "s_per_photo_formula": f"ms/step/photo x {PROJECTION_STEPS} projection + ms/step/photo x {ADAPTATION_STEPS} adaptation",
+        "reference": {"projection": _pick(ref_p), "adaptation": _pick(ref_a), "s_per_photo": ref_s},
+        "fast_single_photo": {"projection": _pick(single_p), "adaptation": _pick(single_a), "s_per_photo": single_s},
+        "fast_batched": {"projection": _pick(batch_p), "adaptation": _pick(batch_a), "s_per_photo": batch_s,
+                         "largest_batch_projection": max(plan.batch_sizes),
+                         "largest_batch_adaptation": max(plan.adapt_batch_sizes)},
+        "speedup_single_photo": _ratio(ref_s, single_s),
+        "speedup_batched": _ratio(ref_s, batch_s),
+        "ratio_fast_over_reference_single": _ratio(single_s, ref_s),
+        "ratio_fast_over_reference_batched": _ratio(batch_s, ref_s),
+        "projection_step_speedup_batched": _ratio(
+            ref_p.ms_per_step_per_photo if ref_p else None, batch_p.ms_per_step_per_photo if batch_p else None),
+        "adaptation_step_speedup_batched": _ratio(
+            ref_a.ms_per_step_per_photo if ref_a else None, batch_a.ms_per_step_per_photo if batch_a else None),
+        "with_compile": variant("fast+compile"),
+        "with_channels_last": variant("fast+channels_last"),
+        "without_cuda_graphs": variant("fast-eager"),
+        "without_fused_kernels": variant("fast-unfused"),
+        "goal_s_per_photo_batched": 5.0,
+        "goal_s_single_photo": 30.0,
+    }  # fmt: skip
+
+
+def _settings_record(plan: _Plan, device: torch.device, *, options: dict[str, bool], cudnn_benchmark: bool,
+                     seed: int, setup_s: float) -> dict:  # fmt: skip
+    """The ``settings`` block of the report: what was timed and how each mode works."""
+    return {
+        "batch_sizes": list(plan.batch_sizes),
+        "adapt_batch_sizes": list(plan.adapt_batch_sizes),
+        "steps_timed": plan.steps,
+        "warmup_steps": plan.warmup,
+        "warmup_steps_requested": plan.requested_warmup,
+        "precisions": list(plan.precisions),
+        "adapt_engines": list(plan.adapt_engines),
+        "cudnn_benchmark_fast_path": bool(cudnn_benchmark),
+        **{k: bool(v) for k, v in options.items()},
+        "seed": seed,
+        "weights": "random",
+        "lpips_trunk": "random VGG16",
+        "setup_s": setup_s,
+        "reference_mode": "fp32, batch 1, float(loss) host sync every step, default torch.optim.Adam, "
+        "grouped (fused) modulated convolutions, cuDNN defaults",
+        "fast_path": "cleftscore.gan.invert.invert / cleftscore.gan.adapt.adapt as shipped (batched, "
+        "fused/foreach Adam, no per-step host sync, projection steps replayed as a CUDA "
+        "graph on CUDA, fused Triton kernels for the modulated convolutions' elementwise "
+        "stages on CUDA), cuDNN autotuning when on CUDA",
+        "peak_memory": "torch.cuda.max_memory_allocated per configuration"
+        if device.type == "cuda"
+        else "process peak RSS so far (CPU; monotone, upper bound)",
+    }  # fmt: skip
+
+
 def run_speed(
     config: GeneratorConfig,
     *,
@@ -483,252 +825,39 @@ def run_speed(
     ValueError
         On empty or non-positive batch sizes, ``steps < 1`` or ``warmup < 1``.
     """
-    from cleftscore.gan.adapt import ENGINES, AdaptSettings, adapt
-    from cleftscore.gan.invert import PRECISIONS, InversionSettings, invert
-    from cleftscore.gan.networks import Generator
-    from cleftscore.gan.wstats import w_stats as compute_w_stats
-    from cleftscore.perceptual import PerceptualDistance
-
     device = torch.device(device)
-    batch_sizes = tuple(int(b) for b in batch_sizes)
-    adapt_batch_sizes = batch_sizes if adapt_batch_sizes is None else tuple(int(b) for b in adapt_batch_sizes)
-    if not batch_sizes or min(batch_sizes + adapt_batch_sizes) < 1:
-        raise ValueError(f"batch sizes must be >= 1, got {batch_sizes} / {adapt_batch_sizes}")
-    if steps < 1 or warmup < 1:
-        raise ValueError(f"steps and warmup must be >= 1, got steps={steps}, warmup={warmup}")
-    if precisions is None:
-        precisions = ("auto", "bf16") if device.type == "cuda" else ("auto",)
-    bad = [p for p in precisions if p not in PRECISIONS]
-    if bad:
-        raise ValueError(f"precisions must be among {PRECISIONS}, got {bad}")
-    bad = [e for e in adapt_engines if e not in ENGINES or e == "auto"]
-    if bad:
-        raise ValueError(f"adapt_engines must be 'vmap' and/or 'loop', got {bad}")
-    say = progress or (lambda line: logger.info("%s", line))
-    requested_warmup = warmup
-    # More warm-up steps than the runner's own, so that the timed steps of the fast path are
-    # CUDA-graph replays (not the capture); the same count everywhere keeps final losses comparable.
-    warmup = max(warmup, WARMUP_STEPS + 1)
-    total = warmup + steps
-
-    t_setup = time.perf_counter()
-    G = Generator(config, generator=torch.Generator().manual_seed(seed)).eval().requires_grad_(False).to(device)
-    loss_fn = PerceptualDistance(vgg16_weights=None, random_trunk=True).to(device)
-    nmax = max(batch_sizes + adapt_batch_sizes + (1,))
-    with torch.no_grad():
-        stats = compute_w_stats(G, samples=1000, device=device)
-        g = torch.Generator(device="cpu").manual_seed(seed + 1)
-        z = torch.randn((nmax, G.z_dim), generator=g).to(device)
-        targets = G.synthesis(G.mapping(z, None, truncation_psi=0.7), noise_mode="const", force_fp32=True)
-        targets = (targets / targets.abs().amax(dim=(1, 2, 3), keepdim=True).clamp_min(1e-8)).contiguous()
-        spread = 0.1 * stats[1] / math.sqrt(G.w_dim)
-        w_piv = stats[0].reshape(1, -1) + spread * torch.randn((nmax, G.w_dim), generator=g).to(device)
-        noises_piv = [torch.randn((nmax, 1, r, r), generator=g).to(device) for _, r in G.synthesis.noise_layers()]
-    _sync(device)
-    setup_s = time.perf_counter() - t_setup
-    rows: list[StepTiming] = []
-
-    def record(stage, mode, batch, precision, engine, fn) -> None:
-        with contextlib.suppress(Exception):
-            _reset_peak(device)
-        timer = _Timer(device)
-        err = None
-        ms = None
-        final_loss = None
-        step_mode = None
-        try:
-            value = fn(timer)
-            ms = timer.elapsed_ms() / steps
-            if isinstance(value, tuple):
-                value, step_mode = value
-            final_loss = None if value is None else float(value)
-        except Exception as exc:  # noqa: BLE001 - a failed configuration is a result: record it and go on
-            err = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
-            logger.warning("%s %s batch %d %s failed: %s", stage, mode, batch, precision, err)
-            if device.type == "cuda":
-                with contextlib.suppress(Exception):
-                    torch.cuda.empty_cache()
-        try:
-            peak = _peak_mib(device)
-        except Exception as exc:  # noqa: BLE001 - e.g. a sticky CUDA error after a failed capture
-            peak = None
-            err = err or f"{type(exc).__name__}: {str(exc)[:300]}"
-        row = StepTiming(
-            stage=stage, mode=mode, batch=batch, precision=precision,
-            resolved_precision=_resolved(precision, device), engine=engine,
-            ms_per_step=ms, ms_per_step_per_photo=None if ms is None else ms / batch,
-            peak_memory_mib=peak, steps_timed=steps, error=err, final_loss=final_loss, step_mode=step_mode,
-        )  # fmt: skip
-        rows.append(row)
-        say(f"{stage:10s} {mode:9s} b{batch:<3d} {precision:5s} {engine:4s} "
-            + (f"{ms:9.2f} ms/step {ms / batch:9.2f} ms/step/photo, peak {peak or 0:8.0f} MiB, final loss {final_loss}"
-               + (f", steps {step_mode}" if step_mode else "") if ms is not None else f"FAILED {err}"))  # fmt: skip
-
-    def progress_timer(timer: _Timer, after: int) -> Callable[[int, int], None]:
-        def cb(step: int, n_total: int) -> None:
-            if step == after:
-                timer.start()
-            elif step == n_total:
-                timer.stop()
-
-        return cb
-
-    # (a) reference mode: fp32, batch 1, host sync every step, default Adam, default cuDNN flags.
-    record("projection", "reference", 1, "fp32", "-", lambda timer: _reference_projection(
-        G, targets[:1], loss_fn, stats, total=total, warmup=warmup,
-        generator=torch.Generator(device=device).manual_seed(seed), timer=timer))  # fmt: skip
-    record("adaptation", "reference", 1, "fp32", "-", lambda timer: _reference_adaptation(
-        G, w_piv[:1], [t[:1] for t in noises_piv], targets[:1], loss_fn, total=total, warmup=warmup, timer=timer))  # fmt: skip
-
-    # (b) fast path: the library itself, as shipped (on CUDA: CUDA-graph replays after a warm-up).
-
-    def fast_projection(b: int, settings: InversionSettings) -> Callable[[_Timer], tuple[float, str]]:
-        def run(timer: _Timer) -> tuple[float, str]:
-            res = invert(G, targets[:b], settings=settings, loss_fn=loss_fn,
-                         generator=torch.Generator(device=device).manual_seed(seed),
-                         progress=progress_timer(timer, warmup), w_stats=stats)  # fmt: skip
-            return _final_loss(res.losses), res.step_mode
-
-        return run
-
-    compile_info = None
+    plan = _plan(device, batch_sizes=batch_sizes, adapt_batch_sizes=adapt_batch_sizes, steps=steps, warmup=warmup,
+                 precisions=precisions, adapt_engines=adapt_engines)  # fmt: skip
+    work = _workload(config, plan, device, seed)
+    harness = _Harness(work, plan, device, seed=seed, say=progress or (lambda line: logger.info("%s", line)))
+    harness.time_reference()
+    compile_info = profile_info = None
     with _cudnn_benchmark(cudnn_benchmark and device.type == "cuda"):
-        for precision in precisions:
-            for b in batch_sizes:
-                settings = InversionSettings(steps=total, precision=precision)
-                record("projection", "fast", b, precision, "-", fast_projection(b, settings))
-                if eager_too and device.type == "cuda":
-                    no_graph = dataclasses.replace(settings, cuda_graph=False)
-                    record("projection", "fast-eager", b, precision, "-", fast_projection(b, no_graph))
-        for precision in precisions:
-            for b in adapt_batch_sizes:
-                for engine in adapt_engines:
-                    if engine == "loop" and b != 1:
-                        continue
-                    settings = AdaptSettings(steps=total, precision=precision, engine=engine)
-
-                    def fast_adapt(timer, b=b, settings=settings):
-                        res = adapt(G, w_piv[:b], [t[:b] for t in noises_piv], targets[:b], settings=settings,
-                                    loss_fn=loss_fn, progress=progress_timer(timer, warmup))  # fmt: skip
-                        return _final_loss(res.losses), res.step_mode
-
-                    record("adaptation", "fast", b, precision, engine, fast_adapt)
+        harness.time_fast(eager_too=eager_too)
         if unfused_too and device.type == "cuda":
-            settings = InversionSettings(steps=total, precision=precisions[0])
             with _environment(ENV_SWITCH, "0"):
-                for b in dict.fromkeys((1, max(batch_sizes))):
-                    record("projection", "fast-unfused", b, precisions[0], "-", fast_projection(b, settings))
+                harness.time_projection_variant("fast-unfused")
         if channels_last:
-            settings = InversionSettings(steps=total, precision=precisions[0], channels_last=True)
-            for b in dict.fromkeys((1, max(batch_sizes))):
-                record("projection", "fast+channels_last", b, precisions[0], "-", fast_projection(b, settings))
+            harness.time_projection_variant("fast+channels_last", channels_last=True)
         if compile:
-            compile_info = []
-            settings = InversionSettings(steps=total, precision=precisions[0], compile=True)
-            for b in dict.fromkeys((1, max(batch_sizes))):
-                # The first call compiles (for this batch size); time it apart from the steps.
-                t0 = time.perf_counter()
-                try:
-                    invert(
-                        G, targets[:b], settings=dataclasses.replace(settings, steps=2), loss_fn=loss_fn, w_stats=stats
-                    )
-                    _sync(device)
-                    compile_info.append({"batch": b, "compile_and_2_steps_s": time.perf_counter() - t0, "error": None})
-                except Exception as exc:  # noqa: BLE001 - a compile failure is a result, not a crash
-                    compile_info.append({"batch": b, "error": f"{type(exc).__name__}: {str(exc)[:300]}"})
-                    continue
-                record("projection", "fast+compile", b, precisions[0], "-", fast_projection(b, settings))
-
+            compile_info = harness.time_compile()
         image_difference = [
-            _image_difference(G, p, device, n=min(2, nmax), seed=seed) for p in dict.fromkeys(precisions)
+            _image_difference(work.G, p, device, n=min(2, work.nmax), seed=seed) for p in dict.fromkeys(plan.precisions)
         ]
-        profile_info = None
         if profile:
-            try:
-                profile_info = profile_projection(
-                    G, targets[: max(batch_sizes)], loss_fn, stats, precision=precisions[0]
-                )
-            except Exception as exc:  # noqa: BLE001 - a profiler failure must not lose the timings
-                profile_info = {"error": f"{type(exc).__name__}: {str(exc)[:300]}"}
-
-    ref_p, ref_a = _best(rows, "projection", "reference", 1), _best(rows, "adaptation", "reference", 1)
-    single_p, single_a = _best(rows, "projection", "fast", 1), _best(rows, "adaptation", "fast", 1)
-    bp, ba = max(batch_sizes), max(adapt_batch_sizes)
-    batch_p = _best(rows, "projection", "fast", None)
-    batch_a = _best(rows, "adaptation", "fast", None)
-    ref_s = _seconds_per_photo(ref_p, ref_a)
-    single_s = _seconds_per_photo(single_p, single_a)
-    batch_s = _seconds_per_photo(batch_p, batch_a)
-
-    def ratio(a, b):
-        return None if a is None or b is None or b == 0 else a / b
-
-    def variant(mode: str) -> dict | None:
-        """Whole-photo figures when the projection runs in ``mode`` (adaptation as the fast path)."""
-        one, many = _best(rows, "projection", mode, 1), _best(rows, "projection", mode, None)
-        if one is None and many is None:
-            return None
-        single, batched = _seconds_per_photo(one, single_a), _seconds_per_photo(many, batch_a)
-        return {"projection_single": _pick(one), "projection_batched": _pick(many),
-                "s_per_photo_single": single, "s_per_photo_batched": batched,
-                "speedup_single": ratio(ref_s, single), "speedup_batched": ratio(ref_s, batched)}  # fmt: skip
-
-    summary = {
-        "s_per_photo_formula": f"ms/step/photo x {PROJECTION_STEPS} projection + ms/step/photo x {ADAPTATION_STEPS} adaptation",
-        "reference": {"projection": _pick(ref_p), "adaptation": _pick(ref_a), "s_per_photo": ref_s},
-        "fast_single_photo": {"projection": _pick(single_p), "adaptation": _pick(single_a), "s_per_photo": single_s},
-        "fast_batched": {"projection": _pick(batch_p), "adaptation": _pick(batch_a), "s_per_photo": batch_s,
-                         "largest_batch_projection": bp, "largest_batch_adaptation": ba},
-        "speedup_single_photo": ratio(ref_s, single_s),
-        "speedup_batched": ratio(ref_s, batch_s),
-        "ratio_fast_over_reference_single": ratio(single_s, ref_s),
-        "ratio_fast_over_reference_batched": ratio(batch_s, ref_s),
-        "projection_step_speedup_batched": ratio(
-            ref_p.ms_per_step_per_photo if ref_p else None, batch_p.ms_per_step_per_photo if batch_p else None),
-        "adaptation_step_speedup_batched": ratio(
-            ref_a.ms_per_step_per_photo if ref_a else None, batch_a.ms_per_step_per_photo if batch_a else None),
-        "with_compile": variant("fast+compile"),
-        "with_channels_last": variant("fast+channels_last"),
-        "without_cuda_graphs": variant("fast-eager"),
-        "without_fused_kernels": variant("fast-unfused"),
-        "goal_s_per_photo_batched": 5.0,
-        "goal_s_single_photo": 30.0,
-    }  # fmt: skip
+            profile_info = harness.profile()
+    options = {"compile": compile, "eager_too": eager_too, "unfused_too": unfused_too, "channels_last": channels_last}
     return {
         "benchmark": "speed",
         "config_name": config_name,
         "config": config.to_dict(),
         "environment": environment(device),
-        "settings": {
-            "batch_sizes": list(batch_sizes),
-            "adapt_batch_sizes": list(adapt_batch_sizes),
-            "steps_timed": steps,
-            "warmup_steps": warmup,
-            "warmup_steps_requested": requested_warmup,
-            "precisions": list(precisions),
-            "adapt_engines": list(adapt_engines),
-            "cudnn_benchmark_fast_path": bool(cudnn_benchmark),
-            "compile": bool(compile),
-            "eager_too": bool(eager_too),
-            "unfused_too": bool(unfused_too),
-            "channels_last": bool(channels_last),
-            "seed": seed,
-            "weights": "random",
-            "lpips_trunk": "random VGG16",
-            "setup_s": setup_s,
-            "reference_mode": "fp32, batch 1, float(loss) host sync every step, default torch.optim.Adam, "
-            "grouped (fused) modulated convolutions, cuDNN defaults",
-            "fast_path": "cleftscore.gan.invert.invert / cleftscore.gan.adapt.adapt as shipped (batched, "
-            "fused/foreach Adam, no per-step host sync, projection steps replayed as a CUDA "
-            "graph on CUDA, fused Triton kernels for the modulated convolutions' elementwise "
-            "stages on CUDA), cuDNN autotuning when on CUDA",
-            "peak_memory": "torch.cuda.max_memory_allocated per configuration"
-            if device.type == "cuda"
-            else "process peak RSS so far (CPU; monotone, upper bound)",
-        },  # fmt: skip
-        "timings": [r.to_dict() for r in rows],
+        "settings": _settings_record(
+            plan, device, options=options, cudnn_benchmark=cudnn_benchmark, seed=seed, setup_s=work.setup_s
+        ),  # fmt: skip
+        "timings": [r.to_dict() for r in harness.rows],
         "image_difference": image_difference,
         "compile": compile_info,
         "profile": profile_info,
-        "summary": summary,
+        "summary": _summary(harness.rows, plan),
     }
