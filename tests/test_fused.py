@@ -12,7 +12,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from cleftscore.gan import networks
 from cleftscore.gan.accel import fused as fz
 from cleftscore.gan.networks import SynthesisLayer
 
@@ -92,13 +91,56 @@ def test_usable_only_where_the_kernels_run(monkeypatch) -> None:
 
     torch.func.vmap(inside)(torch.empty((2, 1, 2, 4, 4), device="meta"))
     assert seen == [False]
-    monkeypatch.setenv(fz.ENV_SWITCH, "0")
-    assert not fz.fused_kernels_usable(meta)
+    assert fz.FUSED_KERNELS.usable(meta) and not fz.FUSED_KERNELS.usable(x)
+
+
+def test_environment_switch_is_read_where_the_normalizer_settings_are_built(monkeypatch) -> None:
+    # CLEFTSCORE_FUSED_KERNELS=0 turns the kernels off; it is read when the GAN normalizer is
+    # built (into InversionSettings.fused_kernels), never by the network or the kernels.
+    from cleftscore.normalize.gan import FUSED_KERNELS_ENV, fused_kernels_wanted
+
+    assert fused_kernels_wanted({}) and fused_kernels_wanted({FUSED_KERNELS_ENV: "1"})
+    assert not fused_kernels_wanted({FUSED_KERNELS_ENV: "0"})
+    monkeypatch.setenv(FUSED_KERNELS_ENV, "0")
+    assert not fused_kernels_wanted()
+    meta = torch.empty((1, 2, 4, 4), device="meta")
+    assert fz.fused_kernels_usable(meta)  # the operators themselves do not look
+
+
+class _Forced(fz.FusedKernels):
+    """The fused layer on any device (the operators' reference implementation off CUDA)."""
+
+    def usable(self, x: torch.Tensor) -> bool:
+        return True
+
+
+def test_invert_hands_the_kernels_to_the_synthesis_unless_turned_off(monkeypatch) -> None:
+    import importlib
+
+    from cleftscore.gan.config import GeneratorConfig
+    from cleftscore.gan.networks import Generator
+
+    G = Generator(GeneratorConfig(img_resolution=8, z_dim=8, w_dim=8, mapping_layers=1, channel_base=64,
+                                  channel_max=8, num_fp16_res=0), generator=torch.Generator().manual_seed(0)).eval()  # fmt: skip
+    inv = importlib.import_module("cleftscore.gan.invert")
+    seen = []
+    real = inv.projection_loss
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs["kernels"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(inv, "projection_loss", spy)
+    targets = torch.zeros((1, 3, 8, 8))
+    for on in (True, False):
+        settings = inv.InversionSettings(steps=1, loss="mse", w_avg_samples=8, fused_kernels=on)
+        inv.invert(G, targets, settings=settings, loss_fn=None)
+    assert seen == [fz.FUSED_KERNELS, None]
 
 
 @pytest.mark.parametrize("up", [False, True])
 @pytest.mark.parametrize("noise_mode", ["per_image", "const"])
-def test_synthesis_layer_with_fused_stages_equals_plain_layer(monkeypatch, up: bool, noise_mode: str) -> None:
+def test_synthesis_layer_with_fused_stages_equals_plain_layer(up: bool, noise_mode: str) -> None:
     # Force the fused path on the CPU (the operators' reference implementation) and compare
     # the whole unfused layer, gradients included, with the plain-op layer.
     layer = SynthesisLayer(6, 4, w_dim=8, resolution=8, up=up, conv_clamp=0.5).double()
@@ -111,10 +153,9 @@ def test_synthesis_layer_with_fused_stages_equals_plain_layer(monkeypatch, up: b
     noise = torch.randn((2, 1, 8, 8), generator=g, dtype=F64) if noise_mode == "per_image" else None
     probe = torch.randn((2, 4, 8, 8), generator=g, dtype=F64)
     results = []
-    for forced in (False, True):
-        monkeypatch.setattr(networks, "fused_kernels_usable", lambda t, forced=forced: forced)
+    for kernels in (None, _Forced()):
         x = x0.clone().requires_grad_(True)
-        out = layer(x, w, noise=noise, noise_mode="const", fused=False)
+        out = layer(x, w, noise=noise, noise_mode="const", fused=False, kernels=kernels)
         params = (x, layer.weight, layer.noise_strength, layer.bias, layer.affine.weight)
         results.append((out, *torch.autograd.grad((out * probe).sum(), params)))
     assert (results[0][0].abs() == 0.5).any()

@@ -149,7 +149,7 @@ def test_cuda_graph_adaptation_equals_ordinary_steps(engine: str) -> None:
 
 
 @pytest.mark.parametrize("dtype", ["fp16", "bf16"])
-def test_fused_kernels_compile_and_match_plain_ops_on_the_gpu(monkeypatch, dtype: str) -> None:
+def test_fused_kernels_compile_and_match_plain_ops_on_the_gpu(dtype: str) -> None:
     # The Triton kernels pass their own check on this GPU, and a whole synthesis (float16 top
     # blocks, or everything under bf16 autocast) with them equals the plain-op synthesis,
     # gradients to w and the noise maps included.
@@ -164,11 +164,11 @@ def test_fused_kernels_compile_and_match_plain_ops_on_the_gpu(monkeypatch, dtype
     amp = torch.bfloat16 if dtype == "bf16" else None
 
     def run(enabled: bool):
-        monkeypatch.setenv(fz.ENV_SWITCH, "1" if enabled else "0")
         ws = G.mapping(z, None).detach().requires_grad_(True)
         ns = [t.clone().requires_grad_(True) for t in noises]
         with autocast_context(torch.device("cuda"), amp):
-            img = G.synthesis(ws, noise_mode="const", noise=ns, force_fp32=amp is not None, fused_modconv=False)
+            img = G.synthesis(ws, noise_mode="const", noise=ns, force_fp32=amp is not None, fused_modconv=False,
+                              kernels=fz.FUSED_KERNELS if enabled else None)  # fmt: skip
         return img.float(), torch.autograd.grad((img.float() * probe).sum(), [ws, *ns])
 
     (a, ga), (b, gb) = run(True), run(False)

@@ -36,6 +36,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from cleftscore.gan.accel.fused import FUSED_KERNELS
+from cleftscore.gan.networks import LayerKernels
 from cleftscore.gan.steps import compiled, graph_planned, run_steps
 
 __all__ = [
@@ -112,6 +114,10 @@ class InversionSettings:
         ``torch.compile``. Compiling the 1024-px generator takes minutes, so this pays off for
         large batches of photos only; numbers change at float rounding level. Falls back to
         the plain code with a warning where compilation fails.
+    fused_kernels : bool
+        On a GPU, run the unfused synthesis layers' elementwise stages as fused Triton kernels
+        (:data:`cleftscore.gan.accel.fused.FUSED_KERNELS`, used where their check on that GPU
+        passed); same numbers up to float rounding. Ignored on other devices.
     """
 
     steps: int = 2000
@@ -131,6 +137,7 @@ class InversionSettings:
     cuda_graph: bool = True
     channels_last: bool = False
     compile: bool = False
+    fused_kernels: bool = True
 
     def __post_init__(self) -> None:
         if self.steps < 1:
@@ -363,18 +370,21 @@ def projection_loss(
     force_fp32: bool,
     fused_modconv: bool | None,
     amp_dtype: torch.dtype | None,
+    kernels: LayerKernels | None = FUSED_KERNELS,
 ) -> Tensor:
     """Per-image loss ``[N]`` of one projection step: image distance plus noise regulariser.
 
     ``w_in`` is ``[N, w_dim]`` (broadcast to every layer), ``stacks`` the per-resolution noise
-    stacks with their ``slots`` (:func:`stack_noises`). :func:`invert` optimises it; the step
-    cost model (:mod:`cleftscore.benchmarks.step_cost`) traces the very same function.
+    stacks with their ``slots`` (:func:`stack_noises`); ``kernels`` goes to the synthesis (None:
+    plain PyTorch). :func:`invert` optimises it; the step cost model
+    (:mod:`cleftscore.benchmarks.step_cost`) traces the very same function.
     """
     ws = w_in.unsqueeze(1).expand(-1, num_ws, -1)
     with autocast_context(targets.device, amp_dtype):
         synth = synthesis(
-            ws, noise_mode="const", noise=noise_views(stacks, slots), force_fp32=force_fp32, fused_modconv=fused_modconv
-        )
+            ws, noise_mode="const", noise=noise_views(stacks, slots), force_fp32=force_fp32,
+            fused_modconv=fused_modconv, kernels=kernels,
+        )  # fmt: skip
         dist = image_distance(synth, targets, loss=loss, loss_fn=loss_fn, target_features=target_features)
     return dist.float() + regularize_noise_weight * noise_regularizer(stacks)
 
@@ -435,32 +445,17 @@ def invert(
     """
     from cleftscore.gan.wstats import w_stats as compute_w_stats
 
-    _check_targets(G, targets)
-    if settings.loss == "lpips" and loss_fn is None:
-        raise ValueError(
-            "settings.loss is 'lpips' but no loss_fn was given; pass a PerceptualDistance or use loss='mse'"
-        )
-    if settings.loss == "lpips" and getattr(loss_fn, "spatial", False):
-        raise ValueError("loss_fn must be a non-spatial PerceptualDistance (spatial=False)")
+    _check_inputs(G, targets, settings, loss_fn)
     device = targets.device
     n = targets.shape[0]
     targets = targets.detach().float()
-    per_image_rng: list[torch.Generator] | None = None
-    if generator is None:
-        generator = torch.Generator(device=device).manual_seed(0)
-    elif not isinstance(generator, torch.Generator):
-        per_image_rng = list(generator)
-        if len(per_image_rng) != n:
-            raise ValueError(f"got {len(per_image_rng)} generators for {n} images; give one per image")
+    generator, per_image_rng = _random_sources(generator, n, device)
     force_fp32, amp_dtype = resolve_precision(settings.precision, device)
     fused_modconv = modconv_fusion(force_fp32, amp_dtype)
 
     if w_stats is None:
         w_stats = compute_w_stats(G, samples=settings.w_avg_samples, device=device)
-    w_avg, w_std = w_stats
-    w_avg = w_avg.to(device=device, dtype=torch.float32).reshape(1, -1)
-    if w_avg.shape[1] != G.w_dim:
-        raise ValueError(f"w_avg has {w_avg.shape[1]} entries, the generator's w_dim is {G.w_dim}")
+    w_avg, w_std = _checked_w_stats(G, w_stats, device)
 
     layers = G.synthesis.noise_layers()
     maps = _initial_noises(layers, n, device=device, generator=generator, per_image_rng=per_image_rng,
@@ -508,6 +503,7 @@ def invert(
             w_in, stacks, synthesis=synthesis, num_ws=num_ws, slots=slots, targets=targets, loss=settings.loss,
             loss_fn=loss_fn, target_features=target_features, regularize_noise_weight=settings.regularize_noise_weight,
             force_fp32=force_fp32, fused_modconv=fused_modconv, amp_dtype=amp_dtype,
+            kernels=FUSED_KERNELS if settings.fused_kernels else None,
         )  # fmt: skip
 
     objective = compiled(objective, enabled=settings.compile, what="projection step")
@@ -539,20 +535,58 @@ def invert(
     if steps_run < steps:
         logger.info("inversion stopped early after %d of %d steps", steps_run, steps)
 
-    w_final = w_opt.detach().clone()
-    noises_final = [t.detach().clone() for t in noise_views(stacks, slots)]
+    return _result(G, w_opt, noise_views(stacks, slots), losses[:, :steps_run], step_mode=mode)
+
+
+def _result(G: torch.nn.Module, w: Tensor, noises: list[Tensor], losses: Tensor, *, step_mode: str) -> InversionResult:
+    """The final w and noise maps (copies), their float32 synthesis and the loss curves run."""
+    w_final = w.detach().clone()
+    noises_final = [t.detach().clone() for t in noises]
     with torch.no_grad():
         images = G.synthesis(
-            w_final.unsqueeze(1).expand(-1, num_ws, -1), noise_mode="const", noise=noises_final, force_fp32=True
+            w_final.unsqueeze(1).expand(-1, G.num_ws, -1), noise_mode="const", noise=noises_final, force_fp32=True
         ).float()
     return InversionResult(
         w=w_final,
         noises=noises_final,
         images=images,
-        losses=losses[:, :steps_run].cpu().numpy(),
-        steps_run=steps_run,
-        step_mode=mode,
+        losses=losses.cpu().numpy(),
+        steps_run=losses.shape[1],
+        step_mode=step_mode,
     )
+
+
+def _checked_w_stats(G: torch.nn.Module, w_stats: tuple[Tensor, float], device: torch.device) -> tuple[Tensor, float]:
+    """``(w_avg [1, w_dim] float32 on device, w_std)``, checked against the generator."""
+    w_avg, w_std = w_stats
+    w_avg = w_avg.to(device=device, dtype=torch.float32).reshape(1, -1)
+    if w_avg.shape[1] != G.w_dim:
+        raise ValueError(f"w_avg has {w_avg.shape[1]} entries, the generator's w_dim is {G.w_dim}")
+    return w_avg, w_std
+
+
+def _check_inputs(G: torch.nn.Module, targets: Tensor, settings: InversionSettings, loss_fn) -> None:
+    _check_targets(G, targets)
+    if settings.loss == "lpips" and loss_fn is None:
+        raise ValueError(
+            "settings.loss is 'lpips' but no loss_fn was given; pass a PerceptualDistance or use loss='mse'"
+        )
+    if settings.loss == "lpips" and getattr(loss_fn, "spatial", False):
+        raise ValueError("loss_fn must be a non-spatial PerceptualDistance (spatial=False)")
+
+
+def _random_sources(
+    generator: torch.Generator | Sequence[torch.Generator] | None, n: int, device: torch.device
+) -> tuple[torch.Generator | None, list[torch.Generator] | None]:
+    """``(generator, per_image)``: one shared source (seed 0 when None), or one per image."""
+    if generator is None:
+        return torch.Generator(device=device).manual_seed(0), None
+    if isinstance(generator, torch.Generator):
+        return generator, None
+    per_image_rng = list(generator)
+    if len(per_image_rng) != n:
+        raise ValueError(f"got {len(per_image_rng)} generators for {n} images; give one per image")
+    return generator, per_image_rng
 
 
 def _initial_noises(layers, n, *, device, generator, per_image_rng, init_noises) -> list[Tensor]:

@@ -10,8 +10,10 @@ File order, bottom-up: resampling primitives, equalised fully connected layer, m
 convolution, synthesis layer, toRGB layer, synthesis block, synthesis network, mapping network,
 generator, and :func:`infer_config`, which reads a :class:`GeneratorConfig` off a state dict.
 
-No custom CUDA ops are used; everything runs on CPU and CUDA. As in the official code, the
-``num_fp16_res`` highest resolutions run in float16 unless ``force_fp32=True`` (on any device).
+This is the readable reference path: plain PyTorch, on CPU and CUDA alike. As in the official
+code, the ``num_fp16_res`` highest resolutions run in float16 unless ``force_fp32=True`` (on any
+device). Faster code for a layer comes in from outside, as a :class:`LayerKernels` argument of
+``forward`` (:mod:`cleftscore.gan.accel` has the fused CUDA kernels); this module never imports it.
 
 References
 ----------
@@ -26,12 +28,12 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Sequence
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from cleftscore.gan.accel.fused import demod_act, fused_kernels_usable, scale_channels
 from cleftscore.gan.config import GeneratorConfig
 
 __all__ = [
@@ -43,6 +45,7 @@ __all__ = [
     "ToRGBLayer",
     "FullyConnectedLayer",
     "infer_config",
+    "LayerKernels",
     "NOISE_MODES",
 ]
 
@@ -52,6 +55,25 @@ NOISE_MODES = ("random", "const", "none")
 _LRELU_SLOPE = 0.2
 _LRELU_GAIN = math.sqrt(2.0)
 _BLUR_TAPS = (1.0, 3.0, 3.0, 1.0)
+
+
+class LayerKernels(Protocol):
+    """Faster code for an unfused :class:`SynthesisLayer`, handed to ``forward`` by the caller.
+
+    :data:`cleftscore.gan.accel.fused.FUSED_KERNELS` is the one the library ships (Triton
+    kernels on CUDA). It must give the plain layer's numbers up to float rounding.
+    """
+
+    def usable(self, x: Tensor) -> bool:
+        """Whether :meth:`synthesis_layer` should run for activations like ``x``."""
+        ...
+
+    def synthesis_layer(
+        self, layer: SynthesisLayer, x: Tensor, styles: Tensor, noise: Tensor | None, gain: float
+    ) -> Tensor:
+        """What ``layer(x, ...)`` returns unfused, given its ``styles``, noise map (times the noise
+        strength and ``gain``) and the activation ``gain`` folded in front of the leaky ReLU."""
+        ...
 
 
 # --------------------------------------------------------------------------------------------
@@ -173,6 +195,81 @@ def _bias_act(x: Tensor, bias: Tensor, *, lrelu: bool, gain: float, clamp: float
     return x
 
 
+def prescale_fp16(x: Tensor, weight: Tensor, styles: Tensor) -> tuple[Tensor, Tensor]:
+    """Weight and styles divided by their infinity norms when ``x`` is float16 (else unchanged).
+
+    Only for demodulated convolutions, where it is a no-op on the result: it keeps the float16
+    intermediate products from overflowing. The norms are constants to autograd: demodulation
+    makes the output invariant to these scales, so their gradient terms cancel, and skipping them
+    saves a dozen kernels per layer in every backward.
+    """
+    if x.dtype != torch.float16:
+        return weight, styles
+    in_ch, k = weight.shape[1], weight.shape[2]
+    w_norm = weight.detach().norm(float("inf"), dim=(1, 2, 3), keepdim=True)
+    weight = weight * (1.0 / math.sqrt(in_ch * k * k) / w_norm)
+    return weight, styles / styles.detach().norm(float("inf"), dim=1, keepdim=True)
+
+
+def demodulation_coefficients(weight: Tensor, styles: Tensor, *, gain: float = 1.0) -> Tensor:
+    """``[N, O]`` factors that give each modulated filter unit L2 norm (eps 1e-8), times ``gain``.
+
+    ``sum_{i,kk} (W[o,i,kk] s[n,i])^2 = sum_i s[n,i]^2 sum_kk W[o,i,kk]^2``: an ``[N, O, I]``
+    product instead of ``[N, O, I, k, k]``. Not a matmul, which autocast would run in bf16; the
+    arithmetic is at least float32.
+    """
+    acc = torch.promote_types(weight.dtype, torch.float32)
+    w_sq = weight.to(acc).square().sum(dim=(2, 3))  # [O, I]
+    dcoefs = ((styles.to(acc).square().unsqueeze(1) * w_sq.unsqueeze(0)).sum(dim=2) + 1e-8).rsqrt()
+    return dcoefs * gain if gain != 1 else dcoefs
+
+
+def shared_weight_conv(x: Tensor, weight: Tensor, *, up: bool, kernel: Tensor | None) -> Tensor:
+    """The plain 3x3 (or kxk) convolution of already modulated activations, 'same' padding."""
+    wx = weight.to(x.dtype)
+    return _conv2d_up2(x, wx, kernel, groups=1) if up else F.conv2d(x, wx, padding=wx.shape[-1] // 2)
+
+
+def _per_sample_1x1(x: Tensor, weight: Tensor, styles: Tensor, *, demodulate: bool, out_gain: float) -> Tensor:
+    """Unfused 1x1 modulated convolution as one batched matmul with per-sample weights.
+
+    It reads the activations once, where scaling them first would write and read them again
+    (and twice more in the backward pass).
+    """
+    n, (out_ch, in_ch) = x.shape[0], weight.shape[:2]
+    w = weight.reshape(1, out_ch, in_ch) * styles.reshape(n, 1, in_ch)  # [N, O, I]
+    if demodulate:
+        w = w * (w.square().sum(dim=2, keepdim=True) + 1e-8).rsqrt()
+    if out_gain != 1:
+        w = w * out_gain
+    return _per_sample_matmul(x, w.to(x.dtype))
+
+
+def _grouped_modconv(
+    x: Tensor, weight: Tensor, styles: Tensor, *, demodulate: bool, up: bool, kernel: Tensor | None, out_gain: float
+) -> Tensor:
+    """One grouped convolution with per-sample weights (the official fused form)."""
+    n, (out_ch, in_ch, k, _) = x.shape[0], weight.shape
+    w = weight.unsqueeze(0) * styles.reshape(n, 1, in_ch, 1, 1)  # [N, O, I, k, k]
+    if demodulate:
+        dcoefs = (w.square().sum(dim=(2, 3, 4)) + 1e-8).rsqrt()  # [N, O]
+        w = w * dcoefs.reshape(n, out_ch, 1, 1, 1)
+    if out_gain != 1:
+        w = w * out_gain
+    x = x.reshape(1, n * in_ch, *x.shape[2:])
+    wx = w.reshape(n * out_ch, in_ch, k, k).to(x.dtype)
+    x = _conv2d_up2(x, wx, kernel, groups=n) if up else F.conv2d(x, wx, padding=k // 2, groups=n)
+    return x.reshape(n, out_ch, *x.shape[2:])
+
+
+def _scale_outputs(x: Tensor, dcoefs: Tensor | None, noise: Tensor | None) -> Tensor:
+    """``x * dcoefs + noise`` with either factor optional, in ``x.dtype``."""
+    if dcoefs is not None:
+        d = dcoefs.to(x.dtype).reshape(*dcoefs.shape, 1, 1)
+        return x * d if noise is None else torch.addcmul(noise.to(x.dtype), x, d)
+    return x if noise is None else x + noise.to(x.dtype)
+
+
 def _modulated_conv2d(
     x: Tensor,
     weight: Tensor,
@@ -184,9 +281,7 @@ def _modulated_conv2d(
     noise: Tensor | None,
     fused: bool,
     out_gain: float = 1.0,
-    undemodulated: bool = False,
-    fused_ops: bool | None = None,
-) -> Tensor | tuple[Tensor, Tensor]:
+) -> Tensor:
     """Modulated (and optionally demodulated) convolution, 'same' padding.
 
     Parameters
@@ -211,92 +306,33 @@ def _modulated_conv2d(
     out_gain : float
         Factor on the convolution's output (folded into the demodulation coefficients or the
         per-sample weights, so it costs no pass over the activations). ``noise`` is not scaled.
-    undemodulated : bool
-        With ``fused=False`` and ``demodulate``: return the convolution output before the
-        demodulation and the coefficients (times ``out_gain``), for a fused epilogue
-        (:func:`cleftscore.gan.accel.fused.demod_act`); ``noise`` must then be None.
 
     Returns
     -------
-    Tensor or (Tensor, Tensor)
-        ``[N, O, H', W']`` in ``x.dtype``; with ``undemodulated``, that before demodulation and
-        the ``[N, O]`` coefficients (float32 or wider).
-    fused_ops : bool or None
-        Unfused: scale the input with :func:`cleftscore.gan.accel.fused.scale_channels` (one-pass
-        backward). None: where :func:`cleftscore.gan.accel.fused.fused_kernels_usable` says so.
+    Tensor
+        ``[N, O, H', W']`` in ``x.dtype``.
 
     Notes
     -----
     In float16 with demodulation the weight and styles are first divided by their infinity norms
-    (a no-op after demodulation) so that intermediate products cannot overflow. The norms are
-    constants to autograd: demodulation makes the output invariant to these scales, so their
-    gradient terms cancel, and skipping them saves a dozen kernels per layer in every backward.
-
-    Unfused, a 1x1 convolution without upsampling (toRGB) is a batched matrix product with
-    per-sample weights: it reads the activations once, where scaling them first would write and
-    read them again (and twice more in the backward pass).
+    (:func:`prescale_fp16`). Unfused, a 1x1 convolution without upsampling (toRGB) is a batched
+    matrix product with per-sample weights (:func:`_per_sample_1x1`).
     """
-    n = x.shape[0]
-    out_ch, in_ch, k, _ = weight.shape
-    if x.dtype == torch.float16 and demodulate:
-        w_norm = weight.detach().norm(float("inf"), dim=(1, 2, 3), keepdim=True)
-        weight = weight * (1.0 / math.sqrt(in_ch * k * k) / w_norm)
-        styles = styles / styles.detach().norm(float("inf"), dim=1, keepdim=True)
-
-    w = None
-    dcoefs = None
-    if k == 1 and not up and not fused:
-        w = weight.reshape(1, out_ch, in_ch) * styles.reshape(n, 1, in_ch)  # [N, O, I]
-        if demodulate:
-            w = w * (w.square().sum(dim=2, keepdim=True) + 1e-8).rsqrt()
-        if out_gain != 1:
-            w = w * out_gain
-        x = _per_sample_matmul(x, w.to(x.dtype))
-        return x if noise is None else (x + noise).to(x.dtype)
+    if demodulate:
+        weight, styles = prescale_fp16(x, weight, styles)
     if fused:
-        w = weight.unsqueeze(0) * styles.reshape(n, 1, in_ch, 1, 1)  # [N, O, I, k, k]
-        if demodulate:
-            dcoefs = (w.square().sum(dim=(2, 3, 4)) + 1e-8).rsqrt()  # [N, O]
-            w = w * dcoefs.reshape(n, out_ch, 1, 1, 1)
-        if out_gain != 1:
-            w = w * out_gain
-    elif demodulate:
-        # sum_{i,kk} (W[o,i,kk] s[n,i])^2 = sum_i s[n,i]^2 sum_kk W[o,i,kk]^2: an [N, O, I]
-        # product instead of [N, O, I, k, k]. Not a matmul, which autocast would run in bf16.
-        acc = torch.promote_types(weight.dtype, torch.float32)  # at least float32
-        w_sq = weight.to(acc).square().sum(dim=(2, 3))  # [O, I]
-        dcoefs = ((styles.to(acc).square().unsqueeze(1) * w_sq.unsqueeze(0)).sum(dim=2) + 1e-8).rsqrt()  # [N, O]
-        if out_gain != 1:
-            dcoefs = dcoefs * out_gain
-
-    if undemodulated and (fused or not demodulate or noise is not None):
-        raise ValueError("undemodulated needs fused=False, demodulate=True and no noise")
-    if not fused:
-        if fused_kernels_usable(x) if fused_ops is None else fused_ops:
-            x = scale_channels(x, styles)
-        else:
-            x = x * styles.to(x.dtype).reshape(n, in_ch, 1, 1)
-        wx = weight.to(x.dtype)
-        x = _conv2d_up2(x, wx, kernel, groups=1) if up else F.conv2d(x, wx, padding=k // 2)
-        if undemodulated:
-            return x, dcoefs
-        if dcoefs is None and out_gain != 1:
-            dcoefs = torch.full((n, out_ch), out_gain, device=x.device)
-        if dcoefs is not None and noise is not None:
-            return torch.addcmul(noise.to(x.dtype), x, dcoefs.to(x.dtype).reshape(n, out_ch, 1, 1))
-        if dcoefs is not None:
-            return x * dcoefs.to(x.dtype).reshape(n, out_ch, 1, 1)
-        if noise is not None:
-            return x + noise.to(x.dtype)
-        return x
-
-    x = x.reshape(1, n * in_ch, *x.shape[2:])
-    wx = w.reshape(n * out_ch, in_ch, k, k).to(x.dtype)
-    x = _conv2d_up2(x, wx, kernel, groups=n) if up else F.conv2d(x, wx, padding=k // 2, groups=n)
-    x = x.reshape(n, out_ch, *x.shape[2:])
-    if noise is not None:
-        x = (x + noise).to(x.dtype)  # add in the wider dtype, round once (as in-place add_)
-    return x
+        x = _grouped_modconv(x, weight, styles, demodulate=demodulate, up=up, kernel=kernel, out_gain=out_gain)
+        return x if noise is None else (x + noise).to(x.dtype)  # add in the wider dtype, round once
+    if weight.shape[-1] == 1 and not up:
+        x = _per_sample_1x1(x, weight, styles, demodulate=demodulate, out_gain=out_gain)
+        return x if noise is None else (x + noise).to(x.dtype)
+    n, out_ch = x.shape[0], weight.shape[0]
+    if demodulate:
+        dcoefs = demodulation_coefficients(weight, styles, gain=out_gain)
+    else:
+        dcoefs = torch.full((n, out_ch), out_gain, device=x.device) if out_gain != 1 else None
+    x = shared_weight_conv(x * styles.to(x.dtype).reshape(n, -1, 1, 1), weight, up=up, kernel=kernel)
+    return _scale_outputs(x, dcoefs, noise)
 
 
 # --------------------------------------------------------------------------------------------
@@ -417,6 +453,7 @@ class SynthesisLayer(nn.Module):
         noise: Tensor | None = None,
         fused: bool = True,
         generator: torch.Generator | None = None,
+        kernels: LayerKernels | None = None,
     ) -> Tensor:
         """Apply the layer.
 
@@ -435,6 +472,9 @@ class SynthesisLayer(nn.Module):
             Use the grouped (per-sample weight) convolution.
         generator : torch.Generator or None
             Source of random noise for ``noise_mode="random"``.
+        kernels : LayerKernels or None
+            Faster code for the unfused layer (:data:`cleftscore.gan.accel.fused.FUSED_KERNELS`),
+            used where its ``usable`` says so; None: plain PyTorch.
 
         Returns
         -------
@@ -442,46 +482,36 @@ class SynthesisLayer(nn.Module):
             ``[N, out_channels, resolution, resolution]`` in ``x.dtype``.
         """
         styles = self.affine(w)
-        r = self.resolution
         # Unfused, the activation gain goes before the leaky ReLU, which commutes with a positive
         # factor: it then rides on the demodulation coefficients, the noise strength and the
         # bias instead of costing a pass over the activations (and one in the backward pass).
         # The fused (official float32) path keeps the official order of rounding.
         gain = 1.0 if fused else _LRELU_GAIN
-        strength = self.noise_strength * gain if gain != 1 else self.noise_strength
-        # On CUDA the unfused layer ends in one fused kernel (demodulation to clamp).
-        one_pass = not fused and fused_kernels_usable(x)
-        if noise is not None:
-            noise_map = noise * strength
-        elif noise_mode == "random":
-            dev = generator.device if generator is not None else x.device
-            rnd = torch.randn((x.shape[0], 1, r, r), generator=generator, device=dev).to(x.device)
-            noise_map = rnd * strength
-        elif noise_mode == "const":
-            noise_map = self.noise_const * strength
-        else:
-            noise_map = None
-        if one_pass:
-            y, dcoefs = _modulated_conv2d(
-                x, self.weight, styles, demodulate=True, up=self.up, kernel=self.resample_filter, noise=None,
-                fused=False, out_gain=gain, undemodulated=True, fused_ops=True,
-            )  # fmt: skip
-            return demod_act(y, dcoefs, noise_map, self.bias * gain, self.conv_clamp)
+        noise_map = self._noise_map(x, noise, noise_mode, generator, gain)
+        if not fused and kernels is not None and kernels.usable(x):
+            return kernels.synthesis_layer(self, x, styles, noise_map, gain)
         x = _modulated_conv2d(
-            x,
-            self.weight,
-            styles,
-            demodulate=True,
-            up=self.up,
-            kernel=self.resample_filter,
-            noise=noise_map,
-            fused=fused,
-            out_gain=gain,
-            fused_ops=False,  # the gate said no (one_pass is False)
-        )
+            x, self.weight, styles, demodulate=True, up=self.up, kernel=self.resample_filter, noise=noise_map,
+            fused=fused, out_gain=gain,
+        )  # fmt: skip
         if fused:
             return _bias_act(x, self.bias, lrelu=True, gain=_LRELU_GAIN, clamp=self.conv_clamp)
         return _bias_act(x, self.bias * gain, lrelu=True, gain=1.0, clamp=self.conv_clamp)
+
+    def _noise_map(
+        self, x: Tensor, noise: Tensor | None, noise_mode: str, generator: torch.Generator | None, gain: float
+    ) -> Tensor | None:
+        """The noise added after the convolution, times the noise strength (and ``gain``)."""
+        strength = self.noise_strength * gain if gain != 1 else self.noise_strength
+        if noise is not None:
+            return noise * strength
+        if noise_mode == "random":
+            r = self.resolution
+            dev = generator.device if generator is not None else x.device
+            return torch.randn((x.shape[0], 1, r, r), generator=generator, device=dev).to(x.device) * strength
+        if noise_mode == "const":
+            return self.noise_const * strength
+        return None
 
     def extra_repr(self) -> str:
         up = ", up=2" if self.up else ""
@@ -610,6 +640,7 @@ class SynthesisBlock(nn.Module):
         noise: Sequence[Tensor | None] = (None, None),
         generator: torch.Generator | None = None,
         fused_modconv: bool | None = None,
+        kernels: LayerKernels | None = None,
     ) -> tuple[Tensor, Tensor]:
         """Run the block.
 
@@ -634,6 +665,8 @@ class SynthesisBlock(nn.Module):
             (False). None: the official rule, fused in eval mode for float32 or a batch of one.
             The shared-weight form needs no weight gradient, which makes it the faster one
             when only w and the noise maps are optimised.
+        kernels : LayerKernels or None
+            See :meth:`SynthesisLayer.forward`.
 
         Returns
         -------
@@ -653,7 +686,7 @@ class SynthesisBlock(nn.Module):
             x = self.const.to(dtype).unsqueeze(0).expand(n, -1, -1, -1)
         else:
             x = x.to(dtype)
-        kw = {"noise_mode": noise_mode, "fused": fused, "generator": generator}
+        kw = {"noise_mode": noise_mode, "fused": fused, "generator": generator, "kernels": kernels}
         if self.conv0 is not None:
             x = self.conv0(x, next(w_iter), noise=next(noise_iter), **kw)
         x = self.conv1(x, next(w_iter), noise=next(noise_iter), **kw)
@@ -756,6 +789,7 @@ class SynthesisNetwork(nn.Module):
         noise: Sequence[Tensor] | None = None,
         generator: torch.Generator | None = None,
         fused_modconv: bool | None = None,
+        kernels: LayerKernels | None = None,
     ) -> Tensor:
         """Synthesise images.
 
@@ -776,6 +810,9 @@ class SynthesisNetwork(nn.Module):
             Random source for ``noise_mode="random"``.
         fused_modconv : bool or None
             See :meth:`SynthesisBlock.forward` (None: the official rule).
+        kernels : LayerKernels or None
+            Faster code for the unfused layers (:data:`cleftscore.gan.accel.fused.FUSED_KERNELS`
+            on a GPU); None: plain PyTorch everywhere. Same numbers up to float rounding.
 
         Returns
         -------
@@ -813,6 +850,7 @@ class SynthesisNetwork(nn.Module):
                 noise=block_noise,
                 generator=generator,
                 fused_modconv=fused_modconv,
+                kernels=kernels,
             )
             w_idx += block.num_conv
             n_idx += block.num_conv

@@ -31,6 +31,8 @@ if TYPE_CHECKING:
 __all__ = [
     "GanNormalizer",
     "GanSettings",
+    "FUSED_KERNELS_ENV",
+    "fused_kernels_wanted",
     "NORMALIZATION_VERSION",
     "default_cache_dir",
     "normalization_cache_key",
@@ -41,6 +43,19 @@ __all__ = [
 
 #: Bumped whenever the GAN normalization changes its output, so old cache entries are not reused.
 NORMALIZATION_VERSION = "2"
+
+#: Environment variable that turns the fused GPU kernels of the inversion off when set to ``0``;
+#: read once, when a :class:`GanNormalizer` is built (never inside the network's ``forward``).
+FUSED_KERNELS_ENV = "CLEFTSCORE_FUSED_KERNELS"
+
+
+def fused_kernels_wanted(environ: Mapping[str, str] | None = None) -> bool:
+    """Whether the inversion may use the fused GPU kernels: unless ``CLEFTSCORE_FUSED_KERNELS=0``.
+
+    They change the normalized face at float-rounding level only, so the choice is not part of
+    the cache key. ``environ`` defaults to ``os.environ``.
+    """
+    return (os.environ if environ is None else environ).get(FUSED_KERNELS_ENV, "1") != "0"
 
 
 @dataclass(frozen=True)
@@ -233,6 +248,7 @@ class GanNormalizer:
         self.generator_path = Path(gen_path)
         self.generator_sha256 = _sha256_file(self.generator_path)
         self.G = load_generator(self.generator_path, device=self.device)
+        self.fused_kernels = fused_kernels_wanted()
         self.loss_fn = None
         self.vgg16_path: Path | None = None
         if self.gs.loss == "lpips":
@@ -389,8 +405,9 @@ class GanNormalizer:
         targets = to_tensor(aligned, self.device)
         rng = [torch.Generator(device=self.device).manual_seed(int(key[:15], 16)) for key in seeds or keys]
         inv_settings = InversionSettings(
-            steps=gs.steps, loss=gs.loss, early_stop=gs.early_stop, precision=gs.precision, compile=gs.compile
-        )
+            steps=gs.steps, loss=gs.loss, early_stop=gs.early_stop, precision=gs.precision, compile=gs.compile,
+            fused_kernels=self.fused_kernels,
+        )  # fmt: skip
         report = report or (lambda n: None)
         adapt_seen = [0]
 
@@ -452,7 +469,7 @@ class GanNormalizer:
         inverted = to_uint8(inv.images)
         w = inv.w.detach().float().cpu().numpy()
         n = len(aligned)
-        fused = fused_kernels_active(self.device)
+        fused = self.fused_kernels and fused_kernels_active(self.device)
         described = self.describe()
         return [
             CacheEntry(

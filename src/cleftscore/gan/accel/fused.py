@@ -18,26 +18,38 @@ reference), Triton kernels on CUDA, and shape-only implementations so the meta-d
 traces them. The Triton path runs only where :func:`fused_kernels_usable` says so: on CUDA with
 Triton installed, contiguous NCHW tensors, outside ``torch.compile`` (which fuses by itself) and
 ``torch.func`` transforms, and after a one-time check on the GPU that the kernels compile and
-agree with the reference; otherwise callers use plain PyTorch. ``CLEFTSCORE_FUSED_KERNELS=0``
-turns them off. They have first derivatives only (no ``create_graph=True`` double backward),
-which is all projection and adaptation need.
+agree with the reference; otherwise callers use plain PyTorch. They have first derivatives only
+(no ``create_graph=True`` double backward), which is all projection and adaptation need.
+
+:data:`FUSED_KERNELS` puts them into a synthesis layer: the caller passes it to the synthesis
+network's ``forward`` (``kernels=``); :class:`cleftscore.gan.invert.InversionSettings` does so
+unless its ``fused_kernels`` is False. The reference network
+(:mod:`cleftscore.gan.networks`) never imports this module.
 """
 
 import contextlib
 import logging
 import math
-import os
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["demod_act", "scale_channels", "fused_kernels_usable", "fused_kernels_active", "ENV_SWITCH"]
+from cleftscore.gan.networks import SynthesisLayer, demodulation_coefficients, prescale_fp16, shared_weight_conv
+
+__all__ = [
+    "demod_act",
+    "scale_channels",
+    "fused_kernels_usable",
+    "fused_kernels_active",
+    "undemodulated_conv2d",
+    "UndemodulatedConv",
+    "FusedKernels",
+    "FUSED_KERNELS",
+]
 
 logger = logging.getLogger(__name__)
-
-#: Environment variable that turns the fused kernels off when set to ``0``.
-ENV_SWITCH = "CLEFTSCORE_FUSED_KERNELS"
 
 _SLOPE = 0.2
 #: Results of the per-GPU check, by device index (a capture may only read them).
@@ -333,9 +345,9 @@ def fused_kernels_usable(x: Tensor) -> bool:
 
     True on CUDA (after the one-time check of the kernels on that GPU) and on the meta device
     (so that the cost model traces what CUDA runs), for contiguous NCHW tensors, outside
-    ``torch.compile`` and ``torch.func`` transforms, unless ``CLEFTSCORE_FUSED_KERNELS=0``.
+    ``torch.compile`` and ``torch.func`` transforms.
     """
-    if x.device.type not in ("cuda", "meta") or os.environ.get(ENV_SWITCH, "1") == "0":
+    if x.device.type not in ("cuda", "meta"):
         return False
     if x.ndim != 4 or not x.is_contiguous() or x.dtype not in (torch.float16, torch.bfloat16, torch.float32):
         return False
@@ -349,11 +361,11 @@ def fused_kernels_usable(x: Tensor) -> bool:
 def fused_kernels_active(device: torch.device | str) -> bool:
     """Whether contiguous activations on ``device`` go through the fused kernels now.
 
-    For the record of a run (``result.json``): True on a GPU whose check passed, unless
-    ``CLEFTSCORE_FUSED_KERNELS=0``; False elsewhere or before the first use on that GPU.
+    For the record of a run (``result.json``), where they were asked for: True on a GPU whose
+    check passed; False elsewhere or before the first use on that GPU.
     """
     device = torch.device(device)
-    if device.type != "cuda" or os.environ.get(ENV_SWITCH, "1") == "0":
+    if device.type != "cuda":
         return False
     index = device.index if device.index is not None else torch.cuda.current_device()
     return _PROBED.get(index, False)
@@ -390,3 +402,64 @@ def demod_act(y: Tensor, dcoefs: Tensor, noise: Tensor | None, bias: Tensor, cla
 def scale_channels(x: Tensor, styles: Tensor) -> Tensor:
     """``x * styles[:, :, None, None]`` (styles rounded to ``x.dtype``), with a one-pass backward."""
     return _scale_channels(x, styles)
+
+
+# --------------------------------------------------------------------------------------------
+# The synthesis layer with them
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class UndemodulatedConv:
+    """A shared-weight modulated convolution before its demodulation.
+
+    Attributes
+    ----------
+    y : Tensor
+        ``[N, O, H', W']`` convolution of the style-scaled input, in the input's dtype.
+    dcoefs : Tensor
+        ``[N, O]`` demodulation coefficients times the output gain (float32 or wider), still to
+        be applied (by :func:`demod_act`).
+    """
+
+    y: Tensor
+    dcoefs: Tensor
+
+
+def undemodulated_conv2d(
+    x: Tensor, weight: Tensor, styles: Tensor, *, up: bool, kernel: Tensor | None, out_gain: float
+) -> UndemodulatedConv:
+    """The unfused demodulated convolution of :mod:`cleftscore.gan.networks`, stopped before the
+    demodulation, with the input scaled by :func:`scale_channels` (one-pass backward).
+
+    Same arguments as the network's modulated convolution (``demodulate=True``, no noise).
+    """
+    weight, styles = prescale_fp16(x, weight, styles)
+    dcoefs = demodulation_coefficients(weight, styles, gain=out_gain)
+    y = shared_weight_conv(scale_channels(x, styles), weight, up=up, kernel=kernel)
+    return UndemodulatedConv(y=y, dcoefs=dcoefs)
+
+
+@dataclass(frozen=True)
+class FusedKernels:
+    """The unfused synthesis layer ending in one fused kernel (demodulation to clamp).
+
+    A :class:`cleftscore.gan.networks.LayerKernels`: pass :data:`FUSED_KERNELS` as ``kernels``
+    to the synthesis network. It runs where :func:`fused_kernels_usable` says so (a GPU whose
+    check passed, or the meta device), the plain layer elsewhere.
+    """
+
+    def usable(self, x: Tensor) -> bool:
+        """See :func:`fused_kernels_usable`."""
+        return fused_kernels_usable(x)
+
+    def synthesis_layer(
+        self, layer: SynthesisLayer, x: Tensor, styles: Tensor, noise: Tensor | None, gain: float
+    ) -> Tensor:
+        """``layer``'s unfused output: convolution, then :func:`demod_act` in one pass."""
+        conv = undemodulated_conv2d(x, layer.weight, styles, up=layer.up, kernel=layer.resample_filter, out_gain=gain)
+        return demod_act(conv.y, conv.dcoefs, noise, layer.bias * gain, layer.conv_clamp)
+
+
+#: The fused kernels as a synthesis network's ``kernels`` argument.
+FUSED_KERNELS = FusedKernels()
