@@ -402,6 +402,71 @@ def _summary(values: Sequence[float]) -> dict[str, float]:
             "mean": float(v.mean())}  # fmt: skip
 
 
+class _SynthTables:
+    """What :func:`run_cleft_synth` collects per scorer while it goes through the faces."""
+
+    def __init__(self, names: Sequence[str], n_faces: int) -> None:
+        self.names = list(names)
+        self.uni = {n: np.full((n_faces, 6), np.nan) for n in names}
+        self.bi = {n: np.full((n_faces, 6), np.nan) for n in names}
+        self.pix: dict[str, list[float]] = {n: [] for n in names}
+        self.pix_nomirror: dict[str, list[float]] = {n: [] for n in names}
+        self.robust: dict[str, dict[str, list[float]]] = {n: {k: [] for k in PERTURBATIONS} for n in names}
+        self.failures: list[str] = []
+
+    def metrics(self) -> dict[str, dict]:
+        """Per scorer, the report's metrics (see :func:`_metrics`)."""
+        return {
+            n: _metrics(self.uni[n], self.bi[n], self.pix[n], self.pix_nomirror[n], self.robust[n]) for n in self.names
+        }
+
+
+def _plant_and_score(i: int, f: FaceSample, box: object, scorers: Mapping[str, Scorer],
+                     tables: _SynthTables) -> dict[int, np.ndarray]:  # fmt: skip
+    """Score face ``i`` clean and with each planted severity (one side, and both); the planted images by severity."""
+    from cleftscore.face import predict_landmarks
+
+    region = roi_mask(f.landmarks, f.image.shape[0], region="face") > 0.5
+    clean = _score_all(scorers, f.image, f.landmarks)
+    for n in tables.names:
+        tables.uni[n][i, 0] = tables.bi[n][i, 0] = clean[n].score
+    side = "right" if i % 2 == 0 else "left"
+    planted_imgs: dict[int, np.ndarray] = {0: f.image}
+    for s in SEVERITIES:
+        for variant, table in ((side, tables.uni), ("both", tables.bi)):
+            pc = plant_cleft(f.image, f.landmarks, severity=s, side=variant)
+            out = _score_all(scorers, pc.image, predict_landmarks(pc.image, box))
+            for n in tables.names:
+                table[n][i, s] = out[n].score
+            if variant == "both":
+                continue
+            planted_imgs[s] = pc.image
+            mirrored = pc.mask[:, ::-1]  # approximately: the aligned midline is the centre
+            for n in tables.names:
+                hm = out[n].heatmap
+                if hm is not None:
+                    tables.pix[n].append(_pixel_auroc(hm, pc.mask, region))
+                    tables.pix_nomirror[n].append(_pixel_auroc(hm, pc.mask, region & ~mirrored))
+    return planted_imgs
+
+
+def _score_changes(i: int, planted_imgs: Mapping[int, np.ndarray], scorers: Mapping[str, Scorer],
+                   tables: _SynthTables, *, severities: Sequence[int]) -> None:  # fmt: skip
+    """|score change| of face ``i`` under each photo change, re-aligned as a new photo would be."""
+    from cleftscore.errors import CleftscoreError
+
+    for s in severities:
+        for kind in PERTURBATIONS:
+            try:
+                img2, lm2 = _align_array(perturb(planted_imgs[s], kind))
+                out = _score_all(scorers, img2, lm2)
+            except (CleftscoreError, ValueError) as exc:
+                tables.failures.append(f"face {i} severity {s} {kind}: {exc}")
+                continue
+            for n in tables.names:
+                tables.robust[n][kind].append(abs(out[n].score - tables.uni[n][i, s]))
+
+
 def run_cleft_synth(
     faces: Sequence[FaceSample],
     *,
@@ -437,62 +502,22 @@ def run_cleft_synth(
     """
     if not faces:
         raise ValueError("no faces to plant defects on")
-    from cleftscore.errors import CleftscoreError
+    from cleftscore.face import detect_faces
 
-    names = list(scorers)
-    uni: dict[str, np.ndarray] = {n: np.full((len(faces), 6), np.nan) for n in names}
-    bi: dict[str, np.ndarray] = {n: np.full((len(faces), 6), np.nan) for n in names}
-    pix: dict[str, list[float]] = {n: [] for n in names}
-    pix_nomirror: dict[str, list[float]] = {n: [] for n in names}
-    robust: dict[str, dict[str, list[float]]] = {n: {k: [] for k in PERTURBATIONS} for n in names}
-    failures: list[str] = []
+    tables = _SynthTables(list(scorers), len(faces))
     t_start = time.perf_counter()
-    from cleftscore.face import detect_faces, predict_landmarks
-
     for i, f in enumerate(faces):
         t0 = time.perf_counter()
         boxes = detect_faces(f.image)
         if not boxes:
-            failures.append(f"face {i}: no face found on the aligned image")
+            tables.failures.append(f"face {i}: no face found on the aligned image")
             continue
-        box = boxes[0]
-        size = f.image.shape[0]
-        region = roi_mask(f.landmarks, size, region="face") > 0.5
-        clean = _score_all(scorers, f.image, f.landmarks)
-        for n in names:
-            uni[n][i, 0] = bi[n][i, 0] = clean[n].score
-        side = "right" if i % 2 == 0 else "left"
-        planted_imgs: dict[int, np.ndarray] = {0: f.image}
-        for s in SEVERITIES:
-            for variant, table in ((side, uni), ("both", bi)):
-                pc = plant_cleft(f.image, f.landmarks, severity=s, side=variant)
-                lm = predict_landmarks(pc.image, box)
-                out = _score_all(scorers, pc.image, lm)
-                for n in names:
-                    table[n][i, s] = out[n].score
-                if variant != "both":
-                    planted_imgs[s] = pc.image
-                    mirrored = pc.mask[:, ::-1]  # approximately: the aligned midline is the centre
-                    for n in names:
-                        hm = out[n].heatmap
-                        if hm is not None:
-                            pix[n].append(_pixel_auroc(hm, pc.mask, region))
-                            pix_nomirror[n].append(_pixel_auroc(hm, pc.mask, region & ~mirrored))
+        planted_imgs = _plant_and_score(i, f, boxes[0], scorers, tables)
         if i < robustness_faces:
-            for s in robustness_severities:
-                for kind in PERTURBATIONS:
-                    try:
-                        img2, lm2 = _align_array(perturb(planted_imgs[s], kind))
-                        out = _score_all(scorers, img2, lm2)
-                    except (CleftscoreError, ValueError) as exc:
-                        failures.append(f"face {i} severity {s} {kind}: {exc}")
-                        continue
-                    for n in names:
-                        robust[n][kind].append(abs(out[n].score - uni[n][i, s]))
+            _score_changes(i, planted_imgs, scorers, tables, severities=robustness_severities)
         if progress is not None:
             progress(f"face {i + 1}/{len(faces)} ({f.name}): {time.perf_counter() - t0:.1f} s")
-
-    report: dict = {
+    return {
         "benchmark": "cleft-synth: graded cleft-like defects planted on aligned normal faces",
         "n_faces": len(faces),
         "severities": list(SEVERITIES),
@@ -504,14 +529,14 @@ def run_cleft_synth(
         },  # fmt: skip
         "robustness_faces": min(robustness_faces, len(faces)),
         "robustness_severities": list(robustness_severities),
-        "failures": failures,
-        "scorers": {},
+        "failures": tables.failures,
+        "scorers": tables.metrics(),
+        "environment": {
+            "python": platform.python_version(),
+            "machine": platform.machine(),
+            "seconds": time.perf_counter() - t_start,
+        },  # fmt: skip
     }
-    for n in names:
-        report["scorers"][n] = _metrics(uni[n], bi[n], pix[n], pix_nomirror[n], robust[n])
-    report["environment"] = {"python": platform.python_version(), "machine": platform.machine(),
-                             "seconds": time.perf_counter() - t_start}  # fmt: skip
-    return report
 
 
 def _table_metrics(table: np.ndarray) -> dict:
@@ -615,6 +640,80 @@ def false_alarm_rate(normal_scores: Sequence[float], threshold: float) -> float:
     return float(np.mean(v <= float(threshold))) if v.size else float("nan")
 
 
+def _score_devsets(root: Path, rows: Sequence[dict[str, str]], scorers: Mapping[str, Scorer], cache: Path | None,
+                   progress: Callable[[str], None] | None) -> tuple[dict, dict, dict]:  # fmt: skip
+    """Per scorer the score of each photo that aligns, the landmark A/B ratio, and the unscored photos per set."""
+    scores: dict[str, dict[str, float]] = {n: {} for n in scorers}
+    lm_ab: dict[str, float] = {}
+    failed: dict[str, int] = {}
+    for k, r in enumerate(rows):
+        face = load_devset_face(root, r["file"], cache)
+        if face is None:
+            failed[r["set"]] = failed.get(r["set"], 0) + 1
+            continue
+        try:
+            out = _score_all(scorers, face.image, face.landmarks)
+        except ValueError as exc:
+            logger.info("%s: %s", r["file"], exc)
+            failed[r["set"]] = failed.get(r["set"], 0) + 1
+            continue
+        for n in scorers:
+            scores[n][r["file"]] = out[n].score
+        lm_ab[r["file"]] = nasolabial_indices(face.landmarks).ab_ratio
+        if progress is not None and k % 10 == 0:
+            progress(f"{k + 1}/{len(rows)} photos")
+    return scores, lm_ab, failed
+
+
+def _devset_groups(rows: Sequence[dict[str, str]]) -> dict[str, list[str]]:
+    """The files of each group the report compares, in ``labels.csv`` order."""
+    tests: dict[str, Callable[[dict[str, str]], bool]] = {
+        "cleft_kids": lambda r: r["set"] == "cleft_children_aligned",
+        "normal_kids": lambda r: r["set"] == "normal_children_aligned",
+        "pre": lambda r: r["set"] == "pre_post_graded" and r["phase"] == "pre",
+        "post": lambda r: r["set"] == "pre_post_graded" and r["phase"] == "post",
+        "graded": lambda r: r["set"] == "pre_post_graded" and r["ab_ratio"] not in ("", None),
+        "adults": lambda r: r["set"].startswith("normal_adults"),
+        "clefts": lambda r: r["group"] == "cleft" and r["set"] != "cleft_bilateral",
+        "bilateral": lambda r: r["set"] == "cleft_bilateral",
+    }
+    return {name: [r["file"] for r in rows if test(r)] for name, test in tests.items()}
+
+
+def _devset_metrics(s: Mapping[str, float], groups: Mapping[str, list[str]], ab: Mapping[str, float],
+                    threshold: float | None) -> dict:  # fmt: skip
+    """One scorer's aggregates over the groups (``s``: its score per scored file)."""
+
+    def vals(key: str) -> list[float]:
+        return [s[f] for f in groups[key] if f in s]
+
+    ck, nk, ad, bil = vals("cleft_kids"), vals("normal_kids"), vals("adults"), vals("bilateral")
+    g = [f for f in groups["graded"] if f in s]
+    rho, p = spearman([ab[f] for f in g], [s[f] for f in g])
+    m = {
+        "children_n": [len(ck), len(nk)],
+        "children_auroc_normal_above_cleft": auroc(nk, ck),
+        "children_all_clefts_below_all_normal": bool(ck and nk and max(ck) < min(nk)),
+        "children_cleft_ranks_among_normal": [int(sum(v > c for v in nk)) for c in sorted(ck)],
+        "repair_n": [len(vals("pre")), len(vals("post"))],
+        "repair_auroc_after_above_before": auroc(vals("post"), vals("pre")),
+        "ab_ratio_n": len(g),
+        "ab_ratio_spearman": rho,
+        "ab_ratio_spearman_p": p,
+        "clefts_vs_adults_auroc": auroc(ad, vals("clefts")),
+        "bilateral_fraction_of_normals_below": (
+            float(np.mean([v < bil[0] for v in ad + nk])) if bil and ad else float("nan")
+        ),
+    }
+    # Normal adults are public photos; their sorted scores (no names) let a false-alarm rate
+    # be read off later for any threshold (see false_alarm_rate).
+    m["adult_scores_sorted"] = sorted(ad)
+    if threshold is not None and ad:
+        m["threshold"] = float(threshold)
+        m["adult_false_alarm_rate"] = false_alarm_rate(ad, m["threshold"])
+    return m
+
+
 def run_devsets(
     root: Path,
     *,
@@ -647,74 +746,15 @@ def run_devsets(
         adults, and the false-alarm rate on the normal adults.
     """
     rows = _read_labels(root)
-    names = list(scorers)
-    scores: dict[str, dict[str, float]] = {n: {} for n in names}
-    lm_ab: dict[str, float] = {}
-    failed: dict[str, int] = {}
-    for k, r in enumerate(rows):
-        face = load_devset_face(root, r["file"], cache)
-        if face is None:
-            failed[r["set"]] = failed.get(r["set"], 0) + 1
-            continue
-        try:
-            out = _score_all(scorers, face.image, face.landmarks)
-        except ValueError as exc:
-            logger.info("%s: %s", r["file"], exc)
-            failed[r["set"]] = failed.get(r["set"], 0) + 1
-            continue
-        for n in names:
-            scores[n][r["file"]] = out[n].score
-        lm_ab[r["file"]] = nasolabial_indices(face.landmarks).ab_ratio
-        if progress is not None and k % 10 == 0:
-            progress(f"{k + 1}/{len(rows)} photos")
-
-    def sel(pred: Callable[[dict[str, str]], bool]) -> list[str]:
-        return [r["file"] for r in rows if pred(r)]
-
-    cleft_kids = sel(lambda r: r["set"] == "cleft_children_aligned")
-    normal_kids = sel(lambda r: r["set"] == "normal_children_aligned")
-    pre = sel(lambda r: r["set"] == "pre_post_graded" and r["phase"] == "pre")
-    post = sel(lambda r: r["set"] == "pre_post_graded" and r["phase"] == "post")
-    graded = sel(lambda r: r["set"] == "pre_post_graded" and r["ab_ratio"] not in ("", None))
-    adults = sel(lambda r: r["set"].startswith("normal_adults"))
-    clefts = sel(lambda r: r["group"] == "cleft" and r["set"] != "cleft_bilateral")
-    bilateral = sel(lambda r: r["set"] == "cleft_bilateral")
-    ab = {r["file"]: float(r["ab_ratio"]) for r in rows if r["file"] in graded}
+    scores, lm_ab, failed = _score_devsets(root, rows, scorers, cache, progress)
+    groups = _devset_groups(rows)
+    ab = {r["file"]: float(r["ab_ratio"]) for r in rows if r["file"] in groups["graded"]}
     report: dict = {"benchmark": "cleft-devsets: the score on the development photo sets (aggregates only)",
                     "not_scored": failed, "scorers": {}}  # fmt: skip
-    for n in names:
-        s = scores[n]
-
-        def vals(files: list[str], s: dict[str, float] = s) -> list[float]:
-            return [s[f] for f in files if f in s]
-
-        ck, nk = vals(cleft_kids), vals(normal_kids)
-        g = [f for f in graded if f in s]
-        rho, p = spearman([ab[f] for f in g], [s[f] for f in g])
-        ad = vals(adults)
-        m = {
-            "children_n": [len(ck), len(nk)],
-            "children_auroc_normal_above_cleft": auroc(nk, ck),
-            "children_all_clefts_below_all_normal": bool(ck and nk and max(ck) < min(nk)),
-            "children_cleft_ranks_among_normal": [int(sum(v > c for v in nk)) for c in sorted(ck)],
-            "repair_n": [len(vals(pre)), len(vals(post))],
-            "repair_auroc_after_above_before": auroc(vals(post), vals(pre)),
-            "ab_ratio_n": len(g),
-            "ab_ratio_spearman": rho,
-            "ab_ratio_spearman_p": p,
-            "clefts_vs_adults_auroc": auroc(ad, vals(clefts)),
-            "bilateral_fraction_of_normals_below": (
-                float(np.mean([v < vals(bilateral)[0] for v in ad + nk])) if vals(bilateral) and ad else float("nan")
-            ),
-        }
-        # Normal adults are public photos; their sorted scores (no names) let a false-alarm rate
-        # be read off later for any threshold (see false_alarm_rate).
-        m["adult_scores_sorted"] = sorted(ad)
-        if thresholds is not None and n in thresholds and ad:
-            m["threshold"] = float(thresholds[n])
-            m["adult_false_alarm_rate"] = false_alarm_rate(ad, m["threshold"])
-        report["scorers"][n] = m
-    g = [f for f in graded if f in lm_ab]
+    for n in scorers:
+        threshold = thresholds.get(n) if thresholds is not None else None
+        report["scorers"][n] = _devset_metrics(scores[n], groups, ab, threshold)
+    g = [f for f in groups["graded"] if f in lm_ab]
     rho, p = spearman([ab[f] for f in g], [lm_ab[f] for f in g])
     report["landmark_ab_ratio_vs_graded_ab_ratio"] = {"n": len(g), "spearman": rho, "p": p}
     return report
