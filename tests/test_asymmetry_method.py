@@ -208,7 +208,8 @@ def test_gan_records_are_not_stale_for_the_asymmetry_setting() -> None:
 
 
 def test_evaluate_headline_is_the_run_score_and_the_paper_rows_stay(default_run: Path, tmp_path: Path) -> None:
-    from cleftscore.evaluate.grid import FACE_REFERENCED_KEY, evaluate_run, grid_markdown
+    from cleftscore.evaluate.grid import FACE_REFERENCED_KEY, evaluate_run
+    from cleftscore.evaluate.markdown import grid_markdown
 
     recs = list(_records(default_run).values())
     assert len(recs) == 3

@@ -174,7 +174,8 @@ def test_pipeline_records_dynamics_and_keeps_the_normalized_face(tmp_path, examp
 def test_evaluate_correlates_the_records_measures() -> None:
     from pathlib import Path
 
-    from cleftscore.evaluate.grid import _measure_rows, _Photo
+    from cleftscore.evaluate.grid import _measure_rows
+    from cleftscore.evaluate.photos import RunPhoto as _Photo
 
     def photo(name: str, step: float) -> _Photo:
         return _Photo(name=name, photo_id=name, folder=Path(name), method="gan", landmarks=np.zeros((68, 2)), size=32,

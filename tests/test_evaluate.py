@@ -1,4 +1,4 @@
-"""Tests of ``cleftscore.evaluate.grid`` and ``cleftscore evaluate``: ratings, correlations, the grid."""
+"""Tests of ``cleftscore.evaluate`` and ``cleftscore evaluate``: ratings, correlations, the grid, its files."""
 
 from __future__ import annotations
 
@@ -12,20 +12,19 @@ import pytest
 from PIL import Image
 
 from cleftscore.errors import CleftscoreError
+from cleftscore.evaluate.files import write_evaluation
 from cleftscore.evaluate.grid import (
     FACE_REFERENCED_KEY,
     GRID_METRICS,
     GRID_REGIONS,
     GRID_VARIANTS,
     LPIPS_MISSING_REASON,
-    correlate,
     evaluate_run,
     evaluation_grid,
-    grid_markdown,
-    match_ratings,
-    read_ratings,
-    write_evaluation,
 )
+from cleftscore.evaluate.markdown import grid_markdown
+from cleftscore.evaluate.ratings import match_ratings, read_ratings
+from cleftscore.evaluate.statistics import correlate
 from cleftscore.run.folder import FaceGeometry, PhotoRecord, write_photo
 
 # ----------------------------------------------------------------------------------------------
@@ -528,11 +527,11 @@ def test_cli_evaluate_bad_ratings_is_one_red_line(gan_run, tmp_path: Path) -> No
 def test_asymmetry_rows_use_the_same_normalizer_as_score(shared_faces: Path) -> None:
     # evaluate goes through the mirror normalizer's door, frontal check included: a face that
     # `score --method asymmetry` refuses gives no asymmetry score here either.
-    from cleftscore.evaluate.grid import _mirror_reference
+    from cleftscore.evaluate.photos import mirror_reference
     from cleftscore.face.prepare import prepare_photo
 
     profile = prepare_photo(shared_faces / "elderly_group_7faces_east_asian.jpg", size=256).aligned
     with pytest.raises(CleftscoreError, match="turned too far"):
-        _mirror_reference(profile.image, profile.landmarks)
+        mirror_reference(profile.image, profile.landmarks)
     frontal = prepare_photo(shared_faces / "glasses_south_asian_male_blue_bg.jpg", size=256).aligned
-    assert _mirror_reference(frontal.image, frontal.landmarks).shape == (256, 256, 3)
+    assert mirror_reference(frontal.image, frontal.landmarks).shape == (256, 256, 3)

@@ -59,7 +59,8 @@ def evaluate_command(
     adaptation) and the asymmetry normalizer, and writes grid.csv, grid.md, summary.json and
     scatter.png. Positive r means the scores agree with the raters.
     """
-    from cleftscore.evaluate.grid import LPIPS_MISSING_REASON, evaluate_run, write_evaluation
+    from cleftscore.evaluate.files import write_evaluation
+    from cleftscore.evaluate.grid import LPIPS_MISSING_REASON, evaluate_run
 
     with user_errors():
         from cleftscore.weights import resolve_vgg16

@@ -38,7 +38,7 @@ def calibrate_run(
     dict
         The fit (slope, intercept, r, n, scale, direction) and the photos used.
     """
-    from cleftscore.evaluate.grid import match_ratings, read_ratings
+    from cleftscore.evaluate.ratings import match_ratings, read_ratings
     from cleftscore.io import write_json
     from cleftscore.score.calibration import fit_calibration, severity_0_100
 
