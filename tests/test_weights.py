@@ -21,6 +21,7 @@ from cleftscore import weights as W
 from cleftscore.cli import app
 from cleftscore.errors import CheckpointError, DownloadError, WeightsMissingError
 from cleftscore.gan.config import GeneratorConfig
+from cleftscore.perceptual import vgg16_feature_shapes
 from conftest import LOCAL_GOLDEN
 
 T32 = GeneratorConfig(z_dim=64, w_dim=64, img_resolution=32, mapping_layers=2, channel_base=512, channel_max=64,
@@ -273,8 +274,15 @@ def test_damaged_cached_file_names_the_command_that_replaces_it(tmp_path, server
 
     cached = tmp_path / W.REGISTRY["ffhq"].filename
     cached.write_bytes(PAYLOAD[:-50])  # what an older cleftscore may have cached from a cut transfer
+    path = W.resolve_generator("ffhq", cache_dir=tmp_path)
     with pytest.raises(CheckpointError, match=r"replace it with `cleftscore weights fetch ffhq --force`"):
-        load_generator(W.resolve_generator("ffhq", cache_dir=tmp_path))
+        with W.replacement_hint_for_errors(path):  # as the GAN normalizer loads it
+            load_generator(path)
+    with pytest.raises(CheckpointError, match=r"replace it with `cleftscore weights fetch ffhq --force`"):
+        W.verify_file(path)
+    with pytest.raises(CheckpointError) as plain:  # the reader itself knows nothing of the cache
+        load_generator(path)
+    assert "weights fetch" not in str(plain.value)
     cached.write_bytes(RANDOM)
     with pytest.raises(CheckpointError, match=r"unknown weights format.*fetch ffhq --force"):
         W.resolve_generator("ffhq", cache_dir=tmp_path)
@@ -338,7 +346,7 @@ def test_resolve_vgg16(tmp_path, monkeypatch) -> None:
 
 def _fake_vgg16(path, *, drop: str | None = None) -> None:
     # stride-0 views keep the file tiny while the shapes are torchvision's
-    sd = {k: torch.zeros(()).expand(s) for k, s in W.vgg16_feature_shapes().items() if k != drop}
+    sd = {k: torch.zeros(()).expand(s) for k, s in vgg16_feature_shapes().items() if k != drop}
     sd["classifier.6.weight"] = torch.zeros(()).expand(1000, 4096)
     torch.save(sd, path)
 

@@ -23,12 +23,28 @@ from torch import Tensor
 
 from cleftscore.errors import CheckpointError, WeightsMissingError
 
-__all__ = ["PerceptualDistance", "area_downsample", "load_vgg16_state_dict"]
+__all__ = ["PerceptualDistance", "area_downsample", "load_vgg16_state_dict", "vgg16_feature_shapes"]
 
 logger = logging.getLogger(__name__)
 
 #: Indices of the conv layers of torchvision's ``vgg16().features`` and the LPIPS slice holding each.
 _VGG_CONV_SLICES = {0: 1, 2: 1, 5: 2, 7: 2, 10: 3, 12: 3, 14: 3, 17: 4, 19: 4, 21: 4, 24: 5, 26: 5, 28: 5}
+#: torchvision's VGG16 ``features``: output channels of each 3x3 convolution, ``"M"`` a max-pool.
+_VGG16_CFG = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
+
+
+def vgg16_feature_shapes() -> dict[str, tuple[int, ...]]:
+    """Keys and shapes of torchvision VGG16's ``features`` convolutions."""
+    shapes: dict[str, tuple[int, ...]] = {}
+    cin, idx = 3, 0
+    for v in _VGG16_CFG:
+        if v == "M":
+            idx += 1
+            continue
+        shapes[f"features.{idx}.weight"] = (v, cin, 3, 3)
+        shapes[f"features.{idx}.bias"] = (v,)
+        cin, idx = v, idx + 2
+    return shapes
 
 
 def area_downsample(images: Tensor, *, size: int | None) -> Tensor:
@@ -89,8 +105,6 @@ def load_vgg16_state_dict(path: str | Path) -> dict[str, Tensor]:
         raise CheckpointError(f"{path}: expected a VGG16 state dict of tensors; re-fetch it")
     # LPIPS uses only the convolutional trunk: torchvision's full file (with the classifier)
     # and a trunk-only file are both accepted; every trunk tensor must be there and fit.
-    from cleftscore.weights import vgg16_feature_shapes
-
     expected = vgg16_feature_shapes()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(k for k in state if not (k in expected or k.startswith("classifier.")))

@@ -43,8 +43,8 @@ __all__ = [
     "replacement_hint",
     "resolve_generator",
     "resolve_vgg16",
+    "replacement_hint_for_errors",
     "verify_file",
-    "vgg16_feature_shapes",
     "weights_path",
 ]
 
@@ -180,6 +180,22 @@ def replacement_hint(path: str | Path) -> str | None:
         if entry.kind != "bundled" and entry.filename == name:
             return f"replace it with `cleftscore weights fetch {entry.name} --force`"
     return None
+
+
+@contextlib.contextmanager
+def replacement_hint_for_errors(path: str | Path) -> Iterator[None]:
+    """Add :func:`replacement_hint` to a :class:`CheckpointError` raised while reading ``path``.
+
+    For the callers that read a file which may come from the weights cache (the GAN normalizer,
+    ``cleftscore weights verify``): a damaged download then names the command that replaces it.
+    """
+    try:
+        yield
+    except CheckpointError as exc:
+        hint = replacement_hint(path)
+        if hint is None or hint in str(exc):
+            raise
+        raise CheckpointError(f"{exc}; {hint}") from None
 
 
 def default_cache_dir() -> Path:
@@ -341,7 +357,8 @@ def _load_problem(entry: WeightsEntry, path: Path) -> str | None:
         if entry.kind == "generator":
             from cleftscore.gan.checkpoints import read_checkpoint
 
-            read_checkpoint(path)
+            with replacement_hint_for_errors(path):
+                read_checkpoint(path)
         elif entry.kind == "vgg16":
             from cleftscore.perceptual import load_vgg16_state_dict
 
@@ -599,22 +616,7 @@ class VerifyReport:
         return d
 
 
-_VGG16_CFG = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
 _LPIPS_CHANNELS = (64, 128, 256, 512, 512)
-
-
-def vgg16_feature_shapes() -> dict[str, tuple[int, ...]]:
-    """Keys and shapes of torchvision VGG16's ``features`` convolutions."""
-    shapes: dict[str, tuple[int, ...]] = {}
-    cin, idx = 3, 0
-    for v in _VGG16_CFG:
-        if v == "M":
-            idx += 1
-            continue
-        shapes[f"features.{idx}.weight"] = (v, cin, 3, 3)
-        shapes[f"features.{idx}.bias"] = (v,)
-        cin, idx = v, idx + 2
-    return shapes
 
 
 def verify_file(path: str | Path, *, cache_dir: str | Path | None = None) -> VerifyReport:
@@ -646,7 +648,8 @@ def verify_file(path: str | Path, *, cache_dir: str | Path | None = None) -> Ver
         return VerifyReport(path, kind, fmt, digest, path.stat().st_size, config, _registry_match(digest, cache_dir))
 
     try:
-        config, _state = read_checkpoint(path)
+        with replacement_hint_for_errors(path):
+            config, _state = read_checkpoint(path)
         return report("generator", fmt, config)
     except CheckpointError as exc:
         gen_reason = str(exc).removeprefix(f"{path}: ")
@@ -690,6 +693,8 @@ def _check_torch_weights(path: Path, fmt: str) -> tuple[str | None, str]:
         return None, "not a PyTorch state dict of tensors either"
     if not isinstance(sd, dict):
         return None, "not a PyTorch state dict"
+    from cleftscore.perceptual import vgg16_feature_shapes
+
     shapes = {k: tuple(v.shape) for k, v in sd.items() if isinstance(v, torch.Tensor)}
     want = vgg16_feature_shapes()
     if all(shapes.get(k) == s for k, s in want.items()):

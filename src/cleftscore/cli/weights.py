@@ -97,9 +97,11 @@ def convert(
     """Convert generator weights to cleftscore's .safetensors format (no pickle code is run)."""
     from cleftscore.errors import CheckpointError
     from cleftscore.gan.checkpoints import read_checkpoint, save_generator
+    from cleftscore.weights import replacement_hint_for_errors
 
     with user_errors():
-        config, state = read_checkpoint(src)
+        with replacement_hint_for_errors(src):
+            config, state = read_checkpoint(src)
         try:
             save_generator(state, dst, config=config)
         except OSError as exc:

@@ -215,21 +215,11 @@ def read_checkpoint(path: str | Path) -> tuple[GeneratorConfig, dict[str, Tensor
     Raises
     ------
     CheckpointError
-        The file is malformed, truncated, of another architecture, or tries to run code. For a
-        file of the weights cache, the message names the command that replaces it.
+        The file is malformed, truncated, of another architecture, or tries to run code. (For a
+        file of the weights cache, :func:`cleftscore.weights.replacement_hint_for_errors` adds
+        the command that replaces it.)
     """
-    try:
-        return _read_checkpoint(Path(path))
-    except CheckpointError as exc:
-        from cleftscore.weights import replacement_hint
-
-        hint = replacement_hint(path)
-        if hint is None or hint in str(exc):
-            raise
-        raise CheckpointError(f"{exc}; {hint}") from None
-
-
-def _read_checkpoint(path: Path) -> tuple[GeneratorConfig, dict[str, Tensor]]:
+    path = Path(path)
     fmt = detect_format(path)
     size = path.stat().st_size
     if size > MAX_FILE_BYTES:

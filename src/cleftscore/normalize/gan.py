@@ -236,7 +236,7 @@ class GanNormalizer:
         progress: GanProgress | None = None,
     ) -> None:
         from cleftscore.gan.checkpoints import load_generator
-        from cleftscore.weights import resolve_generator
+        from cleftscore.weights import replacement_hint_for_errors, resolve_generator
 
         self.gs = settings
         self.seed = seed
@@ -247,7 +247,8 @@ class GanNormalizer:
         gen_path = resolve_generator(self.gs.generator)
         self.generator_path = Path(gen_path)
         self.generator_sha256 = _sha256_file(self.generator_path)
-        self.G = load_generator(self.generator_path, device=self.device)
+        with replacement_hint_for_errors(self.generator_path):
+            self.G = load_generator(self.generator_path, device=self.device)
         self.fused_kernels = fused_kernels_wanted()
         self.loss_fn = None
         self.vgg16_path: Path | None = None
