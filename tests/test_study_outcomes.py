@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -161,3 +162,45 @@ def test_cli_says_when_no_ci_is_possible_and_plots_without_thumbnails(study: Stu
     )
     assert "P2 visit 4 (2026-03-01 post-op, +59 d): change +0.3500 (95% CI" in result.output
     assert sorted(p.name for p in out.iterdir()) == ["cohort.png", "outcomes.csv", "timeline_P1.png", "timeline_P2.png"]
+
+
+def test_plots_draw_plain_records_as_they_draw_the_study_records(study: Study, tmp_path: Path) -> None:
+    # report/ draws from what a record offers, not from the study's classes: plain records with
+    # the same numbers give the same PNG bytes.
+    from dataclasses import dataclass
+
+    from cleftscore.report.study_plots import cohort_png, timeline_png
+
+    @dataclass(frozen=True)
+    class PlainVisit:
+        date: dt.date
+        phase: str
+        procedure: str | None
+        scores: list[float]
+        thumbnails: list[str]
+
+        @property
+        def mean(self) -> float:
+            return float(np.mean(self.scores))
+
+    @dataclass(frozen=True)
+    class PlainTimeline:
+        code: str
+        visits: list[PlainVisit]
+
+    _add(study, "P1", [("2026-01-01", "pre-op", [0.1, 0.3]), ("2026-03-01", "post-op", [0.6, 0.7])])
+    _add(study, "P2", [("2026-01-05", "pre-op", [0.2, 0.2]), ("2026-04-01", "post-op", [0.5, 0.4])])
+    out = compute_outcomes(study, n_boot=200)
+    series = out.patients[0]
+    plain = PlainTimeline(series.code, [PlainVisit(v.date, v.phase, v.procedure, list(v.scores), list(v.thumbnails))
+                                        for v in series.visits])  # fmt: skip
+    drawn = timeline_png(plain, tmp_path)
+    assert drawn.startswith(b"\x89PNG") and drawn == timeline_png(series, tmp_path)
+    other = PlainTimeline(series.code, [PlainVisit(v.date, v.phase, v.procedure, [s + 1.0 for s in v.scores], [])
+                                        for v in series.visits])  # fmt: skip
+    assert timeline_png(other, tmp_path) != drawn
+
+    co = out.cohort
+    fields = ("after", "codes", "before", "later", "mean_change", "ci_low", "ci_high", "p_value")
+    pairs = SimpleNamespace(**{name: getattr(co, name) for name in fields})
+    assert cohort_png(pairs) == cohort_png(co)

@@ -1,20 +1,94 @@
 """Outcome pictures as PNG bytes: a timeline per patient and a before/after cohort plot.
 
-Pure functions of :mod:`cleftscore.study.outcomes` records (plus the stored heat-map
-thumbnails they name); the caller writes the bytes. Matplotlib's object API is used without
-pyplot, so nothing global (backend, open figures) changes.
+Pure functions of plain records (plus the stored heat-map thumbnails they name); the caller
+writes the bytes. What a record must offer is said here by the protocols :class:`Visit`,
+:class:`Timeline` and :class:`CohortPairs` (the study's outcome records have those fields), so
+this module never imports the study. Matplotlib's object API is used without pyplot, so nothing
+global (backend, open figures) changes.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import io
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
-from cleftscore.study.outcomes import CohortChange, PatientSeries
+__all__ = ["CohortPairs", "Timeline", "Visit", "cohort_png", "timeline_png"]
 
-__all__ = ["timeline_png", "cohort_png"]
+
+class Visit(Protocol):
+    """One scored visit on a timeline."""
+
+    @property
+    def date(self) -> dt.date: ...
+
+    @property
+    def phase(self) -> str:
+        """``pre-op``, ``post-op`` or ``follow-up`` (another phase is drawn grey)."""
+        ...
+
+    @property
+    def procedure(self) -> str | None: ...
+
+    @property
+    def scores(self) -> Sequence[float]:
+        """One score per photo of the visit."""
+        ...
+
+    @property
+    def mean(self) -> float:
+        """The visit's mean score."""
+        ...
+
+    @property
+    def thumbnails(self) -> Sequence[str]:
+        """Paths of the photos' heat-map overlays, relative to the study's file folder ('' if none)."""
+        ...
+
+
+class Timeline(Protocol):
+    """A patient's scored visits in date order."""
+
+    @property
+    def code(self) -> str: ...
+
+    @property
+    def visits(self) -> Sequence[Visit]: ...
+
+
+class CohortPairs(Protocol):
+    """Each patient's mean score before repair and at one later visit, and the paired statistics."""
+
+    @property
+    def after(self) -> str:
+        """Which later visit (``last`` or ``first``)."""
+        ...
+
+    @property
+    def codes(self) -> Sequence[str]: ...
+
+    @property
+    def before(self) -> Sequence[float]: ...
+
+    @property
+    def later(self) -> Sequence[float]: ...
+
+    @property
+    def mean_change(self) -> float | None: ...
+
+    @property
+    def ci_low(self) -> float | None: ...
+
+    @property
+    def ci_high(self) -> float | None: ...
+
+    @property
+    def p_value(self) -> float | None: ...
+
 
 _PHASE_COLOURS = {"pre-op": "#c0392b", "post-op": "#2471a3", "follow-up": "#1e8449"}
 THUMB_PX = 96
@@ -41,13 +115,13 @@ def _thumbnail(path: Path) -> np.ndarray | None:
         return None  # a missing picture leaves a gap, not a failed plot
 
 
-def timeline_png(series: PatientSeries, files: Path) -> bytes:
+def timeline_png(series: Timeline, files: Path) -> bytes:
     """Score against date for one patient: photos as dots, visit means joined, visits marked.
 
     Parameters
     ----------
-    series : PatientSeries
-        The patient's scored visits.
+    series : Timeline
+        The patient's scored visits (e.g. :class:`cleftscore.study.outcomes.PatientSeries`).
     files : Path
         The study's file folder (where the thumbnails named in ``series`` are).
 
@@ -90,8 +164,13 @@ def timeline_png(series: PatientSeries, files: Path) -> bytes:
     return _png(fig)
 
 
-def cohort_png(cohort: CohortChange) -> bytes:
+def cohort_png(cohort: CohortPairs) -> bytes:
     """Before vs after for every patient of the cohort comparison, as paired lines.
+
+    Parameters
+    ----------
+    cohort : CohortPairs
+        The pairs and their statistics (e.g. :class:`cleftscore.study.outcomes.CohortChange`).
 
     Returns
     -------
