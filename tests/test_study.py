@@ -162,7 +162,7 @@ def _read_csv(path: Path) -> list[dict[str, str]]:
 
 def _check_consistent(db: Path) -> None:
     """Every row's files exist with the hashes the rows say; every photo has its score."""
-    from cleftscore.study.store import sha256_file
+    from cleftscore.paths import sha256_file
 
     assert _query(db, "PRAGMA integrity_check") == [("ok",)]
     assert _query(db, "PRAGMA foreign_key_check") == []
@@ -484,7 +484,8 @@ def test_importing_a_run_folder(study_copy: Path, tmp_path: Path, local_faces: P
 def test_stored_copy_of_the_exif_rotated_photo_is_upright_without_metadata(tmp_path: Path, local_faces: Path) -> None:
     from PIL import ImageOps
 
-    from cleftscore.study.store import sha256_file, store_photo
+    from cleftscore.paths import sha256_file
+    from cleftscore.study.store import store_photo
 
     src = local_faces / "exif_orientation6_tiny_portrait.jpg"
     with Image.open(src) as raw:

@@ -141,11 +141,14 @@ def test_registry_entries_are_sane() -> None:
 
 
 def test_cache_dir_from_environment(tmp_path, monkeypatch) -> None:
+    from cleftscore.paths import weights_cache_dir
+
     monkeypatch.setenv("CLEFTSCORE_CACHE", str(tmp_path))
-    assert W.default_cache_dir() == tmp_path / "weights"
+    assert weights_cache_dir() == tmp_path / "weights"
     assert W.weights_path("ffhq") == tmp_path / "weights"
     monkeypatch.delenv("CLEFTSCORE_CACHE")
-    assert W.default_cache_dir().name == "weights" and "cleftscore" in str(W.default_cache_dir())
+    assert weights_cache_dir().name == "weights" and "cleftscore" in str(weights_cache_dir())
+    assert W.weights_path("ffhq") == weights_cache_dir()
 
 
 def test_bundled_lpips_heads_resolve_to_the_package_file() -> None:

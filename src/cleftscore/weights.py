@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import http.client
 import logging
 import os
@@ -28,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from cleftscore.errors import CheckpointError, DownloadError, WeightsMissingError
+from cleftscore.paths import sha256_file, weights_cache_dir
 
 if TYPE_CHECKING:  # pragma: no cover
     from cleftscore.gan.config import GeneratorConfig
@@ -36,7 +36,6 @@ __all__ = [
     "REGISTRY",
     "VerifyReport",
     "WeightsEntry",
-    "default_cache_dir",
     "fetch",
     "get_entry",
     "is_cached",
@@ -198,22 +197,12 @@ def replacement_hint_for_errors(path: str | Path) -> Iterator[None]:
         raise CheckpointError(f"{exc}; {hint}") from None
 
 
-def default_cache_dir() -> Path:
-    """``$CLEFTSCORE_CACHE/weights`` or ``user_cache_dir("cleftscore")/weights``."""
-    root = os.environ.get("CLEFTSCORE_CACHE")
-    if root:
-        return Path(root).expanduser() / "weights"
-    from platformdirs import user_cache_dir
-
-    return Path(user_cache_dir("cleftscore")) / "weights"
-
-
 def weights_path(name: str | WeightsEntry, *, cache_dir: str | Path | None = None) -> Path:
     """Where a registry file is (bundled) or would be after :func:`fetch` (downloadable)."""
     entry = get_entry(name)
     if entry.kind == "bundled":
         return _bundled_path(entry)
-    return Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    return Path(cache_dir) if cache_dir is not None else weights_cache_dir()
 
 
 def _bundled_path(entry: WeightsEntry) -> Path:
@@ -261,7 +250,7 @@ def fetch(
     name : str or WeightsEntry
         Registry name, or an entry (e.g. one with another URL, for a mirror).
     cache_dir : str or Path, optional
-        Cache folder; see :func:`default_cache_dir`.
+        Cache folder; see :func:`cleftscore.paths.weights_cache_dir`.
     progress : bool
         Show a progress bar on stderr.
     timeout : float
@@ -339,7 +328,7 @@ def _accept_download(entry: WeightsEntry, part: Path, dest: Path, *, length_know
     if problem is not None:
         how = "" if length_known else " (the server sent no Content-Length, so a cut transfer looks like this too)"
         raise refuse(f"the file is not a usable {entry.kind} weights file: {problem}{how}")
-    digest = _sha256(part)
+    digest = sha256_file(part)
     if entry.sha256 is not None and digest != entry.sha256:
         raise refuse(f"checksum mismatch (sha256 {digest}, expected {entry.sha256})")
     if entry.sha256 is None:
@@ -469,14 +458,6 @@ def _progress_bar(enabled: bool, entry: WeightsEntry, total: int | None, start: 
     return bar, task
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(_CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 # ----------------------------------------------------------------------------------------------
 # Resolution of user choices to files.
 
@@ -542,7 +523,7 @@ def _check_cached(entry: WeightsEntry, target: Path) -> None:
         if not rec.is_file():
             return
         expected = (rec.read_text().split() or [""])[0]
-    digest = _sha256(target)
+    digest = sha256_file(target)
     if digest != expected:
         raise CheckpointError(
             f"{target}: sha256 {digest} does not match the recorded {expected}; the file changed since it was "
@@ -644,7 +625,7 @@ def verify_file(path: str | Path, *, cache_dir: str | Path | None = None) -> Ver
     fmt = detect_format(path)  # from the first bytes, before anything is hashed or loaded
 
     def report(kind: str, fmt: str, config: GeneratorConfig | None) -> VerifyReport:
-        digest = _sha256(path)
+        digest = sha256_file(path)
         return VerifyReport(path, kind, fmt, digest, path.stat().st_size, config, _registry_match(digest, cache_dir))
 
     try:

@@ -24,6 +24,7 @@ import numpy as np
 from cleftscore.errors import CleftscoreError
 from cleftscore.normalize import GanProgress, Measure, Normalization
 from cleftscore.normalize.cache import CacheEntry, NormalizationCache
+from cleftscore.paths import normalization_cache_dir, sha256_file
 
 if TYPE_CHECKING:
     from cleftscore.face.align import AlignedFace
@@ -34,7 +35,6 @@ __all__ = [
     "FUSED_KERNELS_ENV",
     "fused_kernels_wanted",
     "NORMALIZATION_VERSION",
-    "default_cache_dir",
     "normalization_cache_key",
     "resolve_device",
     "to_tensor",
@@ -159,24 +159,6 @@ def resolve_device(spec: str) -> Any:
     return dev
 
 
-def _sha256_file(path: Path, *, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
-def default_cache_dir() -> Path:
-    """Where normalizations are cached: ``$CLEFTSCORE_CACHE/normalized`` or the user cache."""
-    env = os.environ.get("CLEFTSCORE_CACHE")
-    if env:
-        return Path(env) / "normalized"
-    from platformdirs import user_cache_dir
-
-    return Path(user_cache_dir("cleftscore")) / "normalized"
-
-
 def normalization_cache_key(aligned: np.ndarray, generator_sha256: str, settings: dict[str, Any]) -> str:
     """Cache key of one GAN normalization: aligned pixels + generator checksum + settings."""
     h = hashlib.sha256()
@@ -215,7 +197,7 @@ class GanNormalizer:
         Seed of every random draw; each face gets its own stream from its cache key, so its
         result does not depend on the other faces of its batch.
     cache_dir : path, optional
-        Cache folder (default :func:`default_cache_dir`).
+        Cache folder (default :func:`cleftscore.paths.normalization_cache_dir`).
     progress : GanProgress, optional
         Progress callbacks (batch steps, split batches, messages).
 
@@ -241,12 +223,12 @@ class GanNormalizer:
         self.gs = settings
         self.seed = seed
         self.progress = progress or GanProgress()
-        self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else normalization_cache_dir()
         self.cache = NormalizationCache(self.cache_dir, message=self._msg)
         self.device = resolve_device(self.gs.device)
         gen_path = resolve_generator(self.gs.generator)
         self.generator_path = Path(gen_path)
-        self.generator_sha256 = _sha256_file(self.generator_path)
+        self.generator_sha256 = sha256_file(self.generator_path)
         with replacement_hint_for_errors(self.generator_path):
             self.G = load_generator(self.generator_path, device=self.device)
         self.fused_kernels = fused_kernels_wanted()
@@ -370,7 +352,7 @@ class GanNormalizer:
         # but fp32 on the CPU: both change the normalized face.
         gs["device_type"] = self.device.type
         gs["algorithm_version"] = NORMALIZATION_VERSION
-        gs["vgg16_sha256"] = _sha256_file(self.vgg16_path) if self.vgg16_path else None
+        gs["vgg16_sha256"] = sha256_file(self.vgg16_path) if self.vgg16_path else None
         return gs
 
     def describe(self) -> dict[str, Any]:

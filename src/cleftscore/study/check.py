@@ -13,9 +13,9 @@ from pathlib import Path
 
 from sqlalchemy import select
 
+from cleftscore.paths import sha256_file
 from cleftscore.study.db import Study
 from cleftscore.study.models import Photo, Score
-from cleftscore.study.store import sha256_file
 
 __all__ = ["CheckReport", "check_study"]
 

@@ -20,10 +20,11 @@ from typing import Any
 from sqlalchemy import select
 
 from cleftscore.errors import CleftscoreError
+from cleftscore.paths import sha256_file
 from cleftscore.study.db import NotFoundError, Study, StudyError
 from cleftscore.study.models import Photo, Score
 from cleftscore.study.records import find_visit
-from cleftscore.study.store import sha256_file, store_bytes, store_photo
+from cleftscore.study.store import store_bytes, store_photo
 
 __all__ = ["ImportLine", "ImportReport", "import_run", "score_into_visit", "settings_key"]
 

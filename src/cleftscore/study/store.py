@@ -15,20 +15,13 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["StoredPhoto", "sha256_file", "sha256_bytes", "store_photo", "store_bytes"]
+from cleftscore.paths import sha256_file
+
+__all__ = ["StoredPhoto", "sha256_bytes", "store_photo", "store_bytes"]
 
 
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def sha256_file(path: str | os.PathLike[str]) -> str:
-    """SHA-256 of a file's bytes (read in 1 MiB blocks)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 @dataclass(frozen=True)
