@@ -20,7 +20,9 @@ from cleftscore.face.roi import roi_mask
 from cleftscore.io import load_image
 from cleftscore.report.pictures import colorbar, score_pictures
 from cleftscore.run.folder import settings_differences
-from cleftscore.run.pipeline import PipelineSettings, rescore_run, score_photos
+from cleftscore.run.pipeline import score_photos
+from cleftscore.run.rescore import rescore_run
+from cleftscore.run.settings import PipelineSettings
 from cleftscore.score.asymmetry import AsymmetrySettings, asymmetry_score, load_reference
 from cleftscore.score.paper import (
     ASYMMETRY_SCORE_DEFINITION,

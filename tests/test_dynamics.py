@@ -137,7 +137,9 @@ def test_pipeline_records_dynamics_and_keeps_the_normalized_face(tmp_path, examp
 
     from PIL import Image
 
-    from cleftscore.run.pipeline import GanSettings, PipelineSettings, score_photos
+    from cleftscore.normalize.gan import GanSettings
+    from cleftscore.run.pipeline import score_photos
+    from cleftscore.run.settings import PipelineSettings
 
     def run(name: str, **kw):
         gan = GanSettings(generator=str(tiny_generator_file), loss="mse", device="cpu", steps=4, adapt_steps=3, **kw)
@@ -192,7 +194,8 @@ def test_evaluate_correlates_the_records_measures() -> None:
 
 
 def test_report_shows_the_measures(tmp_path, example_photo) -> None:
-    from cleftscore.run.pipeline import PipelineSettings, score_photos
+    from cleftscore.run.pipeline import score_photos
+    from cleftscore.run.settings import PipelineSettings
 
     (res,) = score_photos([example_photo], PipelineSettings(method="asymmetry", size=256), out_dir=tmp_path / "run")
     assert res.ok

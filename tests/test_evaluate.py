@@ -25,7 +25,8 @@ from cleftscore.evaluate.grid import (
 from cleftscore.evaluate.markdown import grid_markdown
 from cleftscore.evaluate.ratings import match_ratings, read_ratings
 from cleftscore.evaluate.statistics import correlate
-from cleftscore.run.folder import FaceGeometry, PhotoRecord, write_photo
+from cleftscore.run.folder import write_photo
+from cleftscore.run.record import FaceGeometry, PhotoRecord
 
 # ----------------------------------------------------------------------------------------------
 # A mean-face 68-point template (dlib order) in the 1024-px FFHQ frame, symmetric about x = 512.

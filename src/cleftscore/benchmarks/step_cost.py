@@ -21,6 +21,7 @@ import dataclasses
 import logging
 import time
 from collections import defaultdict
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -31,7 +32,15 @@ from torch.utils.flop_counter import flop_registry
 
 from cleftscore.gan.config import GeneratorConfig
 
-__all__ = ["DeviceModel", "DEVICES", "projection_step_ops", "summarize", "inductor_bytes"]
+__all__ = [
+    "DeviceModel",
+    "DEVICES",
+    "calibration",
+    "projection_step_ops",
+    "run_step_cost",
+    "summarize",
+    "inductor_bytes",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -277,3 +286,143 @@ def inductor_bytes(config: GeneratorConfig, *, batch: int = 1, precision: str = 
 def device_dict(device: DeviceModel) -> dict:
     """JSON form of a device model."""
     return dataclasses.asdict(device)
+
+
+def calibration(speed: dict, report: dict, *, source: str) -> list[dict]:
+    """Measured fast-path projection steps of a speed report next to this model's floor.
+
+    Parameters
+    ----------
+    speed : dict
+        A report of :func:`cleftscore.benchmarks.speed.run_speed` measured on a GPU.
+    report : dict
+        A report of :func:`run_step_cost` (its batches and precision are matched).
+    source : str
+        Name recorded with each row (the speed report's file name).
+
+    Returns
+    -------
+    list of dict
+        One row per matching timing: ``mode``, ``step_mode``, ``batch``, ``device``,
+        ``measured_ms``, ``floor_ms`` and ``floor_over_measured``; empty when the GPU is none
+        of :data:`DEVICES`.
+    """
+    name = speed["environment"].get("device_name", "")
+    model = next((k for k, d in DEVICES.items() if k.upper() in name.upper().replace(" ", "")), None)
+    rows = []
+    for t in speed["timings"]:
+        b = str(t["batch"])
+        if t["stage"] != "projection" or t["mode"] == "reference" or b not in report["batches"] or model is None:
+            continue
+        if t["resolved_precision"] != report["precision"]:
+            continue
+        floor = report["batches"][b]["floor_ms"][model]
+        rows.append({"source": source, "mode": t["mode"], "step_mode": t.get("step_mode"), "batch": t["batch"],
+                     "device": name, "measured_ms": t["ms_per_step"], "floor_ms": floor,
+                     "floor_over_measured": floor / t["ms_per_step"]})  # fmt: skip
+    return rows
+
+
+def _batch_entry(config: GeneratorConfig, batch: int, precision: str, models: Sequence[str]) -> dict:
+    """One batch size of the report: totals of the step and the floor per GPU model."""
+    ops = projection_step_ops(config, batch, precision)
+    per_model = {m: summarize(ops, DEVICES[m], batch=batch) for m in models}
+    first = per_model[models[0]]
+    entry = {
+        k: first[k] for k in ("batch", "kernels", "kernels_by_phase", "gflop", "gbytes", "gbytes_per_photo_by_phase")
+    }
+    entry["floor_ms"] = {m: s["floor_ms"] for m, s in per_model.items()}
+    entry["floor_ms_per_photo"] = {m: s["floor_ms_per_photo"] for m, s in per_model.items()}
+    entry["floor_s_per_photo_2000_steps"] = {m: s["floor_ms_per_photo"] * 2 for m, s in per_model.items()}
+    entry["floor_ms_convolutions_and_matmuls"] = {
+        m: s["floor_ms_convolutions_and_matmuls"] for m, s in per_model.items()
+    }
+    entry["top_operators"] = {m: s["top_operators"] for m, s in per_model.items()}
+    return entry
+
+
+def run_step_cost(
+    config: GeneratorConfig,
+    *,
+    config_name: str | None = None,
+    batches: Sequence[int] = (1, 16),
+    precision: str = "fp16",
+    device_models: Sequence[str] = ("h100", "h200"),
+    inductor: bool = False,
+    calibrate: Mapping[str, dict] | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> dict:
+    """Model one projection step at each batch size: kernels, GFLOP, GB moved and the roofline floor.
+
+    Parameters
+    ----------
+    config : GeneratorConfig
+        Architecture traced (on the meta device: any size costs nothing).
+    config_name : str, optional
+        Name recorded in the report.
+    batches : sequence of int
+        Photos per step.
+    precision : {"fp16", "fp32"}
+        Precision of the traced step.
+    device_models : sequence of str
+        Keys of :data:`DEVICES` whose floors are reported.
+    inductor : bool
+        Also compile the step with ``torch.compile`` on the CPU at one photo (minutes at
+        1024 px) and record the bytes its fused kernels move (:func:`inductor_bytes`).
+    calibrate : mapping of str to dict, optional
+        Speed reports measured on a GPU, by source name: :func:`calibration` rows are added.
+    progress : callable, optional
+        Called with a line of text per batch size and per calibration row.
+
+    Returns
+    -------
+    dict
+        JSON-ready report: ``batches`` (per batch size, as a string: kernels, GFLOP, GB moved
+        per photo by phase, floor per GPU model, top operators), ``inductor`` when asked for,
+        ``calibration``.
+
+    Raises
+    ------
+    ValueError
+        On an unknown device model, an empty batch list or a batch size below 1.
+    """
+    models = list(device_models)
+    unknown = [m for m in models if m not in DEVICES]
+    if not models or unknown:
+        raise ValueError(f"device_models must be among {sorted(DEVICES)}, got {models}")
+    if not batches or min(batches) < 1:
+        raise ValueError(f"batches must be >= 1, got {list(batches)}")
+    say = progress or (lambda line: logger.info("%s", line))
+    report = {
+        "benchmark": "step_cost",
+        "what": "modelled lower bound of one projection step (meta-device trace, roofline), not a measurement",
+        "config_name": config_name,
+        "precision": precision,
+        "device_models": {m: device_dict(DEVICES[m]) for m in models},
+        "torch": torch.__version__,
+        "s_per_photo_formula": "floor_ms_per_photo x 2000 projection steps / 1000",
+        "batches": {},
+    }
+    for b in batches:
+        entry = report["batches"][str(b)] = _batch_entry(config, b, precision, models)
+        gb = entry["gbytes_per_photo_by_phase"]
+        say(f"batch {b}: {entry['kernels']} kernels, {entry['gflop'] / b:.0f} GFLOP and "
+            f"{sum(gb.values()):.1f} GB per photo (forward {gb['forward']:.1f}, backward {gb['backward']:.1f}); floor "
+            + ", ".join(f"{m} {entry['floor_ms'][m]:.1f} ms ({entry['floor_ms_per_photo'][m]:.2f} ms/photo)" for m in models))  # fmt: skip
+    if inductor:
+        ind = inductor_bytes(config, batch=1, precision=precision)
+        eager = projection_step_ops(config, 1, precision)
+        # the same step as the library runs it on CUDA (fused Triton kernels), traced on meta
+        ind["library_gbytes_per_photo_by_phase"] = {
+            ph: sum(op["bytes"] for op in eager if op["phase"] == ph) / 1e9 for ph in ("forward", "backward")
+        }
+        report["inductor"] = ind
+        say(f"torch.compile (Inductor, CPU): {ind['gbytes_per_photo_by_phase']} GB per photo "
+            f"vs the library's CUDA path {ind['library_gbytes_per_photo_by_phase']}; {ind['compile_and_run_s']:.0f} s")  # fmt: skip
+    report["calibration"] = [
+        row for src, speed in (calibrate or {}).items() for row in calibration(speed, report, source=src)
+    ]
+    for row in report["calibration"]:
+        say(f"calibration: {row['mode']} batch {row['batch']} on {row['device']}: measured {row['measured_ms']:.1f} ms, "
+            f"floor {row['floor_ms']:.1f} ms ({100 * row['floor_over_measured']:.0f} %)")  # fmt: skip
+    return report

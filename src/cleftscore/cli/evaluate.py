@@ -74,7 +74,7 @@ def evaluate_command(
             # LPIPS rows are reported n/a, never computed with random weights
             err_console.print(f"[yellow]LPIPS rows skipped:[/yellow] {exc}", highlight=False, soft_wrap=True)
         else:
-            from cleftscore.run.pipeline import make_lpips_distance
+            from cleftscore.run.lpips import make_lpips_distance
 
             lpips_distance = make_lpips_distance(vgg16_path)
         with console.status("Computing the evaluation grid ..."):
