@@ -16,17 +16,12 @@ from typer.testing import CliRunner
 from cleftscore.cli import app
 from cleftscore.errors import CleftscoreError
 from cleftscore.heatmap import DifferenceSettings
-from cleftscore.run.folder import read_record
-from cleftscore.run.pipeline import (
-    GanSettings,
-    PipelineSettings,
-    ProgressHooks,
-    find_inputs,
-    photo_ids,
-    rescore_run,
-    score_photos,
-    write_run_summary,
-)
+from cleftscore.normalize.gan import GanSettings
+from cleftscore.run.folder import read_record, write_run_summary
+from cleftscore.run.inputs import find_inputs, photo_ids
+from cleftscore.run.pipeline import score_photos
+from cleftscore.run.rescore import rescore_run
+from cleftscore.run.settings import PipelineSettings, ProgressHooks
 from cleftscore.score.paper import ScoreSettings
 
 PHOTO_FILES = [
@@ -244,7 +239,8 @@ def test_a_second_run_into_the_same_folder_stops_at_once(tmp_path: Path, local_f
     script = f"""
 import time
 from pathlib import Path
-from cleftscore.run.pipeline import PipelineSettings, ProgressHooks, score_photos
+from cleftscore.run.pipeline import score_photos
+from cleftscore.run.settings import PipelineSettings, ProgressHooks
 def done(res):
     Path({str(started)!r}).touch()
     for _ in range(6000):

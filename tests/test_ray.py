@@ -21,7 +21,9 @@ from typer.testing import CliRunner
 
 from cleftscore.cli import app
 from cleftscore.distributed import RaySettings
-from cleftscore.run.pipeline import GanSettings, PipelineSettings, ProgressHooks, score_photos
+from cleftscore.normalize.gan import GanSettings
+from cleftscore.run.pipeline import score_photos
+from cleftscore.run.settings import PipelineSettings, ProgressHooks
 
 PHOTO_FILES = ["aligned.png", "inverted.png", "normalized.png", "heatmap.png", "overlay.png", "overlay_original.png", "panel.png",
                "thumb.jpg", "result.json"]  # fmt: skip
@@ -50,7 +52,7 @@ def test_ray_is_loaded_neither_by_import_nor_by_a_run_without_it(tmp_path: Path,
     photo = local_faces / "tiny_128px_portrait_uniform.jpg"
     code = (
         "import sys, cleftscore, cleftscore.cli, cleftscore.distributed\n"
-        "from cleftscore.run.pipeline import PipelineSettings, score_photos\n"
+        "from cleftscore.run.pipeline import score_photos; from cleftscore.run.settings import PipelineSettings\n"
         f"(r,) = score_photos([{str(photo)!r}], PipelineSettings(method='asymmetry', size=64), out_dir={str(tmp_path / 'run')!r})\n"
         "assert r.ok, r.message\n"
         "print(sorted(m for m in sys.modules if m == 'ray' or m.startswith('ray.')))\n"

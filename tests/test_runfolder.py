@@ -17,9 +17,6 @@ import pytest
 
 from cleftscore.normalize import Measure
 from cleftscore.run.folder import (
-    RECORD_VERSION,
-    FaceGeometry,
-    PhotoRecord,
     RunFolderBusyError,
     RunLock,
     csv_columns,
@@ -29,6 +26,7 @@ from cleftscore.run.folder import (
     settings_differences,
     write_photo,
 )
+from cleftscore.run.record import RECORD_VERSION, FaceGeometry, PhotoRecord
 
 
 def _geometry(size: int = 64) -> FaceGeometry:
@@ -164,7 +162,8 @@ def test_settings_differences_only_compare_what_the_run_names() -> None:
 
 @pytest.mark.slow
 def test_rescore_killed_at_random_points_loses_nothing(tmp_path: Path, local_faces: Path, example_photo: Path) -> None:
-    from cleftscore.run.pipeline import PipelineSettings, score_photos
+    from cleftscore.run.pipeline import score_photos
+    from cleftscore.run.settings import PipelineSettings
 
     photos = tmp_path / "in"
     photos.mkdir()
@@ -181,7 +180,7 @@ def test_rescore_killed_at_random_points_loses_nothing(tmp_path: Path, local_fac
 
     def rescore(erosion: int) -> subprocess.Popen:
         code = (
-            "import sys; from cleftscore.run.pipeline import rescore_run; from cleftscore.score.paper import ScoreSettings\n"
+            "import sys; from cleftscore.run.rescore import rescore_run; from cleftscore.score.paper import ScoreSettings\n"
             "from cleftscore.heatmap import DifferenceSettings\n"
             f"rescore_run(sys.argv[1], ScoreSettings(difference=DifferenceSettings(erosion={erosion})))\n"
         )

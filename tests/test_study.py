@@ -384,7 +384,8 @@ def test_a_full_disk_while_storing_leaves_no_row_behind(
 ) -> None:
     import errno
 
-    from cleftscore.run.pipeline import PipelineSettings, score_photos
+    from cleftscore.run.pipeline import score_photos
+    from cleftscore.run.settings import PipelineSettings
     from cleftscore.study import ingest
     from cleftscore.study.db import open_study
 
@@ -431,7 +432,8 @@ def test_unknown_visit_stops_before_any_work(study_copy: Path, photo_sets: dict)
 
 
 def test_importing_a_run_folder(study_copy: Path, tmp_path: Path, local_faces: Path) -> None:
-    from cleftscore.run.pipeline import PipelineSettings, score_photos
+    from cleftscore.run.pipeline import score_photos
+    from cleftscore.run.settings import PipelineSettings
 
     d = ["--db", str(study_copy)]
     _ok(["study", "add-visit", "P002", "--date", "2026-11-20", "--phase", "follow-up", *d])

@@ -6,6 +6,8 @@ See ``DESIGN.md`` in the project's shared folder and the README for the method.
 The names below load lazily, so ``import cleftscore`` stays light (no torch):
 
 - :func:`score_photos`: photos or folders in, one :class:`PhotoResult` each (and a run folder);
+- :class:`PhotoRecord`: what one photo produced, as its ``result.json`` says (a
+  :class:`PhotoResult` is one, with the photo's arrays when they were kept);
 - :func:`rescore_run`: a finished run folder scored again with other :class:`ScoreSettings`;
 - :class:`PipelineSettings`, :class:`GanSettings`, :class:`ScoreSettings`,
   :class:`DifferenceSettings`: every setting, as typed records;
@@ -25,10 +27,11 @@ __version__ = "0.1.0"
 #: Public name -> module that defines it.
 _LAZY = {
     "score_photos": "cleftscore.run.pipeline",
-    "rescore_run": "cleftscore.run.pipeline",
-    "PipelineSettings": "cleftscore.run.pipeline",
-    "PhotoResult": "cleftscore.run.pipeline",
-    "ProgressHooks": "cleftscore.run.pipeline",
+    "rescore_run": "cleftscore.run.rescore",
+    "PipelineSettings": "cleftscore.run.settings",
+    "PhotoResult": "cleftscore.run.record",
+    "PhotoRecord": "cleftscore.run.record",
+    "ProgressHooks": "cleftscore.run.settings",
     "GanSettings": "cleftscore.normalize.gan",
     "ScoreSettings": "cleftscore.score.paper",
     "PhotoScore": "cleftscore.score.paper",

@@ -75,7 +75,7 @@ def align_command(
     if size < 16 or size & (size - 1):
         err_console.print(f"[red]error:[/red] --size must be a power of two >= 16 (e.g. 256, 1024), got {size}")
         raise typer.Exit(code=1)
-    from cleftscore.run.pipeline import expand_inputs, photo_ids
+    from cleftscore.run.inputs import expand_inputs, photo_ids
 
     files = expand_inputs(photos)
     if not files:

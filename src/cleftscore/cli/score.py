@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import time
 from enum import Enum
 from importlib import resources
@@ -391,6 +392,14 @@ def score_command(
     ] = None,
     calibrate: CalibrateOpt = None,
     higher_is: HigherIsOpt = HigherIs.normal,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers",
+            min=1,
+            help="Processes that score photos side by side with the asymmetry method (default: one per CPU core; 1: this process only). The run folder is the same. The GAN method ignores it: it batches photos on its device (--batch).",
+        ),
+    ] = None,
     ray_address: Annotated[
         str | None,
         typer.Option(
@@ -417,8 +426,11 @@ def score_command(
     skips GAN work that is cached. Photos that fail are listed with the reason; the others are
     still scored (exit code 1 only when none could be scored).
     """
+    from cleftscore.normalize.gan import GanSettings
     from cleftscore.run.folder import RunLock
-    from cleftscore.run.pipeline import GanSettings, PipelineSettings, find_inputs, make_lpips_distance
+    from cleftscore.run.inputs import find_inputs
+    from cleftscore.run.lpips import make_lpips_distance
+    from cleftscore.run.settings import PipelineSettings
 
     with user_errors():
         inputs = list(photos or [])
@@ -470,6 +482,7 @@ def score_command(
                 calibrate,
                 higher_is,
                 ray_settings=ray_settings,
+                workers=workers or os.cpu_count() or 1,
             )
 
 
@@ -484,12 +497,14 @@ def _ray_settings(address: str | None, workers: int | None):
 
 
 def _score_locked(
-    found, inputs, chosen, settings, out, cache_dir, lpips_distance, calibrate, higher_is, *, ray_settings=None
-) -> None:
+    found, inputs, chosen, settings, out, cache_dir, lpips_distance, calibrate, higher_is, *, ray_settings=None,
+    workers=1,
+) -> None:  # fmt: skip
     """The score command once it holds the output folder's lock."""
-    from cleftscore.run.pipeline import ProgressHooks, score_photos
+    from cleftscore.run.pipeline import score_photos
+    from cleftscore.run.settings import ProgressHooks
 
-    run = score_photos
+    run = functools.partial(score_photos, workers=workers)  # the GAN method scores in this process
     if ray_settings is not None:
         from cleftscore.distributed import score_photos_ray
 
@@ -541,7 +556,9 @@ def rescore_command(
     Nothing the run holds is rewritten in place, so an interrupted rescore loses nothing.
     """
     from cleftscore.run.folder import RunLock, is_run_folder, list_photo_ids
-    from cleftscore.run.pipeline import ProgressHooks, make_lpips_distance, rescore_run
+    from cleftscore.run.lpips import make_lpips_distance
+    from cleftscore.run.rescore import rescore_run
+    from cleftscore.run.settings import ProgressHooks
 
     with user_errors():
         try:

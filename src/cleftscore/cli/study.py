@@ -147,7 +147,8 @@ def score(
     of these settings are skipped, so an interrupted run is finished by running it again.
     """
     from cleftscore.heatmap import DifferenceSettings
-    from cleftscore.run.pipeline import GanSettings, PipelineSettings, ProgressHooks
+    from cleftscore.normalize.gan import GanSettings
+    from cleftscore.run.settings import PipelineSettings, ProgressHooks
     from cleftscore.score.paper import ScoreSettings
     from cleftscore.study import ingest
 

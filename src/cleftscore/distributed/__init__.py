@@ -25,7 +25,8 @@ from cleftscore.errors import CleftscoreError
 if TYPE_CHECKING:
     from cleftscore.distributed.actors import RayPool
     from cleftscore.normalize.gan import GanSettings
-    from cleftscore.run.pipeline import PhotoResult, PipelineSettings, ProgressHooks
+    from cleftscore.run.record import PhotoResult
+    from cleftscore.run.settings import PipelineSettings, ProgressHooks
 
 __all__ = ["RaySettings", "WorkerInfo", "ray_pool", "score_photos_ray"]
 
@@ -164,7 +165,8 @@ def score_photos_ray(
         As :func:`~cleftscore.run.pipeline.score_photos`, and as :func:`ray_pool`; or a method
         other than ``gan``.
     """
-    from cleftscore.run.pipeline import ProgressHooks, score_photos
+    from cleftscore.run.pipeline import score_photos
+    from cleftscore.run.settings import ProgressHooks
 
     if settings.method != "gan":
         raise CleftscoreError(

@@ -1,4 +1,4 @@
-"""The run folder: one place that knows its layout, the photo record and the CSV columns.
+"""The run folder: one place that knows its layout, its lock and the CSV columns.
 
 A run folder (``cleftscore score --out DIR``) holds::
 
@@ -14,35 +14,26 @@ record and its pictures always belong to the same photo and a failed record has 
 Nothing here ever rewrites a file in place; unchanged pictures are hard-linked into the new
 folder.
 
-:class:`PhotoRecord` is the typed, versioned content of ``result.json``. Extra numbers a
-normalizer or a score produces go in :attr:`PhotoRecord.measures` (name -> :class:`Measure`):
-they reach ``result.json`` and the CSV (one column per name) without touching this module.
+The content of ``result.json`` is :class:`cleftscore.run.record.PhotoRecord`; this module reads
+and writes it, and turns records into the CSV's rows (one column per measure).
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import os
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from cleftscore.errors import CleftscoreError
-from cleftscore.normalize import Measure
-from cleftscore.score.paper import PAPER_SCORE_DEFINITION
+from cleftscore.run.record import RECORD_VERSION, THUMBNAIL, PhotoRecord
 
 __all__ = [
-    "RECORD_VERSION",
     "CSV_COLUMNS",
-    "PICTURES",
-    "FaceGeometry",
-    "Measure",
-    "PhotoRecord",
     "RunFolderBusyError",
     "RunLock",
     "csv_columns",
@@ -56,311 +47,20 @@ __all__ = [
     "settings_differences",
     "write_photo",
     "write_run_settings",
+    "write_run_summary",
     "write_summary",
 ]
 
-#: Version of the ``result.json`` layout; 1 is the flat layout before measures and pictures.
-RECORD_VERSION = 2
 RECORD_FILE = "result.json"
 RUN_FILE = "run.json"
 LOCK_FILE = ".cleftscore.lock"
 CSV_FILE = "scores.csv"
 REPORT_FILE = "report.html"
 PHOTOS_DIR = "photos"
-SNAPSHOTS_DIR = "snapshots"
-THUMBNAIL = "thumb.jpg"
-#: Pictures of a scored photo, in the order the record lists them.
-PICTURES = (
-    "aligned.png",
-    "inverted.png",
-    "normalized.png",
-    "heatmap.png",
-    "overlay.png",
-    "overlay_original.png",
-    "panel.png",
-    THUMBNAIL,
-)
-#: What the score of a record that does not say is: the paper's S.
-SCORE_DEFINITION = PAPER_SCORE_DEFINITION
-STATUSES = ("ok", "failed")
 
 
 class RunFolderBusyError(CleftscoreError):
     """Another cleftscore process is writing into the same run folder."""
-
-
-# ----------------------------------------------------------------------------- the record
-
-
-@dataclass(frozen=True, eq=False)
-class FaceGeometry:
-    """Where the face was found and how the aligned crop maps back onto the photo.
-
-    Attributes
-    ----------
-    size : int
-        Side of the aligned face in pixels.
-    faces_found : int
-        Faces the detector found (the largest was used).
-    face_box : tuple of 4 float
-        ``(left, top, right, bottom)`` of the face in the photo.
-    detector_score : float
-        Detector confidence of that face.
-    landmarks_aligned, landmarks_original : (68, 2) ndarray of float64
-        Landmarks in the aligned frame and in the photo.
-    to_original : (3, 3) ndarray of float64
-        Affine map aligned -> photo.
-    original_shape : tuple of int
-        ``(H, W)`` of the photo.
-    """
-
-    size: int
-    faces_found: int
-    face_box: tuple[float, float, float, float]
-    detector_score: float
-    landmarks_aligned: np.ndarray
-    landmarks_original: np.ndarray
-    to_original: np.ndarray
-    original_shape: tuple[int, int]
-
-    def __post_init__(self) -> None:
-        for name, shape in (("landmarks_aligned", (68, 2)), ("landmarks_original", (68, 2)), ("to_original", (3, 3))):
-            value = np.asarray(getattr(self, name), dtype=np.float64)
-            if value.shape != shape:
-                raise ValueError(f"{name} must have shape {shape}, got {value.shape}")
-            object.__setattr__(self, name, value)
-        if len(self.face_box) != 4 or len(self.original_shape) != 2:
-            raise ValueError("face_box needs 4 numbers and original_shape 2")
-        if self.size < 1:
-            raise ValueError(f"size must be >= 1, got {self.size}")
-
-
-@dataclass(frozen=True, eq=False)
-class PhotoRecord:
-    """What ``result.json`` says about one photo. Built checked; read and written only here.
-
-    Attributes
-    ----------
-    file : str
-        The photo as given (its path).
-    photo_id : str
-        Its folder name under ``photos/``.
-    status : {"ok", "failed"}
-        ``failed`` records carry a one-line ``message`` and have no pictures.
-    message : str
-        Why it failed (names the file), or empty.
-    method : str
-        Normalizer name (``gan``, ``asymmetry``, ...).
-    score : float or None
-        S, higher = closer to normal; None when failed.
-    settings : dict
-        Every setting that produced the record (``PipelineSettings.to_dict()``).
-    notes : tuple of str
-        Remarks (several faces, small face...).
-    cached : bool
-        The normalization came from the cache or an earlier run.
-    timings : dict
-        Seconds per stage.
-    environment : dict
-        Versions, and for the GAN method the generator, its checksum, VGG16 and the device.
-    geometry : FaceGeometry or None
-        Alignment of the face; None when alignment failed.
-    measures : dict of str -> Measure
-        Extra numbers (e.g. ``landmark_asymmetry_px``); each becomes a CSV column.
-    normalization : dict
-        How the normalization ran (GAN: steps, step mode, final loss, batch).
-    calibration : dict or None
-        Calibrated rating and 0-100 severity, only after ``--calibrate``.
-    pictures : tuple of str
-        Picture files of the photo's folder (relative), e.g. ``aligned.png``.
-    damaged : bool
-        True for a stand-in made by :func:`read_record` from an unreadable ``result.json``.
-    score_definition : str
-        One line saying what ``score`` is (records written before it existed: the paper's S).
-    heatmap_max : float or None
-        Top of the heat map's colour scale in the pictures (the same for every photo of a run).
-    """
-
-    file: str
-    photo_id: str
-    status: str
-    message: str = ""
-    method: str = ""
-    score: float | None = None
-    settings: Mapping[str, Any] = field(default_factory=dict)
-    notes: tuple[str, ...] = ()
-    cached: bool = False
-    timings: Mapping[str, float] = field(default_factory=dict)
-    environment: Mapping[str, Any] = field(default_factory=dict)
-    geometry: FaceGeometry | None = None
-    measures: Mapping[str, Measure] = field(default_factory=dict)
-    normalization: Mapping[str, Any] = field(default_factory=dict)
-    calibration: Mapping[str, Any] | None = None
-    pictures: tuple[str, ...] = ()
-    damaged: bool = False
-    score_definition: str = SCORE_DEFINITION
-    heatmap_max: float | None = None
-
-    def __post_init__(self) -> None:
-        if self.status not in STATUSES:
-            raise ValueError(f"status must be one of {STATUSES}, got {self.status!r}")
-        if self.status == "failed" and not self.message:
-            raise ValueError("a failed record needs a message saying why")
-        if self.status == "failed" and self.pictures:
-            raise ValueError("a failed record has no pictures (they could show another photo)")
-        if self.score is not None:
-            object.__setattr__(self, "score", float(self.score))
-        object.__setattr__(self, "notes", tuple(self.notes))
-        object.__setattr__(self, "pictures", tuple(self.pictures))
-        for name, m in self.measures.items():
-            if not isinstance(m, Measure):
-                raise ValueError(f"measure {name!r} must be a Measure, got {type(m).__name__}")
-
-    @property
-    def ok(self) -> bool:
-        return self.status == "ok"
-
-    def replace(self, **changes: Any) -> PhotoRecord:
-        """A copy with some fields changed (checked again)."""
-        return dataclasses.replace(self, **changes)
-
-    def to_json(self) -> dict[str, Any]:
-        """The JSON object of ``result.json``."""
-        out: dict[str, Any] = {
-            "record_version": RECORD_VERSION,
-            "file": self.file,
-            "photo_id": self.photo_id,
-            "status": self.status,
-            "message": self.message,
-            "method": self.method,
-            "score": self.score,
-            "score_definition": self.score_definition,
-            "heatmap_max": self.heatmap_max,
-            "settings": dict(self.settings),
-            "notes": list(self.notes),
-            "cached": self.cached,
-            "timings": dict(self.timings),
-            "environment": dict(self.environment),
-            "measures": {k: dataclasses.asdict(m) for k, m in self.measures.items()},
-            "normalization": dict(self.normalization),
-            "calibration": dict(self.calibration) if self.calibration is not None else None,
-            "pictures": list(self.pictures),
-        }
-        g = self.geometry
-        out["geometry"] = (
-            None
-            if g is None
-            else {
-                "size": g.size,
-                "faces_found": g.faces_found,
-                "face_box": list(g.face_box),
-                "detector_score": g.detector_score,
-                "landmarks_aligned": g.landmarks_aligned.tolist(),
-                "landmarks_original": g.landmarks_original.tolist(),
-                "to_original": g.to_original.tolist(),
-                "original_shape": list(g.original_shape),
-            }
-        )
-        return out
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> PhotoRecord:
-        """Parse a ``result.json`` object of any known version.
-
-        Raises
-        ------
-        ValueError, KeyError, TypeError
-            When fields are missing or malformed.
-        """
-        version = int(data.get("record_version", 1))
-        if version > RECORD_VERSION:
-            raise ValueError(
-                f"record version {version} is newer than this cleftscore reads ({RECORD_VERSION}); update cleftscore"
-            )
-        if version == 1:
-            data = _upgrade_v1(data)
-        geo = data.get("geometry")
-        geometry = (
-            None
-            if geo is None
-            else FaceGeometry(
-                size=int(geo["size"]),
-                faces_found=int(geo["faces_found"]),
-                face_box=tuple(float(v) for v in geo["face_box"]),  # type: ignore[arg-type]
-                detector_score=float(geo["detector_score"] or 0.0),
-                landmarks_aligned=np.asarray(geo["landmarks_aligned"], dtype=np.float64),
-                landmarks_original=np.asarray(geo["landmarks_original"], dtype=np.float64),
-                to_original=np.asarray(geo["to_original"], dtype=np.float64),
-                original_shape=tuple(int(v) for v in geo["original_shape"]),  # type: ignore[arg-type]
-            )
-        )
-        settings = data["settings"]
-        if not isinstance(settings, Mapping):
-            raise TypeError("settings must be an object")
-        return cls(
-            file=str(data["file"]),
-            photo_id=str(data["photo_id"]),
-            status=str(data["status"]),
-            message=str(data.get("message") or ""),
-            method=str(data.get("method") or settings.get("method", "")),
-            score=data.get("score"),
-            settings=settings,
-            notes=tuple(str(n) for n in data.get("notes") or ()),
-            cached=bool(data.get("cached", False)),
-            timings={str(k): float(v) for k, v in (data.get("timings") or {}).items()},
-            environment=dict(data.get("environment") or {}),
-            geometry=geometry,
-            measures={str(k): Measure(**v) for k, v in (data.get("measures") or {}).items()},
-            normalization=dict(data.get("normalization") or {}),
-            calibration=data.get("calibration"),
-            pictures=tuple(str(p) for p in data.get("pictures") or ()),
-            score_definition=str(data.get("score_definition") or SCORE_DEFINITION),
-            heatmap_max=None if data.get("heatmap_max") is None else float(data["heatmap_max"]),
-        )
-
-
-_V1_ENVIRONMENT = (
-    "cleftscore_version",
-    "torch_version",
-    "python_version",
-    "generator",
-    "generator_sha256",
-    "vgg16",
-    "device",
-    "resolution",
-)
-
-
-def _upgrade_v1(data: Mapping[str, Any]) -> dict[str, Any]:
-    """The flat layout of cleftscore 0.1 records, in the version-2 shape."""
-    out = dict(data)
-    out["environment"] = {k: data[k] for k in _V1_ENVIRONMENT if k in data}
-    out["geometry"] = None
-    if "landmarks_aligned" in data:
-        out["geometry"] = {
-            k: data.get(k)
-            for k in (
-                "size",
-                "faces_found",
-                "face_box",
-                "detector_score",
-                "landmarks_aligned",
-                "landmarks_original",
-                "to_original",
-                "original_shape",
-            )
-        }
-        out["geometry"]["face_box"] = data.get("face_box") or [0, 0, 0, 0]
-        out["geometry"]["faces_found"] = data.get("faces_found") or 1
-    out["measures"] = {}
-    if data.get("landmark_asymmetry_px") is not None:
-        out["measures"]["landmark_asymmetry_px"] = {
-            "value": data["landmark_asymmetry_px"],
-            "definition": data.get("landmark_asymmetry_definition", ""),
-        }
-    # Version 1 wrote pictures in place; which of them are there is not recorded.
-    out["pictures"] = [] if data.get("status") != "ok" else [p for p in PICTURES if p != THUMBNAIL]
-    return out
 
 
 # ----------------------------------------------------------------------------- reading
@@ -685,6 +385,29 @@ def write_summary(
         ],  # fmt: skip
     )
     return csv_path, html_path
+
+
+def write_run_summary(run_dir: str | os.PathLike[str], photo_ids: Sequence[str] | None = None) -> tuple[Path, Path]:
+    """Write ``scores.csv`` and ``report.html`` from the records of a run.
+
+    Parameters
+    ----------
+    run_dir : path
+        The run folder (``out_dir`` of :func:`cleftscore.score_photos`).
+    photo_ids : sequence of str, optional
+        Photos to include, in this order; default those of the latest score or rescore
+        (``run.json``), or every photo folder.
+
+    Returns
+    -------
+    (Path, Path)
+        The CSV and HTML paths.
+    """
+    run = Path(run_dir)
+    with RunLock(run):
+        settings, latest = read_run_settings(run)
+        ids = list(photo_ids) if photo_ids is not None else latest if latest is not None else list_photo_ids(run)
+        return write_summary(run, read_records(run, ids), settings=settings)
 
 
 # ----------------------------------------------------------------------------- the lock

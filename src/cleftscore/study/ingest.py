@@ -15,7 +15,7 @@ import shutil
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
@@ -25,6 +25,9 @@ from cleftscore.study.db import NotFoundError, Study, StudyError
 from cleftscore.study.models import Photo, Score
 from cleftscore.study.records import find_visit
 from cleftscore.study.store import store_bytes, store_photo
+
+if TYPE_CHECKING:
+    from cleftscore.run.record import PhotoRecord, PhotoResult
 
 __all__ = ["ImportLine", "ImportReport", "import_run", "score_into_visit", "settings_key"]
 
@@ -90,7 +93,7 @@ def _existing(study: Study, visit_id: int, sha: str, settings: Mapping[str, Any]
         return None if photo is None else _verdict(photo, visit_id, settings, name)
 
 
-def _find_original(record: Any, originals: Mapping[str, Path], photos_dir: Path | None) -> Path | None:
+def _find_original(record: PhotoRecord, originals: Mapping[str, Path], photos_dir: Path | None) -> Path | None:
     candidates = [originals.get(record.photo_id), Path(record.file)]
     if photos_dir is not None:
         candidates.append(photos_dir / Path(record.file).name)
@@ -100,7 +103,9 @@ def _find_original(record: Any, originals: Mapping[str, Path], photos_dir: Path 
     return None
 
 
-def _import_record(study: Study, visit_id: int, run_dir: Path, record: Any, original: Path | None) -> ImportLine:
+def _import_record(
+    study: Study, visit_id: int, run_dir: Path, record: PhotoRecord, original: Path | None
+) -> ImportLine:
     from cleftscore.run.folder import photo_dir
 
     name = Path(record.file).name
@@ -285,8 +290,9 @@ def score_into_visit(study: Study, visit_id: int, photos: Sequence[str | os.Path
     CleftscoreError
         Problems that stop the whole run (no image found, weights missing).
     """
-    from cleftscore.run.folder import read_record
-    from cleftscore.run.pipeline import ProgressHooks, find_inputs, score_photos
+    from cleftscore.run.inputs import find_inputs
+    from cleftscore.run.pipeline import score_photos
+    from cleftscore.run.settings import ProgressHooks
 
     _check_visit(study, visit_id)
     wanted = settings.to_dict()
@@ -320,15 +326,16 @@ def score_into_visit(study: Study, visit_id: int, photos: Sequence[str | os.Path
     originals = {i.photo_id: i.path for i in find_inputs(todo)}
     user = hooks or ProgressHooks()
 
-    def photo_done(res: Any) -> None:
-        record = read_record(run, res.photo_id)
+    def photo_done(record: PhotoResult) -> None:
+        # The result is the photo's record, as written into the run folder.
         emit(
             _guarded(
-                Path(res.file).name, lambda: _import_record(study, visit_id, run, record, originals.get(res.photo_id))
+                Path(record.file).name,
+                lambda: _import_record(study, visit_id, run, record, originals.get(record.photo_id)),
             )
         )
         if user.photo_done is not None:
-            user.photo_done(res)
+            user.photo_done(record)
 
     pipeline_hooks = ProgressHooks(photo_done=photo_done, gan_start=user.gan_start, gan_step=user.gan_step,
                                    gan_grow=user.gan_grow, message=user.message)  # fmt: skip

@@ -33,7 +33,7 @@ HERE = Path(__file__).resolve().parent
 
 
 def _make_settings(web: WebSettings) -> Any:
-    from cleftscore.run.pipeline import PipelineSettings
+    from cleftscore.run.settings import PipelineSettings
     from cleftscore.score.paper import ScoreSettings
 
     def make(method: str, roi: str) -> PipelineSettings:

@@ -315,7 +315,7 @@ class JobQueue:
 
     def _run_job(self, job_id: int) -> None:
         from cleftscore.errors import CleftscoreError, WeightsMissingError
-        from cleftscore.run.pipeline import ProgressHooks
+        from cleftscore.run.settings import ProgressHooks
         from cleftscore.study.ingest import score_into_visit
 
         job = self.state.job(job_id)

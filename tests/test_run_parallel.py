@@ -1,0 +1,96 @@
+"""``cleftscore score --workers N``: photos in several processes give the run folder of one process."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from cleftscore.cli import app
+from cleftscore.run.pipeline import score_photos
+from cleftscore.run.settings import PipelineSettings, ProgressHooks
+
+#: CSV columns that measure time, not what was computed.
+TIMES = ("time_align_s", "time_normalize_s")
+
+
+@pytest.fixture()
+def photos(tmp_path: Path, local_faces: Path) -> Path:
+    """The small sample faces, and a broken file in the middle of them."""
+    d = tmp_path / "photos"
+    d.mkdir()
+    for f in sorted(local_faces.glob("*.jpg")):
+        shutil.copy(f, d / f.name)
+    (d / "m_broken.jpg").write_bytes(b"not a jpeg")
+    return d
+
+
+def _rows(run: Path) -> list[dict[str, str]]:
+    with open(run / "scores.csv", newline="", encoding="utf-8-sig") as fh:
+        return [{k: v for k, v in row.items() if k not in TIMES} for row in csv.DictReader(fh)]
+
+
+def _records(run: Path) -> dict[str, dict]:
+    out = {}
+    for f in sorted((run / "photos").glob("*/result.json")):
+        rec = json.loads(f.read_text(encoding="utf-8"))
+        rec.pop("timings")
+        out[f.parent.name] = rec
+    return out
+
+
+def _score(photos: Path, run: Path, workers: int) -> list[str]:
+    result = CliRunner().invoke(
+        app,
+        ["score", str(photos), "--method", "asymmetry", "--size", "256", "--out", str(run), "--workers", str(workers)],
+    )
+    assert result.exit_code == 0, result.output
+    return [line for line in result.output.splitlines() if "failed:" in line]
+
+
+@pytest.mark.slow
+def test_two_workers_write_the_run_folder_of_one(photos: Path, tmp_path: Path) -> None:
+    one, two = tmp_path / "one", tmp_path / "two"
+    failed_one = _score(photos, one, 1)
+    failed_two = _score(photos, two, 2)
+    rows = _rows(one)
+    assert _rows(two) == rows  # same rows, same order, same scores and settings
+    assert _records(two) == _records(one)  # every result.json the same but for its timings
+    assert sorted(p.name for p in (two / "photos" / "tiny_128px_portrait_uniform").iterdir()) == sorted(
+        p.name for p in (one / "photos" / "tiny_128px_portrait_uniform").iterdir()
+    )
+    # The broken photo is one failed row and one failed line; the others are scored.
+    by_id = {r["photo_id"]: r for r in rows}
+    assert by_id["m_broken"]["status"] == "failed" and "m_broken.jpg" in by_id["m_broken"]["message"]
+    assert sum(r["status"] == "ok" for r in rows) >= 3
+    assert len(failed_two) == len(failed_one) == sum(r["status"] == "failed" for r in rows)
+    assert any("m_broken.jpg" in line for line in failed_two)
+    assert (two / "report.html").is_file() and not list((two / "photos").glob(".new-*"))
+
+
+@pytest.mark.slow
+def test_processes_return_results_and_tell_hooks_in_input_order(photos: Path, tmp_path: Path) -> None:
+    seen: list[str] = []
+    settings = PipelineSettings(method="asymmetry", size=256)
+    results = score_photos([photos], settings, out_dir=tmp_path / "run", workers=2,
+                           hooks=ProgressHooks(photo_done=lambda r: seen.append(r.photo_id)))  # fmt: skip
+    ids = sorted(p.stem for p in photos.iterdir())
+    assert [r.photo_id for r in results] == ids and seen == ids
+    assert all(r.heatmap is None for r in results)  # a run folder holds the arrays as pictures
+    # Without a run folder the arrays come back from the worker processes.
+    (res,) = score_photos([photos / "tiny_128px_portrait_uniform.jpg"] * 2, settings, workers=2)[:1]
+    assert res.ok and res.heatmap.shape == (256, 256) and res.aligned.shape == (256, 256, 3)
+
+
+def test_workers_must_be_positive(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="workers must be >= 1"):
+        score_photos([tmp_path / "x.jpg"], PipelineSettings(method="asymmetry"), workers=0)
+
+
+def test_the_gan_method_says_it_ignores_workers() -> None:
+    result = CliRunner().invoke(app, ["score", "--help"], env={"COLUMNS": "300"})
+    assert "--workers" in result.output and "GAN method ignores it" in " ".join(result.output.split())
