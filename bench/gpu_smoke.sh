@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# GPU smoke test for a lent GPU machine: the GPU-marked tests, then the speed benchmark at 1024.
+# GPU smoke test for a lent GPU machine: the GPU-marked tests, then `cleftscore bench speed` at 1024.
 #
 #   bash bench/gpu_smoke.sh                      # FFHQ 1024 architecture, random weights
 #   SMOKE_CONFIG=t64 bash bench/gpu_smoke.sh     # tiny config (checks the script's logic on a CPU)
@@ -8,8 +8,10 @@
 # (ffhq1024), SMOKE_BATCH (16), SMOKE_ADAPT_BATCH (8), SMOKE_STEPS (10), SMOKE_WARMUP (3),
 # SMOKE_TEST_TIMEOUT / SMOKE_BENCH_TIMEOUT (seconds, 90 / 150; 240 / 480 with SMOKE_COMPILE=1,
 # which also tests and times torch.compile: minutes of compiling more). Wheels in .whl/ (lpips,
-# platformdirs) are installed into /tmp/site first when present. Expected wall time on an H100:
-# about 2-2.5 minutes including CUDA start-up; each stage is bounded by `timeout`.
+# platformdirs) are installed into /tmp/site first when present. The benchmark runs through the
+# CLI (`python -c` on src/, so no install is needed), which needs typer and rich importable.
+# Expected wall time on an H100: about 2-2.5 minutes including CUDA start-up; each stage is
+# bounded by `timeout`.
 set -u -o pipefail
 export PYTHONUNBUFFERED=1
 cd "$(dirname "$0")/.."
@@ -42,7 +44,8 @@ echo "tests rc=$tests_rc ($(( $(date +%s) - t_start )) s so far)"
 echo "== stage 2: speed benchmark ($CONFIG) =="
 dev_tag=$("$PY" -c "import torch; print('cuda' if torch.cuda.is_available() else 'cpu')")
 json="$OUTDIR/speed_${CONFIG}_${dev_tag}.json"
-timeout "${SMOKE_BENCH_TIMEOUT:-$([ -n "${SMOKE_COMPILE:-}" ] && echo 480 || echo 150)}" "$PY" bench/speed.py --config "$CONFIG" \
+timeout "${SMOKE_BENCH_TIMEOUT:-$([ -n "${SMOKE_COMPILE:-}" ] && echo 480 || echo 150)}" \
+    "$PY" -c 'from cleftscore.cli import main; main()' bench speed --config "$CONFIG" --device "$dev_tag" \
     --batch "${SMOKE_BATCH:-16}" --adapt-batch "${SMOKE_ADAPT_BATCH:-8}" \
     --steps "${SMOKE_STEPS:-10}" --warmup "${SMOKE_WARMUP:-3}" \
     --adapt-engine vmap --adapt-engine loop --eager-too --unfused-too --channels-last --profile ${SMOKE_COMPILE:+--compile} --out "$json" 2>&1 | tee "$OUTDIR/speed_${CONFIG}_${dev_tag}.log"
