@@ -23,7 +23,7 @@ from cleftscore.run.folder import settings_differences
 from cleftscore.run.pipeline import score_photos
 from cleftscore.run.rescore import rescore_run
 from cleftscore.run.settings import PipelineSettings
-from cleftscore.score.asymmetry import AsymmetrySettings, asymmetry_score, load_reference
+from cleftscore.score.asymmetry import AsymmetrySettings, asymmetry_score
 from cleftscore.score.paper import (
     ASYMMETRY_SCORE_DEFINITION,
     PAPER_SCORE_DEFINITION,
@@ -31,6 +31,7 @@ from cleftscore.score.paper import (
     heatmap_top,
     score_photo,
 )
+from cleftscore.score.reference import load_reference
 
 
 @pytest.fixture(scope="module")

@@ -20,11 +20,11 @@ from cleftscore.score.asymmetry import (
     AsymmetrySettings,
     asymmetry_score,
     intercanthal_distance,
-    load_reference,
     nasolabial_indices,
     photometric_normalize,
     score_region,
 )
+from cleftscore.score.reference import load_reference
 
 S = 1024
 
@@ -169,7 +169,7 @@ def test_upper_lip_region_holds_the_nose_base_and_upper_lip_only(astronaut):
 
 
 def test_normative_reference_reads_a_percentile():
-    from cleftscore.score.asymmetry import NormativeReference
+    from cleftscore.score.reference import NormativeReference
 
     ref = NormativeReference.from_scores(np.linspace(-3.0, -1.0, 201), source="test", settings=AsymmetrySettings())
     assert ref.fraction_more_symmetric(-2.0) == pytest.approx(0.5, abs=0.01)
@@ -180,7 +180,7 @@ def test_normative_reference_reads_a_percentile():
 
 
 def test_normative_reference_has_a_heatmap_scale_and_reads_older_json(tmp_path):
-    from cleftscore.score.asymmetry import DEFAULT_HEATMAP_SCALE, NormativeReference, load_reference
+    from cleftscore.score.reference import DEFAULT_HEATMAP_SCALE, NormativeReference, load_reference
 
     ref = NormativeReference.from_scores(np.linspace(-3.0, -1.0, 201), source="test", settings=AsymmetrySettings(),
                                          heatmap_scale=2.5)  # fmt: skip
@@ -198,7 +198,7 @@ def test_normative_reference_has_a_heatmap_scale_and_reads_older_json(tmp_path):
 
 
 def test_shipped_reference_matches_the_default_score():
-    from cleftscore.score.asymmetry import DEFAULT_HEATMAP_SCALE, load_reference
+    from cleftscore.score.reference import DEFAULT_HEATMAP_SCALE, load_reference
 
     ref = load_reference()
     assert ref.settings == AsymmetrySettings().to_dict()

@@ -13,7 +13,6 @@ This module imports no other cleftscore module except :mod:`cleftscore.errors`.
 from __future__ import annotations
 
 import dataclasses
-import io
 import json
 import logging
 import math
@@ -391,32 +390,46 @@ def restore_replaced_folders(parent: str | os.PathLike[str]) -> None:
 
 
 def write_png(path: str | os.PathLike, image: np.ndarray, *, compress_level: int = 1) -> Path:
-    """Write an RGB uint8 image as PNG (parent folders are created).
+    """Write a uint8 image as PNG (parent folders are created), lossless.
 
     Parameters
     ----------
     path : path-like
         Destination file.
-    image : (H, W, 3) or (H, W) ndarray of uint8
+    image : (H, W, 3) RGB, (H, W, 4) RGBA or (H, W) ndarray of uint8
     compress_level : int
-        zlib level 0..9. The default 1 is about 2.5x faster than Pillow's default 6 on a
-        1024 px face for files about 25 % larger (lossless either way).
+        zlib level 0..9 (default 1).
 
     Returns
     -------
     Path
         The written path.
+
+    Notes
+    -----
+    Encoded by libpng through OpenCV with every row filtered by the "sub" predictor and zlib's
+    run-length strategy: about twice as fast as Pillow's adaptive filters at the same level, for
+    files about 5 % larger (measured on a scored photo's six pictures, docs/asymmetry_score.md).
+    The pixels read back are the same either way.
     """
-    from PIL import Image
+    import cv2
 
     from cleftscore.io import atomic_write_bytes
 
     img = np.asarray(image)
-    if img.dtype != np.uint8 or img.ndim not in (2, 3):
-        raise ValueError(f"write_png needs a uint8 (H, W[, 3]) image, got {img.shape} {img.dtype}")
-    buf = io.BytesIO()
-    Image.fromarray(img).save(buf, format="PNG", compress_level=int(compress_level))
-    return atomic_write_bytes(path, buf.getvalue())
+    if img.dtype != np.uint8 or img.ndim not in (2, 3) or (img.ndim == 3 and img.shape[2] not in (3, 4)):
+        raise ValueError(f"write_png needs a uint8 (H, W), (H, W, 3) or (H, W, 4) image, got {img.shape} {img.dtype}")
+    if not 0 <= int(compress_level) <= 9:
+        raise ValueError(f"compress_level must be 0..9, got {compress_level}")
+    if img.ndim == 3:
+        img = cv2.cvtColor(img, cv2.COLOR_RGB2BGR if img.shape[2] == 3 else cv2.COLOR_RGBA2BGRA)
+    params = [cv2.IMWRITE_PNG_COMPRESSION, int(compress_level), cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE]
+    if hasattr(cv2, "IMWRITE_PNG_FILTER"):  # OpenCV >= 4.10; older ones keep libpng's adaptive filters
+        params += [cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_SUB]
+    ok, data = cv2.imencode(".png", np.ascontiguousarray(img), params)
+    if not ok:
+        raise ValueError(f"could not encode a {img.shape} image as PNG")
+    return atomic_write_bytes(path, data.tobytes())
 
 
 def to_jsonable(obj: Any) -> Any:

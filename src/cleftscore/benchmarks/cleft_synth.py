@@ -36,11 +36,11 @@ from cleftscore.face.roi import roi_mask
 from cleftscore.score.asymmetry import (
     PREVIOUS_SETTINGS,
     AsymmetrySettings,
-    NormativeReference,
     asymmetry_score,
     intercanthal_distance,
     nasolabial_indices,
 )
+from cleftscore.score.reference import NormativeReference
 
 __all__ = [
     "PERTURBATIONS",

@@ -193,6 +193,13 @@ def _gaussian_blur(img: np.ndarray, sigma: float) -> np.ndarray:
     return cv2.sepFilter2D(img, cv2.CV_32F, k, k, borderType=cv2.BORDER_REFLECT)
 
 
+def _usable_cores() -> int:
+    """Cores this process may run on (its CPU affinity where the OS has one), not the machine's."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1
+
+
 def _strips(n_rows: int, n_strips: int) -> list[tuple[int, int]]:
     return [(i * n_rows // n_strips, (i + 1) * n_rows // n_strips) for i in range(n_strips)]
 
@@ -207,7 +214,7 @@ def _quad_transform_then_resize(img: Image.Image, quad_cont: np.ndarray, transfo
     """
     from concurrent.futures import ThreadPoolExecutor
 
-    n_threads = max(1, min(4, os.cpu_count() or 1))
+    n_threads = max(1, min(4, _usable_cores()))
     n_strips = n_threads if transform_size >= 1024 else 1
     nw, sw, se, ne = (np.asarray(v, dtype=np.float64) for v in quad_cont)
     t = float(transform_size)
@@ -231,13 +238,50 @@ def _quad_transform_then_resize(img: Image.Image, quad_cont: np.ndarray, transfo
     if n_strips == 1:
         big = transform_rows((0, transform_size))
         return big.resize((size, size), Image.Resampling.LANCZOS)
+    # Strips are pasted into place (a copy inside Pillow), not joined through NumPy arrays.
     with ThreadPoolExecutor(max_workers=n_threads) as pool:
-        parts = list(pool.map(transform_rows, _strips(transform_size, n_strips)))
-        big = Image.fromarray(np.concatenate([np.asarray(p) for p in parts], axis=0), "RGB")
-        del parts
+        rows = _strips(transform_size, n_strips)
+        big = Image.new("RGB", (transform_size, transform_size))
+        for (r0, _), part in zip(rows, pool.map(transform_rows, rows), strict=True):
+            big.paste(part, (0, r0))
         rows = _strips(size, n_strips)
-        small = list(pool.map(lambda r: resize_rows(big, r), rows))
-    return Image.fromarray(np.concatenate([np.asarray(p) for p in small], axis=0), "RGB")
+        small = Image.new("RGB", (size, size))
+        for (k0, _), part in zip(rows, pool.map(lambda r: resize_rows(big, r), rows), strict=True):
+            small.paste(part, (0, k0))
+    return small
+
+
+def _pad_and_blend(
+    img: Image.Image, pad: tuple[int, int, int, int], qsize: float
+) -> tuple[Image.Image, tuple[int, int]]:
+    """FFHQ's padding: reflect-pad, blend toward a blur and the median colour near the edges.
+
+    Returns the padded photo and its (left, top) padding.
+    """
+    pad_arr = np.maximum(pad, int(np.rint(qsize * 0.3)))
+    p_left, p_top, p_right, p_bottom = (int(v) for v in pad_arr)
+    work = np.pad(np.asarray(img, dtype=np.float32), ((p_top, p_bottom), (p_left, p_right), (0, 0)), mode="reflect")
+    h, w, _ = work.shape
+    yy, xx = np.ogrid[:h, :w]
+    xx = xx.astype(np.float32)
+    yy = yy.astype(np.float32)
+    mask = np.maximum(
+        1.0 - np.minimum(xx / max(p_left, 1), (w - 1 - xx) / max(p_right, 1)),
+        1.0 - np.minimum(yy / max(p_top, 1), (h - 1 - yy) / max(p_bottom, 1)),
+    )[..., None]
+    # work += (blur(work) - work) * clip(3 mask + 1); work += (median - work) * clip(mask),
+    # the same float32 operations in place in one scratch buffer.
+    step = _gaussian_blur(work, qsize * 0.02)
+    np.subtract(step, work, out=step)
+    step *= np.clip(mask * 3.0 + 1.0, 0.0, 1.0)
+    work += step
+    np.subtract(np.median(work, axis=(0, 1)), work, out=step)
+    step *= np.clip(mask, 0.0, 1.0)
+    work += step
+    del step
+    np.rint(work, out=work)
+    np.clip(work, 0, 255, out=work)
+    return Image.fromarray(work.astype(np.uint8), "RGB"), (p_left, p_top)
 
 
 def align_face(image: np.ndarray, landmarks: np.ndarray, *, size: int = 1024) -> AlignedFace:
@@ -341,21 +385,7 @@ def align_face(image: np.ndarray, landmarks: np.ndarray, *, size: int = 1024) ->
         max(pad[3] - img.size[1] + border, 0),
     )
     if max(pad) > border - 4:
-        pad_arr = np.maximum(pad, int(np.rint(qsize * 0.3)))
-        p_left, p_top, p_right, p_bottom = (int(v) for v in pad_arr)
-        work = np.pad(np.asarray(img, dtype=np.float32), ((p_top, p_bottom), (p_left, p_right), (0, 0)), mode="reflect")
-        h, w, _ = work.shape
-        yy, xx = np.ogrid[:h, :w]
-        xx = xx.astype(np.float32)
-        yy = yy.astype(np.float32)
-        mask = np.maximum(
-            1.0 - np.minimum(xx / max(p_left, 1), (w - 1 - xx) / max(p_right, 1)),
-            1.0 - np.minimum(yy / max(p_top, 1), (h - 1 - yy) / max(p_bottom, 1)),
-        )[..., None]
-        blur = qsize * 0.02
-        work += (_gaussian_blur(work, blur) - work) * np.clip(mask * 3.0 + 1.0, 0.0, 1.0)
-        work += (np.median(work, axis=(0, 1)) - work) * np.clip(mask, 0.0, 1.0)
-        img = Image.fromarray(np.uint8(np.clip(np.rint(work), 0, 255)), "RGB")
+        img, (p_left, p_top) = _pad_and_blend(img, pad, qsize)
         quad = quad + np.array([p_left, p_top], dtype=np.float64)
         to_work = to_work @ _translate(-p_left, -p_top)
 

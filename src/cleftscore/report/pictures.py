@@ -118,14 +118,24 @@ def colorize(heatmap: np.ndarray, *, vmax: float | None = None, cmap: str = "inf
         vmax = robust_vmax(hm)
     if not (math.isfinite(vmax) and vmax > 0):
         raise ValueError(f"vmax must be a finite number > 0, got {vmax}")
+    lut = _colour_table(cmap)
+    # Matplotlib's own lookup (Colormap.__call__ on float32 in [0, 1], bytes=True): index
+    # trunc(x * N), with x == 1 on the last entry; done here on a uint8/uint16 index, faster.
+    idx = np.clip(hm / vmax, 0.0, 1.0).astype(np.float32)
+    idx *= np.float32(len(lut))
+    np.minimum(idx, len(lut) - 1, out=idx)
+    return np.take(lut, idx.astype(np.uint16), axis=0)
+
+
+def _colour_table(cmap: str) -> np.ndarray:
+    """``(N, 3)`` uint8: the entries of a matplotlib colour map, as it returns them with ``bytes=True``."""
     import matplotlib
 
     try:
         cm = matplotlib.colormaps[cmap]
     except KeyError:
         raise ValueError(f"unknown colour map {cmap!r}; use a matplotlib name such as 'inferno'") from None
-    rgba = cm(np.clip(hm / vmax, 0.0, 1.0).astype(np.float32), bytes=True)
-    return np.ascontiguousarray(rgba[..., :3])
+    return np.ascontiguousarray(cm(np.arange(cm.N), bytes=True)[:, :3])
 
 
 def overlay(

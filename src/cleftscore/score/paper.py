@@ -151,7 +151,7 @@ def heatmap_top(method: str, settings: ScoreSettings) -> float:
     if settings.heatmap_max is not None:
         return float(settings.heatmap_max)
     if settings.face_referenced(method):
-        from cleftscore.score.asymmetry import load_reference
+        from cleftscore.score.reference import load_reference
 
         return 2.0 * float(load_reference().heatmap_scale)
     d = settings.difference
