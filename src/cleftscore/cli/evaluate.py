@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
@@ -13,6 +13,14 @@ from rich.table import Table
 from cleftscore.cli import app
 from cleftscore.cli._common import console, err_console, user_errors
 from cleftscore.errors import WeightsMissingError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    import numpy as np
+
+    from cleftscore.evaluate.files import EvaluationFiles
+    from cleftscore.evaluate.grid import Evaluation
 
 
 class HigherIs(str, Enum):
@@ -63,20 +71,7 @@ def evaluate_command(
     from cleftscore.evaluate.grid import LPIPS_MISSING_REASON, evaluate_run
 
     with user_errors():
-        from cleftscore.weights import resolve_vgg16
-
-        lpips_distance = None
-        try:
-            vgg16_path = resolve_vgg16(vgg16)
-        except WeightsMissingError as exc:
-            if vgg16 is not None:
-                raise  # an explicit --vgg16 must work
-            # LPIPS rows are reported n/a, never computed with random weights
-            err_console.print(f"[yellow]LPIPS rows skipped:[/yellow] {exc}", highlight=False, soft_wrap=True)
-        else:
-            from cleftscore.run.lpips import make_lpips_distance
-
-            lpips_distance = make_lpips_distance(vgg16_path)
+        lpips_distance = _lpips_distance(vgg16)
         with console.status("Computing the evaluation grid ..."):
             ev = evaluate_run(
                 run_dir,
@@ -89,6 +84,27 @@ def evaluate_command(
             )
         files = write_evaluation(ev, out if out is not None else Path(run_dir) / "evaluation")
 
+    _show(ev, files)
+
+
+def _lpips_distance(vgg16: Path | None) -> Callable[[np.ndarray, np.ndarray], np.ndarray] | None:
+    """LPIPS with the VGG16 weights, or None (the LPIPS rows are then n/a, never random weights)."""
+    from cleftscore.weights import resolve_vgg16
+
+    try:
+        vgg16_path = resolve_vgg16(vgg16)
+    except WeightsMissingError as exc:
+        if vgg16 is not None:
+            raise  # an explicit --vgg16 must work
+        err_console.print(f"[yellow]LPIPS rows skipped:[/yellow] {exc}", highlight=False, soft_wrap=True)
+        return None
+    from cleftscore.run.lpips import make_lpips_distance
+
+    return make_lpips_distance(vgg16_path)
+
+
+def _show(ev: Evaluation, files: EvaluationFiles) -> None:
+    """The headline and best rows as a table, the notes, the unmatched photos and the files written."""
     table = Table(title=f"Agreement with human ratings ({len(ev.matched)} rated photos)")
     for col in ("row", "n", "Pearson r", "95% CI", "Spearman rho", "95% CI"):
         table.add_column(col, justify="left" if col == "row" else "right")
