@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -94,3 +99,37 @@ def test_workers_must_be_positive(tmp_path: Path) -> None:
 def test_the_gan_method_says_it_ignores_workers() -> None:
     result = CliRunner().invoke(app, ["score", "--help"], env={"COLUMNS": "300"})
     assert "--workers" in result.output and "GAN method ignores it" in " ".join(result.output.split())
+
+
+@pytest.mark.slow
+def test_ctrl_c_keeps_every_finished_photo_whole(tmp_path: Path, local_faces: Path) -> None:
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(8):
+        shutil.copy(local_faces / "tiny_128px_portrait_uniform.jpg", photos / f"p{i}.jpg")
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-c", "from cleftscore.cli import main; main()", "score", str(photos), "--method",
+           "asymmetry", "--size", "256", "--out", str(run), "--workers", "2"]  # fmt: skip
+    # Ctrl-C in a terminal interrupts the whole process group: the parent and its workers.
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
+    try:
+        while not list((run / "photos").glob("*/result.json")) and proc.poll() is None:
+            time.sleep(0.05)
+        os.killpg(proc.pid, signal.SIGINT)
+        output = proc.communicate(timeout=300)[0].decode()
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    folders = sorted(p for p in (run / "photos").iterdir())
+    if len(folders) < 8:  # the interrupt arrived while photos were left
+        assert proc.returncode == 130 and "Interrupted" in output, output
+    assert "Traceback" not in output, output
+    assert folders and not [p for p in folders if p.name.startswith(".")]  # no folder half-written
+    for folder in folders:
+        rec = json.loads((folder / "result.json").read_text(encoding="utf-8"))
+        assert rec["status"] == "ok" and sorted(rec["pictures"]) == sorted(
+            p.name for p in folder.iterdir() if p.name != "result.json"
+        )
+    rows = _rows(run)
+    assert [r["photo_id"] for r in rows if r["status"] == "ok"] == [p.name for p in folders]
