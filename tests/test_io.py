@@ -235,3 +235,25 @@ def test_save_image_inputs(tmp_path: Path) -> None:
 def load_image_raw(path: Path) -> np.ndarray:
     with Image.open(path) as im:
         return np.asarray(im)
+
+
+@pytest.mark.parametrize("shape", [(37, 53, 3), (37, 53), (37, 53, 4), (1, 1, 3)])
+def test_write_png_reads_back_the_same_pixels(tmp_path: Path, shape: tuple[int, ...]) -> None:
+    from cleftscore.io import write_png
+
+    image = np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8)
+    path = write_png(tmp_path / "sub" / "x.png", image)
+    back = Image.open(path)
+    assert back.mode == {2: "L", 3: "RGB", 4: "RGBA"}[len(shape) if len(shape) == 2 else shape[2]]
+    assert np.array_equal(np.asarray(back), image)
+
+
+def test_write_png_refuses_what_it_cannot_write(tmp_path: Path) -> None:
+    from cleftscore.io import write_png
+
+    with pytest.raises(ValueError, match="uint8"):
+        write_png(tmp_path / "x.png", np.zeros((4, 4, 3), np.float32))
+    with pytest.raises(ValueError, match="uint8"):
+        write_png(tmp_path / "x.png", np.zeros((4, 4, 2), np.uint8))
+    with pytest.raises(ValueError, match="compress_level"):
+        write_png(tmp_path / "x.png", np.zeros((4, 4, 3), np.uint8), compress_level=10)

@@ -661,3 +661,36 @@ def cleft_devsets(
             out.parent.mkdir(parents=True, exist_ok=True)
             out.write_text(json.dumps(report, indent=2))
             console.print(f"wrote {out}")
+
+
+@bench_app.command("asymmetry-speed")
+def asymmetry_speed(
+    photos: Annotated[
+        list[Path] | None,
+        typer.Argument(help="Photos or folders to time (default: tests/data/faces and ../shared/faces when present)."),
+    ] = None,
+    sizes: Annotated[
+        str, typer.Option("--sizes", help="Longest sides of scaled copies of the largest photo, comma-separated.")
+    ] = "512,1024,2048,4096",
+    repeats: Annotated[int, typer.Option("--repeats", min=1, help="Calls per stage; the median is reported.")] = 3,
+    out: Annotated[Path | None, typer.Option("--out", help="Write the JSON report here.")] = None,
+) -> None:
+    """Seconds per photo of the weights-free path (--method asymmetry) on one CPU core, stage by stage and whole."""
+    from cleftscore.benchmarks.asymmetry_speed import run_asymmetry_speed
+
+    with user_errors():
+        if photos is None:
+            photos = [p for p in (Path("tests/data/faces"), Path.cwd().parent / "shared" / "faces") if p.is_dir()]
+        if not photos:
+            raise typer.BadParameter("no photos to time: pass photo files or folders")
+        try:
+            side = [int(s) for s in sizes.split(",") if s.strip()]
+        except ValueError:
+            raise typer.BadParameter(f"--sizes must be whole numbers separated by commas, got {sizes!r}") from None
+        report = run_asymmetry_speed(photos, sizes=side, repeats=repeats, progress=lambda line: err_console.print(line))
+        for row in report["photos"]:
+            console.print(f"{row['photo']}: {row['whole_s']['whole_photo']:.2f} s ({row['status']})")
+        if out is not None:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(json.dumps(report, indent=2))
+            console.print(f"wrote {out}")
