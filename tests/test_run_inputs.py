@@ -30,9 +30,11 @@ def test_ids_are_unique_folder_safe_and_stable(names: list[str]) -> None:
     assert len({i.lower() for i in ids}) == len(ids)
     assert all(re.fullmatch(r"[\w.-]+", i) and not i.startswith(".") for i in ids)
     # Each id is its file's stem, or the stem numbered; the first file of a free stem keeps it.
-    for name, pid in zip(names, ids, strict=True):
+    for i, (name, pid) in enumerate(zip(names, ids, strict=True)):
         stem = photo_ids([name])[0]
         assert pid == stem or re.fullmatch(re.escape(stem) + r"-\d+", pid)
+        if stem.lower() not in {earlier.lower() for earlier in ids[:i]}:
+            assert pid == stem
     assert photo_ids(names) == ids
     # Adding photos at the end never renames the ones before.
     assert photo_ids([*names, "a.jpg", "a-2.jpg"])[: len(ids)] == ids
