@@ -133,3 +133,21 @@ def test_ctrl_c_keeps_every_finished_photo_whole(tmp_path: Path, local_faces: Pa
         )
     rows = _rows(run)
     assert [r["photo_id"] for r in rows if r["status"] == "ok"] == [p.name for p in folders]
+
+
+def test_a_photo_lost_with_its_process_fails_alone_with_a_record(tmp_path: Path) -> None:
+    from concurrent.futures import Future
+    from concurrent.futures.process import BrokenProcessPool
+
+    from cleftscore.run.folder import read_record
+    from cleftscore.run.inputs import InputPhoto
+    from cleftscore.run.parallel import _outcome
+    from cleftscore.run.photo import RunContext
+
+    ctx = RunContext(PipelineSettings(method="asymmetry"), size=256, environment={}, out=tmp_path, keep=False)
+    lost: Future = Future()
+    lost.set_exception(BrokenProcessPool("a child process terminated abruptly"))
+    res = _outcome(lost, InputPhoto(path=Path("/photos/p1.jpg"), photo_id="p1"), ctx)
+    assert res.status == "failed" and res.message.startswith("/photos/p1.jpg: ")
+    assert "worker process" in res.message and "terminated abruptly" in res.message
+    assert read_record(tmp_path, "p1").message == res.message
