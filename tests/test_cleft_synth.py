@@ -29,6 +29,13 @@ from cleftscore.score.reference import load_reference
 S = 1024
 
 
+def _score(img, lm, **kw):
+    """The asymmetry score with the mirror image the method makes for it (the score takes it as given)."""
+    from cleftscore.normalize.mirror import mirror_normalize
+
+    return asymmetry_score(img, lm, mirror=mirror_normalize(img, lm).image, **kw)
+
+
 @pytest.fixture(scope="module")
 def astronaut(example_photo):
     from cleftscore.face.prepare import prepare_photo
@@ -140,9 +147,9 @@ def test_nasolabial_indices_are_zero_for_a_symmetric_face_and_measure_a_dropped_
 def test_new_score_falls_with_a_planted_cleft_and_its_heat_map_finds_it(astronaut):
     img, lm = astronaut
     settings = AsymmetrySettings()
-    clean = asymmetry_score(img, lm, settings=settings)
+    clean = _score(img, lm, settings=settings)
     p = plant_cleft(img, lm, severity=4, side="right")
-    bad = asymmetry_score(p.image, lm, settings=settings)
+    bad = _score(p.image, lm, settings=settings)
     assert bad.score < clean.score - 0.2
     assert clean.heatmap.shape == (S, S) and clean.heatmap.dtype == np.float32
     assert bad.heatmap[p.mask].mean() > 3 * bad.heatmap[~p.mask].mean()
@@ -211,23 +218,23 @@ def test_a_drawn_roi_replaces_the_settings_region(astronaut):
 
     img, lm = astronaut
     st = AsymmetrySettings()
-    default = asymmetry_score(img, lm, settings=st)
+    default = _score(img, lm, settings=st)
     skin = upper_lip_skin_mask(lm, S)
-    drawn = asymmetry_score(img, lm, settings=st, roi=skin)
+    drawn = _score(img, lm, settings=st, roi=skin)
     assert drawn.score == pytest.approx(default.score, abs=0.05)  # the same region, drawn at full size
-    weighted = asymmetry_score(img, lm, settings=st, roi=skin.astype(np.float32) * 3.0)
+    weighted = _score(img, lm, settings=st, roi=skin.astype(np.float32) * 3.0)
     assert weighted.score == pytest.approx(drawn.score, abs=0.05)
     # a region on the defect of a planted cleft scores it as less normal than the clean face
     p = plant_cleft(img, lm, severity=4, side="right")
-    on_defect = asymmetry_score(p.image, lm, settings=st, roi=p.mask).score
-    assert on_defect < asymmetry_score(img, lm, settings=st, roi=p.mask).score - 0.5
+    on_defect = _score(p.image, lm, settings=st, roi=p.mask).score
+    assert on_defect < _score(img, lm, settings=st, roi=p.mask).score - 0.5
     forehead = np.zeros((S, S), bool)
     forehead[200:260, 400:620] = True
-    assert asymmetry_score(img, lm, settings=st, roi=forehead).score != pytest.approx(default.score, abs=1e-3)
+    assert _score(img, lm, settings=st, roi=forehead).score != pytest.approx(default.score, abs=1e-3)
     with pytest.raises(ValueError, match="roi"):
-        asymmetry_score(img, lm, settings=st, roi=np.ones((10, 10), bool))
+        _score(img, lm, settings=st, roi=np.ones((10, 10), bool))
     with pytest.raises(ValueError, match="ROI is empty"):
-        asymmetry_score(img, lm, settings=st, roi=np.zeros((S, S), bool))
+        _score(img, lm, settings=st, roi=np.zeros((S, S), bool))
 
 
 def test_valley_term_sees_a_one_sided_dark_vertical_line_only():
@@ -252,9 +259,9 @@ def test_score_is_residual_plus_weighted_valley_and_v1_is_reachable(astronaut):
     from cleftscore.score.asymmetry import PREVIOUS_SETTINGS, upper_lip_skin_mask
 
     img, lm = astronaut
-    r = asymmetry_score(img, lm, settings=AsymmetrySettings())
+    r = _score(img, lm, settings=AsymmetrySettings())
     assert r.score == pytest.approx(r.residual_score + 0.6 * r.valley_score, abs=1e-12)
-    off = asymmetry_score(img, lm, settings=AsymmetrySettings(valley=0.0))
+    off = _score(img, lm, settings=AsymmetrySettings(valley=0.0))
     assert off.score == off.residual_score == pytest.approx(r.residual_score) and np.isnan(off.valley_score)
     v1 = AsymmetrySettings(**PREVIOUS_SETTINGS)
     assert v1.roi == "upper" and v1.valley == 0.0
@@ -305,8 +312,8 @@ def test_bench_cleft_synth_command_writes_its_report(example_photo, tmp_path):
 
 def test_heat_map_is_referenced_to_the_face_like_the_score(astronaut):
     img, lm = astronaut
-    ref = asymmetry_score(img, lm, settings=AsymmetrySettings())
-    plain = asymmetry_score(img, lm, settings=AsymmetrySettings(reference="none"))
+    ref = _score(img, lm, settings=AsymmetrySettings())
+    plain = _score(img, lm, settings=AsymmetrySettings(reference="none"))
     # The same difference map, in multiples of the face's own control-region median.
     assert ref.control_mean > 0
     np.testing.assert_allclose(ref.heatmap * ref.control_mean, plain.heatmap, rtol=1e-4, atol=1e-6)

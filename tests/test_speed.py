@@ -107,15 +107,20 @@ def test_cli_speed_writes_json(tmp_path, monkeypatch) -> None:
     out = tmp_path / "speed.json"
     res = CliRunner().invoke(
         app, ["bench", "speed", "--config", "t64", "--device", "cpu", "--batch", "2", "--steps", "1", "--warmup", "1",
-              "--out", str(out)],
+              "--adapt-engine", "vmap", "--adapt-engine", "loop", "--out", str(out)],
     )  # fmt: skip
     assert res.exit_code == 0, res.output
     data = json.loads(out.read_text())
     assert data["config"]["img_resolution"] == 32
     assert data["summary"]["speedup_batched"] > 0
-    assert "s/photo" in res.output
+    assert data["settings"]["adapt_engines"] == ["vmap", "loop"]
+    engines = {(r["engine"], r["batch"]) for r in data["timings"] if r["stage"] == "adaptation" and r["mode"] == "fast"}
+    assert engines == {("vmap", 1), ("vmap", 2), ("loop", 1)}  # the loop engine only at batch 1
+    assert "s/photo" in res.output and "fast_batched" in res.output  # the per-mode lines too
     bad = CliRunner().invoke(app, ["bench", "speed", "--config", "nope"])
     assert bad.exit_code != 0
+    bad = CliRunner().invoke(app, ["bench", "speed", "--adapt-engine", "auto"])
+    assert bad.exit_code != 0 and "auto" in bad.output
 
 
 def test_compile_and_channels_last_rows_and_summary(monkeypatch) -> None:

@@ -56,3 +56,49 @@ def test_roofline_floor_bounds_every_kernel(ops) -> None:
 def test_bf16_is_refused_rather_than_mismodelled() -> None:
     with pytest.raises(ValueError, match="autocast"):
         projection_step_ops(CONFIGS["t64"], 1, "bf16")
+
+
+def test_cli_step_cost_writes_json_and_calibrates(tmp_path) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from cleftscore.cli import app
+
+    out = tmp_path / "cost.json"
+    # a speed report measured on an "H100": one fast projection row at batch 1 matches the model
+    speed = {
+        "environment": {"device_name": "NVIDIA H100 80GB HBM3"},
+        "timings": [
+            {"stage": "projection", "mode": "fast", "step_mode": "cuda_graph", "batch": 1,
+             "resolved_precision": "fp32", "ms_per_step": 10.0},
+            {"stage": "projection", "mode": "reference", "batch": 1, "resolved_precision": "fp32", "ms_per_step": 50.0},
+            {"stage": "projection", "mode": "fast", "batch": 8, "resolved_precision": "fp32", "ms_per_step": 40.0},
+        ],
+    }  # fmt: skip
+    measured = tmp_path / "speed_h100.json"
+    measured.write_text(json.dumps(speed))
+    args = ["bench", "step-cost", "--config", "t64", "--batch", "1", "--precision", "fp32", "--device-model", "h100",
+            "--calibrate", str(measured), "--out", str(out)]  # fmt: skip
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    rep = json.loads(out.read_text())
+    assert rep["benchmark"] == "step_cost" and rep["config_name"] == "t64" and rep["precision"] == "fp32"
+    assert list(rep["batches"]) == ["1"] and list(rep["device_models"]) == ["h100"]
+    entry = rep["batches"]["1"]
+    assert entry["kernels"] > 100 and entry["floor_ms"]["h100"] > 0
+    assert entry["floor_s_per_photo_2000_steps"]["h100"] == pytest.approx(entry["floor_ms_per_photo"]["h100"] * 2)
+    (row,) = rep["calibration"]  # the reference row and the unmodelled batch are left out
+    assert row["source"] == "speed_h100.json" and row["batch"] == 1 and row["measured_ms"] == 10.0
+    assert row["floor_over_measured"] == pytest.approx(entry["floor_ms"]["h100"] / 10.0)
+    assert "batch 1:" in res.output and "calibration:" in res.output
+
+
+def test_cli_step_cost_refuses_unknown_choices() -> None:
+    from typer.testing import CliRunner
+
+    from cleftscore.cli import app
+
+    for args in (["--config", "nope"], ["--precision", "bf16"], ["--device-model", "a100"]):
+        res = CliRunner().invoke(app, ["bench", "step-cost", *args])
+        assert res.exit_code != 0 and args[1] in res.output
