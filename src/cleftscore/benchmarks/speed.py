@@ -22,7 +22,6 @@ import copy
 import dataclasses
 import logging
 import math
-import os
 import platform
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -33,7 +32,6 @@ from torch import Tensor
 
 from cleftscore.gan.config import FFHQ1024, GeneratorConfig
 from cleftscore.gan.steps import WARMUP_STEPS
-from cleftscore.normalize.gan import FUSED_KERNELS_ENV as ENV_SWITCH
 
 __all__ = ["CONFIGS", "StepTiming", "run_speed", "profile_projection", "PROJECTION_STEPS", "ADAPTATION_STEPS"]
 
@@ -389,20 +387,6 @@ def environment(device: torch.device) -> dict:
     else:
         env["device_name"] = platform.processor() or platform.machine()
     return env
-
-
-@contextlib.contextmanager
-def _environment(name: str, value: str) -> Iterator[None]:
-    """Set an environment variable for the duration of the block."""
-    old = os.environ.get(name)
-    os.environ[name] = value
-    try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = old
 
 
 @dataclass(frozen=True)
@@ -797,7 +781,7 @@ def run_speed(
         show what the graph replay gains.
     unfused_too : bool
         On CUDA, also time the fast projection with the fused Triton kernels turned off
-        (``CLEFTSCORE_FUSED_KERNELS=0``; first precision, batch 1 and the largest batch).
+        (``InversionSettings(fused_kernels=False)``; first precision, batch 1 and the largest batch).
     channels_last : bool
         Also time the fast projection with ``InversionSettings(channels_last=True)`` (first
         precision, batch 1 and the largest batch).
@@ -835,8 +819,7 @@ def run_speed(
     with _cudnn_benchmark(cudnn_benchmark and device.type == "cuda"):
         harness.time_fast(eager_too=eager_too)
         if unfused_too and device.type == "cuda":
-            with _environment(ENV_SWITCH, "0"):
-                harness.time_projection_variant("fast-unfused")
+            harness.time_projection_variant("fast-unfused", fused_kernels=False)
         if channels_last:
             harness.time_projection_variant("fast+channels_last", channels_last=True)
         if compile:
