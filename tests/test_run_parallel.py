@@ -78,6 +78,20 @@ def test_two_workers_write_the_run_folder_of_one(photos: Path, tmp_path: Path) -
 
 
 @pytest.mark.slow
+def test_rescore_with_two_workers_writes_what_one_process_writes(photos: Path, tmp_path: Path) -> None:
+    one = tmp_path / "one"
+    _score(photos, one, 2)
+    two = tmp_path / "two"
+    shutil.copytree(one, two)
+    args = ["--erosion", "1", "--asymmetry-score", "paper"]
+    for run, extra in ((one, []), (two, ["--workers", "2"])):
+        result = CliRunner().invoke(app, ["rescore", str(run), *args, *extra])
+        assert result.exit_code == 0, result.output
+    assert _rows(two) == _rows(one) and _records(two) == _records(one)
+    assert {r["erosion"] for r in _rows(two) if r["status"] == "ok"} == {"1"}
+
+
+@pytest.mark.slow
 def test_processes_return_results_and_tell_hooks_in_input_order(photos: Path, tmp_path: Path) -> None:
     seen: list[str] = []
     settings = PipelineSettings(method="asymmetry", size=256)

@@ -549,6 +549,14 @@ def rescore_command(
     device: Annotated[str, typer.Option("--device", help="Device for LPIPS maps.")] = "auto",
     calibrate: CalibrateOpt = None,
     higher_is: HigherIsOpt = HigherIs.normal,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers",
+            min=1,
+            help="Processes that score photos side by side (default: two photos at a time in this process; LPIPS maps: one).",
+        ),
+    ] = None,
 ) -> None:
     """Recompute heat maps and scores of a finished run with other scoring settings (no GAN).
 
@@ -579,6 +587,7 @@ def rescore_command(
                         settings,
                         lpips_distance=lpips_distance,
                         hooks=ProgressHooks(photo_done=progress.photo_done, message=progress.message),
+                        workers=workers,
                     )
             except KeyboardInterrupt:
                 err_console.print(

@@ -1,4 +1,4 @@
-"""Photos scored side by side in several processes (``cleftscore score --workers N``).
+"""Photos scored side by side in several processes (``cleftscore score/rescore --workers N``).
 
 Only for normalizers that need no weights (the asymmetry method): each worker process scores
 whole photos, from the file to its folder in the run, with the same functions a single-process
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from cleftscore.run.record import PhotoResult
     from cleftscore.run.settings import ProgressHooks
 
-__all__ = ["score_in_processes"]
+__all__ = ["process_pool", "score_in_processes"]
 
 #: Photos handed to each worker ahead of time: enough to keep it busy, few to finish on Ctrl-C.
 AHEAD = 2
@@ -32,6 +32,14 @@ AHEAD = 2
 def _ignore_interrupts() -> None:
     # The parent decides what an interrupt means (finish the photos under way, then stop).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def process_pool(workers: int) -> ProcessPoolExecutor:
+    """``workers`` spawned processes that ignore Ctrl-C (the parent finishes the photos under way)."""
+    import multiprocessing
+
+    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_ignore_interrupts)  # fmt: skip
 
 
 def _score_in_worker(item: InputPhoto, ctx: RunContext) -> PhotoResult:
@@ -85,15 +93,12 @@ def score_in_processes(
     list of PhotoResult
         One per photo, in input order.
     """
-    import multiprocessing
-
     if ctx.lpips_distance is not None:
         raise ValueError("LPIPS heat maps are made in one process; use workers=1")
     results: list[PhotoResult | None] = [None] * len(inputs)
     told = 0
     queue = iter(enumerate(inputs))
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-                               initializer=_ignore_interrupts)  # fmt: skip
+    pool = process_pool(workers)
     try:
         under_way = {_submit(pool, item, ctx): i for i, item in itertools.islice(queue, AHEAD * workers)}
         while under_way:

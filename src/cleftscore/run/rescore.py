@@ -6,7 +6,7 @@ import dataclasses
 import itertools
 import os
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ from cleftscore.run.folder import (
     write_summary,
 )
 from cleftscore.run.outputs import score_pictures, write_photo_folder
+from cleftscore.run.parallel import process_pool
 from cleftscore.run.photo import region_mask, score_face
 from cleftscore.run.record import SNAPSHOTS_DIR, FaceGeometry, PhotoRecord, PhotoResult, failure_text
 from cleftscore.run.settings import ProgressHooks
@@ -91,12 +92,32 @@ def _rescore_one(
     return PhotoResult.of(write_photo_folder(run, record, files, keep_old=True))
 
 
+def _rescore_photo(run: Path, pid: str, score_settings: ScoreSettings, wanted: dict[str, Any],
+                   lpips_distance: Any) -> PhotoResult:  # fmt: skip
+    rec = read_record(run, pid)
+    if not rec.ok or not settings_differences(rec.settings, wanted):
+        return PhotoResult.of(rec)  # failed, unreadable, or already up to date
+    return _rescore_one(run, rec, score_settings, {**rec.settings, "score": wanted["score"]}, lpips_distance)
+
+
+def _pool(workers: int | None, lpips_distance: Any) -> tuple[Executor, int]:
+    """The executor of a rescore and how many photos it works on at a time."""
+    if lpips_distance is not None or workers == 1:
+        n = 1  # LPIPS maps stay on one thread (one model on one device)
+    elif workers is None:
+        n = min(2, os.cpu_count() or 1)  # image encoding and most array work release the GIL
+    else:
+        return process_pool(workers), workers
+    return ThreadPoolExecutor(max_workers=n, thread_name_prefix="cleftscore-rescore"), n
+
+
 def rescore_run(
     run_dir: str | Path,
     score_settings: ScoreSettings,
     *,
     lpips_distance: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
     hooks: ProgressHooks | None = None,
+    workers: int | None = None,
 ) -> list[PhotoResult]:
     """Recompute heat maps and scores of a finished run with other scoring settings.
 
@@ -106,6 +127,20 @@ def rescore_run(
     and pictures that belong together. Photos already scored with these settings are kept as
     they are. Unreadable records and failed photos are kept too and reported as failed.
     ``scores.csv`` and ``report.html`` are rewritten, also when interrupted.
+
+    Parameters
+    ----------
+    run_dir : path
+        The run folder.
+    score_settings : ScoreSettings
+        The scoring settings to apply.
+    lpips_distance : callable, optional
+        Spatial LPIPS for ``metric="lpips"`` heat maps (then one photo at a time).
+    hooks : ProgressHooks, optional
+        ``photo_done`` per photo, in photo-id order; ``message`` for a summary that failed.
+    workers : int, optional
+        Processes that score photos side by side; None (default) scores two at a time on
+        threads of this process, 1 one at a time.
 
     Returns
     -------
@@ -125,6 +160,8 @@ def rescore_run(
         raise WeightsMissingError(
             "metric 'lpips' needs VGG16 weights: pass --vgg16 PATH (see `cleftscore weights fetch vgg16`)"
         )
+    if workers is not None and workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
     wanted = {"score": dataclasses.asdict(score_settings)}
     with RunLock(run):
         ids = list_photo_ids(run)
@@ -132,24 +169,15 @@ def rescore_run(
             raise CleftscoreError(f"{run}: no photo results found under photos/")
         write_run_settings(run, wanted, ids)
         results: list[PhotoResult] = []
-        # Two photos at a time: image encoding and most array work release the GIL. LPIPS maps
-        # stay on one thread (one model on one device).
-        workers = 1 if lpips_distance is not None else min(2, os.cpu_count() or 1)
-        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cleftscore-rescore")
-
-        def one(pid: str) -> PhotoResult:
-            rec = read_record(run, pid)
-            if not rec.ok or not settings_differences(rec.settings, wanted):
-                return PhotoResult.of(rec)  # failed, unreadable, or already up to date
-            return _rescore_one(run, rec, score_settings, {**rec.settings, "score": wanted["score"]}, lpips_distance)
-
+        pool, ahead = _pool(workers, lpips_distance)
+        args = (score_settings, wanted, lpips_distance)
         try:
             # Never more photos under way than workers, so an interrupt leaves little to finish.
             queue = iter(ids)
-            under_way = [pool.submit(one, pid) for pid in itertools.islice(queue, workers)]
+            under_way = [pool.submit(_rescore_photo, run, pid, *args) for pid in itertools.islice(queue, ahead)]
             while under_way:
                 res = under_way.pop(0).result()
-                under_way.extend(pool.submit(one, pid) for pid in itertools.islice(queue, 1))
+                under_way.extend(pool.submit(_rescore_photo, run, pid, *args) for pid in itertools.islice(queue, 1))
                 results.append(res)
                 hooks.done(res)
         finally:
