@@ -248,7 +248,9 @@ def run_ray_speed(settings: RaySpeedSettings, *, progress: Callable[[str], None]
     _require_ray()
     import torch
 
-    from cleftscore.run.pipeline import GanSettings, PipelineSettings, score_photos
+    from cleftscore.normalize.gan import GanSettings
+    from cleftscore.run.pipeline import score_photos
+    from cleftscore.run.settings import PipelineSettings
 
     pipeline = PipelineSettings(
         method="gan",
