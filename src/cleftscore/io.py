@@ -7,6 +7,9 @@ CMYK and 16-bit/float images converted to 8-bit RGB, and a pixel-count limit aga
 decompression bombs. Anything that goes wrong becomes one :class:`ImageLoadError` line that
 names the file.
 
+The atomic file writers every stage uses live here too: :func:`write_png`, :func:`write_json`,
+:func:`atomic_write_bytes` and the folder swap :func:`replace_folder`.
+
 This module imports no other cleftscore module except :mod:`cleftscore.errors`.
 """
 

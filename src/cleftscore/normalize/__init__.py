@@ -173,7 +173,7 @@ def make_normalizer(
     seed : int
         Seed of every random draw.
     cache_dir : path, optional
-        GAN cache folder (default :func:`cleftscore.normalize.gan.default_cache_dir`).
+        GAN cache folder (default :func:`cleftscore.paths.normalization_cache_dir`).
     progress : GanProgress, optional
         GAN progress callbacks.
 

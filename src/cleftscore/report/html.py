@@ -1,9 +1,7 @@
-"""Pictures and files a clinician gets back: false colour, overlays, panels, CSV/JSON/HTML.
+"""The self-contained ``report.html`` of a run: every photo's pictures and numbers in one file.
 
-The picture functions (:func:`colorize`, :func:`overlay`, :func:`heatmap_figure`,
-:func:`panel`) are pure: arrays in, ``(H, W, 3)`` uint8 RGB arrays out. Only the ``write_*``
-functions touch files. This module does not import torch, ``cleftscore.gan`` or the CLI;
-matplotlib is imported lazily with its non-interactive Agg canvas (no global pyplot state).
+Pictures are embedded as data URIs, so the page loads nothing from the network; cells are
+escaped. The pictures themselves come from :mod:`cleftscore.report.pictures`.
 """
 
 from __future__ import annotations

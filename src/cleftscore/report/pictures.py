@@ -1,9 +1,10 @@
-"""Pictures and files a clinician gets back: false colour, overlays, panels, CSV/JSON/HTML.
+"""Pictures a clinician gets back: false colour, overlays, panels, colour bars, thumbnails.
 
 The picture functions (:func:`colorize`, :func:`overlay`, :func:`heatmap_figure`,
-:func:`panel`) are pure: arrays in, ``(H, W, 3)`` uint8 RGB arrays out. Only the ``write_*``
-functions touch files. This module does not import torch, ``cleftscore.gan`` or the CLI;
-matplotlib is imported lazily with its non-interactive Agg canvas (no global pyplot state).
+:func:`panel`, :func:`score_pictures`) are pure: arrays in, ``(H, W, 3)`` uint8 RGB arrays (or
+encoded bytes) out; they write no files. This module does not import torch, ``cleftscore.gan``
+or the CLI; matplotlib is imported lazily with its non-interactive Agg canvas (no global pyplot
+state).
 """
 
 from __future__ import annotations

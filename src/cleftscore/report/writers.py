@@ -1,9 +1,7 @@
-"""Pictures and files a clinician gets back: false colour, overlays, panels, CSV/JSON/HTML.
+"""Spreadsheet files a clinician opens: CSV with formula-safe cells.
 
-The picture functions (:func:`colorize`, :func:`overlay`, :func:`heatmap_figure`,
-:func:`panel`) are pure: arrays in, ``(H, W, 3)`` uint8 RGB arrays out. Only the ``write_*``
-functions touch files. This module does not import torch, ``cleftscore.gan`` or the CLI;
-matplotlib is imported lazily with its non-interactive Agg canvas (no global pyplot state).
+A cell that a spreadsheet would run as a formula (``=``, ``+``, ``-``, ``@``, tab, carriage return
+at the start) is quoted; numbers stay numbers. Files are written atomically.
 """
 
 from __future__ import annotations

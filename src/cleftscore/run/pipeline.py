@@ -107,7 +107,7 @@ def score_photos(
         ``report.html`` summarise the run, also when it is interrupted. The folder is locked
         for the run: a second run into it stops at once.
     cache_dir : path, optional
-        Cache of GAN normalizations (default :func:`default_cache_dir`).
+        Cache of GAN normalizations (default :func:`cleftscore.paths.normalization_cache_dir`).
     hooks : ProgressHooks, optional
         Progress callbacks.
     lpips_distance : callable, optional

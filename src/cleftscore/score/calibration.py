@@ -1,6 +1,8 @@
-"""ROI anomaly score S, the PhotoScore record and the optional rating calibration.
+"""Optional calibration of scores to a human rating scale, fitted only from given ratings.
 
-DESIGN.md step 10. Plain functions on arrays; no torch, no file I/O.
+A linear map from the score to the raters' scale and a 0-100 severity derived from it. Plain
+functions on numbers; the run folder's calibrated columns are written by
+:mod:`cleftscore.evaluate.calibrate`.
 """
 
 from __future__ import annotations

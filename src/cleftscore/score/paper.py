@@ -1,6 +1,8 @@
-"""ROI anomaly score S, the PhotoScore record and the optional rating calibration.
+"""The paper's ROI anomaly score S, the :class:`ScoreSettings` and the :class:`PhotoScore` record.
 
-DESIGN.md step 10. Plain functions on arrays; no torch, no file I/O.
+DESIGN.md step 10. Plain functions on arrays; no torch, no file I/O. The face-referenced score
+of the asymmetry method is :mod:`cleftscore.score.asymmetry`; :func:`score_face_referenced`
+here gives it the same :class:`PhotoScore` shape.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Without per-sample weights, a StyleGAN2 synthesis layer is: scale the input channels by the
 styles, a plain convolution, then demodulate, add noise and bias, leaky ReLU and clamp. In plain
 PyTorch each of those is a pass over the activations, forward and backward; at 1024 px they are
-most of a projection step's memory traffic (``bench/step_cost.py``). Two custom operators
+most of a projection step's memory traffic (``cleftscore bench step-cost``). Two custom operators
 replace them with one pass each way, the job NVIDIA's ``bias_act`` CUDA op does in the official
 code:
 
