@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 import os
 import time
-from enum import Enum
 from importlib import resources
 from pathlib import Path
 from typing import Annotated
@@ -16,114 +15,40 @@ from rich.table import Table
 
 from cleftscore.cli import app
 from cleftscore.cli._common import console, err_console, user_errors
-from cleftscore.errors import CleftscoreError, WeightsMissingError
-
-
-class Method(str, Enum):
-    gan = "gan"
-    asymmetry = "asymmetry"
-
-
-class Roi(str, Enum):
-    mouth = "mouth"
-    face = "face"
-    full = "full"
-
-
-class Metric(str, Enum):
-    pse = "pse"
-    ssim = "ssim"
-    lpips = "lpips"
-
-
-class ColorSpace(str, Enum):
-    ycbcr = "ycbcr"
-    rgb = "rgb"
-
-
-class Detector(str, Enum):
-    hog = "hog"
-    haar = "haar"
-
-
-class Loss(str, Enum):
-    lpips = "lpips"
-    mse = "mse"
-
-
-class AsymmetryScore(str, Enum):
-    face_referenced = "face-referenced"
-    paper = "paper"
-
-
-class HigherIs(str, Enum):
-    normal = "normal"
-    abnormal = "abnormal"
-
-
-class Precision(str, Enum):
-    auto = "auto"
-    fp32 = "fp32"
-    bf16 = "bf16"
-
-
-SCORING = "Scoring"
-GAN = "GAN normalizer"
-RAY = "Many GPUs and nodes (Ray)"
-
-RoiOpt = Annotated[
-    Roi,
-    typer.Option(
-        "--roi",
-        help="Region of the paper's S: mouth+nose (paper), face without eyes, or the full image. The asymmetry method's face-referenced score always takes the upper-lip skin (or --mask); S over --roi is then its paper_S column.",
-        rich_help_panel=SCORING,
-    ),
-]
-MaskOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--mask",
-        help="Mask image (white = inside), overrides --roi (and the face-referenced score's region).",
-        rich_help_panel=SCORING,
-    ),
-]
-AsymScoreOpt = Annotated[
+from cleftscore.cli.options import (
+    GAN,
+    RAY,
+    AdaptStepsOpt,
     AsymmetryScore,
-    typer.Option(
-        "--asymmetry-score",
-        help="What the asymmetry method's score column is: the face-referenced score (default; docs/asymmetry_score.md) or the paper's S of the face against its mirror (earlier versions).",
-        rich_help_panel=SCORING,
-    ),
-]
-HeatmapMaxOpt = Annotated[
-    float | None,
-    typer.Option(
-        "--heatmap-max",
-        help="Top of the heat maps' colour scale, the same for every photo (default: the method's standard scale, in result.json as heatmap_max).",
-        rich_help_panel=SCORING,
-    ),
-]
-MetricOpt = Annotated[
-    Metric,
-    typer.Option(
-        "--metric", help="Difference map: squared pixel error (paper), 1-SSIM, or LPIPS.", rich_help_panel=SCORING
-    ),
-]
-ColorOpt = Annotated[
+    AsymScoreOpt,
+    BatchOpt,
+    CacheDirOpt,
+    CalibrateOpt,
+    ColorOpt,
     ColorSpace,
-    typer.Option("--colorspace", help="Colour space of the difference (paper: YCbCr).", rich_help_panel=SCORING),
-]
-ErosionOpt = Annotated[
-    int, typer.Option("--erosion", min=0, help="Grey erosion window (paper: 3); 0 = off.", rich_help_panel=SCORING)
-]
-Vgg16Opt = Annotated[
-    str | None,
-    typer.Option(
-        "--vgg16",
-        help="VGG16 weights for LPIPS (path); default: $CLEFTSCORE_VGG16 or the weights cache.",
-        rich_help_panel=GAN,
-    ),
-]
+    Detector,
+    DetectorOpt,
+    DeviceOpt,
+    ErosionOpt,
+    GeneratorOpt,
+    HeatmapMaxOpt,
+    HigherIs,
+    HigherIsOpt,
+    Loss,
+    LossOpt,
+    MaskOpt,
+    Method,
+    Metric,
+    MetricOpt,
+    Precision,
+    Roi,
+    RoiOpt,
+    SeedOpt,
+    SizeOpt,
+    StepsOpt,
+    Vgg16Opt,
+)
+from cleftscore.errors import CleftscoreError, WeightsMissingError
 
 
 def _score_settings(roi: Roi, mask: Path | None, metric: Metric, colorspace: ColorSpace, erosion: int,
@@ -231,24 +156,6 @@ def _fmt_duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-CalibrateOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--calibrate",
-        help="Ratings CSV (file,rating) of some of these photos: adds a calibrated rating and a 0-100 severity to every photo.",
-        rich_help_panel=SCORING,
-    ),
-]
-HigherIsOpt = Annotated[
-    HigherIs,
-    typer.Option(
-        "--higher-is",
-        help="What a high rating means in --calibrate's file: normal (paper: 7 = normal) or abnormal.",
-        rich_help_panel=SCORING,
-    ),
-]
-
-
 def _calibrate(run_dir: Path, ratings: Path | None, higher_is: HigherIs) -> None:
     if ratings is None:
         return
@@ -299,27 +206,10 @@ def score_command(
     erosion: ErosionOpt = 3,
     asymmetry_score: AsymScoreOpt = AsymmetryScore.face_referenced,
     heatmap_max: HeatmapMaxOpt = None,
-    generator: Annotated[
-        str | None,
-        typer.Option(
-            "--generator",
-            help="Generator: registry name (ffhq) or checkpoint path; default: $CLEFTSCORE_GENERATOR or the cached ffhq.",
-            rich_help_panel=GAN,
-        ),
-    ] = None,
+    generator: GeneratorOpt = None,
     vgg16: Vgg16Opt = None,
-    steps: Annotated[
-        int, typer.Option("--steps", min=1, help="Inversion steps (paper: 2000).", rich_help_panel=GAN)
-    ] = 2000,
-    adapt_steps: Annotated[
-        int,
-        typer.Option(
-            "--adapt-steps",
-            min=0,
-            help="Adaptation steps (paper: 50; more steps bring the cleft back).",
-            rich_help_panel=GAN,
-        ),
-    ] = 50,
+    steps: StepsOpt = 2000,
+    adapt_steps: AdaptStepsOpt = 50,
     snapshot_steps: Annotated[
         str | None,
         typer.Option(
@@ -328,13 +218,9 @@ def score_command(
             rich_help_panel=GAN,
         ),
     ] = None,
-    loss: Annotated[
-        Loss, typer.Option("--loss", help="Image loss of the GAN steps (paper: lpips).", rich_help_panel=GAN)
-    ] = Loss.lpips,
-    batch: Annotated[
-        int, typer.Option("--batch", min=1, help="Photos per GAN batch on the device.", rich_help_panel=GAN)
-    ] = 4,
-    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.", rich_help_panel=GAN)] = "auto",
+    loss: LossOpt = Loss.lpips,
+    batch: BatchOpt = 4,
+    device: DeviceOpt = "auto",
     precision: Annotated[
         Precision,
         typer.Option(
@@ -381,15 +267,10 @@ def score_command(
             rich_help_panel=GAN,
         ),
     ] = None,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of every random draw.")] = 0,
-    size: Annotated[
-        int | None,
-        typer.Option("--size", help="Aligned face size (default: the generator's resolution; 1024 for asymmetry)."),
-    ] = None,
-    detector: Annotated[Detector, typer.Option("--detector", help="Face detector.")] = Detector.hog,
-    cache_dir: Annotated[
-        Path | None, typer.Option("--cache-dir", help="Cache of GAN normalizations (default: the user cache).")
-    ] = None,
+    seed: SeedOpt = 0,
+    size: SizeOpt = None,
+    detector: DetectorOpt = Detector.hog,
+    cache_dir: CacheDirOpt = None,
     calibrate: CalibrateOpt = None,
     higher_is: HigherIsOpt = HigherIs.normal,
     workers: Annotated[

@@ -10,7 +10,17 @@ import typer
 
 from cleftscore.cli import app
 from cleftscore.cli._common import console, err_console, user_errors
-from cleftscore.cli.score import Detector
+from cleftscore.cli.options import (
+    AdaptStepsOpt,
+    Detector,
+    DetectorOpt,
+    DeviceOpt,
+    GeneratorOpt,
+    Loss,
+    LossOpt,
+    StepsOpt,
+    Vgg16Opt,
+)
 from cleftscore.errors import CleftscoreError
 
 
@@ -38,17 +48,13 @@ def serve(
     max_megapixels: Annotated[
         float, typer.Option("--max-megapixels", min=0.1, help="Largest photo accepted, in megapixels.")
     ] = 40.0,
-    generator: Annotated[
-        str | None, typer.Option("--generator", help="GAN generator of GAN jobs: registry name or checkpoint path.")
-    ] = None,
-    vgg16: Annotated[str | None, typer.Option("--vgg16", help="VGG16 weights for the GAN's LPIPS loss (path).")] = None,
-    steps: Annotated[int, typer.Option("--steps", min=1, help="GAN inversion steps (paper: 2000).")] = 2000,
-    adapt_steps: Annotated[int, typer.Option("--adapt-steps", min=0, help="GAN adaptation steps (paper: 50).")] = 50,
-    loss: Annotated[
-        str, typer.Option("--loss", help="GAN image loss: lpips (paper) or mse (no VGG16 needed).")
-    ] = "lpips",
-    device: Annotated[str, typer.Option("--device", help="Device of the worker: auto, cpu, cuda or cuda:N.")] = "auto",
-    detector: Annotated[Detector, typer.Option("--detector", help="Face detector of every job.")] = Detector.hog,
+    generator: GeneratorOpt = None,
+    vgg16: Vgg16Opt = None,
+    steps: StepsOpt = 2000,
+    adapt_steps: AdaptStepsOpt = 50,
+    loss: LossOpt = Loss.lpips,
+    device: DeviceOpt = "auto",
+    detector: DetectorOpt = Detector.hog,
 ) -> None:
     """Serve the study as web pages for clinicians: patients, visits, uploads, heat maps, comparisons.
 
@@ -91,7 +97,7 @@ def serve(
 
         try:
             gan = GanSettings(
-                generator=generator, vgg16=vgg16, steps=steps, adapt_steps=adapt_steps, loss=loss, device=device
+                generator=generator, vgg16=vgg16, steps=steps, adapt_steps=adapt_steps, loss=loss.value, device=device
             )
             settings = WebSettings(gan=gan, detector=detector.value, db=path, host=host, port=port, token_hash=token_hash, size=size, max_file_bytes=int(max_file_mb * 1e6),
                                    max_files=max_files, max_pixels=int(max_megapixels * 1e6), extra_hosts=extra)  # fmt: skip

@@ -10,17 +10,29 @@ import typer
 
 from cleftscore.cli import app
 from cleftscore.cli._common import console, err_console, user_errors
-from cleftscore.cli.score import (
+from cleftscore.cli.options import (
+    AdaptStepsOpt,
+    BatchOpt,
+    CacheDirOpt,
     ColorOpt,
     ColorSpace,
     Detector,
+    DetectorOpt,
+    DeviceOpt,
     ErosionOpt,
+    GeneratorOpt,
+    Loss,
+    LossOpt,
     MaskOpt,
     Method,
     Metric,
     MetricOpt,
     Roi,
     RoiOpt,
+    SeedOpt,
+    SizeOpt,
+    StepsOpt,
+    Vgg16Opt,
 )
 from cleftscore.errors import CleftscoreError, WeightsMissingError
 
@@ -122,24 +134,17 @@ def score(
     metric: MetricOpt = Metric.pse,
     colorspace: ColorOpt = ColorSpace.ycbcr,
     erosion: ErosionOpt = 3,
-    size: Annotated[
-        int | None,
-        typer.Option("--size", help="Aligned face size (default: the generator's resolution; 1024 for asymmetry)."),
-    ] = None,
-    detector: Annotated[Detector, typer.Option("--detector", help="Face detector.")] = Detector.hog,
-    generator: Annotated[
-        str | None, typer.Option("--generator", help="GAN generator: registry name or checkpoint path.")
-    ] = None,
-    vgg16: Annotated[str | None, typer.Option("--vgg16", help="VGG16 weights for the GAN's LPIPS loss (path).")] = None,
-    steps: Annotated[int, typer.Option("--steps", min=1, help="GAN inversion steps (paper: 2000).")] = 2000,
-    adapt_steps: Annotated[int, typer.Option("--adapt-steps", min=0, help="GAN adaptation steps (paper: 50).")] = 50,
-    loss: Annotated[
-        str, typer.Option("--loss", help="GAN image loss: lpips (paper) or mse (no VGG16 needed).")
-    ] = "lpips",
-    batch: Annotated[int, typer.Option("--batch", min=1, help="Photos per GAN batch on the device.")] = 4,
-    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")] = "auto",
-    seed: Annotated[int, typer.Option("--seed", help="Seed of every random draw.")] = 0,
-    cache_dir: Annotated[Path | None, typer.Option("--cache-dir", help="Cache of GAN normalizations.")] = None,
+    size: SizeOpt = None,
+    detector: DetectorOpt = Detector.hog,
+    generator: GeneratorOpt = None,
+    vgg16: Vgg16Opt = None,
+    steps: StepsOpt = 2000,
+    adapt_steps: AdaptStepsOpt = 50,
+    loss: LossOpt = Loss.lpips,
+    batch: BatchOpt = 4,
+    device: DeviceOpt = "auto",
+    seed: SeedOpt = 0,
+    cache_dir: CacheDirOpt = None,
 ) -> None:
     """Score photos with the normal pipeline and record them, with their scores, in a visit.
 
@@ -162,7 +167,7 @@ def score(
                 method=method.value, size=size, detector=detector.value, seed=seed,
                 score=ScoreSettings(roi=roi.value, mask_file=str(mask) if mask else None,
                                     difference=DifferenceSettings(metric=metric.value, colorspace=colorspace.value, erosion=erosion)),
-                gan=GanSettings(generator=generator, vgg16=vgg16, steps=steps, adapt_steps=adapt_steps, loss=loss,
+                gan=GanSettings(generator=generator, vgg16=vgg16, steps=steps, adapt_steps=adapt_steps, loss=loss.value,
                                 batch=batch, device=device),
             )  # fmt: skip
         except ValueError as exc:
