@@ -252,3 +252,25 @@ def test_overlay_in_bands_equals_the_whole_picture_formula() -> None:
     w = mask[..., None]
     expected = np.clip(w * (0.6 * base + 0.4 * colour) + (1 - w) * (0.35 * base) + 0.5, 0, 255).astype(np.uint8)
     assert np.abs(got.astype(int) - expected.astype(int)).max() <= 1
+
+
+def test_overlay_pixels_are_the_float32_formula_exactly_and_the_outline_is_skimages() -> None:
+    # Weights of exactly 0 and 1 take shortcuts (a table, the ROI's pixels alone): the pixels
+    # must still be those of the whole-picture float32 formula, bit for bit.
+    from matplotlib import colormaps
+    from skimage.segmentation import find_boundaries
+
+    rng = np.random.default_rng(5)
+    img = rng.integers(0, 256, (300, 41, 3), dtype=np.uint8)
+    hm = rng.gamma(1.0, 1.0, (300, 41))
+    mask = np.clip(rng.uniform(-1.0, 2.0, size=(300, 41)), 0.0, 1.0).astype(np.float32)
+    assert (mask == 0).any() and (mask == 1).any() and ((mask > 0) & (mask < 1)).any()
+    got = overlay(img, hm, mask=mask, vmax=2.0, alpha=0.4)
+    idx = np.minimum(np.clip(hm / 2.0, 0.0, 1.0).astype(np.float32) * np.float32(256), 255).astype(np.uint16)
+    colour = colormaps["inferno"](np.arange(256), bytes=True)[:, :3][idx].astype(np.float32)
+    base = img.astype(np.float32)
+    w = mask[..., None]
+    band = w * ((1.0 - 0.4) * base + 0.4 * colour) + (1.0 - w) * (0.35 * base)
+    expected = np.clip(band + 0.5, 0, 255).astype(np.uint8)
+    expected[find_boundaries(mask > 0.5, mode="inner")] = 255
+    assert np.array_equal(got, expected)

@@ -119,10 +119,14 @@ def colorize(heatmap: np.ndarray, *, vmax: float | None = None, cmap: str = "inf
         vmax = robust_vmax(hm)
     if not (math.isfinite(vmax) and vmax > 0):
         raise ValueError(f"vmax must be a finite number > 0, got {vmax}")
-    lut = _colour_table(cmap)
+    return _lookup(hm, vmax, _colour_table(cmap))
+
+
+def _lookup(values: np.ndarray, vmax: float, lut: np.ndarray) -> np.ndarray:
+    """Colours of float64 ``values`` of any shape: ``values.shape + (3,)`` uint8, element by element."""
     # Matplotlib's own lookup (Colormap.__call__ on float32 in [0, 1], bytes=True): index
     # trunc(x * N), with x == 1 on the last entry; done here on a uint8/uint16 index, faster.
-    idx = np.clip(hm / vmax, 0.0, 1.0).astype(np.float32)
+    idx = np.clip(values / vmax, 0.0, 1.0).astype(np.float32)
     idx *= np.float32(len(lut))
     np.minimum(idx, len(lut) - 1, out=idx)
     return np.take(lut, idx.astype(np.uint16), axis=0)
@@ -194,21 +198,53 @@ def overlay(
     if vmax is None:
         inside = hm[w > 0.5]
         vmax = robust_vmax(inside[None] if inside.size else hm)
-    out = np.empty(img.shape, np.uint8)
-    # In bands of rows: a 4096-px overlay on the original photo needs a dozen float copies of
-    # the picture otherwise (over 1 GB); a band needs a few megabytes.
-    for r0 in range(0, img.shape[0], _OVERLAY_ROWS):
-        rows = slice(r0, r0 + _OVERLAY_ROWS)
-        wb = w[rows, :, None]
-        base = img[rows].astype(np.float32)
-        colour = colorize(hm[rows], vmax=vmax, cmap=cmap).astype(np.float32)
-        band = wb * ((1.0 - alpha) * base + alpha * colour) + (1.0 - wb) * (_DIM * base)
-        out[rows] = np.clip(band + 0.5, 0, 255).astype(np.uint8)
+    if not (math.isfinite(vmax) and vmax > 0):
+        raise ValueError(f"vmax must be a finite number > 0, got {vmax}")
+    out = _blend(img, hm, w, vmax=vmax, alpha=alpha, lut=_colour_table(cmap))
     if outline and mask is not None:
-        from skimage.segmentation import find_boundaries
-
-        out[find_boundaries(w > 0.5, mode="inner")] = 255
+        out[_inner_boundary(w > 0.5)] = 255
     return out
+
+
+def _blend(img: np.ndarray, hm: np.ndarray, w: np.ndarray, *, vmax: float, alpha: float, lut: np.ndarray) -> np.ndarray:
+    """``round(w * ((1 - alpha) * img + alpha * colour) + (1 - w) * 0.35 * img)`` in float32, per pixel.
+
+    Where ``w`` is 0 the value is ``0.35 * img`` exactly and where it is 1 the blend alone (the
+    other term is an exact 0), so those pixels come from a 256-entry table and from the blend of
+    the ROI's pixels only; the full formula runs where ``w`` is strictly between 0 and 1. The
+    pixels are those of the formula evaluated everywhere, and a 4096-px photo with a small ROI
+    needs no float copies of the whole picture.
+    """
+    # The same float32 expression on the 256 possible values: one lookup per pixel.
+    levels = np.arange(256, dtype=np.float32)[:, None]
+    dim_table = np.clip(_DIM * levels + 0.5, 0, 255).astype(np.uint8)[:, 0]
+    out = dim_table[img]
+    for sel, wv in ((w == 1.0, None), ((w > 0.0) & (w < 1.0), w)):
+        ys, xs = np.nonzero(sel)
+        if ys.size == 0:
+            continue
+        base = img[ys, xs].astype(np.float32)
+        colour = _lookup(hm[ys, xs], vmax, lut).astype(np.float32)
+        blend = (1.0 - alpha) * base + alpha * colour
+        if wv is not None:
+            wb = wv[ys, xs][:, None]
+            blend = wb * blend + (1.0 - wb) * (_DIM * base)
+        out[ys, xs] = np.clip(blend + 0.5, 0, 255).astype(np.uint8)
+    return out
+
+
+def _inner_boundary(region: np.ndarray) -> np.ndarray:
+    """Pixels of ``region`` with a 4-neighbour outside it (image edges do not count).
+
+    The same pixels as ``skimage.segmentation.find_boundaries(region, mode="inner")``: an erosion
+    by the 3x3 cross, whose border (OpenCV's default for erosion) never erodes, as the reflected
+    border of SciPy's erosion does not.
+    """
+    import cv2
+
+    fg = region.astype(np.uint8)
+    eroded = cv2.erode(fg, cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3)))
+    return region & (eroded == 0)
 
 
 def heatmap_figure(
