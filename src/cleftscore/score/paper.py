@@ -262,7 +262,9 @@ def roi_score(diff: np.ndarray, mask: np.ndarray) -> float:
     formula (the paper's comparison rows). The sum is floored at :data:`SUM_EPSILON` (1e-12) so
     identical images give a large finite score instead of ``+inf`` (CSV files never hold inf).
     """
-    d = np.asarray(diff, dtype=np.float64)
+    d = np.asarray(diff)
+    if not np.issubdtype(d.dtype, np.floating):
+        d = d.astype(np.float64)
     if d.ndim == 2:
         d = d[..., None]
     if d.ndim != 3:
@@ -270,12 +272,15 @@ def roi_score(diff: np.ndarray, mask: np.ndarray) -> float:
     if not np.all(np.isfinite(d)):
         raise ValueError("difference map contains NaN or infinite values")
     if d.size and d.min() < 0.0:
-        raise ValueError(f"difference map must be >= 0, got minimum {d.min():.4g}")
+        raise ValueError(f"difference map must be >= 0, got minimum {float(d.min()):.4g}")
     m = _check_mask(mask, d.shape[:2])
     n = float(m.sum())
     if not n > 0.0:
         raise ValueError("the ROI mask is empty (no pixel selected); check the ROI or mask file")
-    total = float(np.einsum("hw,hwc->", m, d))
+    # Only the rows and columns the mask reaches: the pixels outside add exact zeros.
+    rows, cols = np.flatnonzero(m.any(axis=1)), np.flatnonzero(m.any(axis=0))
+    box = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
+    total = float(np.einsum("hw,hwc->", m[box], d[box].astype(np.float64)))
     return -math.log(math.sqrt(max(total, SUM_EPSILON)) / n)
 
 
