@@ -50,7 +50,7 @@ def _check_heatmap(heatmap: np.ndarray) -> np.ndarray:
         hm = hm[..., 0]
     if hm.ndim != 2:
         raise ValueError(f"heatmap must be (H, W), got shape {hm.shape}")
-    hm = hm.astype(np.float64)
+    hm = hm.astype(np.float64, copy=False)  # no copy for float64: nothing here writes into it
     if not np.all(np.isfinite(hm)):
         raise ValueError("heatmap contains NaN or infinite values")
     return hm
@@ -508,12 +508,13 @@ def score_pictures(
         shown = heatmap if mask is None else heatmap * (np.asarray(mask) > 0)
         vmax = float(np.percentile(shown[shown > 0], 99.5)) if np.any(shown > 0) else 1.0
     title = f"score = {score:.3f}" if score is not None else None
-    out: dict[str, np.ndarray | bytes] = {"heatmap.png": heatmap_figure(heatmap, vmax=vmax, title=title, units=units)}
-    ov = overlay(aligned, heatmap, mask=mask, vmax=vmax)
+    hm = _check_heatmap(heatmap)  # float64 once for the pictures drawn from it as it is
+    out: dict[str, np.ndarray | bytes] = {"heatmap.png": heatmap_figure(hm, vmax=vmax, title=title, units=units)}
+    ov = overlay(aligned, hm, mask=mask, vmax=vmax)
     out["overlay.png"] = ov
     if original is not None and aligned_face is not None:
         out["overlay_original.png"] = overlay_on_original(original, aligned_face, heatmap, mask=mask, vmax=vmax)
-    images = [aligned, normalized, colorize(heatmap, vmax=vmax), ov]
+    images = [aligned, normalized, colorize(hm, vmax=vmax), ov]
     labels = ["aligned", "normalized", "heat map", "overlay"]
     if inverted is not None:
         images.insert(1, inverted)
