@@ -215,10 +215,12 @@ def _blend(img: np.ndarray, hm: np.ndarray, w: np.ndarray, *, vmax: float, alpha
     pixels are those of the formula evaluated everywhere, and a 4096-px photo with a small ROI
     needs no float copies of the whole picture.
     """
+    import cv2
+
     # The same float32 expression on the 256 possible values: one lookup per pixel.
-    levels = np.arange(256, dtype=np.float32)[:, None]
-    dim_table = np.clip(_DIM * levels + 0.5, 0, 255).astype(np.uint8)[:, 0]
-    out = dim_table[img]
+    levels = np.arange(256, dtype=np.float32)
+    dim_table = np.clip(_DIM * levels + 0.5, 0, 255).astype(np.uint8)
+    out = cv2.LUT(np.ascontiguousarray(img), dim_table)
     for sel, wv in ((w == 1.0, None), ((w > 0.0) & (w < 1.0), w)):
         ys, xs = np.nonzero(sel)
         if ys.size == 0:
