@@ -255,3 +255,24 @@ def test_a_bad_heatmap_max_is_one_line_for_score_and_rescore(default_run: Path, 
         result = runner.invoke(app, args)
         assert result.exit_code != 0
         assert "heatmap_max must be a finite number > 0" in result.output and "Traceback" not in result.output
+
+
+def test_tolerant_difference_is_the_minimum_over_the_disc_of_the_plain_squared_difference() -> None:
+    import cv2
+
+    from cleftscore.score.asymmetry import tolerant_difference
+
+    rng = np.random.default_rng(11)
+    a = rng.normal(size=(23, 19, 3)).astype(np.float32)
+    b = rng.normal(size=(23, 19, 3)).astype(np.float32)
+    r = 3
+    padded = cv2.copyMakeBorder(b, r, r, r, r, cv2.BORDER_REFLECT)
+    expected = np.full((23, 19), np.inf, np.float32)
+    for dy in range(-r, r + 1):
+        for dx in range(-r, r + 1):
+            if dx * dx + dy * dy <= r * r:
+                shifted = padded[r + dy : r + dy + 23, r + dx : r + dx + 19]
+                sq = np.square(a - shifted)
+                expected = np.minimum(expected, (sq[..., 0] + sq[..., 1]) + sq[..., 2])
+    assert np.array_equal(tolerant_difference(a, b, radius=r), expected)
+    assert np.array_equal(tolerant_difference(a, b, radius=0), np.square(a - b).sum(axis=-1, dtype=np.float32))

@@ -137,3 +137,18 @@ def test_calibration_errors():
         fit_calibration([1, 2, 3], [1, 2, 9])
     with pytest.raises(ValueError, match="all scores are equal"):
         fit_calibration([1, 1, 1], [1, 2, 3])
+
+
+def test_roi_score_over_the_masks_box_equals_the_sum_over_the_whole_map() -> None:
+    # The sum runs over the rows and columns the mask reaches; the rest adds exact zeros.
+    rng = np.random.default_rng(7)
+    d = rng.gamma(1.0, 3.0, (64, 48, 3)).astype(np.float32)
+    mask = np.zeros((64, 48))
+    mask[50:60, 3:9] = rng.uniform(size=(10, 6))
+    mask[61, 40] = 1.0
+    total = float((mask[..., None] * d.astype(np.float64)).sum())
+    assert roi_score(d, mask) == pytest.approx(-math.log(math.sqrt(total) / mask.sum()), rel=1e-12)
+    with pytest.raises(ValueError, match="NaN"):
+        roi_score(np.where(np.arange(48) == 47, np.nan, d[..., 0]), mask)
+    with pytest.raises(ValueError, match=">= 0"):
+        roi_score(-d, mask)
