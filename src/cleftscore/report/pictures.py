@@ -285,6 +285,7 @@ def heatmap_figure(
         vmax = robust_vmax(hm)
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.ticker import NullLocator
 
     aspect = hm.shape[1] / hm.shape[0]
     fig = Figure(figsize=(5.0 * aspect + 1.2, 5.0), dpi=dpi)
@@ -292,6 +293,10 @@ def heatmap_figure(
     ax = fig.add_subplot(1, 1, 1)
     im = ax.imshow(hm, cmap=cmap, vmin=0.0, vmax=vmax, interpolation="nearest")
     ax.set_axis_off()
+    # The hidden axes still make their ticks while the layout is computed (for the title's
+    # position); none are drawn, so none are made.
+    ax.xaxis.set_major_locator(NullLocator())
+    ax.yaxis.set_major_locator(NullLocator())
     cb = fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
     cb.set_label(units)
     if title:
