@@ -297,8 +297,11 @@ def photometric_normalize(image: np.ndarray, *, sigma: float) -> np.ndarray:
         raise ValueError(f"sigma must be a positive number of pixels, got {sigma!r}")
     x = to_colorspace(image, colorspace="ycbcr").astype(np.float32)
     hp = x - _blur(x, sigma)
-    sd = np.sqrt(_blur(hp * hp, sigma) + 4.0)
-    return (hp / sd).astype(np.float32)
+    # In place from here: the same float32 operations without a copy of the image each.
+    sd = _blur(np.multiply(hp, hp, out=x), sigma)
+    sd += np.float32(4.0)
+    np.sqrt(sd, out=sd)
+    return np.divide(hp, sd, out=hp)
 
 
 def refine_mirror(face: np.ndarray, mirror: np.ndarray, *, sigma: float, work_size: int = 256) -> np.ndarray:
