@@ -440,3 +440,24 @@ def test_preview_is_drawn(local_faces: Path) -> None:
     # green landmark dots where the landmarks are
     x, y = np.round(prep.aligned.landmarks_original[33]).astype(int)
     assert pv[y, x, 1] > 200
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    h=st.integers(40, 300),
+    w=st.integers(40, 400),
+    sigma=st.floats(0.5, 12.0),
+    frac=st.tuples(*[st.floats(0.0, 0.5)] * 4),
+)
+def test_the_edge_blur_is_the_whole_image_blur_outside_its_box(h, w, sigma, frac) -> None:
+    from cleftscore.face.align import _blur_minus_image, _gaussian_blur
+
+    work = np.random.default_rng(h * 1000 + w).uniform(0, 255, (h, w, 3)).astype(np.float32)
+    box = (int(frac[0] * h), h - int(frac[1] * h), int(frac[2] * w), w - int(frac[3] * w))
+    y0, y1, x0, x1 = box
+    got = _blur_minus_image(work, sigma, box)
+    want = _gaussian_blur(work, sigma) - work
+    outside = np.ones((h, w), dtype=bool)
+    outside[y0:y1, x0:x1] = False
+    assert np.array_equal(got[outside], want[outside])
+    assert np.all((got[~outside] == 0) | (got[~outside] == want[~outside]))
