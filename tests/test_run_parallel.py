@@ -149,6 +149,49 @@ def test_ctrl_c_keeps_every_finished_photo_whole(tmp_path: Path, local_faces: Pa
     assert [r["photo_id"] for r in rows if r["status"] == "ok"] == [p.name for p in folders]
 
 
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads the process table from /proc")
+def test_workers_end_when_the_parent_is_killed(tmp_path: Path, local_faces: Path) -> None:
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(8):
+        shutil.copy(local_faces / "tiny_128px_portrait_uniform.jpg", photos / f"p{i}.jpg")
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-c", "from cleftscore.cli import main; main()", "score", str(photos), "--method",
+           "asymmetry", "--size", "256", "--out", str(run), "--workers", "2"]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+
+    def children() -> set[int]:
+        found = set()
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == proc.pid and "spawn_main" in (stat.parent / "cmdline").read_bytes().decode(
+                errors="replace"
+            ):
+                found.add(int(stat.parent.name))
+        return found
+
+    try:
+        deadline = time.monotonic() + 120
+        while len(workers := children()) < 2 and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(workers) == 2, "the two workers never started"
+        proc.kill()  # SIGKILL: no chance to shut the pool down
+        proc.wait(timeout=30)
+        deadline = time.monotonic() + 30
+        while (alive := {w for w in workers if Path(f"/proc/{w}").exists()}) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not alive, f"workers still running after their parent was killed: {alive}"
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        for w in children():
+            os.kill(w, signal.SIGKILL)
+
+
 def test_a_photo_lost_with_its_process_fails_alone_with_a_record(tmp_path: Path) -> None:
     from concurrent.futures import Future
     from concurrent.futures.process import BrokenProcessPool

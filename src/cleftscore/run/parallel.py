@@ -4,14 +4,18 @@ Only for normalizers that need no weights (the asymmetry method): each worker pr
 whole photos, from the file to its folder in the run, with the same functions a single-process
 run uses, so the run folder is the same. The parent hands out photos, a few at a time, and
 reports them in input order. Workers are started with ``spawn`` (the parent may hold torch and
-threads, which a fork would copy half-way) and ignore Ctrl-C: on an interrupt the parent stops
-handing out photos and waits for those under way, so every photo is written whole or not at all.
+threads, which a fork would copy half-way), end by themselves when the parent is killed, and ignore
+Ctrl-C: on an interrupt the parent stops handing out photos and waits for those under way, so
+every photo is written whole or not at all.
 """
 
 from __future__ import annotations
 
 import itertools
+import os
 import signal
+import threading
+import time
 from collections.abc import Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -29,17 +33,31 @@ __all__ = ["process_pool", "score_in_processes"]
 AHEAD = 2
 
 
-def _ignore_interrupts() -> None:
+#: Seconds between a worker's checks that the process that started it is still alive.
+PARENT_CHECK_S = 1.0
+
+
+def _exit_with_parent(parent: int) -> None:
+    while True:
+        time.sleep(PARENT_CHECK_S)
+        if os.getppid() != parent:
+            # The parent was killed (SIGKILL, OOM): nobody will collect this worker's photo, and
+            # its folder writes are atomic, so stop now rather than linger holding memory.
+            os._exit(1)
+
+
+def _start_worker(parent: int) -> None:
     # The parent decides what an interrupt means (finish the photos under way, then stop).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.Thread(target=_exit_with_parent, args=(parent,), name="cleftscore-parent-watch", daemon=True).start()
 
 
 def process_pool(workers: int) -> ProcessPoolExecutor:
-    """``workers`` spawned processes that ignore Ctrl-C (the parent finishes the photos under way)."""
+    """``workers`` spawned processes that ignore Ctrl-C and end when this process is killed."""
     import multiprocessing
 
     return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-                               initializer=_ignore_interrupts)  # fmt: skip
+                               initializer=_start_worker, initargs=(os.getpid(),))  # fmt: skip
 
 
 def _score_in_worker(item: InputPhoto, ctx: RunContext) -> PhotoResult:
