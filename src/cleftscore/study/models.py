@@ -11,6 +11,7 @@ import json
 from typing import Any
 
 from sqlalchemy import (
+    Boolean,
     CheckConstraint,
     Date,
     DateTime,
@@ -121,3 +122,87 @@ class Score(Base):
     @property
     def measures(self) -> dict[str, Any]:
         return json.loads(self.measures_json)
+
+
+# Rater surveys (revision 0004): photos of the study rated blind by a panel of pseudonymous raters.
+__all__ += ["Survey", "SurveyItem", "SurveyRater", "SurveyRating"]
+
+
+class Survey(Base):
+    __tablename__ = "surveys"
+    __table_args__ = (
+        CheckConstraint("scale_min < scale_max", name="ck_surveys_scale"),
+        CheckConstraint("repeat_fraction >= 0 AND repeat_fraction <= 1", name="ck_surveys_repeat_fraction"),
+        CheckConstraint("higher_is IN ('normal', 'abnormal')", name="ck_surveys_higher_is"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    title: Mapped[str] = mapped_column(String(200), unique=True)
+    scale_min: Mapped[int] = mapped_column(Integer)
+    scale_max: Mapped[int] = mapped_column(Integer)
+    anchors_json: Mapped[str] = mapped_column(Text)  # rating value -> anchor words
+    higher_is: Mapped[str] = mapped_column(String(16))
+    repeat_fraction: Mapped[float] = mapped_column(Float)
+    seed: Mapped[int] = mapped_column(Integer)
+    crop: Mapped[str] = mapped_column(String(16))
+    instructions: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    closed_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+
+    items: Mapped[list[SurveyItem]] = relationship(back_populates="survey", order_by="SurveyItem.position")
+    raters: Mapped[list[SurveyRater]] = relationship(back_populates="survey", order_by="SurveyRater.id")
+
+
+class SurveyItem(Base):
+    __tablename__ = "survey_items"
+    __table_args__ = (UniqueConstraint("survey_id", "photo_id", name="uq_survey_items_photo"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    survey_id: Mapped[int] = mapped_column(ForeignKey("surveys.id"))
+    photo_id: Mapped[int] = mapped_column(ForeignKey("photos.id"))
+    position: Mapped[int] = mapped_column(Integer)
+    # The part of the stored photo a rater sees: (left, top, right, bottom) in pixels.
+    crop_left: Mapped[int] = mapped_column(Integer)
+    crop_top: Mapped[int] = mapped_column(Integer)
+    crop_right: Mapped[int] = mapped_column(Integer)
+    crop_bottom: Mapped[int] = mapped_column(Integer)
+
+    survey: Mapped[Survey] = relationship(back_populates="items")
+    photo: Mapped[Photo] = relationship()
+
+
+class SurveyRater(Base):
+    __tablename__ = "survey_raters"
+    __table_args__ = (UniqueConstraint("survey_id", "code", name="uq_survey_raters_code"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    survey_id: Mapped[int] = mapped_column(ForeignKey("surveys.id"))
+    code: Mapped[str] = mapped_column(String(32))
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)  # the invitation token itself is never stored
+    seed: Mapped[int] = mapped_column(Integer)
+    order_json: Mapped[str] = mapped_column(Text)  # survey item ids in the order shown, repeats included
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    submitted_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+
+    survey: Mapped[Survey] = relationship(back_populates="raters")
+    ratings: Mapped[list[SurveyRating]] = relationship(back_populates="rater", order_by="SurveyRating.position")
+
+    @property
+    def order(self) -> list[int]:
+        return [int(i) for i in json.loads(self.order_json)]
+
+
+class SurveyRating(Base):
+    __tablename__ = "survey_ratings"
+    __table_args__ = (UniqueConstraint("rater_id", "position", name="uq_survey_ratings_position"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    rater_id: Mapped[int] = mapped_column(ForeignKey("survey_raters.id"))
+    item_id: Mapped[int] = mapped_column(ForeignKey("survey_items.id"))
+    position: Mapped[int] = mapped_column(Integer)  # index in the rater's order
+    repeat: Mapped[bool] = mapped_column(Boolean)  # a second showing of the photo, for intra-rater agreement
+    rating: Mapped[int] = mapped_column(Integer)
+    rated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+    rater: Mapped[SurveyRater] = relationship(back_populates="ratings")
+    item: Mapped[SurveyItem] = relationship()
