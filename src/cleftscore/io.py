@@ -42,6 +42,7 @@ __all__ = [
     "restore_replaced_folders",
     "MIN_SIDE",
     "load_image",
+    "load_image_bytes",
     "save_image",
     "image_to_uint8_rgb",
 ]
@@ -173,13 +174,36 @@ def load_image(path: str | os.PathLike[str], *, max_pixels: int = 100_000_000) -
         raise ImageLoadError(f"{name}: file not found")
     if p.is_dir():
         raise ImageLoadError(f"{name}: is a folder, not an image file")
-    if p.suffix.lower() in _HEIF_SUFFIXES:
+    return _decode(p, name, max_pixels=max_pixels)
+
+
+def load_image_bytes(data: bytes, *, name: str, max_pixels: int = 100_000_000) -> np.ndarray:
+    """:func:`load_image` of a photo's bytes already in memory (``name`` only for messages and the format).
+
+    Hashing and decoding the same bytes is how a study knows that the copy it stores is the
+    photo it scored: reading the file twice could see two different files.
+
+    Raises
+    ------
+    ImageLoadError
+        As :func:`load_image`.
+    """
+    import io as _io
+
+    if max_pixels <= 0:
+        raise ValueError(f"max_pixels must be positive, got {max_pixels}")
+    return _decode(_io.BytesIO(data), name, max_pixels=max_pixels)
+
+
+def _decode(source: Any, name: str, *, max_pixels: int) -> np.ndarray:
+    """Decode an image file or file object into upright 8-bit RGB (see :func:`load_image`)."""
+    if Path(name).suffix.lower() in _HEIF_SUFFIXES:
         _enable_heif(name)
     try:
         with warnings.catch_warnings():
             # We apply our own pixel limit below; Pillow's global one only warns up to 2x.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(p) as im:
+            with Image.open(source) as im:
                 width, height = im.size
                 if width * height > max_pixels:
                     raise ImageLoadError(
@@ -289,7 +313,8 @@ def find_images(folder: str | os.PathLike[str]) -> list[Path]:
         for name in filenames:
             if not name.startswith(".") and Path(name).suffix.lower() in IMAGE_SUFFIXES:
                 found.append(Path(dirpath) / name)
-    return sorted(found, key=lambda p: [part.lower() for part in p.relative_to(root).parts])
+    # Case-blind first, then exact: names differing only in case keep one order on every run.
+    return sorted(found, key=lambda p: ([part.lower() for part in p.relative_to(root).parts], p.relative_to(root).parts))
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import stat
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,7 @@ __all__ = [
     "is_run_folder",
     "list_photo_ids",
     "photo_dir",
+    "read_picture",
     "read_record",
     "read_run_settings",
     "read_records",
@@ -112,6 +114,41 @@ def read_record(run_dir: str | os.PathLike[str], photo_id: str) -> PhotoRecord:
         message=f"{path}: {reason}; left as it is, score the photo again to replace it",
         damaged=True,
     )
+
+
+def read_picture(run_dir: str | os.PathLike[str], photo_id: str, name: str) -> bytes:
+    """The bytes of a picture a record lists, read only from inside the photo's folder.
+
+    A run folder may come from anywhere, so nothing it says is followed out of it: ``name``
+    must be a plain relative path (no ``..``, not absolute), and no part of the way from the
+    run folder to the file may be a symbolic link.
+
+    Raises
+    ------
+    CleftscoreError
+        A name that leads out of the folder, or a symbolic link on the way (the message says which).
+    OSError
+        The file cannot be read (missing, permission).
+    """
+    from pathlib import PurePosixPath
+
+    rel = PurePosixPath(name)
+    folder = photo_dir(run_dir, photo_id)
+    if not rel.parts or "\\" in name or rel.is_absolute() or any(part in ("..", ".", "") for part in rel.parts):
+        raise CleftscoreError(f"{folder / 'result.json'}: lists the picture {name!r}, which is not a file inside "
+                              "the photo's folder; the run folder was altered, score the photo again")  # fmt: skip
+    root = Path(run_dir)
+    here = root
+    for part in (PHOTOS_DIR, photo_id, *rel.parts):
+        here = here / part
+        if here.is_symlink():
+            raise CleftscoreError(f"{here}: a symbolic link in the run folder; links are not followed "
+                                  "(they could lead to any file), copy the file in instead")  # fmt: skip
+    fd = os.open(here, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    with os.fdopen(fd, "rb") as fh:
+        if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+            raise CleftscoreError(f"{here}: not a regular file; the run folder was altered, score the photo again")
+        return fh.read()
 
 
 def read_records(run_dir: str | os.PathLike[str], photo_ids: Sequence[str] | None = None) -> list[PhotoRecord]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,7 +11,7 @@ from cleftscore.errors import CleftscoreError
 from cleftscore.io import IMAGE_SUFFIXES as _IO_SUFFIXES
 from cleftscore.io import find_images
 
-__all__ = ["IMAGE_SUFFIXES", "InputPhoto", "expand_inputs", "find_inputs", "photo_ids"]
+__all__ = ["IMAGE_SUFFIXES", "InputPhoto", "expand_inputs", "find_inputs", "id_key", "photo_ids"]
 
 IMAGE_SUFFIXES = tuple(sorted(_IO_SUFFIXES))
 
@@ -23,24 +24,37 @@ class InputPhoto:
     photo_id: str
 
 
+#: Longest id kept from a name (characters); folder names must stay under 255 bytes.
+_MAX_ID = 80
+
+
 def _safe_id(text: str) -> str:
-    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in text).lstrip(".") or "photo"
+    # NFC first: macOS hands out names decomposed (NFD), Linux keeps what it was given, and the
+    # same photo must get the same id on either.
+    text = unicodedata.normalize("NFC", text)
+    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in text).lstrip(".")[:_MAX_ID] or "photo"
+
+
+def id_key(photo_id: str) -> str:
+    """What two ids are compared by: case and Unicode normalization folded, as macOS and Windows folders do."""
+    return unicodedata.normalize("NFC", unicodedata.normalize("NFC", photo_id).casefold())
 
 
 def _unique(stems: Sequence[str]) -> list[str]:
     """``stem`` for the first photo of a stem, then ``stem-2``, ``stem-3``... skipping ids already taken.
 
-    Ids are compared case-blind (macOS and Windows folders are), so ``a-2, a, a`` gives
-    ``a-2, a, a-3``: a numbered id never lands on one that an earlier photo has.
+    Ids are compared by :func:`id_key` (case-blind, Unicode-normalized), so ``a-2, a, a`` gives
+    ``a-2, a, a-3``: a numbered id never lands on one that an earlier photo has, and two ids
+    never name the same folder on any file system.
     """
     taken: set[str] = set()
     ids = []
     for stem in stems:
         candidate, n = stem, 1
-        while candidate.lower() in taken:
+        while id_key(candidate) in taken:
             n += 1
             candidate = f"{stem}-{n}"
-        taken.add(candidate.lower())
+        taken.add(id_key(candidate))
         ids.append(candidate)
     return ids
 

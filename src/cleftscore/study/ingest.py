@@ -8,6 +8,7 @@ settings are found by their hash and skipped).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -104,9 +105,9 @@ def _find_original(record: PhotoRecord, originals: Mapping[str, Path], photos_di
 
 
 def _import_record(
-    study: Study, visit_id: int, run_dir: Path, record: PhotoRecord, original: Path | None
+    study: Study, visit_id: int, run_dir: Path, record: PhotoRecord, original: Path | None, scored_sha: str | None = None
 ) -> ImportLine:
-    from cleftscore.run.folder import photo_dir
+    from cleftscore.run.folder import photo_dir, read_picture
 
     name = Path(record.file).name
     if not record.ok:
@@ -114,7 +115,8 @@ def _import_record(
     if original is None:
         return ImportLine(name, "failed", f"{record.file}: the original photo is not there (the run folder records only its path); "
                                           "give the folder that holds it with --photos DIR")  # fmt: skip
-    sha = sha256_file(original)
+    # The hash of the bytes that were scored, when known; the stored copy must come from those bytes.
+    sha = scored_sha or sha256_file(original)
     settings = dict(record.settings)
     line = _existing(study, visit_id, sha, settings, name)
     if line is not None:
@@ -130,7 +132,7 @@ def _import_record(
         if pic in _NOT_PICTURES:
             continue
         try:
-            data = (folder / pic).read_bytes()
+            data = read_picture(run_dir, record.photo_id, pic)
         except OSError as exc:
             return ImportLine(
                 name,
@@ -290,9 +292,8 @@ def score_into_visit(study: Study, visit_id: int, photos: Sequence[str | os.Path
     CleftscoreError
         Problems that stop the whole run (no image found, weights missing).
     """
+    from cleftscore.run.folder import RunLock
     from cleftscore.run.inputs import find_inputs
-    from cleftscore.run.pipeline import score_photos
-    from cleftscore.run.settings import ProgressHooks
 
     _check_visit(study, visit_id)
     wanted = settings.to_dict()
@@ -303,44 +304,88 @@ def score_into_visit(study: Study, visit_id: int, photos: Sequence[str | os.Path
         if on_line is not None:
             on_line(line)
 
-    todo: list[Path] = []
-    for item in find_inputs(list(photos)):
+    tmp = study.files / "tmp"
+    _clear_stale_runs(tmp)
+    run = tmp / f"run-{os.getpid()}"
+    shutil.rmtree(run, ignore_errors=True)
+    try:
+        with RunLock(run):  # taken before the copies are made, so no other run clears them away
+            copies = _private_copies(study, visit_id, find_inputs(list(photos)), run / "in", wanted, emit)
+            if copies:
+                _score_copies(study, visit_id, copies, run, settings, hooks=hooks, cache_dir=cache_dir, emit=emit)
+    finally:
+        shutil.rmtree(run, ignore_errors=True)
+    return report
+
+
+@dataclass(frozen=True)
+class _Copy:
+    """A photo to score: the user's file, the private copy that is scored and stored, its bytes' SHA-256."""
+
+    original: Path
+    copy: Path
+    sha256: str
+
+
+def _private_copies(study: Study, visit_id: int, inputs: Sequence[Any], folder: Path, wanted: Mapping[str, Any],
+                    emit: Callable[[ImportLine], None]) -> list[_Copy]:  # fmt: skip
+    """Each photo's bytes read once: hashed, looked up in the study, and copied where only this run writes.
+
+    The pipeline scores the copy and the study stores it, so the photo recorded is the photo
+    scored even if the user's file changes meanwhile. Photos already done get their line here.
+    """
+    from cleftscore.io import atomic_write_bytes
+    from cleftscore.study.store import sha256_bytes
+
+    copies: list[_Copy] = []
+    for n, item in enumerate(inputs):
         name = item.path.name
         if not item.path.is_file():
             emit(ImportLine(name, "failed", f"{item.path}: no such photo file"))
             continue
         try:
-            line = _existing(study, visit_id, sha256_file(item.path), wanted, name)
+            data = item.path.read_bytes()
         except OSError as exc:
-            line = ImportLine(name, "failed", f"{item.path}: cannot be read ({exc.strerror})")
-        if line is None:
-            todo.append(item.path)
-        else:
+            emit(ImportLine(name, "failed", f"{item.path}: cannot be read ({exc.strerror})"))
+            continue
+        sha = sha256_bytes(data)
+        line = _existing(study, visit_id, sha, wanted, name)
+        if line is not None:
             emit(line)
-    if not todo:
-        return report
-    tmp = study.files / "tmp"
-    _clear_stale_runs(tmp)
-    run = tmp / f"run-{os.getpid()}"
-    shutil.rmtree(run, ignore_errors=True)
-    originals = {i.photo_id: i.path for i in find_inputs(todo)}
+            continue
+        # One folder per photo keeps its file name (and so its photo id and messages) as given.
+        copy = folder / f"{n:06d}" / name
+        atomic_write_bytes(copy, data)
+        copies.append(_Copy(item.path, copy, sha))
+    return copies
+
+
+def _score_copies(study: Study, visit_id: int, copies: Sequence[_Copy], run: Path, settings: Any, *, hooks: Any,
+                  cache_dir: str | Path | None, emit: Callable[[ImportLine], None]) -> None:  # fmt: skip
+    """Score the private copies into ``run`` and record each photo as it finishes."""
+    from cleftscore.run.inputs import find_inputs
+    from cleftscore.run.pipeline import score_photos
+    from cleftscore.run.settings import ProgressHooks
+
+    todo = [c.copy for c in copies]
+    by_id = {i.photo_id: c for i, c in zip(find_inputs(todo), copies, strict=True)}
     user = hooks or ProgressHooks()
+
+    def record_one(record: PhotoResult) -> ImportLine:
+        c = by_id.get(record.photo_id)
+        if c is None or record.file != os.fsdecode(c.copy).encode("utf-8", "backslashreplace").decode("utf-8"):
+            raise CleftscoreError(f"{record.file}: the pipeline's record is not that of the photo {record.photo_id!r} "
+                                  "this run gave it; nothing was recorded")  # fmt: skip
+        line = _import_record(study, visit_id, run, record, c.copy, c.sha256)
+        # The user knows the photo by its own path, not by the private copy's.
+        return dataclasses.replace(line, message=line.message.replace(str(c.copy), str(c.original)))
 
     def photo_done(record: PhotoResult) -> None:
         # The result is the photo's record, as written into the run folder.
-        emit(
-            _guarded(
-                Path(record.file).name,
-                lambda: _import_record(study, visit_id, run, record, originals.get(record.photo_id)),
-            )
-        )
+        emit(_guarded(Path(record.file).name, lambda: record_one(record)))
         if user.photo_done is not None:
             user.photo_done(record)
 
     pipeline_hooks = ProgressHooks(photo_done=photo_done, gan_start=user.gan_start, gan_step=user.gan_step,
                                    gan_grow=user.gan_grow, message=user.message)  # fmt: skip
-    try:
-        score_photos(todo, settings, out_dir=run, cache_dir=cache_dir, hooks=pipeline_hooks)
-    finally:
-        shutil.rmtree(run, ignore_errors=True)
-    return report
+    score_photos(todo, settings, out_dir=run, cache_dir=cache_dir, hooks=pipeline_hooks)

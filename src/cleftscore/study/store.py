@@ -15,8 +15,6 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from cleftscore.paths import sha256_file
-
 __all__ = ["StoredPhoto", "sha256_bytes", "store_photo", "store_bytes"]
 
 
@@ -62,6 +60,8 @@ def _put(root: Path, rel: str, data: bytes) -> str:
 def store_photo(root: Path, path: str | os.PathLike[str], *, sha256: str | None = None) -> StoredPhoto:
     """Copy a photo into the study: EXIF orientation applied, 8-bit RGB, PNG without metadata.
 
+    The file is read once: its hash and the stored copy come from the same bytes.
+
     Parameters
     ----------
     root : Path
@@ -69,7 +69,8 @@ def store_photo(root: Path, path: str | os.PathLike[str], *, sha256: str | None 
     path : path
         The original photo.
     sha256 : str, optional
-        Its hash when the caller has it already.
+        The hash the caller took of the photo it means (e.g. of the bytes it scored); the
+        file's bytes must still have it.
 
     Returns
     -------
@@ -79,11 +80,23 @@ def store_photo(root: Path, path: str | os.PathLike[str], *, sha256: str | None 
     ------
     ImageLoadError
         When the photo cannot be read (the message names the file).
+    CleftscoreError
+        When its bytes no longer have the hash ``sha256`` (the file changed).
     """
-    from cleftscore.io import load_image
+    from cleftscore.errors import CleftscoreError, ImageLoadError
+    from cleftscore.io import load_image_bytes
 
-    h = sha256 or sha256_file(path)
-    image = load_image(path)  # applies EXIF orientation, drops alpha, converts to uint8 RGB
+    try:
+        original = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise ImageLoadError(f"{path}: file not found") from None
+    except IsADirectoryError:
+        raise ImageLoadError(f"{path}: is a folder, not an image file") from None
+    h = sha256_bytes(original)
+    if sha256 is not None and h != sha256:
+        raise CleftscoreError(f"{path}: the file changed while it was being scored (its SHA-256 is no longer that of "
+                              "the bytes scored); nothing was recorded, score it again")  # fmt: skip
+    image = load_image_bytes(original, name=str(path))  # EXIF orientation applied, alpha dropped, uint8 RGB
     data = _encode_png(image)
     rel = _put(root, f"photos/{h[:2]}/{h}.png", data)
     return StoredPhoto(

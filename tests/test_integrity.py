@@ -1,0 +1,119 @@
+"""Integrity and security defects found by attack (issue 24), each reproduced and held.
+
+Sample faces from ``tests/data/faces`` stand in for patients; nothing here is a real patient photo.
+"""
+
+from __future__ import annotations
+
+import re
+import tempfile
+import unicodedata
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from cleftscore.run.inputs import find_inputs, photo_ids
+
+#: Examples of the property tests (reported in the issue's note).
+NAME_EXAMPLES = 200
+FOLDER_EXAMPLES = 25
+
+
+def id_key(photo_id: str) -> str:
+    """Two folder names are one on macOS and Windows when this is equal (case and Unicode form folded)."""
+    return unicodedata.normalize("NFC", unicodedata.normalize("NFC", photo_id).casefold())
+
+
+# -- 1. photo ids: unique by construction, stable ---------------------------------------------------
+
+_STEMS = st.sampled_from(["a", "A", "a-2", "A-2", "a-3", "a-2-2", "photo", "é", "e\u0301", "É", "x y", "ß", "SS", "_"])
+#: File names that collide as often as possible: case, NFC/NFD, names that look like generated suffixes.
+NAMES = st.lists(
+    st.builds(lambda stem, n, ext: f"{stem}{n}{ext}", _STEMS, st.sampled_from(["", "-2", "-3", "-2-2", "__b"]),
+              st.sampled_from([".jpg", ".PNG", ".png"])),
+    max_size=14,
+)  # fmt: skip
+#: Relative paths with sub-folders whose joined ids collide with plain names (``p/a`` and ``p__a``).
+PATHS = st.lists(
+    st.builds(lambda folder, name: f"{folder}{name}", st.sampled_from(["", "p/", "P/", "p__", "q/p/", "e\u0301/", "é/"]),
+              NAMES.filter(bool).map(lambda names: names[0])),
+    max_size=10, unique_by=lambda p: unicodedata.normalize("NFC", p).casefold(),
+)  # fmt: skip
+
+
+def _check_ids(stems: list[str], ids: list[str]) -> None:
+    assert len(ids) == len(stems)
+    assert len({id_key(i) for i in ids}) == len(ids), ids  # unique on every file system
+    for stem, pid in zip(stems, ids, strict=True):
+        assert re.fullmatch(r"[\w.-]+", pid) and not pid.startswith("."), pid
+        assert unicodedata.is_normalized("NFC", pid)
+        assert pid == stem or re.fullmatch(re.escape(stem) + r"-\d+", pid), (stem, pid)
+
+
+@settings(max_examples=NAME_EXAMPLES, deadline=None, derandomize=True)
+@given(NAMES)
+def test_photo_ids_are_unique_whatever_the_names(names: list[str]) -> None:
+    ids = photo_ids(names)
+    _check_ids([photo_ids([n])[0] for n in names], ids)
+    assert photo_ids(names) == ids  # the same ids on a re-run
+    assert photo_ids([unicodedata.normalize("NFD", n) for n in names]) == ids  # macOS hands out NFD names
+    assert photo_ids([*names, "a.jpg", "A-2.png"])[: len(ids)] == ids  # more photos never rename earlier ones
+
+
+@settings(max_examples=FOLDER_EXAMPLES, deadline=None, derandomize=True)
+@given(PATHS)
+def test_ids_of_a_folder_are_unique_and_the_same_on_a_rerun(paths: list[str]) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        made = []
+        for rel in paths:
+            f = root / rel
+            if any(id_key(str(m)) == id_key(str(f)) for m in made) or f.exists():
+                continue  # this file system may fold the name onto one already made
+            f.parent.mkdir(parents=True, exist_ok=True)
+            f.write_bytes(b"x")
+            made.append(f)
+        if not made:
+            return
+        found = find_inputs([root])
+        assert sorted(i.path for i in found) == sorted(made)
+        ids = [i.photo_id for i in found]
+        assert len({id_key(i) for i in ids}) == len(ids), ids
+        assert all(re.fullmatch(r"[\w.-]+", i) for i in ids)
+        assert [i.photo_id for i in find_inputs([root])] == ids
+
+
+def test_names_that_differ_only_in_normalization_or_case_get_two_ids() -> None:
+    assert photo_ids(["é.jpg", "e\u0301.png", "É.jpg"]) == ["é", "é-2", "É-3"]
+    assert photo_ids(["a-2.jpg", "a.jpg", "a.png"]) == ["a-2", "a", "a-3"]
+    assert photo_ids(["ß.jpg", "SS.jpg", "ss.jpg"]) == ["ß", "SS-2", "ss-3"]
+    long = "x" * 300
+    assert photo_ids([f"{long}.jpg", f"{long}y.jpg"]) == ["x" * 80, "x" * 80 + "-2"]
+
+
+# -- 2. a run folder's paths stay inside it ----------------------------------------------------------
+
+
+def test_pictures_are_read_only_from_inside_the_photo_folder(tmp_path: Path) -> None:
+    from cleftscore.errors import CleftscoreError
+    from cleftscore.run.folder import read_picture
+
+    run = tmp_path / "run"
+    folder = run / "photos" / "a"
+    folder.mkdir(parents=True)
+    (folder / "panel.png").write_bytes(b"panel")
+    (tmp_path / "secret.png").write_bytes(b"secret")
+    assert read_picture(run, "a", "panel.png") == b"panel"
+    for bad in ("../../../secret.png", "/etc/passwd", "snapshots/../../b/x.png", "", ".", "a\\..\\x"):
+        with pytest.raises(CleftscoreError, match="not a file inside"):
+            read_picture(run, "a", bad)
+    (folder / "link.png").symlink_to(tmp_path / "secret.png")
+    (folder / "sub").symlink_to(tmp_path, target_is_directory=True)
+    for linked in ("link.png", "sub/secret.png"):
+        with pytest.raises(CleftscoreError, match="symbolic link"):
+            read_picture(run, "a", linked)
+    (run / "photos" / "b").symlink_to(folder, target_is_directory=True)
+    with pytest.raises(CleftscoreError, match="symbolic link"):
+        read_picture(run, "b", "panel.png")

@@ -1,0 +1,169 @@
+"""Issue 24's reproductions that run the scoring pipeline or start processes (each a few seconds).
+
+Sample faces from ``tests/data/faces`` stand in for patients; nothing here is a real patient photo.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from pathlib import Path
+
+import pytest
+from PIL import Image, ImageOps
+from typer.testing import CliRunner
+
+from cleftscore.cli import app
+
+pytestmark = pytest.mark.slow
+runner = CliRunner()
+SIZE = 128
+FACES = ("tiny_128px_portrait_uniform.jpg", "grayscale_tiny_128px_portrait.jpg", "exif_orientation6_tiny_portrait.jpg")
+
+
+def _study(tmp: Path) -> tuple[Path, int]:
+    from cleftscore.study.db import open_study
+    from cleftscore.study.records import add_patient, add_visit
+
+    db = tmp / "study.sqlite"
+    with open_study(db) as study:
+        add_patient(study, "P001")
+        visit = add_visit(study, "P001", date=dt.date(2026, 1, 10), phase="pre-op")
+    return db, int(visit.id)
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _three_faces(folder: Path, local_faces: Path) -> dict[str, bytes]:
+    """``a-2.jpg``, ``a.jpg`` and ``a.png``: three different faces whose stems collide."""
+    folder.mkdir()
+    names = ("a-2.jpg", "a.jpg", "a.png")
+    for name, face in zip(names, FACES, strict=True):
+        im = ImageOps.exif_transpose(Image.open(local_faces / face)).convert("RGB")
+        im.save(folder / name)
+    return {n: (folder / n).read_bytes() for n in names}
+
+
+def _photos(db: Path) -> dict[str, tuple[str, str, int]]:
+    """Original name -> (SHA-256, stored copy's file, number of scores) of every photo in the study."""
+    from sqlalchemy import select
+
+    from cleftscore.study.db import open_study
+    from cleftscore.study.models import Photo
+
+    with open_study(db, create=False) as study, study.transaction(write=False) as s:
+        return {p.original_name: (p.sha256, str(study.files / p.stored_path), len(p.scores))
+                for p in s.scalars(select(Photo))}  # fmt: skip
+
+
+def _pixels(path: str | Path) -> bytes:
+    from cleftscore.io import load_image
+
+    return load_image(path).tobytes()
+
+
+def test_study_score_files_every_photo_under_its_own_name(tmp_path: Path, local_faces: Path) -> None:
+    """Issue 24, 1: ``a-2.jpg, a.jpg, a.png`` through ``cleftscore study score``; each photo its own bytes."""
+    db, visit = _study(tmp_path)
+    originals = _three_faces(tmp_path / "photos", local_faces)
+    result = runner.invoke(app, ["study", "score", str(visit), str(tmp_path / "photos"), "--db", str(db),
+                                 "--method", "asymmetry", "--size", str(SIZE)])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    photos = _photos(db)
+    assert sorted(photos) == sorted(originals)
+    for name, data in originals.items():
+        sha, stored, scores = photos[name]
+        assert sha == _sha(data) and scores == 1, name
+        assert _pixels(stored) == _pixels(tmp_path / "photos" / name), name
+
+
+def test_a_photo_changed_while_it_is_scored_is_stored_as_it_was_scored(
+    tmp_path: Path, local_faces: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The hash and the stored copy come from the bytes that were decoded and scored."""
+    from cleftscore.run import photo
+    from cleftscore.run.settings import PipelineSettings
+    from cleftscore.study.db import open_study
+    from cleftscore.study.ingest import score_into_visit
+
+    db, visit = _study(tmp_path)
+    originals = _three_faces(tmp_path / "photos", local_faces)
+    target = tmp_path / "photos" / "a.png"
+    real = photo.prepare_photo
+
+    def prepare_then_swap(path: Path, **kw: object) -> object:
+        prepared = real(path, **kw)
+        # Another program replaces the user's file once it has been decoded.
+        target.write_bytes(originals["a-2.jpg"])
+        return prepared
+
+    monkeypatch.setattr(photo, "prepare_photo", prepare_then_swap)
+    with open_study(db, create=False) as study:
+        report = score_into_visit(study, visit, [target], PipelineSettings(method="asymmetry", size=SIZE))
+    assert [line.status for line in report.lines] == ["added"], report.lines
+    sha, stored, _ = _photos(db)["a.png"]
+    assert sha == _sha(originals["a.png"])
+    png = tmp_path / "a.png"
+    png.write_bytes(originals["a.png"])
+    assert _pixels(stored) == _pixels(png)
+
+
+def test_the_stored_copy_is_refused_when_its_bytes_are_not_the_ones_hashed(tmp_path: Path, local_faces: Path) -> None:
+    from cleftscore.errors import CleftscoreError
+    from cleftscore.study.store import store_photo
+
+    photo = local_faces / FACES[0]
+    with pytest.raises(CleftscoreError, match="changed while it was being scored"):
+        store_photo(tmp_path, photo, sha256="0" * 64)
+    assert store_photo(tmp_path, photo, sha256=_sha(photo.read_bytes())).sha256 == _sha(photo.read_bytes())
+
+
+@pytest.fixture()
+def scored_run(tmp_path: Path, local_faces: Path) -> Path:
+    from cleftscore.run.pipeline import score_photos
+    from cleftscore.run.settings import PipelineSettings
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    ImageOps.exif_transpose(Image.open(local_faces / FACES[0])).convert("RGB").save(photos / "a.png")
+    run = tmp_path / "run"
+    score_photos([photos / "a.png"], PipelineSettings(method="asymmetry", size=SIZE), out_dir=run)
+    return run
+
+
+def _import(db: Path, visit: int, run: Path) -> list[tuple[str, str]]:
+    from cleftscore.study.db import open_study
+    from cleftscore.study.ingest import import_run
+
+    with open_study(db, create=False) as study:
+        return [(line.status, line.message) for line in import_run(study, visit, run).lines]
+
+
+def test_import_run_follows_no_symbolic_link_out_of_the_run_folder(tmp_path: Path, scored_run: Path) -> None:
+    """Issue 24, 2: ``photos/<id>/panel.png -> /any/file`` is refused, nothing is stored."""
+    db, visit = _study(tmp_path)
+    panel = scored_run / "photos" / "a" / "panel.png"
+    secret = tmp_path / "secret.png"
+    secret.write_bytes(panel.read_bytes()[:-1] + b"!")  # any file the user may read
+    panel.unlink()
+    panel.symlink_to(secret)
+    [(status, message)] = _import(db, visit, scored_run)
+    assert status == "failed" and "symbolic link" in message, message
+    assert _photos(db) == {}
+
+
+def test_import_run_refuses_a_picture_path_that_leaves_the_folder(tmp_path: Path, scored_run: Path) -> None:
+    """Issue 24, 2: ``../../x`` in ``result.json``'s ``pictures`` is refused, nothing is stored."""
+    import json
+
+    db, visit = _study(tmp_path)
+    record = scored_run / "photos" / "a" / "result.json"
+    data = json.loads(record.read_text())
+    (tmp_path / "x.png").write_bytes(b"not the run's")
+    data["pictures"] = [*data["pictures"], "../../../x.png"]
+    record.write_text(json.dumps(data))
+    [(status, message)] = _import(db, visit, scored_run)
+    assert status == "failed" and "not a file inside" in message, message
+    assert _photos(db) == {}
