@@ -5,6 +5,7 @@ Sample faces from ``tests/data/faces`` stand in for patients; nothing here is a 
 
 from __future__ import annotations
 
+import hashlib
 import re
 import tempfile
 import unicodedata
@@ -117,3 +118,125 @@ def test_pictures_are_read_only_from_inside_the_photo_folder(tmp_path: Path) -> 
     (run / "photos" / "b").symlink_to(folder, target_is_directory=True)
     with pytest.raises(CleftscoreError, match="symbolic link"):
         read_picture(run, "b", "panel.png")
+
+
+# -- 3. a refused database is left byte for byte as it was ---------------------------------------------
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _rollback_journal_study(path: Path) -> None:
+    """A study in the rollback-journal mode an older tool or a copy may leave (header bytes 18-19 = 1)."""
+    import sqlite3
+
+    from cleftscore.study.db import open_study
+
+    open_study(path).close()
+    con = sqlite3.connect(path)
+    con.execute("PRAGMA journal_mode=DELETE")
+    con.close()
+    assert path.read_bytes()[18:20] == b"\x01\x01"
+
+
+def test_a_study_of_a_future_schema_is_refused_untouched(tmp_path: Path) -> None:
+    import sqlite3
+
+    from cleftscore.study.db import StudyVersionError, open_study
+
+    db = tmp_path / "future.sqlite"
+    _rollback_journal_study(db)
+    with sqlite3.connect(db) as con:
+        con.execute("UPDATE alembic_version SET version_num = 'ffff_from_the_future'")
+    con.close()
+    before = _digest(db)
+    with pytest.raises(StudyVersionError, match="newer cleftscore"):
+        open_study(db)
+    assert _digest(db) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["future.sqlite"]
+
+
+def test_another_programs_sqlite_file_is_refused_untouched(tmp_path: Path) -> None:
+    import sqlite3
+
+    from cleftscore.study.db import StudyCorruptError, open_study
+
+    db = tmp_path / "other.sqlite"
+    with sqlite3.connect(db) as con:
+        con.execute("CREATE TABLE photos (id INTEGER PRIMARY KEY, name TEXT)")
+        con.execute("INSERT INTO photos (name) VALUES ('x')")
+    con.close()
+    text = tmp_path / "notes.sqlite"
+    text.write_bytes(b"these are notes, not a database\n" * 40)
+    for path in (db, text):
+        before = _digest(path)
+        with pytest.raises(StudyCorruptError, match="not a cleftscore study|not a SQLite database"):
+            open_study(path)
+        assert _digest(path) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.sqlite", "other.sqlite"]
+
+
+# -- 6. a full disk, a denied permission, a read-only file system: named, not "damaged" -------------------
+
+
+def test_a_full_disk_is_named_and_the_study_is_not_called_damaged(tmp_path: Path) -> None:
+    from sqlalchemy import event
+
+    from cleftscore.study.db import StudyCorruptError, StudyError, open_study
+    from cleftscore.study.records import add_patient
+
+    db = tmp_path / "study.sqlite"
+    study = open_study(db)
+    study.engine.dispose()
+
+    @event.listens_for(study.engine, "connect")
+    def _full(dbapi_conn: object, _record: object) -> None:
+        # SQLite's own "database or disk is full", as when the disk has no room for one more page.
+        pages = dbapi_conn.execute("PRAGMA page_count").fetchone()[0]  # type: ignore[attr-defined]
+        dbapi_conn.execute(f"PRAGMA max_page_count = {pages}")  # type: ignore[attr-defined]
+
+    with pytest.raises(StudyError) as caught:
+        for k in range(200):
+            add_patient(study, f"P{k:04d}")
+    study.close()
+    assert not isinstance(caught.value, StudyCorruptError)
+    assert "disk holding it is full" in str(caught.value) and "backup" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("sqlite_says", "named"),
+    [("attempt to write a readonly database", "read-only"), ("unable to open database file", "permission denied"),
+     ("disk I/O error", "input/output error"), ("database or disk is full", "disk holding it is full")],
+)  # fmt: skip
+def test_the_machines_problems_are_named_as_such(tmp_path: Path, sqlite_says: str, named: str) -> None:
+    import sqlite3
+
+    from sqlalchemy import exc
+
+    from cleftscore.study.db import StudyCorruptError, StudyError, _sqlite_errors
+
+    with pytest.raises(StudyError) as caught, _sqlite_errors(tmp_path / "s.sqlite"):
+        raise exc.OperationalError("INSERT", {}, sqlite3.OperationalError(sqlite_says))
+    assert not isinstance(caught.value, StudyCorruptError) and named in str(caught.value)
+    with pytest.raises(StudyCorruptError, match="restore it from a backup"), _sqlite_errors(tmp_path / "s.sqlite"):
+        raise exc.DatabaseError("SELECT", {}, sqlite3.DatabaseError("database disk image is malformed"))
+
+
+def test_environment_problems_are_told_from_the_photos() -> None:
+    import errno
+
+    from cleftscore.errors import ImageLoadError, environment_problem
+
+    assert environment_problem(OSError(errno.ENOSPC, "No space left on device")) == "the disk is full"
+    assert environment_problem(PermissionError(errno.EACCES, "denied")) == "permission denied"
+    assert environment_problem(OSError(errno.EROFS, "ro")) == "the file system is read-only"
+    try:
+        try:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        except OSError as inner:
+            raise ValueError("while writing") from inner
+    except ValueError as outer:
+        assert environment_problem(outer) == "the disk is full"
+    assert environment_problem(ImageLoadError("a.jpg: damaged")) is None
+    assert environment_problem(OSError(errno.ENOENT, "missing")) is None

@@ -167,3 +167,47 @@ def test_import_run_refuses_a_picture_path_that_leaves_the_folder(tmp_path: Path
     [(status, message)] = _import(db, visit, scored_run)
     assert status == "failed" and "not a file inside" in message, message
     assert _photos(db) == {}
+
+
+def _tree(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _no_space(*_a: object, **_k: object) -> None:
+    import errno
+
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def test_a_second_score_that_meets_a_full_disk_keeps_the_good_photo_folder(
+    scored_run: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 24, 7: the disk fills while the same photo is scored again into its run folder."""
+    import cleftscore.io
+    from cleftscore.run.folder import read_record
+    from cleftscore.run.pipeline import score_photos
+    from cleftscore.run.settings import PipelineSettings
+
+    folder = scored_run / "photos" / "a"
+    before = _tree(folder)
+    assert read_record(scored_run, "a").ok
+    monkeypatch.setattr(cleftscore.io, "write_png", _no_space)
+    photo = scored_run.parent / "photos" / "a.png"
+    [result] = score_photos([photo], PipelineSettings(method="asymmetry", size=SIZE), out_dir=scored_run)
+    assert not result.ok and "No space left" in result.message
+    assert _tree(folder) == before
+
+
+def test_a_rescore_that_meets_a_full_disk_keeps_the_good_photo_folder(
+    scored_run: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import cleftscore.io
+    from cleftscore.run.rescore import rescore_run
+    from cleftscore.score.paper import ScoreSettings
+
+    folder = scored_run / "photos" / "a"
+    before = _tree(folder)
+    monkeypatch.setattr(cleftscore.io, "write_png", _no_space)
+    [result] = rescore_run(scored_run, ScoreSettings(roi="face"), workers=1)
+    assert not result.ok and "No space left" in result.message
+    assert _tree(folder) == before

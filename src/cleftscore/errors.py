@@ -7,6 +7,8 @@ in red and goes on with the rest of a batch, instead of showing a traceback.
 
 from __future__ import annotations
 
+import errno as _errno
+
 __all__ = [
     "CleftscoreError",
     "ImageLoadError",
@@ -14,7 +16,17 @@ __all__ = [
     "CheckpointError",
     "WeightsMissingError",
     "DownloadError",
+    "environment_problem",
 ]
+
+#: OS errors that are the machine's, not the input's: what each is called in a message.
+_ENVIRONMENT = {
+    _errno.ENOSPC: "the disk is full",
+    getattr(_errno, "EDQUOT", _errno.ENOSPC): "the disk quota is used up",
+    _errno.EROFS: "the file system is read-only",
+    _errno.EACCES: "permission denied",
+    _errno.EPERM: "permission denied",
+}
 
 
 class CleftscoreError(Exception):
@@ -39,3 +51,20 @@ class WeightsMissingError(CleftscoreError):
 
 class DownloadError(CleftscoreError):
     """A weights download failed (offline, HTTP error, checksum mismatch)."""
+
+
+def environment_problem(exc: BaseException) -> str | None:
+    """What is wrong with the machine when ``exc`` (or what caused it) is a full disk, a denied
+    permission or a read-only file system; None for any other error.
+
+    Such a failure says nothing about the photo or the study, so callers keep what they had
+    (a previous good result) and name the problem instead of calling the data damaged.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.errno in _ENVIRONMENT:
+            return _ENVIRONMENT[current.errno]
+        current = current.__cause__ or current.__context__
+    return None

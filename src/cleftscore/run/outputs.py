@@ -95,6 +95,10 @@ def write_photo_folder(
         return written
     except Exception as exc:  # noqa: BLE001 - one photo never stops the batch
         failed = record.failed(failure_text(record.file, exc, stage="writing its outputs"))
+        from cleftscore.errors import environment_problem
+
+        if environment_problem(exc) is not None and (out / "photos" / record.photo_id).is_dir():
+            keep_old = True  # a full disk says nothing about the photo: its previous, complete result stays
     if not keep_old:
         try:
             write_photo(out, failed, {})

@@ -110,24 +110,47 @@ class Study:
         self.close()
 
 
+#: SQLite's words for a machine's problem, not the file's: (words, what to tell the user).
+_NOT_DAMAGED = (
+    (("disk is full", "database or disk is full"), "the disk holding it is full; free some space and run the command again"),
+    (("readonly", "read-only"), "it is on a read-only file system or its folder cannot be written; "
+                                "give a folder you may write to"),
+    (("unable to open", "access permission denied", "authorization denied"),
+     "permission denied (or its folder is missing); check who may read and write it and its folder"),
+    (("disk i/o error",), "the operating system reported an input/output error (disk, network share or "
+                          "permissions); check the disk"),
+)  # fmt: skip
+
+
+def _study_error(path: Path, orig: BaseException) -> StudyError | None:
+    """The one-line :class:`StudyError` of a SQLite error, or None for an error that is a bug."""
+    message = " ".join(str(orig).split())
+    if isinstance(orig, sqlite3.OperationalError) and ("locked" in message or "busy" in message):
+        return StudyBusyError(
+            f"{path}: the study database is locked by another process (another cleftscore command?); "
+            "wait for it to finish and try again"
+        )
+    if isinstance(orig, sqlite3.DatabaseError) and not isinstance(orig, sqlite3.IntegrityError):
+        for words, advice in _NOT_DAMAGED:
+            if any(w in message.lower() for w in words):
+                # The file itself is fine: advice to restore a backup would throw work away.
+                return StudyError(f"{path}: {advice} ({message}); the study itself is not damaged")
+        return StudyCorruptError(
+            f"{path}: not a readable study database ({message}); restore it from a backup or choose another --db"
+        )
+    return None
+
+
 @contextlib.contextmanager
 def _sqlite_errors(path: Path) -> Iterator[None]:
-    """SQLite's lock and corruption errors as one-line :class:`StudyError` messages."""
+    """SQLite's lock, corruption and disk errors as one-line :class:`StudyError` messages."""
     try:
         yield
     except exc.DBAPIError as err:
-        orig = err.orig
-        message = " ".join(str(orig).split())
-        if isinstance(orig, sqlite3.OperationalError) and ("locked" in message or "busy" in message):
-            raise StudyBusyError(
-                f"{path}: the study database is locked by another process (another cleftscore command?); "
-                "wait for it to finish and try again"
-            ) from None
-        if isinstance(orig, sqlite3.DatabaseError) and not isinstance(orig, sqlite3.IntegrityError):
-            raise StudyCorruptError(
-                f"{path}: not a readable study database ({message}); restore it from a backup or choose another --db"
-            ) from None
-        raise
+        mapped = _study_error(path, err.orig) if err.orig is not None else None
+        if mapped is None:
+            raise
+        raise mapped from None
 
 
 def _make_engine(path: Path, timeout: float) -> Engine:
@@ -184,6 +207,73 @@ def _known_revisions() -> set[str]:
     return {rev.revision for rev in ScriptDirectory(str(MIGRATIONS_DIR)).walk_revisions()}
 
 
+#: The first 16 bytes of every SQLite 3 database file.
+_SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def _check_readonly(path: Path, timeout: float) -> str | None:
+    """Check an existing file on a read-only connection, before anything may write to it.
+
+    A file that is refused (not SQLite, damaged, another program's, a newer schema) is left
+    byte for byte as it was: no journal mode, no migration, no PRAGMA that writes.
+
+    Returns
+    -------
+    str or None
+        The schema revision the file is at (None for an empty file or a new study).
+
+    Raises
+    ------
+    StudyError
+        As :func:`open_study`.
+    """
+    from urllib.parse import quote
+
+    with open(path, "rb") as fh:
+        head = fh.read(len(_SQLITE_HEADER))
+    if not head:
+        return None  # an empty file: a study not made yet
+    if head != _SQLITE_HEADER:
+        raise StudyCorruptError(
+            f"{path}: not a SQLite database (a damaged study, or another kind of file); "
+            "restore it from a backup or choose another --db"
+        )
+    try:
+        con = sqlite3.connect(f"file:{quote(str(path.resolve()))}?mode=ro", uri=True, timeout=timeout)
+        try:
+            ok = con.execute("PRAGMA quick_check").fetchone()[0]
+            tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            row = (
+                con.execute("SELECT version_num FROM alembic_version").fetchone()
+                if "alembic_version" in tables
+                else None
+            )
+        finally:
+            con.close()
+    except sqlite3.Error as err:
+        mapped = _study_error(path, err)
+        if mapped is None:
+            raise
+        raise mapped from None
+    if ok != "ok":
+        raise StudyCorruptError(f"{path}: the database is damaged ({ok}); restore it from a backup")
+    _check_schema(path, tables, None if row is None else str(row[0]))
+    return None if row is None else str(row[0])
+
+
+def _check_schema(path: Path, tables: set[str], current: str | None) -> None:
+    """Refuse another program's database and a schema revision this cleftscore does not know."""
+    if current is None and tables - {"alembic_version"}:
+        raise StudyCorruptError(
+            f"{path}: a SQLite database, but not a cleftscore study (tables {', '.join(sorted(tables))}); choose another --db"
+        )
+    if current is not None and current not in _known_revisions():
+        raise StudyVersionError(
+            f"{path}: written by a newer cleftscore (schema revision {current!r}; this one knows up to {schema_head()!r}); "
+            "update cleftscore to open it"
+        )
+
+
 def _check_and_upgrade(engine: Engine, path: Path, revision: str) -> None:
     from alembic import command
     from alembic.runtime.migration import MigrationContext
@@ -195,15 +285,7 @@ def _check_and_upgrade(engine: Engine, path: Path, revision: str) -> None:
         tables = {r[0] for r in conn.exec_driver_sql("SELECT name FROM sqlite_master WHERE type='table'")}
         current = MigrationContext.configure(conn).get_current_revision()
         conn.rollback()
-    if current is None and tables - {"alembic_version"}:
-        raise StudyCorruptError(
-            f"{path}: a SQLite database, but not a cleftscore study (tables {', '.join(sorted(tables))}); choose another --db"
-        )
-    if current is not None and current not in _known_revisions():
-        raise StudyVersionError(
-            f"{path}: written by a newer cleftscore (schema revision {current!r}; this one knows up to {schema_head()!r}); "
-            "update cleftscore to open it"
-        )
+    _check_schema(path, tables, current)
     if current == revision:
         return
     with engine.begin() as conn:  # the whole upgrade, or none of it
@@ -249,6 +331,11 @@ def open_study(
         p.parent.mkdir(parents=True, exist_ok=True)
     elif p.is_dir():
         raise StudyError(f"{p}: a folder, not a study database file; give the file's path with --db")
+    else:
+        try:
+            _check_readonly(p, timeout)
+        except PermissionError:
+            raise StudyError(f"{p}: permission denied; check who may read and write it") from None
     engine = _make_engine(p, timeout)
     try:
         with _sqlite_errors(p):
