@@ -14,14 +14,19 @@ from __future__ import annotations
 import functools
 import importlib.metadata
 import importlib.util
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from cleftscore.errors import WeightsMissingError
 from cleftscore.face.detect import FaceBox
+from cleftscore.face.measures import AUTOMATIC_POINTS, HAND_POINTS, Scale
 
-__all__ = ["N_LANDMARKS", "predict_landmarks", "predictor_path"]
+__all__ = ["N_LANDMARKS", "LandmarkEdit", "predict_landmarks", "predictor_path"]
 
 #: Number of points in the iBUG 68 scheme (0-16 jaw, 17-26 brows, 27-35 nose, 36-47 eyes,
 #: 48-67 mouth; indices 0-based, as dlib returns them).
@@ -128,3 +133,128 @@ def predict_landmarks(image: np.ndarray, box: FaceBox) -> np.ndarray:
     if shape.num_parts != N_LANDMARKS:
         raise ValueError(f"the landmark model returned {shape.num_parts} points, expected {N_LANDMARKS}")
     return np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float64)
+
+
+Point = tuple[float, float]
+
+
+def _point(value: Any, what: str) -> Point:
+    try:
+        x, y = (float(v) for v in value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{what} must be two numbers (x, y), got {value!r}") from None
+    if not (math.isfinite(x) and math.isfinite(y)):
+        raise ValueError(f"{what} must be finite, got {value!r}")
+    return (x, y)
+
+
+@dataclass(frozen=True, eq=False)
+class LandmarkEdit:
+    """Landmarks a user placed on one photo by hand, in the photo's pixel coordinates.
+
+    Attributes
+    ----------
+    moved : dict of int -> (x, y)
+        New positions of some of the 68 points (iBUG index 0..67); the others stay where the
+        predictor put them.
+    added : dict of str -> (x, y)
+        Named points the predictor does not place (names of
+        :data:`cleftscore.face.measures.HAND_POINTS`).
+    ruler : ((x, y), (x, y), float) or None
+        A known distance drawn on the photo: its two ends and its length in mm.
+    iris : ((x, y), (x, y)) or None
+        One iris's horizontal edges, for a scale by the iris-diameter convention (used when
+        there is no ruler).
+    when : str
+        When the edit was made (ISO 8601, UTC).
+    source : str
+        Where it came from (a landmark file, the web editor).
+    """
+
+    moved: Mapping[int, Point] = field(default_factory=dict)
+    added: Mapping[str, Point] = field(default_factory=dict)
+    ruler: tuple[Point, Point, float] | None = None
+    iris: tuple[Point, Point] | None = None
+    when: str = ""
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        moved: dict[int, Point] = {}
+        for key, xy in self.moved.items():
+            index = int(key)
+            if not 0 <= index < N_LANDMARKS or str(key).strip() != str(index):
+                raise ValueError(f"a moved landmark's index must be 0..{N_LANDMARKS - 1}, got {key!r}")
+            moved[index] = _point(xy, f"landmark {index}")
+        added: dict[str, Point] = {}
+        for name, xy in self.added.items():
+            if name in AUTOMATIC_POINTS:
+                raise ValueError(
+                    f"{name!r} is dlib point {AUTOMATIC_POINTS[name]}: move that point instead of adding it"
+                )
+            if name not in HAND_POINTS:
+                raise ValueError(f"unknown point {name!r}; points one can add: {', '.join(HAND_POINTS)}")
+            added[name] = _point(xy, name)
+        object.__setattr__(self, "moved", moved)
+        object.__setattr__(self, "added", added)
+        if self.ruler is not None:
+            a, b, mm = self.ruler
+            object.__setattr__(self, "ruler", (_point(a, "ruler start"), _point(b, "ruler end"), float(mm)))
+            self.scale()  # checks the length and the mm
+        if self.iris is not None:
+            a, b = self.iris
+            object.__setattr__(self, "iris", (_point(a, "iris edge"), _point(b, "iris edge")))
+            self.scale()
+
+    @property
+    def empty(self) -> bool:
+        """Nothing moved, added or scaled."""
+        return not (self.moved or self.added or self.ruler or self.iris)
+
+    def apply(self, landmarks: np.ndarray) -> np.ndarray:
+        """The 68 points with the moved ones in their new places (a new ``(68, 2)`` float64 array)."""
+        out = np.array(landmarks, dtype=np.float64)
+        if out.shape != (N_LANDMARKS, 2):
+            raise ValueError(f"landmarks must have shape ({N_LANDMARKS}, 2), got {out.shape}")
+        for index, xy in self.moved.items():
+            out[index] = xy
+        return out
+
+    def scale(self) -> Scale | None:
+        """Millimetres per photo pixel from the ruler, else from the iris convention, else None."""
+        if self.ruler is not None:
+            return Scale.from_ruler(self.ruler[0], self.ruler[1], self.ruler[2])
+        if self.iris is not None:
+            return Scale.from_iris(*self.iris)
+        return None
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON object that :meth:`from_json` reads back."""
+        return {
+            "moved": {str(k): list(v) for k, v in sorted(self.moved.items())},
+            "added": {k: list(v) for k, v in self.added.items()},
+            "ruler": None if self.ruler is None else {"start": list(self.ruler[0]), "end": list(self.ruler[1]),
+                                                      "mm": self.ruler[2]},
+            "iris": None if self.iris is None else [list(self.iris[0]), list(self.iris[1])],
+            "when": self.when,
+            "source": self.source,
+        }  # fmt: skip
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> LandmarkEdit:
+        """Parse :meth:`to_json`'s object.
+
+        Raises
+        ------
+        ValueError, KeyError, TypeError
+            When it is malformed.
+        """
+        ruler = data.get("ruler")
+        iris = data.get("iris")
+        return cls(
+            moved={int(k): v for k, v in (data.get("moved") or {}).items()},
+            added=dict(data.get("added") or {}),
+            ruler=None if not ruler else (ruler["start"], ruler["end"], float(ruler["mm"])),
+            iris=None if not iris else (iris[0], iris[1]),
+            when=str(data.get("when") or ""),
+            source=str(data.get("source") or ""),
+        )

@@ -17,7 +17,7 @@ import numpy as np
 from cleftscore.errors import FaceNotFoundError
 from cleftscore.face.align import AlignedFace, align_face, transform_points
 from cleftscore.face.detect import DETECTORS, Detector, FaceBox, detect_faces
-from cleftscore.face.landmarks import predict_landmarks
+from cleftscore.face.landmarks import LandmarkEdit, predict_landmarks
 from cleftscore.face.roi import roi_polygons
 from cleftscore.io import load_image
 
@@ -44,6 +44,10 @@ class PreparedPhoto:
         The FFHQ-aligned face and its transform back to ``original``.
     notes : tuple of str
         Things the user should know, e.g. ``"3 faces found; using the largest"``.
+    edit : LandmarkEdit or None
+        The user's landmark edit the face was aligned with (None: the predictor's points).
+    predicted : (68, 2) ndarray of float64 or None
+        With an edit: where the predictor had put the 68 points in the photo, before the edit.
     """
 
     path: Path | None
@@ -52,6 +56,8 @@ class PreparedPhoto:
     n_faces: int
     aligned: AlignedFace
     notes: tuple[str, ...]
+    edit: LandmarkEdit | None = None
+    predicted: np.ndarray | None = None
 
     @property
     def name(self) -> str:
@@ -65,6 +71,7 @@ def prepare_photo(
     size: int = 1024,
     detector: Detector = "hog",
     max_pixels: int = 100_000_000,
+    edit: LandmarkEdit | None = None,
 ) -> PreparedPhoto:
     """Load a photo, find its largest face, place the 68 landmarks and align it as FFHQ did.
 
@@ -78,6 +85,9 @@ def prepare_photo(
         Face detector (see :func:`cleftscore.face.detect.detect_faces`).
     max_pixels : int, optional
         Pixel limit passed to :func:`cleftscore.io.load_image`.
+    edit : LandmarkEdit, optional
+        Landmarks corrected by hand: the moved points replace the predictor's before the face
+        is aligned, so the alignment and everything after it use them.
 
     Returns
     -------
@@ -118,7 +128,13 @@ def prepare_photo(
     notes: list[str] = []
     if len(boxes) > 1:
         notes.append(f"{len(boxes)} faces found; using the largest")
-    landmarks = predict_landmarks(image, box)
+    landmarks = predicted = predict_landmarks(image, box)
+    if edit is not None and not edit.empty:
+        landmarks = edit.apply(predicted)
+        notes.append(f"landmarks corrected by hand{f' ({edit.when})' if edit.when else ''}: {len(edit.moved)} moved, "
+                     f"{len(edit.added)} added")  # fmt: skip
+    else:
+        edit = None
     try:
         aligned = align_face(image, landmarks, size=size)
     except ValueError as exc:  # degenerate landmarks on a tiny or odd face
@@ -128,7 +144,8 @@ def prepare_photo(
             f"the face is small ({aligned.scale * size:.0f} px across the crop) and was upsampled "
             f"{1 / aligned.scale:.1f}x to {size} px; expect a blurry aligned face"
         )
-    return PreparedPhoto(path=path, original=image, box=box, n_faces=len(boxes), aligned=aligned, notes=tuple(notes))
+    return PreparedPhoto(path=path, original=image, box=box, n_faces=len(boxes), aligned=aligned, notes=tuple(notes),
+                         edit=edit, predicted=predicted if edit is not None else None)  # fmt: skip
 
 
 def _contour_points(poly: np.ndarray) -> np.ndarray:

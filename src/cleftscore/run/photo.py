@@ -8,6 +8,7 @@ from the score stage's :class:`~cleftscore.score.paper.PhotoScore` and the norma
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from collections.abc import Callable, Mapping
@@ -18,7 +19,9 @@ from typing import Any
 import numpy as np
 
 from cleftscore.errors import CleftscoreError
+from cleftscore.face.landmarks import LandmarkEdit
 from cleftscore.face.prepare import PreparedPhoto, prepare_photo
+from cleftscore.face.quality import PhotoQuality, assess_quality, quality_measures
 from cleftscore.face.roi import load_user_mask, roi_mask
 from cleftscore.normalize import Measure, Normalization, Normalizer
 from cleftscore.run.inputs import InputPhoto
@@ -27,8 +30,8 @@ from cleftscore.run.record import FaceGeometry, PhotoRecord, PhotoResult, failur
 from cleftscore.run.settings import PipelineSettings
 from cleftscore.score.paper import PhotoScore, ScoreSettings, score_photo
 
-__all__ = ["PhotoWork", "RunContext", "ScoredFace", "align_photo", "finish_photo", "lost_photo",
-           "region_mask", "score_face", "score_one_photo"]  # fmt: skip
+__all__ = ["PhotoWork", "RunContext", "ScoredFace", "align_photo", "finish_photo", "landmark_measures", "lost_photo",
+           "photo_quality", "region_mask", "score_face", "score_one_photo"]  # fmt: skip
 
 
 @dataclass(frozen=True, eq=False)
@@ -48,6 +51,12 @@ class RunContext:
         Return each photo's arrays in its :class:`PhotoResult`.
     lpips_distance : callable or None
         Spatial LPIPS for ``metric="lpips"`` heat maps.
+    reference : NormativeReference or None
+        What every score is placed against (``settings.reference``, or the shipped one where it
+        fits); read once, when the context is made.
+    edits : dict of str -> LandmarkEdit
+        Landmarks corrected by hand, by photo id: those photos are aligned, normalized, scored
+        and measured on the corrected points.
     """
 
     settings: PipelineSettings
@@ -57,9 +66,16 @@ class RunContext:
     keep: bool
     lpips_distance: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None
     settings_dict: Mapping[str, Any] = field(init=False)
+    reference: Any = field(init=False, default=None)
+    edits: Mapping[str, LandmarkEdit] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        from cleftscore.score.reference import reference_for
+
         object.__setattr__(self, "settings_dict", self.settings.to_dict())
+        st = self.settings
+        kind = "face-referenced" if st.score.face_referenced(st.method) else "paper"
+        object.__setattr__(self, "reference", reference_for(st.method, kind, st.reference))
 
 
 def _display_name(path: str | Path) -> str:
@@ -89,6 +105,7 @@ class PhotoWork:
     mask: np.ndarray | None = None
     norm: Normalization | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    quality: PhotoQuality | None = None
 
     @property
     def ok(self) -> bool:
@@ -126,14 +143,26 @@ def align_photo(item: InputPhoto, ctx: RunContext) -> PhotoWork:
     work = PhotoWork(file=_display_name(item.path), photo_id=item.photo_id, path=item.path)
     t0 = time.perf_counter()
     try:
-        work.prepared = prepare_photo(item.path, size=ctx.size, detector=ctx.settings.detector)
+        work.prepared = prepare_photo(item.path, size=ctx.size, detector=ctx.settings.detector,
+                                      edit=ctx.edits.get(item.photo_id))  # fmt: skip
         work.mask = region_mask(work.prepared.aligned.landmarks, ctx.size, ctx.settings.score)
+        work.quality = photo_quality(work.prepared)
     except Exception as exc:  # noqa: BLE001 - one photo never stops the batch
         work.prepared = work.mask = None
         folder = CleftscoreError(f"{work.file}: a folder with no image files in it or its sub-folders")
         work.fail(folder if item.path.is_dir() else exc, stage="aligning")
     work.timings["align_s"] = time.perf_counter() - t0
     return work
+
+
+def photo_quality(prepared: PreparedPhoto) -> PhotoQuality | None:
+    """The quality gate of a prepared photo (None when a check cannot be made: the photo is scored anyway)."""
+    box = prepared.box
+    try:
+        return assess_quality(prepared.original, (box.left, box.top, box.right, box.bottom),
+                              prepared.aligned.landmarks_original)  # fmt: skip
+    except ValueError:
+        return None
 
 
 @dataclass(frozen=True, eq=False)
@@ -154,6 +183,12 @@ class ScoredFace:
         What the heat map's values are.
     measures : dict of str -> Measure
         Numbers made with the score (``paper_S``, ``asymmetry_score``, ...).
+    display : (S, S) ndarray of float32 or None
+        The heat map as shown and saved (``heatmap.npy``): over the face only, in units of the
+        reference's normal variation (:meth:`NormativeReference.in_normal_units`); None without
+        a reference.
+    display_units : str
+        What ``display``'s values are.
     """
 
     score: PhotoScore
@@ -162,16 +197,36 @@ class ScoredFace:
     heatmap_max: float
     heatmap_units: str
     measures: Mapping[str, Measure]
+    display: np.ndarray | None = None
+    display_units: str = ""
 
 
 def score_face(aligned: np.ndarray, normalized: np.ndarray, mask: np.ndarray, landmarks: np.ndarray, *, method: str,
-               settings: ScoreSettings, lpips_distance: Any = None) -> ScoredFace:  # fmt: skip
-    """Score, heat map and score-stage measures of a normalized face.
+               settings: ScoreSettings, lpips_distance: Any = None, reference: Any = None) -> ScoredFace:  # fmt: skip
+    """Score, heat map and score-stage measures of a normalized face, placed against a reference.
 
     The asymmetry method's score column is the face-referenced score by default; the paper's S
     over ``settings.roi`` is then kept as the measure ``paper_S`` (and with ``asymmetry_score=
-    "paper"`` the other way round), so both numbers are in every asymmetry record.
+    "paper"`` the other way round), so both numbers are in every asymmetry record. ``reference``
+    (a :class:`~cleftscore.score.reference.NormativeReference`; None: the shipped one where it
+    fits) adds ``reference_percentile`` and ``reference_z`` and the map in normal units.
     """
+    from cleftscore.score.reference import place_scored, reference_for
+
+    scored = _score_face(aligned, normalized, mask, landmarks, method=method, settings=settings,
+                         lpips_distance=lpips_distance)  # fmt: skip
+    kind = "face-referenced" if settings.face_referenced(method) else "paper"
+    ref = reference if reference is not None else reference_for(method, kind)
+    if ref is None:
+        return scored
+    measures, display = place_scored(ref, scored.score.score, scored.score.heatmap, landmarks)
+    return dataclasses.replace(scored, measures={**measures, **scored.measures}, display=display,
+                               display_units=ref.heatmap_units)  # fmt: skip
+
+
+def _score_face(aligned: np.ndarray, normalized: np.ndarray, mask: np.ndarray, landmarks: np.ndarray, *, method: str,
+                settings: ScoreSettings, lpips_distance: Any = None) -> ScoredFace:  # fmt: skip
+    """Score, heat map and score-stage measures of a normalized face (see :func:`score_face`)."""
     from cleftscore.score.paper import (
         ASYMMETRY_SCORE_DEFINITION,
         NORMAL_FRACTION_DEFINITION,
@@ -202,6 +257,39 @@ def score_face(aligned: np.ndarray, normalized: np.ndarray, mask: np.ndarray, la
                       {"asymmetry_score": other, "asymmetry_normal_fraction": fraction})  # fmt: skip
 
 
+def landmark_measures(prepared: PreparedPhoto) -> dict[str, Measure]:
+    """The nasolabial measures of a prepared face (on its corrected points, if any) and their percentiles.
+
+    Each value in intercanthal units gets a ``_pct`` column beside it: its percentile among the
+    normal faces of the shipped reference. A face with a landmark edit also gets
+    ``landmarks_corrected_points`` (how many points the user moved or added) and, with a ruler
+    or iris scale, the ``_mm`` columns. Landmarks too degenerate to measure give no measures.
+    """
+    from cleftscore.face.measures import load_nasolabial_reference, nasolabial_measures
+
+    edit = prepared.edit
+    try:
+        nl = nasolabial_measures(prepared.aligned.landmarks_original, extra=edit.added if edit else None,
+                                 scale=edit.scale() if edit else None)  # fmt: skip
+    except ValueError:
+        return {}
+    ref = load_nasolabial_reference()
+    out: dict[str, Measure] = {}
+    for name, value in nl.values.items():
+        out[name] = Measure(value, nl.definitions[name])
+        pct = ref.percentile(name, value)
+        if pct is not None:
+            base = name.removesuffix("_icd")
+            out[f"{base}_pct"] = Measure(pct, f"percentile (0-100) of {name} among {ref.n[name]} normal faces")
+    if edit is not None:
+        out["landmarks_corrected_points"] = Measure(
+            len(edit.moved) + len(edit.added),
+            f"landmarks moved or added by hand ({edit.when or 'time not given'}; {edit.source or 'source not given'}); "
+            "alignment, normalization, regions, score, heat map and measures use them",
+        )
+    return out
+
+
 def _record(work: PhotoWork, scored: ScoredFace | None, ctx: RunContext) -> PhotoRecord:
     """The photo's record (no pictures yet): ok with its score, or failed with why."""
     norm = work.norm
@@ -217,11 +305,15 @@ def _record(work: PhotoWork, scored: ScoredFace | None, ctx: RunContext) -> Phot
         environment=ctx.environment,
         geometry=work.geometry(),
         normalization=dict(norm.info) if norm is not None else {},
+        quality=work.quality.summary if work.quality is not None else "",
     )
     if not work.ok or scored is None:
         return record.failed(work.error)
+    gate = {} if work.quality is None else {k: Measure(v, d) for k, (v, d) in quality_measures(work.quality).items()}
+    landmarks = landmark_measures(work.prepared) if work.prepared is not None else {}
     return record.replace(score=scored.score.score, score_definition=scored.definition, heatmap_max=scored.heatmap_max,
-                          measures={**(norm.measures if norm is not None else {}), **scored.measures})  # fmt: skip
+                          measures={**(norm.measures if norm is not None else {}), **scored.measures, **gate,
+                                    **landmarks})  # fmt: skip
 
 
 def _arrays(work: PhotoWork, scored: ScoredFace | None) -> dict[str, Any]:
@@ -250,7 +342,8 @@ def finish_photo(work: PhotoWork, ctx: RunContext) -> PhotoResult:
             assert work.prepared is not None and work.norm is not None and work.mask is not None
             face = work.prepared.aligned
             scored = score_face(face.image, work.norm.image, work.mask, face.landmarks,  # type: ignore[arg-type]
-                                method=ctx.settings.method, settings=ctx.settings.score, lpips_distance=ctx.lpips_distance)  # fmt: skip
+                                method=ctx.settings.method, settings=ctx.settings.score, lpips_distance=ctx.lpips_distance,
+                                reference=ctx.reference)  # fmt: skip
         except Exception as exc:  # noqa: BLE001 - one photo never stops the batch
             work.fail(exc, stage="scoring")
     record = _record(work, scored, ctx)
