@@ -240,3 +240,48 @@ def test_environment_problems_are_told_from_the_photos() -> None:
         assert environment_problem(outer) == "the disk is full"
     assert environment_problem(ImageLoadError("a.jpg: damaged")) is None
     assert environment_problem(OSError(errno.ENOENT, "missing")) is None
+
+
+# -- 4. one server per study -----------------------------------------------------------------------------
+
+
+def _files_digest(root: Path) -> dict[str, str]:
+    return {p.relative_to(root).as_posix(): _digest(p) for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_a_second_serve_on_the_same_study_stops_at_once_and_touches_nothing(tmp_path: Path) -> None:
+    """Issue 24, 4: the second server used to mark the first one's running job ``interrupted``."""
+    import socket
+    import subprocess
+    import sys
+
+    from typer.testing import CliRunner
+
+    from cleftscore.cli import app
+    from cleftscore.study.db import open_study
+    from cleftscore.web.jobs import ServerState
+
+    db = tmp_path / "study.sqlite"
+    with open_study(db) as study:
+        state = ServerState(study.files / "web" / "server.sqlite")
+        job = state.add_job(1, "asymmetry", "mouth", study.files / "web" / "uploads" / "job-1", ["a.jpg"])
+        state.set_job(job, "running")
+    lock = db.with_name(db.name + ".files") / "web" / "server.lock"
+    # The first server: a process that holds the study's server lock, and its port.
+    holder = subprocess.Popen([sys.executable, "-c", "import fcntl, sys; f = open(sys.argv[1], 'a+'); "
+                               "fcntl.flock(f, fcntl.LOCK_EX); print('held', flush=True); sys.stdin.read()", str(lock)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        with socket.socket() as busy:
+            busy.bind(("127.0.0.1", 0))
+            busy.listen()
+            port = busy.getsockname()[1]
+            before = _files_digest(tmp_path)
+            result = CliRunner().invoke(app, ["serve", "--db", str(db), "--port", str(port)])
+    finally:
+        holder.communicate("")
+    assert result.exit_code == 1
+    assert len(result.output.strip().splitlines()) == 1 and "another cleftscore serve" in result.output
+    assert _files_digest(tmp_path) == before
+    assert ServerState(db.with_name(db.name + ".files") / "web" / "server.sqlite").job(job).status == "running"

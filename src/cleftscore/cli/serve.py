@@ -62,60 +62,69 @@ def serve(
     must log in with an access token, made on first start and printed once.
     """
     from cleftscore.study.db import default_db_path, open_study
-    from cleftscore.web.jobs import ServerState
+    from cleftscore.web.jobs import ServerLock, ServerState
     from cleftscore.web.settings import WebSettings, is_loopback
     from cleftscore.web.tokens import ensure_token
 
     with user_errors():
-        try:
-            import uvicorn
-
-            from cleftscore.web.app import create_app
-        except ImportError as exc:
-            raise CleftscoreError(f"the web app needs {exc.name}: pip install -c constraints.txt -e .") from None
         path = db or default_db_path()
-        token_hash = None
-        if not is_loopback(host):
-            with open_study(path, create=True) as study:
-                setup = ensure_token(ServerState(study.files / "web" / "server.sqlite"), renew=new_token)
-            token_hash = setup.token_hash
-            err_console.print(f"[yellow]warning:[/yellow] listening on {host}: other machines on the network can reach this server. "
-                              "Every browser must log in with the access token; traffic is not encrypted (plain HTTP).",
-                              highlight=False, soft_wrap=True)  # fmt: skip
-            if setup.new:
-                console.print(
-                    f"Access token (shown this once, stored only as a hash): {setup.new}",
-                    highlight=False,
-                    soft_wrap=True,
+        # First of all: a second server on the same study stops here, before it opens or writes anything.
+        with ServerLock(path):
+            try:
+                import uvicorn
+
+                from cleftscore.web.app import create_app
+            except ImportError as exc:
+                raise CleftscoreError(f"the web app needs {exc.name}: pip install -c constraints.txt -e .") from None
+            token_hash = None
+            if not is_loopback(host):
+                with open_study(path, create=True) as study:
+                    setup = ensure_token(ServerState(study.files / "web" / "server.sqlite"), renew=new_token)
+                token_hash = setup.token_hash
+                err_console.print(f"[yellow]warning:[/yellow] listening on {host}: other machines on the network can reach this server. "
+                                  "Every browser must log in with the access token; traffic is not encrypted (plain HTTP).",
+                                  highlight=False, soft_wrap=True)  # fmt: skip
+                if setup.new:
+                    console.print(
+                        f"Access token (shown this once, stored only as a hash): {setup.new}",
+                        highlight=False,
+                        soft_wrap=True,
+                    )
+                else:
+                    console.print("Access token: the one printed when it was made (`--new-token` makes another).")
+            extra = tuple(allow_host or ())
+            if host in ("0.0.0.0", "::"):
+                extra += (socket.gethostname(),)
+            from cleftscore.normalize.gan import GanSettings
+
+            try:
+                gan = GanSettings(
+                    generator=generator,
+                    vgg16=vgg16,
+                    steps=steps,
+                    adapt_steps=adapt_steps,
+                    loss=loss.value,
+                    device=device,
                 )
-            else:
-                console.print("Access token: the one printed when it was made (`--new-token` makes another).")
-        extra = tuple(allow_host or ())
-        if host in ("0.0.0.0", "::"):
-            extra += (socket.gethostname(),)
-        from cleftscore.normalize.gan import GanSettings
-
-        try:
-            gan = GanSettings(
-                generator=generator, vgg16=vgg16, steps=steps, adapt_steps=adapt_steps, loss=loss.value, device=device
+                settings = WebSettings(gan=gan, detector=detector.value, db=path, host=host, port=port, token_hash=token_hash, size=size, max_file_bytes=int(max_file_mb * 1e6),
+                                       max_files=max_files, max_pixels=int(max_megapixels * 1e6), extra_hosts=extra)  # fmt: skip
+            except ValueError as exc:
+                raise CleftscoreError(f"invalid option: {exc}") from None
+            web = create_app(settings)
+            shown = f"[{host}]" if ":" in host else host
+            console.print(
+                f"cleftscore serving {path} at http://{shown}:{port}/ (Ctrl-C stops it)",
+                highlight=False,
+                soft_wrap=True,
             )
-            settings = WebSettings(gan=gan, detector=detector.value, db=path, host=host, port=port, token_hash=token_hash, size=size, max_file_bytes=int(max_file_mb * 1e6),
-                                   max_files=max_files, max_pixels=int(max_megapixels * 1e6), extra_hosts=extra)  # fmt: skip
-        except ValueError as exc:
-            raise CleftscoreError(f"invalid option: {exc}") from None
-        web = create_app(settings)
-        shown = f"[{host}]" if ":" in host else host
-        console.print(
-            f"cleftscore serving {path} at http://{shown}:{port}/ (Ctrl-C stops it)", highlight=False, soft_wrap=True
-        )
-        server = uvicorn.Server(uvicorn.Config(web, host=host, port=port, log_level="warning", server_header=False,
-                                               proxy_headers=False, timeout_graceful_shutdown=5))  # fmt: skip
-        handle_exit = server.handle_exit
+            server = uvicorn.Server(uvicorn.Config(web, host=host, port=port, log_level="warning", server_header=False,
+                                                   proxy_headers=False, timeout_graceful_shutdown=5))  # fmt: skip
+            handle_exit = server.handle_exit
 
-        def stop(sig: int, frame: object) -> None:
-            # Pages following a job hold an event stream open; end them so shutdown need not wait.
-            web.state.ctx.begin_shutdown()
-            handle_exit(sig, frame)  # type: ignore[arg-type]
+            def stop(sig: int, frame: object) -> None:
+                # Pages following a job hold an event stream open; end them so shutdown need not wait.
+                web.state.ctx.begin_shutdown()
+                handle_exit(sig, frame)  # type: ignore[arg-type]
 
-        server.handle_exit = stop  # type: ignore[method-assign]
-        server.run()
+            server.handle_exit = stop  # type: ignore[method-assign]
+            server.run()

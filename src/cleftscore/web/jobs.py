@@ -27,7 +27,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ServerState", "JobQueue", "JobView", "JobPhotoView", "JOB_STATES", "ACTIVE_STATES"]
+from cleftscore.errors import CleftscoreError
+
+__all__ = [
+    "ServerState",
+    "ServerLock",
+    "ServerBusyError",
+    "JobQueue",
+    "JobView",
+    "JobPhotoView",
+    "JOB_STATES",
+    "ACTIVE_STATES",
+]
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +100,63 @@ class JobView:
         return {"id": self.id, "visit_id": self.visit_id, "method": self.method, "roi": self.roi, "status": self.status,
                 "message": self.message, "created_at": self.created_at, "finished": self.finished, "rerunnable": self.rerunnable,
                 "photos": [p.__dict__ for p in self.photos]}  # fmt: skip
+
+
+class ServerBusyError(CleftscoreError):
+    """Another ``cleftscore serve`` holds the study's server lock."""
+
+
+class ServerLock:
+    """One server per study: an advisory lock on ``<db>.files/web/server.lock``, held while serving.
+
+    Taken before anything of the study is opened or written, so a second server stops at once
+    and leaves the first one's jobs and uploads alone. The operating system drops the lock
+    when the process ends, even by SIGKILL.
+
+    Parameters
+    ----------
+    db : Path
+        The study database file.
+    """
+
+    def __init__(self, db: Path) -> None:
+        self.db = Path(db)
+        self.path = self.db.with_name(self.db.name + ".files") / "web" / "server.lock"
+        self._fh: Any = None
+
+    def __enter__(self) -> ServerLock:
+        from cleftscore.run.folder import _lock_file
+
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fh = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115 - held open while serving
+        except OSError as exc:
+            raise ServerBusyError(f"{self.path}: cannot take the study's server lock ({exc.strerror or exc})") from None
+        try:
+            _lock_file(fh)
+        except OSError:
+            fh.seek(0)
+            holder = fh.read().strip() or "unknown"
+            fh.close()
+            raise ServerBusyError(f"{self.db}: another cleftscore serve (process {holder}) is serving this study; "
+                                  "use that one, or stop it first") from None  # fmt: skip
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"{os.getpid()}\n")
+        fh.flush()
+        self._fh = fh
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        from cleftscore.run.folder import _unlock_file
+
+        if self._fh is not None:
+            with contextlib.suppress(OSError):
+                self._fh.seek(0)
+                self._fh.truncate()
+            _unlock_file(self._fh)
+            self._fh.close()
+            self._fh = None
 
 
 class ServerState:
