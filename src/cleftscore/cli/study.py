@@ -263,6 +263,12 @@ def outcomes(
     ] = "last",
     n_boot: Annotated[int, typer.Option("--n-boot", min=100, help="Bootstrap resamples per CI.")] = 10_000,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the bootstrap.")] = 0,
+    include_failed_quality: Annotated[
+        bool,
+        typer.Option(
+            "--include-failed-quality", help="Keep photos that fail the photo-quality gate (left out by default)."
+        ),
+    ] = False,
 ) -> None:
     """Change in score from the pre-op visit to each later visit (95 % bootstrap CI over photos), the cohort's mean change with a paired test, and plots."""
     from cleftscore.study.outcomes import compute_outcomes
@@ -270,8 +276,9 @@ def outcomes(
 
     with user_errors(), _open(db) as study:
         result = compute_outcomes(
-            study, method=method.value if method else None, settings=settings, after=after, n_boot=n_boot, seed=seed
-        )
+            study, method=method.value if method else None, settings=settings, after=after, n_boot=n_boot, seed=seed,
+            include_failed_quality=include_failed_quality,
+        )  # fmt: skip
         written = write_outcomes(study, result, out)
     for note in result.notes:
         err_console.print(f"[yellow]note:[/yellow] {note}", highlight=False, soft_wrap=True)

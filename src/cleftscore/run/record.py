@@ -178,6 +178,9 @@ class PhotoRecord:
         Picture files of the photo's folder (relative), e.g. ``aligned.png``.
     geometry : FaceGeometry or None
         Alignment of the face; None when alignment failed.
+    quality : str
+        The photo-quality gate (:mod:`cleftscore.face.quality`): ``"ok"``, or the failed checks
+        joined by ``";"``; empty when no face was aligned or the record is older than the gate.
     damaged : bool
         True for a stand-in made from an unreadable ``result.json`` (never written).
     """
@@ -200,6 +203,7 @@ class PhotoRecord:
     calibration: Mapping[str, Any] | None = None
     pictures: tuple[str, ...] = ()
     geometry: FaceGeometry | None = None
+    quality: str = ""
     damaged: bool = False
 
     def __post_init__(self) -> None:
@@ -287,6 +291,7 @@ class PhotoRecord:
             calibration=data.get("calibration"),
             pictures=tuple(str(p) for p in data.get("pictures") or ()),
             geometry=None if geo is None else FaceGeometry.from_json(geo),
+            quality=str(data.get("quality") or ""),
         )
 
 

@@ -246,8 +246,24 @@ def _cohort(changes: list[Change], after: str) -> CohortChange:
     )  # fmt: skip
 
 
+def _passing_quality(scores: list[Score], notes: list[str]) -> list[Score]:
+    """The scores of photos that pass the quality gate; a note for each photo left out."""
+    from cleftscore.face.quality import failed_checks
+
+    keep = []
+    for sc in scores:
+        values = {k: v.get("value") for k, v in sc.measures.items() if isinstance(v, dict)}
+        bad = failed_checks({k: float(v) for k, v in values.items() if isinstance(v, (int, float))})
+        if bad:
+            notes.append(f"photo {sc.photo.original_name} (visit {sc.photo.visit_id}) failed the quality gate "
+                         f"({', '.join(bad)}) and is left out of the change; --include-failed-quality keeps it")  # fmt: skip
+        else:
+            keep.append(sc)
+    return keep
+
+
 def compute_outcomes(study: Study, *, method: str | None = None, settings: str | None = None, after: str = "last",
-                     n_boot: int = 10_000, seed: int = 0) -> Outcomes:  # fmt: skip
+                     n_boot: int = 10_000, seed: int = 0, include_failed_quality: bool = False) -> Outcomes:  # fmt: skip
     """Change from before repair, per patient and for the cohort.
 
     Parameters
@@ -263,6 +279,9 @@ def compute_outcomes(study: Study, *, method: str | None = None, settings: str |
         Bootstrap resamples per CI.
     seed : int
         Seed of the bootstrap's random generator.
+    include_failed_quality : bool
+        Keep photos that fail the photo-quality gate (:mod:`cleftscore.face.quality`; judged from
+        their stored ``quality_*`` measures). By default they are left out, each with a note.
 
     Returns
     -------
@@ -282,8 +301,9 @@ def compute_outcomes(study: Study, *, method: str | None = None, settings: str |
         if not scores:
             raise StudyError(f"{study.path}: no scores yet; `cleftscore study score VISIT PHOTOS...` adds some")
         method, key, chosen, notes = _pick_scores(scores, method, settings)
+        gated = chosen if include_failed_quality else _passing_quality(chosen, notes)
         # Several scores of one photo with one settings key cannot happen (unique constraint).
-        all_series = _series(patients, chosen)
+        all_series = _series(patients, gated)
         scored_photos = {s.photo_id for s in chosen}
         missing = sum(1 for p in patients for v in p.visits for ph in v.photos if ph.id not in scored_photos)
         settings_dict = json.loads(chosen[0].settings_json)
