@@ -6,8 +6,6 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from cleftscore.evaluate.reliability import (
     RatingMatrix,
@@ -119,15 +117,3 @@ def test_photo_means_and_far_raters() -> None:
 def test_ceiling() -> None:
     assert correlation_ceiling(0.81) == pytest.approx(0.9)
     assert math.isnan(correlation_ceiling(-0.1))
-
-
-@settings(max_examples=40, deadline=None, derandomize=True)
-@given(st.lists(st.integers(1, 7), min_size=4, max_size=12), st.integers(2, 5))
-def test_identical_raters_agree_perfectly(col: list[int], k: int) -> None:
-    values = np.tile(np.asarray(col, dtype=np.float64), (k, 1))
-    m = _matrix(values)
-    if len(set(col)) > 1:
-        assert ordinal_alpha(m, scale=range(1, 8)) == pytest.approx(1.0)
-    assert all(not a.far for a in rater_agreement(m)) or len(set(col)) == 1
-    means = photo_means(m)
-    assert [pm.mean for pm in means] == pytest.approx(col)

@@ -6,20 +6,15 @@ with its statistics (pingouin) is in ``test_survey_slow.py``.
 
 from __future__ import annotations
 
-import datetime as dt
 import io
-import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 from PIL import Image
 
 from cleftscore.evaluate.ratings import read_ratings
-from cleftscore.study.db import NotFoundError, Study, StudyError, open_study
-from cleftscore.study.models import Photo, Score
-from cleftscore.study.records import add_patient, add_visit
-from cleftscore.study.store import store_photo
+from cleftscore.study.db import NotFoundError, Study, StudyError
+from cleftscore.study.models import Photo
 from cleftscore.study.survey import (
     PAPER_SCALE,
     PhotoSelection,
@@ -36,49 +31,7 @@ from cleftscore.study.survey import (
     survey_status,
 )
 from cleftscore.study.survey_report import export_ratings, survey_ratings
-
-SECRET_NAME = "P001_Jane_Doe_secret"
-
-
-def _exif_jpeg(path: Path, seed: int) -> Path:
-    """A small photo carrying EXIF tags a rater must never receive (artist, description, software)."""
-    rng = np.random.default_rng(seed)
-    img = Image.fromarray(rng.integers(0, 255, size=(96, 80, 3), dtype=np.uint8))
-    exif = Image.Exif()
-    exif[0x013B] = "Jane Doe photographer"  # Artist
-    exif[0x010E] = f"{SECRET_NAME} pre-op"  # ImageDescription
-    exif[0x0131] = "SecretCam 1.0"  # Software
-    img.save(path, format="JPEG", exif=exif.tobytes())
-    return path
-
-
-def add_scored_photo(study: Study, visit_id: int, path: Path, score: float, *, method: str = "asymmetry") -> int:
-    """Store ``path`` into a visit with one score row (settings as the pipeline writes them)."""
-    stored = store_photo(study.files, path)
-    settings = {"method": method, "score": {"roi": "mouth"}}
-    with study.transaction() as s:
-        photo = Photo(visit_id=visit_id, sha256=stored.sha256, original_name=path.name, stored_path=stored.stored_path,
-                      stored_sha256=stored.stored_sha256, width=stored.width, height=stored.height)  # fmt: skip
-        s.add(photo)
-        s.flush()
-        s.add(Score(photo_id=photo.id, method=method, settings_key="k" * 64, settings_json=json.dumps(settings),
-                    score=score, pictures_json="{}", normalization_json="{}", environment_json="{}",
-                    cleftscore_version="test", measures_json=json.dumps({"landmark_asymmetry_px": {"value": -score}})))  # fmt: skip
-        return photo.id
-
-
-def make_study(tmp_path: Path) -> Study:
-    """Two patients, pre-op and post-op visits, six photos with EXIF and telling file names."""
-    st = open_study(tmp_path / "s.sqlite")
-    for code in ("P001", "P002"):
-        add_patient(st, code)
-        pre = add_visit(st, code, date=dt.date(2026, 1, 5), phase="pre-op").id
-        post = add_visit(st, code, date=dt.date(2026, 6, 5), phase="post-op").id
-        for k, visit in enumerate((pre, pre, post)):
-            seed = len(code) * 10 + k + (0 if code == "P001" else 100)
-            name = f"{SECRET_NAME}_{code}_{k}.jpg"
-            add_scored_photo(st, visit, _exif_jpeg(tmp_path / name, seed), score=float(seed))
-    return st
+from survey_helpers import SECRET_NAME, exif_jpeg, make_study
 
 
 @pytest.fixture(scope="module")
@@ -120,7 +73,7 @@ def test_selection_by_phase_patient_visit_and_folder(study: Study, study_dir: Pa
     assert create_survey(study, "folder", PhotoSelection(folder=folder), crop="whole").n_photos == 2
     with pytest.raises(StudyError, match="already a survey"):
         create_survey(study, "all", PhotoSelection(), crop="whole")
-    (folder / "stranger.jpg").write_bytes(_exif_jpeg(tmp_path / "x.jpg", 999).read_bytes())
+    (folder / "stranger.jpg").write_bytes(exif_jpeg(tmp_path / "x.jpg", 999).read_bytes())
     with pytest.raises(StudyError, match="not in the study"):
         create_survey(study, "folder2", PhotoSelection(folder=folder), crop="whole")
     with pytest.raises(NotFoundError):

@@ -238,9 +238,12 @@ def icc(matrix: RatingMatrix) -> IccResult:
             "rating": v.reshape(-1),
         }
     )
-    with warnings.catch_warnings():  # pingouin's own use of a pandas keyword pandas plans to drop
+    # pingouin's own use of a pandas keyword pandas plans to drop; and with no residual variance
+    # (identical raters) its F-based intervals divide by zero and come back NaN, as they should.
+    with warnings.catch_warnings(), np.errstate(divide="ignore", invalid="ignore"):
         warnings.simplefilter("ignore", FutureWarning)
         warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", RuntimeWarning)
         table = pingouin.intraclass_corr(data=frame, targets="photo", raters="rater", ratings="rating")
     rows = {str(t): (float(i), tuple(float(c) for c in ci)) for t, i, ci in zip(table["Type"], table["ICC"], table["CI95"], strict=True)}  # fmt: skip
 

@@ -26,6 +26,7 @@ from cleftscore.web.jobs import JobQueue, ServerState
 from cleftscore.web.pages import install_pages
 from cleftscore.web.security import Guard
 from cleftscore.web.settings import WebSettings
+from cleftscore.web.survey import install_survey
 
 __all__ = ["create_app", "WebConfigError", "gan_availability", "MethodChoice"]
 
@@ -99,6 +100,7 @@ def create_app(settings: WebSettings, *, gan: MethodChoice | None = None) -> Fas
     install_errors(app)
     install_pages(app, ctx)
     install_api(app, ctx)
+    install_survey(app, ctx)
     return app
 
 

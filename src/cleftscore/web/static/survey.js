@@ -1,0 +1,33 @@
+// Survey pages: inviting raters shows each new link once. Plain JavaScript; requests go to this server only.
+"use strict";
+
+(function () {
+  const form = document.getElementById("invite-form");
+  if (!form) return;
+  const csrf = document.querySelector('meta[name="csrf-token"]').content;
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const body = { codes: form.elements.codes.value, base_url: form.elements.base_url.value };
+    const resp = await fetch(form.dataset.url, {
+      method: "POST", credentials: "same-origin",
+      headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf }, body: JSON.stringify(body),
+    });
+    let out = null;
+    try { out = await resp.json(); } catch (e) { out = null; }
+    const flash = document.getElementById("flash");
+    if (!resp.ok) {
+      flash.textContent = out && typeof out.detail === "string" ? out.detail : "request failed (" + resp.status + ")";
+      flash.hidden = false;
+      return;
+    }
+    flash.hidden = true;
+    const list = document.getElementById("invite-links");
+    for (const r of out.raters) {
+      const li = document.createElement("li");
+      li.textContent = r.code + ": " + r.link;
+      list.appendChild(li);
+    }
+    document.getElementById("invite-result").hidden = false;
+    form.elements.codes.value = "";
+  });
+})();
