@@ -44,9 +44,12 @@ def _register() -> None:
         align,  # noqa: F401
         bench,  # noqa: F401
         evaluate,  # noqa: F401
+        landmarks,  # noqa: F401
+        reference,  # noqa: F401
         score,  # noqa: F401
         serve,  # noqa: F401
         study,  # noqa: F401
+        survey,  # noqa: F401
         weights,  # noqa: F401
     )
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Callable
+import typing
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -39,6 +40,10 @@ class PipelineSettings:
         GAN settings (ignored by the asymmetry method).
     seed : int
         Seed of every random draw (noise maps, w perturbation).
+    reference : str or None
+        A normative reference JSON (``cleftscore reference build``) that every score is placed
+        against; None: the shipped one where it fits the method and score (see
+        :func:`cleftscore.score.reference.reference_for`).
     """
 
     method: str = "gan"
@@ -47,6 +52,7 @@ class PipelineSettings:
     score: ScoreSettings = field(default_factory=ScoreSettings)
     gan: GanSettings = field(default_factory=GanSettings)
     seed: int = 0
+    reference: str | None = None
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -57,6 +63,38 @@ class PipelineSettings:
     def to_dict(self) -> dict[str, Any]:
         """JSON-able dict of every setting."""
         return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> PipelineSettings:
+        """The settings :meth:`to_dict` wrote (e.g. a record's ``settings``), checked again.
+
+        Settings a record does not name take their defaults (records written before they
+        existed); names this version does not know are dropped.
+
+        Raises
+        ------
+        ValueError, TypeError
+            When a value is malformed.
+        """
+        return _build(cls, data)
+
+
+def _build(kind: type, data: Mapping[str, Any]) -> Any:
+    """A (nested) settings dataclass from its ``asdict`` form: nested records rebuilt, lists back to tuples."""
+    if not isinstance(data, Mapping):
+        raise TypeError(f"{kind.__name__} settings must be an object, got {type(data).__name__}")
+    hints = typing.get_type_hints(kind)
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(kind):
+        if not f.init or f.name not in data:
+            continue
+        value, hint = data[f.name], hints[f.name]
+        if dataclasses.is_dataclass(hint) and isinstance(value, Mapping):
+            value = _build(hint, value)  # type: ignore[arg-type]
+        elif isinstance(value, list):
+            value = tuple(value)
+        values[f.name] = value
+    return kind(**values)
 
 
 @dataclass
