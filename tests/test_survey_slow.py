@@ -115,3 +115,30 @@ def test_identical_raters_agree_perfectly(col: list[int], k: int) -> None:
         assert icc(m).icc2_1.value == pytest.approx(1.0)
         assert not any(a.far for a in rater_agreement(m))
     assert [pm.mean for pm in photo_means(m)] == pytest.approx(col)
+
+
+def test_cli_create_invite_status_export_and_one_line_errors(tmp_path: Path) -> None:
+    study = make_study(tmp_path)
+    from typer.testing import CliRunner
+
+    from cleftscore.cli import app
+
+    runner = CliRunner()
+    db = ["--db", str(tmp_path / "s.sqlite")]
+    r = runner.invoke(app, ["survey", "create", "cli panel", "--phase", "pre-op", "--crop", "whole", "--seed", "4",
+                            "--rater", "R1", "--rater", "R2", "--url", "http://clinic:9000", *db])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert "4 photos" in r.output and r.output.count("http://clinic:9000/survey/r/") == 2
+    token = r.output.split("R1: http://clinic:9000/survey/r/")[1].split()[0]
+    record_rating(study, token, position=0, rating=5)
+    r = runner.invoke(app, ["survey", "status", "cli panel", *db])
+    assert r.exit_code == 0 and "R1: 1 of 5 rated, not submitted" in r.output, r.output
+    r = runner.invoke(app, ["survey", "export", "cli panel", "--out", str(tmp_path / "exp"), *db])
+    assert r.exit_code == 0 and (tmp_path / "exp" / "ratings_long.csv").is_file(), r.output
+    for args in (["create", "bad", "--scale", "7-1"], ["create", "bad", "--crop", "eyes"], ["invite", "nope", "R3"],
+                 ["invite", "cli panel", "Jane Doe"]):  # fmt: skip
+        r = runner.invoke(app, ["survey", *args, *db])
+        assert r.exit_code == 1 and r.output.count("\n") == 1 and "error:" in r.output, (args, r.output)
+    r = runner.invoke(app, ["survey", "report", "cli panel", "--out", str(tmp_path / "rep"), "--n-boot", "50", *db])
+    assert r.exit_code == 0 and "ICC: n/a" in r.output and (tmp_path / "rep" / "report.json").is_file(), r.output
+    study.close()
