@@ -285,3 +285,81 @@ def test_a_second_serve_on_the_same_study_stops_at_once_and_touches_nothing(tmp_
     assert len(result.output.strip().splitlines()) == 1 and "another cleftscore serve" in result.output
     assert _files_digest(tmp_path) == before
     assert ServerState(db.with_name(db.name + ".files") / "web" / "server.sqlite").job(job).status == "running"
+
+
+# -- 5. uploads: gone when their job ends; the study's copies EXIF-free ------------------------------------
+
+
+def _job_with_upload(state: object, root: Path, name: str, status: str, photo: str = "queued") -> tuple[int, Path]:
+    folder = root / name
+    folder.mkdir(parents=True)
+    (folder / "a.jpg").write_bytes(b"photo as sent, GPS and all")
+    job = state.add_job(1, "asymmetry", "mouth", folder, ["a.jpg"])  # type: ignore[attr-defined]
+    state.set_job(job, status)  # type: ignore[attr-defined]
+    state.set_photo(job, 0, photo)  # type: ignore[attr-defined]
+    return job, folder
+
+
+def test_uploads_are_deleted_when_their_job_is_cancelled_and_at_restart(tmp_path: Path) -> None:
+    """Issue 24, 3: cancelled jobs kept the photos as sent for ever."""
+    from cleftscore.web.jobs import JobQueue, ServerState
+
+    web = tmp_path / "web"
+    state = ServerState(web / "server.sqlite")
+    uploads = web / "uploads"
+    queue = JobQueue(state, None, None)  # a server, its worker not started
+    queued, queued_dir = _job_with_upload(state, uploads, "job-queued", "queued")
+    assert queue.cancel(queued) and state.job(queued).status == "cancelled"
+    assert not queued_dir.exists()
+
+    # What a crash or an older server left: folders of ended jobs, and one no job names.
+    _, done_dir = _job_with_upload(state, uploads, "job-done", "done", "scored")
+    _, cancelled_dir = _job_with_upload(state, uploads, "job-cancelled", "cancelled", "cancelled")
+    _, failed_dir = _job_with_upload(state, uploads, "job-failed", "failed", "failed")
+    running, running_dir = _job_with_upload(state, uploads, "job-running", "running", "running")
+    _, finished_dir = _job_with_upload(state, uploads, "job-nothing-left", "interrupted", "scored")
+    (uploads / "job-orphan").mkdir()
+    JobQueue(state, None, None)  # a server starts
+    assert state.job(running).status == "interrupted" and state.job(running).rerunnable
+    assert sorted(p.name for p in uploads.iterdir()) == [running_dir.name]
+    for gone in (done_dir, cancelled_dir, failed_dir, finished_dir):
+        assert not gone.exists()
+
+
+def test_study_check_lists_and_cleans_stale_uploads(tmp_path: Path) -> None:
+    from cleftscore.study.check import check_study
+    from cleftscore.study.db import open_study
+    from cleftscore.web.jobs import ServerLock, ServerState
+
+    db = tmp_path / "study.sqlite"
+    with open_study(db) as study:
+        web = study.files / "web"
+        state = ServerState(web / "server.sqlite")
+        _, ended = _job_with_upload(state, web / "uploads", "job-1", "cancelled", "cancelled")
+        _, resumable = _job_with_upload(state, web / "uploads", "job-2", "interrupted", "interrupted")
+        (web / "uploads" / "job-3").mkdir()
+        report = check_study(study)
+        assert report.ok and report.stale_uploads == [ended, web / "uploads" / "job-3"] and ended.exists()
+        with ServerLock(db):  # a server is running: it may be staging an upload right now
+            report = check_study(study, clean=True)
+        assert ended.exists() and "serve is running" in report.uploads_note
+        report = check_study(study, clean=True)
+        assert report.uploads_removed == 2 and not ended.exists() and resumable.exists()
+        assert sorted(p.name for p in (web / "uploads").iterdir()) == ["job-2"]
+
+
+def test_the_stored_copy_of_a_photo_carries_no_exif(tmp_path: Path, local_faces: Path) -> None:
+    from PIL import Image
+
+    from cleftscore.study.store import store_photo
+
+    photo = tmp_path / "gps.jpg"
+    im = Image.open(local_faces / "tiny_128px_portrait_uniform.jpg").convert("RGB")
+    exif = Image.Exif()
+    exif[0x010F] = "CameraMaker"
+    exif.get_ifd(0x8825)[2] = (51.0, 30.0, 0.0)  # GPSLatitude
+    im.save(photo, exif=exif, comment=b"patient P001")
+    assert Image.open(photo).getexif()
+    stored = store_photo(tmp_path / "files", photo)
+    with Image.open(tmp_path / "files" / stored.stored_path) as copy:
+        assert not copy.getexif() and not copy.info.get("exif") and set(copy.info) <= {"dpi", "gamma"}

@@ -325,6 +325,15 @@ def check(
         else f"{len(report.unreferenced)} unreferenced file(s) (--clean removes them)"
     )
     console.print(f"{'OK' if report.ok else f'{len(report.problems)} problem(s)'}; {left}")
+    if report.stale_uploads:  # photos as the browser sent them, EXIF and GPS included
+        done = (
+            f"{report.uploads_removed} removed"
+            if clean and not report.uploads_note
+            else report.uploads_note or "--clean removes them"
+        )
+        console.print(
+            f"{len(report.stale_uploads)} upload folder(s) of ended web jobs, photos as sent ({done})", highlight=False
+        )
     raise typer.Exit(code=0 if report.ok else 1)
 
 

@@ -3,6 +3,10 @@
 After a crash the database is consistent by construction (one transaction per photo); what may
 be left is a file nobody references (written just before a transaction that never committed)
 or a temporary file of an interrupted write. ``check`` lists both; ``clean=True`` removes them.
+
+It also lists the web app's uploads that no job can use any more (``web/uploads/job-*`` of a
+job that ended, or of none): they hold the photos as sent, EXIF and GPS included, and
+``clean=True`` deletes them too, unless a server is running on the study.
 """
 
 from __future__ import annotations
@@ -29,6 +33,11 @@ class CheckReport:
     problems: list[str] = field(default_factory=list)
     unreferenced: list[Path] = field(default_factory=list)
     removed: int = 0
+    #: Upload folders of the web app that no job needs (see the module's docstring).
+    stale_uploads: list[Path] = field(default_factory=list)
+    #: Why stale uploads were not removed (a server is running), or empty.
+    uploads_note: str = ""
+    uploads_removed: int = 0
 
     @property
     def ok(self) -> bool:
@@ -76,8 +85,65 @@ def check_study(study: Study, *, clean: bool = False) -> CheckReport:
         for path in sorted(p for p in root.rglob("*") if p.is_file()):
             if path.relative_to(study.files).as_posix() not in referenced:
                 report.unreferenced.append(path)
+    report.stale_uploads = _stale_uploads(study.files / "web")
     if clean:
         for path in report.unreferenced:
             path.unlink(missing_ok=True)
             report.removed += 1
+        _clean_uploads(study.files / "web", report)
     return report
+
+
+#: Job states whose uploads may still be needed (a re-run of an interrupted job scores the rest).
+_LIVE_JOBS = ("queued", "running", "interrupted")
+
+
+def _stale_uploads(web: Path) -> list[Path]:
+    """Upload folders whose job ended or was never recorded (read-only look at the server's state)."""
+    import sqlite3
+    from urllib.parse import quote
+
+    root = web / "uploads"
+    if not root.is_dir():
+        return []
+    live: set[Path] = set()
+    state = web / "server.sqlite"
+    if state.is_file():
+        con = sqlite3.connect(f"file:{quote(str(state.resolve()))}?mode=ro", uri=True, timeout=10)
+        try:
+            for status, folder in con.execute("SELECT status, folder FROM jobs"):
+                if status in _LIVE_JOBS:
+                    live.add(Path(folder).resolve())
+        finally:
+            con.close()
+    return [p for p in sorted(root.iterdir()) if p.resolve() not in live]
+
+
+def _clean_uploads(web: Path, report: CheckReport) -> None:
+    """Delete the stale uploads, unless a server holds the study (it may be staging an upload now)."""
+    import shutil
+
+    from cleftscore.run.folder import _lock_file, _unlock_file
+
+    if not report.stale_uploads:
+        return
+    lock = web / "server.lock"
+    fh = open(lock, "a+", encoding="utf-8") if lock.exists() else None  # noqa: SIM115 - closed below
+    try:
+        if fh is not None:
+            try:
+                _lock_file(fh)
+            except OSError:
+                report.uploads_note = "a cleftscore serve is running on this study; stop it to clean its uploads"
+                return
+        for path in report.stale_uploads:
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+            report.uploads_removed += 1
+        if fh is not None:
+            _unlock_file(fh)
+    finally:
+        if fh is not None:
+            fh.close()

@@ -160,7 +160,7 @@ def _job_routes(app: FastAPI, ctx: AppContext) -> None:
 
     @app.post("/api/jobs/{job_id}/rerun", response_model=JobOut, responses=ERRORS)
     async def rerun(job_id: ID) -> dict[str, Any]:
-        """Queue an interrupted or cancelled job again: only its unfinished photos are scored."""
+        """Queue an interrupted job again: only its unfinished photos are scored."""
         job = _job_or_404(ctx, job_id)
         if not ctx.jobs.rerun(job_id):
             raise HTTPException(409, f"job {job_id} is {job.status} with nothing left to score")

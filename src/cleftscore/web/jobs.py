@@ -10,6 +10,11 @@ Job state lives in ``<study files>/web/server.sqlite`` (tables ``jobs``, ``job_p
 ``meta``, the latter holding the access token's hash), not in the study schema: it is the
 server's working state, not part of the record. When a server starts, jobs that were queued or
 running are marked ``interrupted``; their finished photos stay scored, and a re-run does the rest.
+
+Uploads (the photos as the browser sent them, EXIF and GPS included) live in
+``<study files>/web/uploads/job-*/`` only while their job may still need them: they are deleted
+when the job ends (done, failed or cancelled), at start for every job that cannot be re-run,
+and by ``cleftscore study check --clean``. The study keeps its own EXIF-free copies.
 """
 
 from __future__ import annotations
@@ -92,9 +97,8 @@ class JobView:
 
     @property
     def rerunnable(self) -> bool:
-        return self.status in ("cancelled", "interrupted", "failed") and any(
-            p.status not in FINISHED_PHOTO for p in self.photos
-        )
+        # Only a job the server stopped keeps its uploads; any other end deletes them.
+        return self.status == "interrupted" and any(p.status not in FINISHED_PHOTO for p in self.photos)
 
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "visit_id": self.visit_id, "method": self.method, "roi": self.roi, "status": self.status,
@@ -254,6 +258,34 @@ class ServerState:
                 )
         return ids
 
+    def clear_uploads(self) -> list[Path]:
+        """Delete the uploads no job can use any more; returns the folders removed.
+
+        Uploads are kept only while their job is queued, running, or interrupted with photos
+        left to score (a re-run needs them). Anything else under ``uploads/`` (a finished job's
+        folder that a crash left, a folder whose job was never recorded) goes. Call it only
+        while no upload is being staged (at start, under the server lock).
+        """
+        root = self.path.parent / "uploads"
+        if not root.is_dir():
+            return []
+        with self._db() as con:
+            rows = con.execute("SELECT id, status, folder FROM jobs").fetchall()
+        keep: set[Path] = set()
+        for job_id, status, folder in rows:
+            view = self.job(job_id)
+            if status in ACTIVE_STATES or (view is not None and view.rerunnable):
+                keep.add(Path(folder).resolve())
+        removed = []
+        for item in sorted(root.iterdir()):
+            if item.resolve() not in keep:
+                if item.is_dir() and not item.is_symlink():
+                    shutil.rmtree(item, ignore_errors=True)
+                else:
+                    item.unlink(missing_ok=True)
+                removed.append(item)
+        return removed
+
     def requeue(self, job_id: int) -> None:
         with self._db() as con:
             con.execute(
@@ -296,6 +328,7 @@ class JobQueue:
         self._steps: dict[int, list[int]] = {}  # job id -> [GAN steps done, planned] of the running photo
         self._stopping = threading.Event()
         self.interrupted = state.mark_interrupted()
+        self.uploads_removed = state.clear_uploads()
 
     # -- change notification (for Server-Sent Events)
     def _bump(self) -> None:
@@ -368,6 +401,11 @@ class JobQueue:
             if p.status in ("queued", "running"):
                 self.state.set_photo(job_id, i, "cancelled", message="cancelled before it was scored")
         self.state.set_job(job_id, "cancelled", "cancelled; the photos scored before the cancel are kept")
+        self._drop_uploads(job_id)
+
+    def _drop_uploads(self, job_id: int) -> None:
+        """A job that ended: its uploads (originals with their EXIF, GPS included) are deleted."""
+        shutil.rmtree(self.state.folder(job_id), ignore_errors=True)
 
     def _run(self) -> None:
         while True:
@@ -379,6 +417,7 @@ class JobQueue:
             except Exception as exc:  # a bug must not kill the only worker
                 log.exception("job %s failed", job_id)
                 self.state.set_job(job_id, "failed", f"internal error: {exc}")
+                self._drop_uploads(job_id)
             self._bump()
 
     def _run_job(self, job_id: int) -> None:
@@ -432,6 +471,7 @@ class JobQueue:
             except WeightsMissingError as exc:
                 self.state.set_photo(job_id, pos, "failed", message=str(exc))
                 self.state.set_job(job_id, "failed", f"{exc}; choose the asymmetry method, which needs no weights")
+                self._drop_uploads(job_id)
                 return
             except CleftscoreError as exc:
                 self.state.set_photo(job_id, pos, "failed", message=str(exc))
@@ -457,4 +497,4 @@ class JobQueue:
         done = self.state.job(job_id)
         failed = sum(p.status == "failed" for p in done.photos) if done else 0
         self.state.set_job(job_id, "done", f"{failed} photo(s) failed" if failed else "")
-        shutil.rmtree(folder, ignore_errors=True)  # every photo is in the study's own store now
+        self._drop_uploads(job_id)  # every photo is in the study's own store now
