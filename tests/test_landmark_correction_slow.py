@@ -1,0 +1,90 @@
+"""A run's photo scored again on hand-corrected landmarks, through the command line (slow: it scores)."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from cleftscore.cli import app
+from cleftscore.run.corrections import LandmarkEntry, correct_landmarks, landmark_history
+from cleftscore.run.folder import read_record
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture()
+def run_folder(tmp_path: Path, example_photo: Path) -> Path:
+    from cleftscore import score_photos
+    from cleftscore.run.settings import PipelineSettings
+
+    out = tmp_path / "run"
+    (res,) = score_photos([example_photo], PipelineSettings(method="asymmetry", size=256), out_dir=out)
+    assert res.ok
+    return out
+
+
+def _csv(run: Path) -> list[dict[str, str]]:
+    with open(run / "scores.csv", encoding="utf-8-sig", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_cli_export_edit_apply_redoes_everything_from_the_points(run_folder: Path, tmp_path: Path) -> None:
+    runner = CliRunner()
+    before = read_record(run_folder, "astronaut")
+    heat_before = (run_folder / "photos" / "astronaut" / "heatmap.png").read_bytes()
+    exported = tmp_path / "lm.json"
+    r = runner.invoke(app, ["landmarks", "export", str(run_folder), "astronaut", "-o", str(exported)])
+    assert r.exit_code == 0, r.output
+    data = json.loads(exported.read_text())
+    points = data["photos"]["astronaut"]["points"]
+    assert len(points) == 68
+    # Move the patient's right mouth corner (an alignment point) and add an alar crease lower down.
+    x, y = points["48"]
+    data["photos"]["astronaut"]["points"] = {"48": [x - 4, y + 5], "alar_crease_left": [points["35"][0],
+                                                                                      points["35"][1] + 6]}  # fmt: skip
+    data["photos"]["astronaut"]["ruler"] = {"start": [0, 0], "end": [100, 0], "mm": 25}
+    edited = tmp_path / "lm2.json"
+    edited.write_text(json.dumps(data))
+    r = runner.invoke(app, ["landmarks", "apply", str(run_folder), str(edited)])
+    assert r.exit_code == 0, r.output
+    after = read_record(run_folder, "astronaut")
+    assert after.ok and after.score != before.score
+    assert after.measures["landmarks_corrected_points"].value == 2
+    assert any("corrected by hand" in n for n in after.notes)
+    assert after.geometry is not None and before.geometry is not None
+    assert np.allclose(after.geometry.landmarks_original[48], [x - 4, y + 5])
+    assert not np.allclose(after.geometry.to_original, before.geometry.to_original)  # aligned again
+    assert after.measures["nl_alar_base_height_asym_icd"].value > before.measures["nl_alar_base_height_asym_icd"].value
+    assert after.measures["nl_alar_base_height_asym_mm"].value > 0
+    assert (run_folder / "photos" / "astronaut" / "heatmap.png").read_bytes() != heat_before
+    (row,) = _csv(run_folder)
+    assert float(row["landmarks_corrected_points"]) == 2 and row["nl_alar_base_height_asym_mm"]
+    assert float(row["score"]) == pytest.approx(after.score, rel=1e-4)
+    (entry,) = landmark_history(run_folder, "astronaut")
+    np.testing.assert_allclose(entry["previous_landmarks"], before.geometry.landmarks_original)
+    assert entry["previous_score"] == before.score and entry["edit"]["moved"]["48"] == [x - 4, y + 5]
+    r = runner.invoke(app, ["landmarks", "history", str(run_folder), "astronaut"])
+    assert r.exit_code == 0 and json.loads(r.output)[0]["previous_score"] == before.score
+
+
+def test_a_correction_that_cannot_be_aligned_keeps_the_old_folder(run_folder: Path) -> None:
+    before = read_record(run_folder, "astronaut")
+    assert before.geometry is not None
+    eye = tuple(before.geometry.landmarks_original[39])
+    collapsed = LandmarkEntry("astronaut", "photo", {str(i): eye for i in (*range(36, 48), 48, 54)})
+    (res,) = correct_landmarks(run_folder, [collapsed])
+    assert not res.ok and "astronaut" in res.message
+    kept = read_record(run_folder, "astronaut")
+    assert kept.ok and kept.score == before.score and landmark_history(run_folder, "astronaut") == []
+
+
+def test_an_entry_naming_no_photo_is_one_red_line(run_folder: Path, tmp_path: Path) -> None:
+    f = tmp_path / "x.csv"
+    f.write_text("photo,point,x,y\nnobody.jpg,31,1,2\n", encoding="utf-8")
+    r = CliRunner().invoke(app, ["landmarks", "apply", str(run_folder), str(f)])
+    assert r.exit_code == 1 and "nobody.jpg" in r.output and "Traceback" not in r.output
