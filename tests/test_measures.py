@@ -177,3 +177,17 @@ def test_landmark_edit_checks_and_applies() -> None:
     with pytest.raises(ValueError, match="unknown point"):
         LandmarkEdit(added={"chin": (0, 0)})
     assert set(HAND_POINTS) >= {"alar_crease_left", "columella_base", "cleft_edge_medial", "nostril_top_right"}
+
+
+def test_measures_picture_draws_on_the_face_and_adds_a_legend() -> None:
+    from cleftscore.report.measures_picture import measures_picture
+
+    face = np.full((256, 256, 3), 90, np.uint8)
+    m = nasolabial_measures(_ASTRONAUT)
+    pic = measures_picture(face, m)
+    assert pic.dtype == np.uint8 and pic.shape[0] == 256 and pic.shape[1] > 256
+    drawn = np.any(pic[:, :256] != 90, axis=2)
+    x, y = np.round(_ASTRONAUT[33]).astype(int)
+    assert drawn[y - 2 : y + 3, x - 2 : x + 3].any() and drawn.mean() < 0.2
+    with pytest.raises(ValueError, match="uint8"):
+        measures_picture(face.astype(np.float32), m)

@@ -27,7 +27,8 @@ def score_pictures(scored: ScoredFace, aligned: np.ndarray, normalized: np.ndarr
 
     return draw(aligned, normalized, scored.score.heatmap, mask=scored.region, score=scored.score.score,
                 inverted=inverted, original=original, aligned_face=aligned_face, vmax=scored.heatmap_max,
-                units=scored.heatmap_units)  # fmt: skip
+                units=scored.heatmap_units, display=scored.display, display_units=scored.display_units,
+                save_values=True)  # fmt: skip
 
 
 def all_pictures(work: PhotoWork, scored: ScoredFace) -> dict[str, np.ndarray | bytes | Path]:
@@ -42,6 +43,9 @@ def all_pictures(work: PhotoWork, scored: ScoredFace) -> dict[str, np.ndarray | 
     files.update(score_pictures(scored, prepared.aligned.image, norm.image, inverted=norm.inverted,
                                 original=prepared.original, aligned_face=prepared.aligned))  # fmt: skip
     files.update(_dynamics_pictures(norm.info, norm.snapshots, files.get("panel.png")))
+    from cleftscore.report.measures_picture import measures_pictures
+
+    files.update(measures_pictures(prepared))
     return files
 
 
