@@ -330,6 +330,11 @@ def _ci(pair: tuple[float, float], digits: int = 2) -> str:
     return f"[{_f(pair[0], digits)}, {_f(pair[1], digits)}]"
 
 
+def _machine_lines(rows: Sequence[MachineRow], ceiling: float) -> list[str]:
+    return [f"| {m.label} | {m.n} | {_f(m.pearson_r)} {_ci(m.pearson_ci)} | {_f(m.spearman_rho)} {_ci(m.spearman_ci)} "
+            f"| {_f(ceiling)} | {'' if m.measure else m.note} |" for m in rows]  # fmt: skip
+
+
 def report_markdown(report: SurveyReport) -> str:
     """The report as Markdown (what ``cleftscore survey report`` prints and writes)."""
     st = report.status
@@ -362,11 +367,16 @@ def report_markdown(report: SurveyReport) -> str:
               f"Reliability ceiling: no score can correlate with this panel's mean above sqrt(ICC(3,k)) = {_f(report.ceiling)}.",
               "", f"| score | n | Pearson r [{report.ci:.0%} CI] | Spearman rho [{report.ci:.0%} CI] | ceiling | note |",
               "| --- | --- | --- | --- | --- | --- |"]  # fmt: skip
-    for m in report.machine:
-        lines.append(f"| {m.label} | {m.n} | {_f(m.pearson_r)} {_ci(m.pearson_ci)} | {_f(m.spearman_rho)} "
-                     f"{_ci(m.spearman_ci)} | {_f(report.ceiling)} | {m.note} |")  # fmt: skip
-    if not report.machine:
+    scores = [m for m in report.machine if not m.measure]
+    measures = [m for m in report.machine if m.measure]
+    lines += _machine_lines(scores, report.ceiling)
+    if not scores:
         lines.append("| (no machine scores recorded for these photos) | | | | | |")
+    if measures:
+        lines += ["", "Other measures recorded with the scores (each in its own direction: a negative r means higher "
+                  "values go with more abnormal ratings):", "",
+                  "| measure | n | Pearson r | Spearman rho | ceiling | note |", "| --- | --- | --- | --- | --- | --- |"]  # fmt: skip
+        lines += _machine_lines(measures, report.ceiling)
     lines += ["", f"## Panel mean per photo ({report.ci:.0%} t interval)", "", "| photo | file | mean | CI | raters |",
               "| --- | --- | --- | --- | --- |"]  # fmt: skip
     lines += [
