@@ -5,6 +5,7 @@ Sample faces from ``tests/data/faces`` stand in for patients; nothing here is a 
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import re
 import tempfile
@@ -363,3 +364,46 @@ def test_the_stored_copy_of_a_photo_carries_no_exif(tmp_path: Path, local_faces:
     stored = store_photo(tmp_path / "files", photo)
     with Image.open(tmp_path / "files" / stored.stored_path) as copy:
         assert not copy.getexif() and not copy.info.get("exif") and set(copy.info) <= {"dpi", "gamma"}
+
+
+# -- 7. file names print as they are -----------------------------------------------------------------------
+
+#: A name that restyles a terminal through Rich markup, and one that clears it through an ESC sequence.
+SPOOFS = ("[red]RED[bold]B.png", "e\x1b[2Jx.png")
+
+
+def test_study_show_prints_file_names_literally(tmp_path: Path) -> None:
+    """Issue 24, 9: ``[red]RED[bold]B.png`` printed as ``REDB.png``; raw ESC reached the terminal."""
+    from typer.testing import CliRunner
+
+    from cleftscore.cli import app
+    from cleftscore.study.db import open_study
+    from cleftscore.study.models import Photo
+    from cleftscore.study.records import add_patient, add_visit
+
+    db = tmp_path / "study.sqlite"
+    with open_study(db) as study:
+        add_patient(study, "P001")
+        visit = add_visit(study, "P001", date=dt.date(2026, 1, 10), phase="pre-op")
+        with study.transaction() as s:
+            for k, name in enumerate(SPOOFS):
+                s.add(Photo(visit_id=visit.id, sha256=f"{k}" * 64, original_name=name, stored_path=f"photos/{k}.png",
+                            stored_sha256=f"{k}" * 64, width=64, height=64))  # fmt: skip
+    result = CliRunner().invoke(app, ["study", "show", "P001", "--db", str(db)])
+    assert result.exit_code == 0, result.output
+    assert "[red]RED[bold]B.png" in result.output
+    assert "e\\x1b[2Jx.png" in result.output and "\x1b" not in result.output
+
+
+def test_literal_escapes_markup_and_every_control_character() -> None:
+    from rich.console import Console
+
+    from cleftscore.cli._common import literal
+
+    cases = {**{name: name.replace("\x1b", "\\x1b") for name in SPOOFS}, "a\rb.png": "a\\rb.png",
+             "x\u202egnp.exe": "x\\u202egnp.exe", "c\x9bd.png": "c\\x9bd.png", "in\\side": "in\\side",
+             "[/]": "[/]", "[bold]": "[bold]"}  # fmt: skip
+    for name, expected in cases.items():
+        console = Console(record=True, width=200, force_terminal=True, color_system="truecolor")
+        console.print(literal(name), highlight=False, end="")
+        assert console.export_text(styles=False) == expected, name

@@ -211,3 +211,25 @@ def test_a_rescore_that_meets_a_full_disk_keeps_the_good_photo_folder(
     [result] = rescore_run(scored_run, ScoreSettings(roi="face"), workers=1)
     assert not result.ok and "No space left" in result.message
     assert _tree(folder) == before
+
+
+#: A name that restyles a terminal through Rich markup, and one that clears it through an ESC sequence.
+SPOOFS = ("[red]RED[bold]B.png", "e\x1b[2Jx.png")
+
+
+def test_score_and_study_score_print_file_names_literally(tmp_path: Path, local_faces: Path) -> None:
+    """Issue 24, 9: ``score`` and ``study score`` print the names as they are."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    face = ImageOps.exif_transpose(Image.open(local_faces / FACES[0])).convert("RGB")
+    for k, name in enumerate(SPOOFS):
+        face.rotate(k * 2).save(photos / name)
+    (photos / "[bold]broken.png").write_bytes(b"not a photo")
+    asym = ["--method", "asymmetry", "--size", str(SIZE)]
+    scored = runner.invoke(app, ["score", str(photos), "--out", str(tmp_path / "run"), *asym])
+    db, visit = _study(tmp_path)
+    recorded = runner.invoke(app, ["study", "score", str(visit), str(photos), "--db", str(db), *asym])
+    for result in (scored, recorded):
+        assert "\x1b" not in result.output, result.output
+        assert "[bold]broken.png" in result.output and "RED[bold]B.png" in result.output, result.output
+        assert "e\\x1b[2Jx.png" in result.output, result.output

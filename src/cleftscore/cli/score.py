@@ -14,7 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from cleftscore.cli import app
-from cleftscore.cli._common import console, err_console, user_errors
+from cleftscore.cli._common import console, err_console, literal, user_errors
 from cleftscore.cli.options import (
     GAN,
     RAY,
@@ -41,6 +41,7 @@ from cleftscore.cli.options import (
     Metric,
     MetricOpt,
     Precision,
+    ReferenceOpt,
     Roi,
     RoiOpt,
     SeedOpt,
@@ -109,9 +110,11 @@ class _Progress:
     def photo_done(self, res) -> None:
         self.progress.advance(self.photos)
         if not res.ok:
-            self.progress.console.print(f"[red]failed:[/red] {res.message}", highlight=False, soft_wrap=True)
+            self.progress.console.print(f"[red]failed:[/red] {literal(res.message)}", highlight=False, soft_wrap=True)
         for note in res.notes:
-            self.progress.console.print(f"[yellow]note:[/yellow] {res.file}: {note}", highlight=False, soft_wrap=True)
+            self.progress.console.print(
+                f"[yellow]note:[/yellow] {literal(res.file)}: {literal(note)}", highlight=False, soft_wrap=True
+            )
 
     def gan_start(self, n_photos: int, total_steps: int) -> None:
         self.gan_total = total_steps
@@ -145,7 +148,7 @@ class _Progress:
             self.progress.console.print(f"Estimated GAN time: {_fmt_duration(eta)} ({rate * 1000:.0f} ms per step)")
 
     def message(self, text: str) -> None:
-        self.progress.console.print(f"[yellow]{text}[/yellow]", highlight=False, soft_wrap=True)
+        self.progress.console.print(f"[yellow]{literal(text)}[/yellow]", highlight=False, soft_wrap=True)
 
 
 def _fmt_duration(seconds: float) -> str:
@@ -174,7 +177,9 @@ def _print_results(results, csv_path: Path, html_path: Path) -> None:
     table.add_column("score", justify="right")
     for r in results:
         table.add_row(
-            Path(r.file).name, "ok" if r.ok else "[red]failed[/red]", f"{r.score:.3f}" if r.score is not None else ""
+            literal(Path(r.file).name),
+            "ok" if r.ok else "[red]failed[/red]",
+            f"{r.score:.3f}" if r.score is not None else "",
         )
     console.print(table)
     n_ok = sum(r.ok for r in results)
@@ -272,6 +277,7 @@ def score_command(
     detector: DetectorOpt = Detector.hog,
     cache_dir: CacheDirOpt = None,
     calibrate: CalibrateOpt = None,
+    reference: ReferenceOpt = None,
     higher_is: HigherIsOpt = HigherIs.normal,
     workers: Annotated[
         int | None,
@@ -345,10 +351,14 @@ def score_command(
                     dynamics_roi=roi.value,
                 ),
                 seed=seed,
+                reference=str(reference) if reference is not None else None,
             )
             ray_settings = _ray_settings(ray_address, ray_workers)
         except ValueError as exc:
             raise CleftscoreError(f"invalid option: {exc}") from None
+        from cleftscore.cli.reference import check_reference
+
+        check_reference(reference, chosen, settings.score)
         lpips_distance = make_lpips_distance(vgg16, device=device) if metric is Metric.lpips else None
         found = find_inputs(inputs)
         with RunLock(out):
@@ -391,7 +401,7 @@ def _score_locked(
 
         run = functools.partial(score_photos_ray, ray=ray_settings)  # the same call, GAN work on Ray workers
 
-    console.print(f"Scoring {len(found)} photo(s) with the {chosen} method into {out}")
+    console.print(f"Scoring {len(found)} photo(s) with the {chosen} method into {literal(out)}", highlight=False)
     progress = _Progress(len(found))
     hooks = ProgressHooks(
         photo_done=progress.photo_done,

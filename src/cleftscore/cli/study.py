@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from cleftscore.cli import app
-from cleftscore.cli._common import console, err_console, user_errors
+from cleftscore.cli._common import console, err_console, literal, user_errors
 from cleftscore.cli.options import (
     AdaptStepsOpt,
     BatchOpt,
@@ -61,7 +61,7 @@ def _print_lines(report, *, verb: str) -> int:
     """Print one line per photo; return the exit code (1 when any photo failed)."""
     for line in report.lines:
         if line.status == "failed":
-            err_console.print(f"[red]failed:[/red] {line.message}", highlight=False, soft_wrap=True)
+            err_console.print(f"[red]failed:[/red] {literal(line.message)}", highlight=False, soft_wrap=True)
     added, already, failed = report.count("added"), report.count("already"), report.count("failed")
     console.print(f"{verb} {added} photo(s); {already} already in the study with these settings; {failed} failed")
     return 1 if failed else 0
@@ -176,7 +176,7 @@ def score(
 
             def print_score(line: ingest.ImportLine) -> None:
                 if line.status == "added":
-                    console.print(f"{line.file}: score = {line.score:.4f}", highlight=False)
+                    console.print(f"{literal(line.file)}: score = {line.score:.4f}", highlight=False)
 
             try:
                 report = ingest.score_into_visit(study, visit, photos, settings, cache_dir=cache_dir, on_line=print_score,
@@ -220,7 +220,7 @@ def patients(db: DbOpt = None) -> None:
     with user_errors(), _open(db) as study:
         table = Table("code", "birth year", "cleft", "side", "visits", "photos")
         for row in patient_list(study):
-            table.add_row(*(str(v) if v is not None else "" for v in row))
+            table.add_row(*(literal(v) if v is not None else "" for v in row))
         console.print(table)
 
 
@@ -233,15 +233,15 @@ def show(code: CodeArg, db: DbOpt = None) -> None:
 
     with user_errors(), _open(db) as study:
         detail = patient_detail(study, code)
-        console.print(detail.header, highlight=False)
+        console.print(literal(detail.header), highlight=False)
         for visit in detail.visits:
-            console.print(visit.heading, highlight=False)
+            console.print(literal(visit.heading), highlight=False)
             if not visit.rows:
                 console.print("  (no photos)")
                 continue
             table = Table("photo", "file", "method", "score")
             for row in visit.rows:
-                table.add_row(*(str(v) if v is not None else "" for v in row))
+                table.add_row(*(literal(v) if v is not None else "" for v in row))
             console.print(table)
 
 
