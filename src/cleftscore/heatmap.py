@@ -23,8 +23,10 @@ __all__ = [
     "difference_map",
     "energy",
     "erode",
+    "face_region",
     "lpips_map",
     "pse_map",
+    "smooth",
     "ssim_map",
     "to_colorspace",
 ]
@@ -396,3 +398,60 @@ def energy(diff: np.ndarray) -> np.ndarray:
     for c in range(1, d.shape[-1]):
         total += d[..., c]
     return total.astype(np.float32)
+
+
+def face_region(landmarks: np.ndarray, size: int, *, margin: float = 0.3) -> np.ndarray:
+    """Where a heat map is drawn: the face without its outline, eyes, hair, background or clothing.
+
+    Parameters
+    ----------
+    landmarks : (68, 2) ndarray
+        iBUG-68 landmarks in the aligned frame, (x, y).
+    size : int
+        Side of the aligned frame.
+    margin : float
+        How far inside the face's outline the region stops, in intercanthal distances (the
+        distance between the inner eye corners, 39 and 42): the outline against the background
+        differs from its mirror in every photo and says nothing about the face.
+
+    Returns
+    -------
+    (size, size) ndarray of bool
+        The ``"face"`` region of :func:`cleftscore.face.roi.roi_mask` (jaw line and brows, eyes
+        cut out) shrunk by ``margin``.
+
+    Raises
+    ------
+    ValueError
+        Bad landmarks, size or a negative margin.
+    """
+    import cv2
+
+    from cleftscore.face.roi import roi_mask
+
+    if not (np.isfinite(margin) and margin >= 0):
+        raise ValueError(f"margin must be a non-negative number of intercanthal distances, got {margin!r}")
+    lm = np.asarray(landmarks, dtype=np.float64)
+    region = (roi_mask(lm, size, region="face") > 0.5).astype(np.uint8)
+    r = int(round(margin * max(float(np.linalg.norm(lm[42] - lm[39])), 1.0)))
+    if r > 0:
+        region = cv2.erode(region, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)))
+    return region > 0
+
+
+def smooth(heatmap: np.ndarray, *, sigma: float) -> np.ndarray:
+    """A heat map blurred by a Gaussian of ``sigma`` pixels (float32, ``(H, W)``, >= 0).
+
+    Isolated hot pixels (a highlight, a drawn dot, film grain) lose to a patch of the same
+    height: a defect is a patch. ``sigma <= 0`` returns a float32 copy.
+    """
+    import cv2
+
+    hm = np.asarray(heatmap, dtype=np.float32)
+    if hm.ndim != 2 or not np.all(np.isfinite(hm)):
+        raise ValueError(f"heatmap must be a finite (H, W) map, got shape {hm.shape}")
+    if not np.isfinite(sigma):
+        raise ValueError(f"sigma must be finite, got {sigma!r}")
+    if sigma <= 0:
+        return hm.copy()
+    return np.maximum(cv2.GaussianBlur(hm, (0, 0), float(sigma), borderType=cv2.BORDER_REFLECT), 0.0)

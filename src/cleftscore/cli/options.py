@@ -175,3 +175,10 @@ DetectorOpt = Annotated[Detector, typer.Option("--detector", help="Face detector
 CacheDirOpt = Annotated[
     Path | None, typer.Option("--cache-dir", help="Cache of GAN normalizations (default: the user cache).")
 ]
+ReferenceOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--reference",
+        help="Normative reference JSON (`cleftscore reference build`) that scores are placed against: percentile, z and reading. Default: the shipped one (normal adults) for the asymmetry method's face-referenced score; none for other scores.",
+    ),
+]

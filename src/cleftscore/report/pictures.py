@@ -27,6 +27,8 @@ __all__ = [
     "colorbar",
     "colorize",
     "heatmap_figure",
+    "NORMAL_UNITS_TOP",
+    "npy_bytes",
     "overlay",
     "panel",
     "overlay_on_original",
@@ -480,6 +482,9 @@ def score_pictures(
     aligned_face: Any = None,
     vmax: float | None = None,
     units: str = "difference energy (sum over channels)",
+    display: np.ndarray | None = None,
+    display_units: str = "",
+    save_values: bool = False,
 ) -> dict[str, np.ndarray | bytes]:
     """Every picture of a scored photo that depends on its heat map, by file name.
 
@@ -490,38 +495,58 @@ def score_pictures(
     heatmap : (S, S) ndarray
         Heat map, >= 0.
     mask : (S, S) ndarray, optional
-        ROI; outside it overlays are dimmed and the colour scale ignores it.
+        The scored region: outlined on the overlays (without ``display``, the rest is dimmed
+        and the colour scale ignores it).
     score : float, optional
-        Shown as the heat map's title.
+        Shown as the title of ``heatmap_figure.png``.
     inverted : (S, S, 3) ndarray of uint8, optional
         GAN inversion before adaptation; joins the panel.
     original, aligned_face : optional
         The photo and its alignment, for ``overlay_original.png``.
     vmax : float, optional
-        Top of the colour scale. A run passes one value for all its photos (see
+        Top of the colour scale of ``heatmap``. A run passes one value for all its photos (see
         :func:`cleftscore.score.paper.heatmap_top`) so that their pictures compare by eye; without
         it the scale is this map's own 99.5th percentile in the ROI.
     units : str
-        What the map's values are (the label of heatmap.png's colour bar).
+        What ``heatmap``'s values are.
+    display : (S, S) ndarray, optional
+        The map as it is shown, in units of normal variation over the face only (0 elsewhere;
+        :meth:`cleftscore.score.reference.NormativeReference.in_normal_units`). When given, every
+        picture draws it on a fixed scale of 0 to :data:`NORMAL_UNITS_TOP`, coloured over the face
+        with the scored region outlined, instead of ``heatmap``.
+    display_units : str
+        What ``display``'s values are (the colour bar's label).
+    save_values : bool
+        Add ``heatmap.npy`` (the drawn map's values, float32, aligned frame) and
+        ``heatmap_figure.png`` (the map with its colour bar and units).
 
     Returns
     -------
     dict
-        ``heatmap.png``, ``overlay.png``, ``overlay_original.png`` (with ``original``),
-        ``panel.png`` (aligned | [inverted |] normalized | heat map | overlay | colour bar, at
-        most 512 px high) as arrays, and ``thumb.jpg`` (the panel, 160 px high) as JPEG bytes.
+        ``heatmap.png`` (the drawn map alone in false colour, one pixel per aligned pixel),
+        ``overlay.png``, ``overlay_original.png`` (with ``original``), ``panel.png`` (aligned |
+        [inverted |] normalized | heat map | overlay | colour bar, at most 512 px high) as arrays,
+        ``thumb.jpg`` (the panel, 160 px high) as JPEG bytes, and with ``save_values`` the two
+        files above (``heatmap.npy`` as ``.npy`` bytes).
     """
-    if vmax is None:
-        shown = heatmap if mask is None else heatmap * (np.asarray(mask) > 0)
-        vmax = float(np.percentile(shown[shown > 0], 99.5)) if np.any(shown > 0) else 1.0
-    title = f"score = {score:.3f}" if score is not None else None
-    hm = _check_heatmap(heatmap)  # float64 once for the pictures drawn from it as it is
-    out: dict[str, np.ndarray | bytes] = {"heatmap.png": heatmap_figure(hm, vmax=vmax, title=title, units=units)}
-    ov = overlay(aligned, hm, mask=mask, vmax=vmax)
+    if display is not None:
+        shown, top, label, colour_where = _check_heatmap(display), NORMAL_UNITS_TOP, display_units, display > 0
+    else:
+        shown, label, colour_where = _check_heatmap(heatmap), units, mask
+        if vmax is None:
+            roi = heatmap if mask is None else heatmap * (np.asarray(mask) > 0)
+            vmax = float(np.percentile(roi[roi > 0], 99.5)) if np.any(roi > 0) else 1.0
+        top = vmax
+    out: dict[str, np.ndarray | bytes] = {"heatmap.png": colorize(shown, vmax=top)}
+    if save_values:
+        title = f"score = {score:.3f}" if score is not None else None
+        out["heatmap_figure.png"] = heatmap_figure(shown, vmax=top, title=title, units=label)
+        out["heatmap.npy"] = npy_bytes(shown.astype(np.float32))
+    ov = _outlined_overlay(aligned, shown, colour_where, mask, vmax=top, thick=display is not None)
     out["overlay.png"] = ov
     if original is not None and aligned_face is not None:
-        out["overlay_original.png"] = overlay_on_original(original, aligned_face, heatmap, mask=mask, vmax=vmax)
-    images = [aligned, normalized, colorize(hm, vmax=vmax), ov]
+        out["overlay_original.png"] = overlay_on_original(original, aligned_face, shown, mask=mask, vmax=top)
+    images = [aligned, normalized, colorize(shown, vmax=top), ov]
     labels = ["aligned", "normalized", "heat map", "overlay"]
     if inverted is not None:
         images.insert(1, inverted)
@@ -529,12 +554,48 @@ def score_pictures(
     # 512 px high is plenty for a slide and a quarter of the pixels to draw and encode.
     height = min(PANEL_HEIGHT, aligned.shape[0])
     if height >= 32:
-        images.append(colorbar(vmax, height))
-        labels.append("scale")
+        images.append(colorbar(top, height))
+        labels.append("x normal" if display is not None else "scale")
     strip = panel(images, labels, height=height)
     out["panel.png"] = strip
     out["thumb.jpg"] = thumbnail_jpeg(strip)
     return out
+
+
+#: Top of the colour scale of a map in units of normal variation: four times the 90th percentile
+#: of normal faces at the same point saturates.
+NORMAL_UNITS_TOP = 4.0
+#: Colour of the scored region's outline on a map in normal units (cyan: absent from the colour map).
+_OUTLINE = (0, 255, 255)
+
+
+def _outlined_overlay(image: np.ndarray, shown: np.ndarray, colour_where: np.ndarray | None,
+                      region: np.ndarray | None, *, vmax: float, thick: bool) -> np.ndarray:  # fmt: skip
+    """The overlay: colour where ``colour_where`` (the face, or the ROI), and the scored region outlined.
+
+    With ``thick`` the outline is 3 pixels wide per 1024 and cyan, over a map that covers the
+    whole face; otherwise the plain :func:`overlay` (white 1-pixel outline of ``colour_where``).
+    """
+    if not thick:
+        return overlay(image, shown, mask=colour_where, vmax=vmax)
+    import cv2
+
+    out = overlay(image, shown, mask=colour_where, vmax=vmax, outline=False)
+    if region is not None:
+        r = np.asarray(region) > 0.5
+        width = max(1, round(3 * r.shape[0] / 1024))
+        edge = cv2.dilate(_inner_boundary(r).astype(np.uint8), np.ones((width, width), np.uint8)) > 0
+        out[edge] = _OUTLINE
+    return out
+
+
+def npy_bytes(array: np.ndarray) -> bytes:
+    """The bytes of ``array`` as a ``.npy`` file (``numpy.load`` reads them back)."""
+    import io
+
+    buf = io.BytesIO()
+    np.save(buf, np.ascontiguousarray(array), allow_pickle=False)
+    return buf.getvalue()
 
 
 # ----------------------------------------------------------------------------- files
