@@ -54,7 +54,8 @@ def export_tables(study: Study, out_dir: str | Path) -> list[Path]:
     """Write ``patients.csv``, ``visits.csv``, ``photos.csv`` and ``scores.csv`` into ``out_dir``.
 
     All four are read in one transaction, so they agree with each other. Settings, measures,
-    pictures, normalizer record and environment of a score are JSON text cells.
+    pictures, normalizer record and environment of a score are JSON text cells; each measure is
+    also a column of its own in ``scores.csv``, after the fixed columns.
 
     Returns
     -------
@@ -65,7 +66,10 @@ def export_tables(study: Study, out_dir: str | Path) -> list[Path]:
 
     out = Path(out_dir)
     values = _values(study)
-    return [
-        write_csv(out / f"{name}.csv", [dict(zip(cols, row, strict=True)) for row in values[name]], columns=cols)
-        for name, cols in COLUMNS.items()
-    ]
+    tables = {name: [dict(zip(cols, row, strict=True)) for row in values[name]] for name, cols in COLUMNS.items()}
+    # Each measure also gets a column of its own in scores.csv (a spreadsheet cannot read into the JSON cell).
+    extra = dict.fromkeys(k for r in tables["scores"] for k in r["measures"] if k not in COLUMNS["scores"])
+    for r in tables["scores"]:
+        r.update({k: m.get("value") for k, m in r["measures"].items() if k in extra and isinstance(m, dict)})
+    columns = {**COLUMNS, "scores": (*COLUMNS["scores"], *extra)}
+    return [write_csv(out / f"{name}.csv", tables[name], columns=columns[name]) for name in COLUMNS]

@@ -125,7 +125,8 @@ def install_pages(app: FastAPI, ctx: AppContext) -> None:
 
         page = await asyncio.to_thread(queries.visit_page, study, visit_id)
         with tempfile.TemporaryDirectory(dir=study.files) as tmp:
-            path = write_csv(Path(tmp) / "scores.csv", queries.visit_csv_rows(page), columns=queries.CSV_COLUMNS)
+            rows = queries.visit_csv_rows(page)
+            path = write_csv(Path(tmp) / "scores.csv", rows, columns=queries.visit_csv_columns(rows))
             data = path.read_bytes()
         name = f"{page.code}_visit{page.id}_{page.date.isoformat()}_scores.csv"
         return Response(

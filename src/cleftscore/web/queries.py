@@ -15,7 +15,7 @@ from cleftscore.study.models import Photo, Score, Visit
 from cleftscore.study.records import find_patient, find_visit, patient_counts, patient_visits
 
 __all__ = ["PatientRow", "VisitRow", "PatientPage", "ScoreView", "PhotoView", "VisitPage", "patients", "patient_page",
-           "visit_page", "visit_csv_rows", "fingerprint", "SCORE_DEFINITION"]  # fmt: skip
+           "visit_page", "visit_csv_rows", "visit_csv_columns", "fingerprint", "SCORE_DEFINITION"]  # fmt: skip
 
 #: The score's definition as the pages state it (see cleftscore.score.paper).
 SCORE_DEFINITION = ("Higher scores mean closer to normal; the heat map shows where the photo differs from its normalized twin, "
@@ -166,11 +166,18 @@ CSV_COLUMNS = ("patient", "visit_id", "date", "phase", "photo_id", "file", "meth
 
 
 def visit_csv_rows(page: VisitPage) -> list[dict[str, Any]]:
-    """One row per score of the visit's photos."""
+    """One row per score of the visit's photos; each measure also in a column of its own (see :func:`visit_csv_columns`)."""
     return [{"patient": page.code, "visit_id": page.id, "date": page.date.isoformat(), "phase": page.phase, "photo_id": ph.id,
              "file": ph.name, "method": sc.method, "roi": sc.roi, "score": sc.score, "settings_key": sc.settings_key,
              "measures": json.dumps({k: m.get("value") for k, m in sc.measures.items()}, sort_keys=True), "notes": sc.notes,
-             "scored_at": sc.created_at} for ph in page.photos for sc in ph.scores]  # fmt: skip
+             "scored_at": sc.created_at, **{k: m.get("value") for k, m in sc.measures.items() if k not in CSV_COLUMNS}}
+            for ph in page.photos for sc in ph.scores]  # fmt: skip
+
+
+def visit_csv_columns(rows: list[dict[str, Any]]) -> tuple[str, ...]:
+    """:data:`CSV_COLUMNS`, then one column per measure any of ``rows`` has, in the order first seen."""
+    extra = dict.fromkeys(k for r in rows for k in r if k not in CSV_COLUMNS)
+    return (*CSV_COLUMNS, *extra)
 
 
 def fingerprint(study: Study) -> tuple[int, ...]:
