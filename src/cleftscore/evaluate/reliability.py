@@ -357,7 +357,8 @@ class RaterAgreement:
     mean_abs_diff : float
         Mean absolute difference from the others' mean, in rating points.
     far : bool
-        Whether the rater is far from the panel (``r`` below the threshold or the difference above it).
+        Whether the rater is far from the panel: ``r`` below the threshold or undefined (one value
+        throughout), or the difference above its threshold.
     """
 
     rater: str
