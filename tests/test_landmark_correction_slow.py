@@ -88,3 +88,46 @@ def test_an_entry_naming_no_photo_is_one_red_line(run_folder: Path, tmp_path: Pa
     f.write_text("photo,point,x,y\nnobody.jpg,31,1,2\n", encoding="utf-8")
     r = CliRunner().invoke(app, ["landmarks", "apply", str(run_folder), str(f)])
     assert r.exit_code == 1 and "nobody.jpg" in r.output and "Traceback" not in r.output
+
+
+def test_a_study_photo_corrected_updates_its_score_and_keeps_the_edit(tmp_path: Path, example_photo: Path) -> None:
+    import datetime as dt
+
+    from sqlalchemy import select
+
+    from cleftscore.run.settings import PipelineSettings
+    from cleftscore.study.corrections import correct_photo, photo_corrections, prepare_with_edit
+    from cleftscore.study.db import open_study
+    from cleftscore.study.export import export_tables
+    from cleftscore.study.ingest import score_into_visit
+    from cleftscore.study.models import Photo, Score
+    from cleftscore.study.records import add_patient, add_visit
+
+    study = open_study(tmp_path / "s.sqlite", create=True)
+    add_patient(study, "P001")
+    visit = add_visit(study, "P001", date=dt.date(2026, 1, 1), phase="pre-op")
+    visit_id = visit if isinstance(visit, int) else visit.id
+    score_into_visit(study, visit_id, [example_photo], PipelineSettings(method="asymmetry", size=256))
+    with study.transaction(write=False) as s:
+        photo_id = s.scalar(select(Photo.id))
+        before = s.scalar(select(Score)).score
+    shown = prepare_with_edit(study, photo_id, size=512)
+    x, y = shown.aligned.landmarks[48]
+    entry = LandmarkEntry("p", "aligned", {"48": (x - 8, y + 8), "alar_crease_left": (300.0, 330.0)}, source="test")
+    (line,) = correct_photo(study, photo_id, entry)
+    assert line.status == "updated" and line.previous == before and line.score != before
+    with study.transaction(write=False) as s:
+        sc = s.scalar(select(Score))
+        assert sc.score == line.score and sc.measures["landmarks_corrected_points"]["value"] == 2
+        assert "corrected by hand" in sc.notes and "measures.png" in sc.pictures
+    (edit,) = photo_corrections(study, photo_id)
+    assert edit["source"] == "test" and len(edit["previous"]["landmarks"]) == 68
+    assert edit["previous"]["scores"][str(sc.id)]["score"] == before
+    # The next edit builds on this one, and the export has a column per measure.
+    again = prepare_with_edit(study, photo_id, size=512)
+    assert again.edit is not None and set(again.edit.moved) == {48}
+    np.testing.assert_allclose(again.aligned.landmarks_original[48], again.edit.moved[48], atol=1e-6)
+    export_tables(study, tmp_path / "export")
+    header = (tmp_path / "export" / "scores.csv").read_text(encoding="utf-8-sig").splitlines()[0].split(",")
+    assert "landmarks_corrected_points" in header and "nl_alar_base_height_asym_icd" in header
+    study.close()

@@ -43,6 +43,7 @@ __all__ = [
     "latest_edit",
     "read_landmark_file",
     "resolve_edit",
+    "score_with_edit",
 ]
 
 #: Folder of a run with each corrected photo's edits (``<photo id>.json``).
@@ -329,13 +330,58 @@ def _summary(run: Path, hooks: ProgressHooks) -> None:
         hooks.say(f"could not write the summary of {run}: {exc}")
 
 
-def _correct_one(run: Path, pid: str, entry: LandmarkEntry, normalizers: dict[str, Any],
-                 cache_dir: str | os.PathLike[str] | None) -> PhotoResult:  # fmt: skip
-    """One photo aligned, normalized and scored again on its corrected points; its edit kept."""
-    from cleftscore.io import write_json
-    from cleftscore.normalize import make_normalizer
+def score_with_edit(path: str | os.PathLike[str], photo_id: str, settings: PipelineSettings, edit: LandmarkEdit, *,
+                    normalizer: Any, out: str | os.PathLike[str] | None, size: int | None = None,
+                    environment: Mapping[str, Any] | None = None) -> PhotoResult:  # fmt: skip
+    """One photo aligned, normalized, scored and measured on corrected landmarks.
+
+    Parameters
+    ----------
+    path : path
+        The photo file.
+    photo_id : str
+        Its id (folder name under ``out/photos``).
+    settings : PipelineSettings
+        The settings it is scored with.
+    edit : LandmarkEdit
+        The corrected points, in the photo's pixels.
+    normalizer : Normalizer
+        Of ``settings.method``.
+    out : path or None
+        Run folder to write the photo's fresh folder into (None: nothing written, arrays kept).
+    size : int, optional
+        Aligned size (default ``settings.size``, else 1024).
+    environment : dict, optional
+        For the record.
+
+    Returns
+    -------
+    PhotoResult
+
+    Raises
+    ------
+    CleftscoreError
+        The photo cannot be aligned or normalized on these points (nothing is written then).
+    """
     from cleftscore.run.inputs import InputPhoto
     from cleftscore.run.photo import RunContext, align_photo, finish_photo
+
+    ctx = RunContext(settings, size=size or settings.size or 1024, environment=dict(environment or {}),
+                     out=None if out is None else Path(out), keep=out is None, edits={photo_id: edit})  # fmt: skip
+    work = align_photo(InputPhoto(path=Path(path), photo_id=photo_id), ctx)
+    if work.prepared is not None:
+        (norm,) = normalizer.normalize([work.prepared.aligned])
+        work.take(norm)
+    if not work.ok:
+        raise CleftscoreError(work.error)
+    return finish_photo(work, ctx)
+
+
+def _correct_one(run: Path, pid: str, entry: LandmarkEntry, normalizers: dict[str, Any],
+                 cache_dir: str | os.PathLike[str] | None) -> PhotoResult:  # fmt: skip
+    """One photo of a run scored again on its corrected points; its edit kept."""
+    from cleftscore.io import write_json
+    from cleftscore.normalize import make_normalizer
 
     rec = read_record(run, pid)
     try:
@@ -343,21 +389,15 @@ def _correct_one(run: Path, pid: str, entry: LandmarkEntry, normalizers: dict[st
             raise CleftscoreError(f"{photo_dir(run, pid)}: the record cannot be read; score the photo again first")
         edit = resolve_edit(entry, rec, previous=latest_edit(run, pid))
         settings = PipelineSettings.from_dict(rec.settings)
-        size = rec.geometry.size if rec.geometry is not None else (settings.size or 1024)
         key = json.dumps(rec.settings, sort_keys=True, default=str)
         if key not in normalizers:
             normalizers[key] = make_normalizer(settings.method, gan=settings.gan, seed=settings.seed,
                                                cache_dir=cache_dir)  # fmt: skip
-        ctx = RunContext(settings, size=size, environment=rec.environment, out=run, keep=False, edits={pid: edit})
-        work = align_photo(InputPhoto(path=Path(rec.file), photo_id=pid), ctx)
-        if work.prepared is not None:
-            (norm,) = normalizers[key].normalize([work.prepared.aligned])
-            work.take(norm)
-        if not work.ok:
-            raise CleftscoreError(work.error)
+        result = score_with_edit(rec.file, pid, settings, edit, normalizer=normalizers[key], out=run,
+                                 size=rec.geometry.size if rec.geometry is not None else None,
+                                 environment=rec.environment)  # fmt: skip
     except Exception as exc:  # noqa: BLE001 - one photo never stops the others; its old folder stays
         return PhotoResult.of(rec.failed(failure_text(rec.file, exc, stage="correcting its landmarks")))
-    result = finish_photo(work, ctx)
     if result.ok:
         history = landmark_history(run, pid)
         previous = rec.geometry.landmarks_original.tolist() if rec.geometry is not None else None

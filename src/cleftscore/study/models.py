@@ -206,3 +206,19 @@ class SurveyRating(Base):
 
     rater: Mapped[SurveyRater] = relationship(back_populates="ratings")
     item: Mapped[SurveyItem] = relationship()
+
+
+# Landmark corrections (revision 0005): points a user moved or added on a photo, each edit kept.
+__all__ += ["LandmarkCorrection"]
+
+
+class LandmarkCorrection(Base):
+    __tablename__ = "landmark_corrections"
+    __table_args__ = (Index("ix_landmark_corrections_photo", "photo_id", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    photo_id: Mapped[int] = mapped_column(ForeignKey("photos.id"))
+    edit_json: Mapped[str] = mapped_column(Text)  # LandmarkEdit.to_json(): the points in the photo's pixels
+    previous_json: Mapped[str] = mapped_column(Text)  # the 68 positions and the scores it replaced
+    source: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
