@@ -407,3 +407,167 @@ def test_literal_escapes_markup_and_every_control_character() -> None:
         console = Console(record=True, width=200, force_terminal=True, color_system="truecolor")
         console.print(literal(name), highlight=False, end="")
         assert console.export_text(styles=False) == expected, name
+
+
+# -- 8. refusals that were wrong, sessions, logins, Origin ---------------------------------------------------
+
+WEB = "http://127.0.0.1:8765"
+
+
+def _web(db: Path, **kw: object) -> object:
+    from cleftscore.web.app import create_app
+    from cleftscore.web.context import MethodChoice
+    from cleftscore.web.settings import WebSettings
+
+    no_gan = MethodChoice("gan", False, "no weights in tests")
+    return create_app(WebSettings(db=db, size=128, start_worker=False, **kw), gan=no_gan)  # type: ignore[arg-type]
+
+
+def _csrf(app: object) -> dict[str, str]:
+    return {"X-CSRF-Token": app.state.ctx.guard.csrf_token}  # type: ignore[attr-defined]
+
+
+def _upload(client: object, app: object, name: str, data: bytes) -> object:
+    if client.get("/api/patients/P001").status_code == 404:  # type: ignore[attr-defined]
+        client.post("/api/patients", json={"code": "P001"}, headers=_csrf(app))  # type: ignore[attr-defined]
+    visit = client.post("/api/patients/P001/visits", json={"date": "2026-01-10", "phase": "pre-op"},  # type: ignore[attr-defined]
+                        headers=_csrf(app)).json()["id"]  # fmt: skip
+    return client.post(f"/api/visits/{visit}/jobs", files=[("files", (name, data, "image/jpeg"))], headers=_csrf(app))  # type: ignore[attr-defined]
+
+
+def test_a_camera_jpeg_with_several_pictures_is_accepted(tmp_path: Path, local_faces: Path) -> None:
+    """Issue 24, 10: MPO (a phone's JPEG with a second picture) was refused with 415."""
+    import io
+
+    from fastapi.testclient import TestClient
+    from PIL import Image
+
+    face = Image.open(local_faces / "tiny_128px_portrait_uniform.jpg").convert("RGB")
+    buf = io.BytesIO()
+    face.save(buf, format="MPO", save_all=True, append_images=[face.rotate(90)])
+    assert Image.open(io.BytesIO(buf.getvalue())).format == "MPO"
+    app = _web(tmp_path / "s.sqlite")
+    with TestClient(app, base_url=WEB) as client:
+        r = _upload(client, app, "phone.jpg", buf.getvalue())
+    assert r.status_code == 202, r.text
+    assert [p["name"] for p in r.json()["photos"]] == ["phone.jpg"]
+
+
+def test_a_photo_of_too_many_pixels_is_413_not_damaged(tmp_path: Path) -> None:
+    """Issue 24, 10: a 100000 x 100000 PNG got 415 "damaged image"."""
+    import struct
+    import zlib
+
+    from fastapi.testclient import TestClient
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", 100_000, 100_000, 8, 2, 0, 0, 0)
+    png = (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b"\x00" * 64))
+        + chunk(b"IEND", b"")
+    )
+    app = _web(tmp_path / "s.sqlite")
+    with TestClient(app, base_url=WEB) as client:
+        r = _upload(client, app, "huge.png", png)
+    assert r.status_code == 413, r.text
+    assert "over the limit" in r.text and "damaged" not in r.text
+
+
+def test_any_loopback_host_answers_its_own_url(tmp_path: Path) -> None:
+    """Issue 24, 10: ``serve --host 127.0.0.2`` answered 421 to its own printed URL."""
+    from fastapi.testclient import TestClient
+
+    app = _web(tmp_path / "s.sqlite", host="127.0.0.2", port=8123)
+    with TestClient(app, base_url="http://127.0.0.2:8123") as client:
+        assert client.get("/").status_code == 200
+        assert client.get("/", headers={"host": "evil.example:8123"}).status_code == 421
+
+
+def test_patient_codes_are_one_whatever_their_case(tmp_path: Path) -> None:
+    """Issue 24, 10: ``P001`` and ``p001`` were two patients."""
+    import sqlite3
+
+    from cleftscore.study.db import StudyError, open_study
+    from cleftscore.study.records import add_patient, find_patient
+
+    db = tmp_path / "s.sqlite"
+    with open_study(db) as study:
+        add_patient(study, "P001")
+        with pytest.raises(StudyError, match="already in the study as P001"):
+            add_patient(study, "p001")
+        with study.transaction(write=False) as s:
+            assert find_patient(s, "p001").code == "P001"
+    with sqlite3.connect(db) as con, pytest.raises(sqlite3.IntegrityError):  # the database says so too
+        con.execute("INSERT INTO patients (code, created_at) VALUES ('p001', '2026-01-01')")
+
+
+def _login(client: object, token: str) -> object:
+    return client.post("/login", data={"token": token}, follow_redirects=False)  # type: ignore[attr-defined]
+
+
+def test_sessions_expire_and_logout_ends_them(tmp_path: Path) -> None:
+    """Issue 24, 10: sessions never expired; there was no logout."""
+    from fastapi.testclient import TestClient
+
+    from cleftscore.web.security import hash_token
+
+    app = _web(tmp_path / "s.sqlite", host="192.0.2.1", token_hash=hash_token("secret"), session_hours=2.0)
+    guard = app.state.ctx.guard  # type: ignore[attr-defined]
+    now = [1000.0]
+    guard.clock = lambda: now[0]
+    base = "http://192.0.2.1:8765"
+    with TestClient(app, base_url=base) as client:
+        assert _login(client, "secret").status_code == 303
+        assert client.get("/api/patients").status_code == 200
+        now[0] += 2 * 3600 - 1
+        assert client.get("/api/patients").status_code == 200
+        now[0] += 2
+        assert client.get("/api/patients").status_code == 401  # expired after 2 h
+        assert _login(client, "secret").status_code == 303
+        assert client.get("/api/patients").status_code == 200
+        assert client.post("/logout", headers=_csrf(app), follow_redirects=False).status_code == 303
+        assert client.get("/api/patients").status_code == 401
+        assert _login(client, "secret").status_code == 303
+        assert "Log out" in client.get("/").text
+        assert client.post("/logout", data={"csrf": "wrong"}, follow_redirects=False).status_code == 403
+        assert client.get("/api/patients").status_code == 200
+        page_form = {"csrf": app.state.ctx.guard.csrf_token}  # type: ignore[attr-defined]
+        assert client.post("/logout", data=page_form, follow_redirects=False).status_code == 303
+        assert client.get("/api/patients").status_code == 401
+
+
+def test_login_attempts_are_rate_limited(tmp_path: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    from cleftscore.web.security import hash_token
+
+    app = _web(tmp_path / "s.sqlite", host="192.0.2.1", token_hash=hash_token("secret"))
+    guard = app.state.ctx.guard  # type: ignore[attr-defined]
+    now = [0.0]
+    guard.clock = lambda: now[0]
+    with TestClient(app, base_url="http://192.0.2.1:8765") as client:
+        codes = [_login(client, f"guess{k}").status_code for k in range(guard.login_attempts)]
+        assert codes == [401] * guard.login_attempts
+        assert _login(client, "secret").status_code == 429  # even the right one, until the window passes
+        now[0] += guard.login_window + 1
+        assert _login(client, "secret").status_code == 303
+
+
+#: Origins and the answer a POST with the CSRF token gets: only the server's own scheme, host and port pass.
+ORIGINS = {WEB: 201, "http://127.0.0.1:9999": 403, "https://127.0.0.1:8765": 403, "http://127.0.0.1": 403,
+           "http://localhost:8765": 403, "http://evil.example:8765": 403, "null": 201}  # fmt: skip
+
+
+def test_origin_is_compared_with_scheme_host_and_port(tmp_path: Path) -> None:
+    """Issue 24, 10: the Origin check ignored the port (another local server could post)."""
+    from fastapi.testclient import TestClient
+
+    app = _web(tmp_path / "s.sqlite")
+    with TestClient(app, base_url=WEB) as client:
+        for k, (origin, status) in enumerate(ORIGINS.items()):
+            r = client.post("/api/patients", json={"code": f"P{k}"}, headers={**_csrf(app), "Origin": origin})
+            assert r.status_code == status, (origin, r.text)

@@ -48,6 +48,9 @@ def serve(
     max_megapixels: Annotated[
         float, typer.Option("--max-megapixels", min=0.1, help="Largest photo accepted, in megapixels.")
     ] = 40.0,
+    session_hours: Annotated[
+        float, typer.Option("--session-hours", min=0.01, help="How long a browser's login lasts (with a token).")
+    ] = 12.0,
     generator: GeneratorOpt = None,
     vgg16: Vgg16Opt = None,
     steps: StepsOpt = 2000,
@@ -107,7 +110,8 @@ def serve(
                     device=device,
                 )
                 settings = WebSettings(gan=gan, detector=detector.value, db=path, host=host, port=port, token_hash=token_hash, size=size, max_file_bytes=int(max_file_mb * 1e6),
-                                       max_files=max_files, max_pixels=int(max_megapixels * 1e6), extra_hosts=extra)  # fmt: skip
+                                       max_files=max_files, max_pixels=int(max_megapixels * 1e6), extra_hosts=extra,
+                                       session_hours=session_hours)  # fmt: skip
             except ValueError as exc:
                 raise CleftscoreError(f"invalid option: {exc}") from None
             web = create_app(settings)

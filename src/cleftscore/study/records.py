@@ -63,16 +63,21 @@ def add_patient(study: Study, code: str, *, birth_year: int | None = None, cleft
     _choice("cleft type", cleft_type, CLEFT_TYPES)
     _choice("cleft side", cleft_side, CLEFT_SIDES)
     with study.transaction() as s:
-        if s.scalar(select(Patient).where(Patient.code == code)) is not None:
-            raise StudyError(f"patient {code} is already in the study ({study.path})")
+        # Compared without regard to case: P001 and p001 on two forms are one child.
+        same = s.scalar(select(Patient).where(func.lower(Patient.code) == code.lower()))
+        if same is not None:
+            also = "" if same.code == code else f" as {same.code} (codes are the same whatever their case)"
+            raise StudyError(f"patient {code} is already in the study{also} ({study.path})")
         patient = Patient(code=code, birth_year=birth_year, cleft_type=cleft_type, cleft_side=cleft_side)
         s.add(patient)
     return patient
 
 
 def find_patient(session: Any, code: str) -> Patient:
-    """The patient with this code, or :class:`NotFoundError`."""
+    """The patient with this code (its exact case first, else any case), or :class:`NotFoundError`."""
     patient = session.scalar(select(Patient).where(Patient.code == code))
+    if patient is None:  # codes are one whatever their case (p001 finds P001)
+        patient = session.scalars(select(Patient).where(func.lower(Patient.code) == code.lower())).first()
     if patient is None:
         raise NotFoundError(
             f"no patient {code!r} in the study; `cleftscore study patients` lists them, `study add-patient` adds one"

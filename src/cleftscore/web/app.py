@@ -21,9 +21,11 @@ from fastapi.templating import Jinja2Templates
 from cleftscore.study.db import open_study
 from cleftscore.web.api import install_api
 from cleftscore.web.context import AppContext, MethodChoice, WebConfigError, gan_availability
-from cleftscore.web.guards import BodyLimit, install_errors, install_guards
+from cleftscore.web.guards import BodyLimit, install_errors, install_guards, install_logout
 from cleftscore.web.jobs import JobQueue, ServerState
+from cleftscore.web.landmarks import install_landmarks
 from cleftscore.web.pages import install_pages
+from cleftscore.web.quicklook import install_quicklook
 from cleftscore.web.security import Guard
 from cleftscore.web.settings import WebSettings
 from cleftscore.web.survey import install_survey
@@ -77,7 +79,8 @@ def create_app(settings: WebSettings, *, gan: MethodChoice | None = None) -> Fas
     templates = Jinja2Templates(
         env=jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True)
     )
-    ctx = AppContext(settings, study, state, Guard(settings.allowed_hosts, settings.token_hash), jobs, templates,
+    guard = Guard(settings.allowed_hosts, settings.token_hash, session_seconds=settings.session_hours * 3600)
+    ctx = AppContext(settings, study, state, guard, jobs, templates,
                gan if gan is not None else gan_availability(settings.gan_settings))  # fmt: skip
 
     @contextlib.asynccontextmanager
@@ -98,9 +101,12 @@ def create_app(settings: WebSettings, *, gan: MethodChoice | None = None) -> Fas
     install_guards(app, ctx)
     app.add_middleware(BodyLimit, limit=ctx.settings.max_files * ctx.settings.max_file_bytes + (1 << 20))
     install_errors(app)
+    install_logout(app, ctx)
     install_pages(app, ctx)
     install_api(app, ctx)
     install_survey(app, ctx)
+    install_landmarks(app, ctx)
+    install_quicklook(app, ctx)
     return app
 
 

@@ -10,9 +10,9 @@ from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse,
 
 from cleftscore.study.db import NotFoundError, StudyError
 from cleftscore.web.context import AppContext
-from cleftscore.web.security import CSRF_HEADER, SAFE_METHODS, SESSION_COOKIE
+from cleftscore.web.security import CSRF_FIELD, CSRF_HEADER, SAFE_METHODS, SESSION_COOKIE
 
-__all__ = ["install_guards", "install_errors", "BodyLimit", "CSP"]
+__all__ = ["install_guards", "install_errors", "install_logout", "BodyLimit", "CSP"]
 
 #: The browser may load scripts, styles, pictures and connections from this server only.
 CSP = ("default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; connect-src 'self'; "
@@ -29,9 +29,14 @@ def install_guards(app: FastAPI, ctx: AppContext) -> None:
             return PlainTextResponse("this server answers only to its own host names (the Host header was "
                                      f"{request.headers.get('host')!r}); open it as http://127.0.0.1:PORT/", status_code=421)  # fmt: skip
         origin = request.headers.get("origin")
-        if origin and origin != "null" and not guard.host_ok(origin.split("://", 1)[-1]):
+        if origin and not guard.origin_ok(origin, host_header=request.headers.get("host"), scheme=request.url.scheme):
             return PlainTextResponse("requests from other sites are refused", status_code=403)
         path = request.url.path
+        if path == "/login" and request.method == "POST":
+            client = request.client.host if request.client is not None else "unknown"
+            if not guard.login_allowed(client):
+                return PlainTextResponse(f"too many login attempts; wait {guard.login_window:.0f} seconds and try again",
+                                         status_code=429, headers={"Retry-After": f"{guard.login_window:.0f}"})  # fmt: skip
         open_path = path.startswith("/static/") or path == "/login"
         bearer = request.headers.get("authorization", "")
         token = bearer[7:] if bearer.lower().startswith("bearer ") else None
@@ -44,7 +49,7 @@ def install_guards(app: FastAPI, ctx: AppContext) -> None:
             return RedirectResponse("/login", status_code=303)
         if (
             request.method not in SAFE_METHODS
-            and path != "/login"
+            and path not in ("/login", "/logout")  # /logout checks its form's token itself
             and not guard.csrf_ok(request.headers.get(CSRF_HEADER))
         ):
             return JSONResponse({"detail": "missing or wrong CSRF token: send the X-CSRF-Token header from the page's "
@@ -60,6 +65,25 @@ def install_guards(app: FastAPI, ctx: AppContext) -> None:
         response.headers["Referrer-Policy"] = "no-referrer"
         response.headers["X-Frame-Options"] = "DENY"
         response.headers.setdefault("Cache-Control", "no-store")
+        return response
+
+
+def install_logout(app: FastAPI, ctx: AppContext) -> None:
+    """``POST /logout``: the session cookie stops working at once (CSRF-checked like every POST)."""
+
+    @app.post("/logout", include_in_schema=False)
+    async def logout(request: Request) -> Response:
+        # The page's Log out button is a plain form: its CSRF token comes as a field, scripts send the header.
+        token = request.headers.get(CSRF_HEADER)
+        if token is None:
+            token = str((await request.form()).get(CSRF_FIELD) or "") or None
+        if not ctx.guard.csrf_ok(token):
+            return JSONResponse(
+                {"detail": "missing or wrong CSRF token; reload the page and log out again"}, status_code=403
+            )
+        ctx.guard.close_session(request.cookies.get(SESSION_COOKIE))
+        response = RedirectResponse("/login" if ctx.guard.token_hash else "/", status_code=303)
+        response.delete_cookie(SESSION_COOKIE)
         return response
 
 

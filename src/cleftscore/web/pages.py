@@ -23,7 +23,8 @@ _STORED = re.compile(r"(photos|pictures)/[0-9a-f]{2}/[0-9a-f]{64}\.(png|jpg)")
 
 
 def _page(ctx: AppContext, request: Request, name: str, status_code: int = 200, **values: Any) -> HTMLResponse:
-    values.update(csrf=ctx.guard.csrf_token, definition=queries.SCORE_DEFINITION)
+    values.update(csrf=ctx.guard.csrf_token, definition=queries.SCORE_DEFINITION, reading_note=queries.READING_NOTE)
+    values.setdefault("login_needed", ctx.guard.token_hash is not None)  # shows the Log out button
     return ctx.templates.TemplateResponse(request, name, values, status_code=status_code)
 
 
@@ -34,13 +35,24 @@ def _patient_outcomes(study: Study, code: str, method: str | None) -> tuple[list
         out = compute_outcomes(study, method=method, n_boot=2000, seed=0)
     except StudyError as exc:
         return [], str(exc)
-    return [
-        c for c in out.changes if c.code == code
-    ], f"method {out.method}, settings {out.settings_key[:12]}; " + " ".join(out.notes)
+    method = "mirror" if out.method == "asymmetry" else out.method
+    return [c for c in out.changes if c.code == code], f"Scores of the {method} method. " + " ".join(out.notes)
+
+
+def _reference_of(method: str | None) -> Any:
+    """The shipped reference of a method's default score (the mirror method's face-referenced one), or None."""
+    from cleftscore.score.reference import reference_for
+
+    return reference_for(method, "face-referenced") if method == "asymmetry" else None
 
 
 def install_pages(app: FastAPI, ctx: AppContext) -> None:
     study = ctx.study
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    async def favicon() -> Response:
+        return FileResponse(Path(__file__).resolve().parent / "static" / "favicon.png", media_type="image/png",
+                            headers={"Cache-Control": "public, max-age=86400"})  # fmt: skip
 
     @app.get("/login", response_class=HTMLResponse, include_in_schema=False)
     async def login_page(request: Request) -> HTMLResponse:
@@ -72,8 +84,10 @@ def install_pages(app: FastAPI, ctx: AppContext) -> None:
         page = await asyncio.to_thread(queries.patient_page, study, code)
         changes, outcome_note = await asyncio.to_thread(_patient_outcomes, study, code, method)
         methods = sorted({m for v in page.visits for m in v.methods})
+        ref = _reference_of(method or (methods[0] if len(methods) == 1 else None))
         return _page(ctx, request, "patient.html", p=page.patient, visits=page.visits, changes=changes, outcome_note=outcome_note,
-                     today=dt.date.today().isoformat(), methods=methods, method=method or "")  # fmt: skip
+                     today=dt.date.today().isoformat(), methods=methods, method=method or "",
+                     spread=ref.spread if ref else None, reference_name=ref.name if ref else "")  # fmt: skip
 
     @app.get("/patients/{code}/timeline.png", include_in_schema=False)
     async def timeline(code: str, method: Annotated[str | None, Query(max_length=32)] = None) -> Response:
@@ -100,6 +114,14 @@ def install_pages(app: FastAPI, ctx: AppContext) -> None:
             raise HTTPException(404, f"patient {code!r} has no scored visits yet")
         return Response(png, media_type="image/png")
 
+    @app.get("/patients/{code}/summary", response_class=HTMLResponse, include_in_schema=False)
+    async def summary_page(code: str, method: Annotated[str | None, Query(max_length=32)] = None) -> HTMLResponse:
+        from cleftscore.study.summary import patient_summary_html
+
+        page = await asyncio.to_thread(patient_summary_html, study, code, method=method, n_boot=2000,
+                                       stylesheet="/static/summary.css")  # fmt: skip
+        return HTMLResponse(page)
+
     @app.get("/visits/{visit_id}", response_class=HTMLResponse, include_in_schema=False)
     async def visit_html(request: Request, visit_id: ID) -> HTMLResponse:
         page = await asyncio.to_thread(queries.visit_page, study, visit_id)
@@ -112,7 +134,8 @@ def install_pages(app: FastAPI, ctx: AppContext) -> None:
     ) -> HTMLResponse:
         left = await asyncio.to_thread(queries.visit_page, study, a)
         right = await asyncio.to_thread(queries.visit_page, study, b)
-        return _page(ctx, request, "compare.html", left=left, right=right)
+        change = await asyncio.to_thread(queries.visit_change, left, right)
+        return _page(ctx, request, "compare.html", left=left, right=right, change=change)
 
     @app.get("/visits/{visit_id}/report", response_class=HTMLResponse, include_in_schema=False)
     async def report(request: Request, visit_id: ID) -> HTMLResponse:
@@ -125,7 +148,7 @@ def install_pages(app: FastAPI, ctx: AppContext) -> None:
 
         page = await asyncio.to_thread(queries.visit_page, study, visit_id)
         with tempfile.TemporaryDirectory(dir=study.files) as tmp:
-            rows = queries.visit_csv_rows(page)
+            rows = queries.visit_csv_rows(page)  # one column per measure after the fixed ones
             path = write_csv(Path(tmp) / "scores.csv", rows, columns=queries.visit_csv_columns(rows))
             data = path.read_bytes()
         name = f"{page.code}_visit{page.id}_{page.date.isoformat()}_scores.csv"

@@ -47,6 +47,8 @@ class WebSettings:
         More Host header names to answer (e.g. the machine's name when binding 0.0.0.0).
     gan : GanSettings or None
         Generator, steps, loss and device of GAN jobs (None: the paper's defaults).
+    session_hours : float
+        How long a browser's login lasts (servers with an access token).
     """
 
     db: Path
@@ -62,10 +64,13 @@ class WebSettings:
     start_worker: bool = True
     extra_hosts: tuple[str, ...] = ()
     gan: GanSettings | None = None
+    session_hours: float = 12.0
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
             raise ValueError(f"port must be 0..65535, got {self.port}")
+        if not self.session_hours > 0:
+            raise ValueError(f"session_hours must be > 0, got {self.session_hours}")
         for name in ("max_file_bytes", "max_files", "max_pixels"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -86,7 +91,7 @@ class WebSettings:
     def allowed_hosts(self) -> frozenset[str]:
         """Host header values (without port) the server answers; anything else may be DNS rebinding."""
         hosts = {"127.0.0.1", "localhost", "[::1]", "::1"}
-        if not self.loopback and self.host not in ("0.0.0.0", "::"):
-            hosts.add(self.host if ":" not in self.host else f"[{self.host}]")
+        if self.host not in ("0.0.0.0", "::"):  # any address it binds, loopback ones too (127.0.0.2)
+            hosts.add(self.host.lower() if ":" not in self.host else f"[{self.host.strip('[]').lower()}]")
         hosts.update(h.lower() for h in self.extra_hosts)
         return frozenset(hosts)

@@ -8,8 +8,9 @@ from dataclasses import dataclass
 
 __all__ = ["UploadError", "CheckedPhoto", "check_photo", "FORMATS"]
 
-#: Image formats the pipeline reads, as Pillow names them -> the suffix the stored file gets.
-FORMATS = {"JPEG": ".jpg", "PNG": ".png", "TIFF": ".tif", "BMP": ".bmp", "WEBP": ".webp"}
+#: Image formats the pipeline reads, as Pillow names them -> the suffix the stored file gets. MPO is
+#: the JPEG of cameras that store several pictures (phones, stereo); the first one is scored.
+FORMATS = {"JPEG": ".jpg", "MPO": ".jpg", "PNG": ".png", "TIFF": ".tif", "BMP": ".bmp", "WEBP": ".webp"}
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -76,6 +77,9 @@ def check_photo(original_name: str, data: bytes, *, max_bytes: int, max_pixels: 
             im.verify()
     except UploadError:
         raise
+    except Image.DecompressionBombError as exc:  # Pillow's own limit, met before the header's size is ours
+        raise UploadError(f"{shown}: its pixel count is over the limit of {max_pixels / 1e6:.1f} megapixels "
+                          f"({' '.join(str(exc).split())[:120]}); resize the photo") from None  # fmt: skip
     except UnidentifiedImageError:
         raise UploadError(
             f"{shown}: not an image (its content is not JPEG, PNG, TIFF, BMP or WebP, whatever its name says)"
