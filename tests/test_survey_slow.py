@@ -66,6 +66,15 @@ def test_report_on_a_simulated_panel(tmp_path: Path) -> None:
                            n_boot=500, seed=0)  # fmt: skip
     assert score_rows[0].pearson_r == pytest.approx(direct.pearson_r)
     assert score_rows[0].pearson_ci == pytest.approx(direct.pearson_ci)
+    with study.transaction(write=False) as s:
+        from cleftscore.score.calibration import fit_calibration
+
+        cal = fit_calibration(
+            [s.get(Photo, p).scores[0].score for p in sorted(means)], [means[p] for p in sorted(means)]
+        )
+    assert (score_rows[0].slope, score_rows[0].intercept) == pytest.approx((cal.slope, cal.intercept))
+    assert 0.0 <= score_rows[0].rmse < 1.0
+    assert all(math.isnan(m.slope) for m in rep.machine if m.measure)
     text = report_markdown(rep)
     assert "ICC(2,1)" in text and "ICC(2,k)" in text and "FAR (far)" in text and "ceiling" in text
     data = report_json(rep)

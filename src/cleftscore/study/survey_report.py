@@ -140,6 +140,11 @@ class MachineRow:
     pearson_r, pearson_ci, spearman_rho, spearman_ci : float
         NaN when not computable (``note`` says why). Positive = agrees with the panel (the
         survey's rating direction is taken into account, as in ``cleftscore evaluate``).
+    slope, intercept, rmse : float
+        For a score (not a measure): the least-squares calibration ``mean rating ~ slope * score +
+        intercept`` (:func:`cleftscore.score.calibration.fit_calibration`, what ``cleftscore
+        evaluate --calibrate`` fits) and the root-mean-square difference of the calibrated
+        scores from the panel means, in rating points; NaN otherwise.
     """
 
     label: str
@@ -152,6 +157,9 @@ class MachineRow:
     spearman_rho: float
     spearman_ci: tuple[float, float]
     note: str = ""
+    slope: float = math.nan
+    intercept: float = math.nan
+    rmse: float = math.nan
 
 
 @dataclass(frozen=True)
@@ -228,6 +236,20 @@ def _machine_series(g: _Gathered) -> dict[tuple[str, str, str], tuple[str, dict[
     return series
 
 
+def _calibration(g: _Gathered, scores: list[float], means: list[float]) -> tuple[float, float, float] | None:
+    """Slope, intercept and RMSE (rating points) of the score's linear calibration to the panel means."""
+    from cleftscore.score.calibration import fit_calibration
+
+    scale = g.status.scale
+    try:
+        cal = fit_calibration(scores, means, scale=(scale.minimum, scale.maximum),
+                              higher_is_normal=scale.higher_is == "normal")  # fmt: skip
+    except ValueError:
+        return None
+    rmse = float(np.sqrt(np.mean([(cal.apply(x) - y) ** 2 for x, y in zip(scores, means, strict=True)])))
+    return cal.slope, cal.intercept, rmse
+
+
 def _machine_rows(
     g: _Gathered, means: dict[int, float], *, n_boot: int, ci: float, seed: int
 ) -> tuple[MachineRow, ...]:
@@ -244,8 +266,9 @@ def _machine_rows(
             )
             continue
         note = "a measure: its own direction (negative r = higher values with more abnormal ratings)" if measure else ""
+        fit = _calibration(g, [values[p] for p in ids], [means[p] for p in ids]) if not measure else None
         rows.append(MachineRow(label, method, key, measure, c.n, c.pearson_r, c.pearson_ci, c.spearman_rho,
-                               c.spearman_ci, note))  # fmt: skip
+                               c.spearman_ci, note, *(fit or (math.nan, math.nan, math.nan))))  # fmt: skip
     return tuple(rows)
 
 
@@ -332,7 +355,13 @@ def _ci(pair: tuple[float, float], digits: int = 2) -> str:
 
 def _machine_lines(rows: Sequence[MachineRow], ceiling: float) -> list[str]:
     return [f"| {m.label} | {m.n} | {_f(m.pearson_r)} {_ci(m.pearson_ci)} | {_f(m.spearman_rho)} {_ci(m.spearman_ci)} "
-            f"| {_f(ceiling)} | {'' if m.measure else m.note} |" for m in rows]  # fmt: skip
+            f"| {_f(ceiling)} | {_cal(m) if not m.measure else ''} |" for m in rows]  # fmt: skip
+
+
+def _cal(m: MachineRow) -> str:
+    if not math.isfinite(m.slope):
+        return m.note
+    return f"calibrated: rating = {m.slope:.3g} x score {m.intercept:+.3g}, RMSE {m.rmse:.2f} points"
 
 
 def report_markdown(report: SurveyReport) -> str:
@@ -365,7 +394,7 @@ def report_markdown(report: SurveyReport) -> str:
     ]
     lines += ["", "## The machine against the panel mean", "",
               f"Reliability ceiling: no score can correlate with this panel's mean above sqrt(ICC(3,k)) = {_f(report.ceiling)}.",
-              "", f"| score | n | Pearson r [{report.ci:.0%} CI] | Spearman rho [{report.ci:.0%} CI] | ceiling | note |",
+              "", f"| score | n | Pearson r [{report.ci:.0%} CI] | Spearman rho [{report.ci:.0%} CI] | ceiling | calibration to the panel |",
               "| --- | --- | --- | --- | --- | --- |"]  # fmt: skip
     scores = [m for m in report.machine if not m.measure]
     measures = [m for m in report.machine if m.measure]
