@@ -81,6 +81,7 @@ class LandmarkEntry:
     def __post_init__(self) -> None:
         if self.frame not in FRAMES:
             raise ValueError(f"{self.photo}: frame must be one of {FRAMES}, got {self.frame!r}")
+        object.__setattr__(self, "points", {str(k): _xy(v, f"{self.photo} point {k}") for k, v in self.points.items()})
         for name in self.points:
             if not _known_point(name):
                 raise ValueError(

@@ -46,13 +46,36 @@ def _reference_of(method: str | None) -> Any:
     return reference_for(method, "face-referenced") if method == "asymmetry" else None
 
 
-def install_pages(app: FastAPI, ctx: AppContext) -> None:
+def _install_comparisons(app: FastAPI, ctx: AppContext) -> None:
+    """The printable patient summary, the comparison of two visits and the favicon."""
     study = ctx.study
+
+    @app.get("/compare", response_class=HTMLResponse, include_in_schema=False)
+    async def compare(
+        request: Request, a: Annotated[int, Query(ge=1, le=2**62)], b: Annotated[int, Query(ge=1, le=2**62)]
+    ) -> HTMLResponse:
+        left = await asyncio.to_thread(queries.visit_page, study, a)
+        right = await asyncio.to_thread(queries.visit_page, study, b)
+        change = await asyncio.to_thread(queries.visit_change, left, right)
+        return _page(ctx, request, "compare.html", left=left, right=right, change=change)
 
     @app.get("/favicon.ico", include_in_schema=False)
     async def favicon() -> Response:
         return FileResponse(Path(__file__).resolve().parent / "static" / "favicon.png", media_type="image/png",
                             headers={"Cache-Control": "public, max-age=86400"})  # fmt: skip
+
+    @app.get("/patients/{code}/summary", response_class=HTMLResponse, include_in_schema=False)
+    async def summary_page(code: str, method: Annotated[str | None, Query(max_length=32)] = None) -> HTMLResponse:
+        from cleftscore.study.summary import patient_summary_html
+
+        page = await asyncio.to_thread(patient_summary_html, study, code, method=method, n_boot=2000,
+                                       stylesheet="/static/summary.css")  # fmt: skip
+        return HTMLResponse(page)
+
+
+def install_pages(app: FastAPI, ctx: AppContext) -> None:
+    study = ctx.study
+    _install_comparisons(app, ctx)
 
     @app.get("/login", response_class=HTMLResponse, include_in_schema=False)
     async def login_page(request: Request) -> HTMLResponse:
@@ -114,28 +137,11 @@ def install_pages(app: FastAPI, ctx: AppContext) -> None:
             raise HTTPException(404, f"patient {code!r} has no scored visits yet")
         return Response(png, media_type="image/png")
 
-    @app.get("/patients/{code}/summary", response_class=HTMLResponse, include_in_schema=False)
-    async def summary_page(code: str, method: Annotated[str | None, Query(max_length=32)] = None) -> HTMLResponse:
-        from cleftscore.study.summary import patient_summary_html
-
-        page = await asyncio.to_thread(patient_summary_html, study, code, method=method, n_boot=2000,
-                                       stylesheet="/static/summary.css")  # fmt: skip
-        return HTMLResponse(page)
-
     @app.get("/visits/{visit_id}", response_class=HTMLResponse, include_in_schema=False)
     async def visit_html(request: Request, visit_id: ID) -> HTMLResponse:
         page = await asyncio.to_thread(queries.visit_page, study, visit_id)
         job_list = await asyncio.to_thread(ctx.state.jobs_of_visit, visit_id)
         return _page(ctx, request, "visit.html", v=page, jobs=job_list, gan=ctx.gan, rois=ROIS, limits=ctx.settings)
-
-    @app.get("/compare", response_class=HTMLResponse, include_in_schema=False)
-    async def compare(
-        request: Request, a: Annotated[int, Query(ge=1, le=2**62)], b: Annotated[int, Query(ge=1, le=2**62)]
-    ) -> HTMLResponse:
-        left = await asyncio.to_thread(queries.visit_page, study, a)
-        right = await asyncio.to_thread(queries.visit_page, study, b)
-        change = await asyncio.to_thread(queries.visit_change, left, right)
-        return _page(ctx, request, "compare.html", left=left, right=right, change=change)
 
     @app.get("/visits/{visit_id}/report", response_class=HTMLResponse, include_in_schema=False)
     async def report(request: Request, visit_id: ID) -> HTMLResponse:

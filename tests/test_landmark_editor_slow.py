@@ -1,0 +1,115 @@
+"""The landmark editor in a real headless browser (Debian's chromium driven by Playwright; slow).
+
+A photo is scored into a study; the editor page shows its aligned face and points; the browser
+drags the patient's right mouth corner and saves; the score, the heat map and a nasolabial measure
+change on the page. No request leaves the server. With ``CLEFTSCORE_UPDATE_SCREENSHOT=1`` the
+screenshot replaces ``docs/landmark_editor.png``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+import shutil
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("fastapi")
+pytestmark = pytest.mark.slow
+
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+
+
+def _chromium() -> str:
+    for name in ("chromium", "chromium-browser"):
+        found = shutil.which(name)
+        if found:
+            return found
+    pytest.skip("no system chromium (apt-get install chromium); browsers cannot be downloaded here")
+
+
+@pytest.fixture()
+def server(tmp_path: Path, example_photo: Path) -> Iterator[tuple[str, int]]:
+    import uvicorn
+    from sqlalchemy import select
+
+    from cleftscore.run.settings import PipelineSettings
+    from cleftscore.study.db import open_study
+    from cleftscore.study.ingest import score_into_visit
+    from cleftscore.study.models import Photo
+    from cleftscore.study.records import add_patient, add_visit
+    from cleftscore.web.app import MethodChoice, create_app
+    from cleftscore.web.settings import WebSettings
+
+    db = tmp_path / "study.sqlite"
+    study = open_study(db, create=True)
+    add_patient(study, "P001")
+    visit = add_visit(study, "P001", date=dt.date(2026, 1, 10), phase="pre-op")
+    visit_id = visit if isinstance(visit, int) else visit.id
+    score_into_visit(study, visit_id, [example_photo], PipelineSettings(method="asymmetry", size=256))
+    with study.transaction(write=False) as s:
+        photo_id = int(s.scalar(select(Photo.id)))
+    study.close()
+    app = create_app(WebSettings(db=db, port=0, size=256), gan=MethodChoice("gan", False, "no weights in the tests"))
+    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    for _ in range(600):  # bounded: 60 s
+        if srv.started:
+            break
+        time.sleep(0.1)
+    assert srv.started, "the server did not start"
+    port = srv.servers[0].sockets[0].getsockname()[1]
+    yield f"http://127.0.0.1:{port}", photo_id
+    srv.should_exit = True
+    thread.join(60)
+
+
+def test_dragging_a_point_changes_the_score_the_heat_map_and_a_measure(server: tuple[str, int], tmp_path: Path) -> None:
+    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (the test extra)")
+    base, photo_id = server
+    requests: list[str] = []
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=_chromium(), headless=True, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1200, "height": 900})
+        page.on("request", lambda r: requests.append(r.url))
+        page.set_default_timeout(120_000)
+        page.goto(f"{base}/visits/1")
+        page.click("a.landmarks-link")
+        page.wait_for_url(f"{base}/photos/{photo_id}/landmarks")
+        page.wait_for_selector('#lm-svg circle[data-point="48"]')
+        page.wait_for_selector("#lm-score-1")
+        score_before = page.inner_text("#lm-score-1")
+        heat_before = page.get_attribute("#lm-heat-1", "src")
+        measure = "#m-1-nl_cheilion_height_asym_icd .value"
+        measure_before = page.inner_text(measure)
+        point = page.locator('#lm-svg circle[data-point="48"]').bounding_box()
+        assert point is not None
+        x, y = point["x"] + point["width"] / 2, point["y"] + point["height"] / 2
+        page.mouse.move(x, y)
+        page.mouse.down()
+        page.mouse.move(x - 6, y + 10, steps=5)
+        page.mouse.up()
+        assert "1 point(s) changed" in page.inner_text("#lm-pending")
+        page.select_option("#lm-add", "alar_crease_left")
+        face = page.locator("#lm-svg").bounding_box()
+        assert face is not None
+        page.mouse.click(face["x"] + face["width"] * 0.58, face["y"] + face["height"] * 0.6)
+        page.click("#lm-save")
+        sync_api.expect(page.locator("#lm-status")).to_have_text(re.compile("^saved"), timeout=120_000)
+        assert page.inner_text("#lm-score-1") != score_before
+        assert page.get_attribute("#lm-heat-1", "src") != heat_before
+        assert page.inner_text(measure) != measure_before
+        assert page.inner_text("#m-1-landmarks_corrected_points .value") == "2.000"
+        assert page.locator('#lm-svg circle[data-point="alar_crease_left"]').count() == 1
+        shot = tmp_path / "landmark_editor.png"
+        page.screenshot(path=str(shot), full_page=True)
+        browser.close()
+    assert all(u.startswith(base) for u in requests), [u for u in requests if not u.startswith(base)]
+    if os.environ.get("CLEFTSCORE_UPDATE_SCREENSHOT") == "1":
+        shutil.copyfile(shot, DOCS / "landmark_editor.png")
