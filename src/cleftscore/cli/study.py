@@ -27,6 +27,7 @@ from cleftscore.cli.options import (
     Method,
     Metric,
     MetricOpt,
+    ReferenceOpt,
     Roi,
     RoiOpt,
     SeedOpt,
@@ -145,6 +146,7 @@ def score(
     device: DeviceOpt = "auto",
     seed: SeedOpt = 0,
     cache_dir: CacheDirOpt = None,
+    reference: ReferenceOpt = None,
 ) -> None:
     """Score photos with the normal pipeline and record them, with their scores, in a visit.
 
@@ -169,9 +171,13 @@ def score(
                                     difference=DifferenceSettings(metric=metric.value, colorspace=colorspace.value, erosion=erosion)),
                 gan=GanSettings(generator=generator, vgg16=vgg16, steps=steps, adapt_steps=adapt_steps, loss=loss.value,
                                 batch=batch, device=device),
+                reference=str(reference) if reference is not None else None,
             )  # fmt: skip
         except ValueError as exc:
             raise CleftscoreError(f"invalid option: {exc}") from None
+        from cleftscore.cli.reference import check_reference
+
+        check_reference(reference, method.value, settings.score)
         with _open(db) as study:
 
             def print_score(line: ingest.ImportLine) -> None:
@@ -350,3 +356,38 @@ def export(
     with user_errors(), _open(db) as study:
         written = export_tables(study, out)
     console.print(f"Wrote {', '.join(str(p) for p in written)}", highlight=False, soft_wrap=True)
+
+
+@study_app.command("summary")
+def summary(
+    patient: Annotated[str, typer.Argument(help="The patient's code.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="The HTML file to write (print it, or print it to PDF).")],
+    db: DbOpt = None,
+    method: Annotated[
+        Method | None, typer.Option("--method", help="Whose scores to summarise (needed when the study has several).")
+    ] = None,
+    reference: ReferenceOpt = None,
+) -> None:
+    """A printable one-page patient summary: timeline, before and after, change with CI, reference, method, version.
+
+    Written as HTML with print styles (one A4 or Letter page); no PDF library is installed with
+    cleftscore, so use the browser's print to PDF.
+    """
+    from cleftscore.io import atomic_write_bytes
+    from cleftscore.study.summary import patient_summary_html
+
+    if out.suffix.lower() == ".pdf":
+        with user_errors():
+            raise CleftscoreError("--out must be an .html file: no PDF library is installed; print the HTML to PDF")
+    with user_errors(), _open(db) as study:
+        ref = None
+        if reference is not None:
+            from cleftscore.score.reference import load_reference
+
+            try:
+                ref = load_reference(str(reference))
+            except (OSError, ValueError) as exc:
+                raise CleftscoreError(f"--reference {reference}: {exc}") from None
+        page = patient_summary_html(study, patient, method=method.value if method else None, reference=ref)
+        atomic_write_bytes(out, page.encode("utf-8"))
+    console.print(f"Wrote {out}")

@@ -72,7 +72,9 @@ th,td{border:1px solid #ccc;padding:.3em .6em;vertical-align:top;text-align:left
 th{background:#f0f0f0;cursor:pointer;user-select:none}
 th.asc::after{content:" \\25B2"} th.desc::after{content:" \\25BC"}
 tr.failed td{background:#fdecea}
-td.img img{max-height:384px;border:0}
+td.img img{max-height:384px;max-width:60vw;border:0}
+.wide{max-width:100%;overflow-x:auto}
+td.reading{font-weight:bold}
 dl.settings{display:grid;grid-template-columns:max-content auto;gap:.2em 1em}
 dl.settings dt{font-weight:bold}
 """
@@ -108,6 +110,34 @@ _JS = """
   })(i);}
 })();
 """
+
+
+def _reading_note() -> str:
+    from cleftscore.score.reference import BORDERLINE_PERCENTILE, OUTSIDE_PERCENTILE
+
+    return (
+        "Reading: where the score falls among the reference's normal faces. Percentile = the percent of them "
+        f"that score closer to normal; below {BORDERLINE_PERCENTILE:g}: within the normal range, "
+        f"{BORDERLINE_PERCENTILE:g} to {OUTSIDE_PERCENTILE:g}: borderline, {OUTSIDE_PERCENTILE:g} and above: "
+        "outside the normal range. Heat maps: over the face only, in multiples of the normal faces' variation "
+        "at each point; the scored region is outlined in cyan."
+    )
+
+
+_READING_NOTE = _reading_note()
+
+
+def _with_reading(row: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The row with a ``reading`` cell made from its ``reference_percentile`` and ``reference_z`` (if any)."""
+    from cleftscore.score.reference import reading_of
+
+    try:
+        pct, z = float(row["reference_percentile"]), float(row["reference_z"])
+    except (KeyError, TypeError, ValueError):
+        return row
+    if not 0.0 <= pct <= 100.0 or str(row.get("status", "")) != "ok":
+        return row
+    return {**row, "reading": f"{reading_of(pct)} (less normal than {pct:.0f} % of normal faces, z {z:+.1f})"}
 
 
 def write_html_report(
@@ -164,6 +194,9 @@ def write_html_report(
     """
     esc = html.escape
     cols = list(columns)
+    rows = [_with_reading(r) for r in rows]
+    if any(r.get("reading") for r in rows) and "reading" not in cols:
+        cols.insert(cols.index("score") + 1 if "score" in cols else 0, "reading")
     n_ok = sum(1 for r in rows if str(r.get("status", "")) == "ok")
     parts = [
         "<!DOCTYPE html>",
@@ -182,7 +215,9 @@ def write_html_report(
         for k, v in settings.items():
             parts.append(f"<dt>{esc(str(k))}</dt><dd>{esc(_fmt(v)[0])}</dd>")
         parts.append("</dl>")
-    parts.append('<table id="results"><thead><tr>')
+    if any(r.get("reading") for r in rows):
+        parts.append(f"<p>{esc(_READING_NOTE)}</p>")
+    parts.append('<div class="wide"><table id="results"><thead><tr>')
     parts.extend(f"<th>{esc(c)}</th>" for c in cols)
     parts.append("<th>panel</th></tr></thead><tbody>")
     for row in rows:
@@ -203,7 +238,7 @@ def write_html_report(
         else:
             parts.append('<td class="img" data-sort=""></td>')
         parts.append("</tr>")
-    parts.append("</tbody></table>")
+    parts.append("</tbody></table></div>")
     parts.append(f"<script>{_JS}</script>")
     parts.append("</body></html>")
     from cleftscore.io import atomic_write_bytes

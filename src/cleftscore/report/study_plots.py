@@ -151,7 +151,7 @@ def timeline_png(series: Timeline, files: Path) -> bytes:
     locator = AutoDateLocator()
     ax.xaxis.set_major_locator(locator)
     ax.xaxis.set_major_formatter(ConciseDateFormatter(locator))
-    ax.set_ylabel("score S (higher = closer to normal)")
+    ax.set_ylabel("score (higher = closer to normal)")
     ax.set_title(f"patient {series.code}")
     ax.margins(x=0.15, y=0.25)
     for i, v in enumerate(visits):
@@ -187,7 +187,7 @@ def cohort_png(cohort: CohortPairs) -> bytes:
         ax.annotate(code, (1, a), xytext=(5, 0), textcoords="offset points", va="center", fontsize=8)
     ax.set_xticks([0, 1], ["pre-op", f"later visit ({cohort.after})"])
     ax.set_xlim(-0.3, 1.45)
-    ax.set_ylabel("mean score S of the visit (higher = closer to normal)")
+    ax.set_ylabel("mean score of the visit (higher = closer to normal)")
     title = f"{len(cohort.codes)} patient(s)"
     if cohort.mean_change is not None:
         title += f"\nmean change {cohort.mean_change:+.3f}"

@@ -64,7 +64,7 @@ MAP_GRID = 64
 #: :func:`cleftscore.heatmap.face_region`).
 HEATMAP_MARGIN = 0.3
 #: Gaussian sigma, intercanthal distances, of the smoothing before the map is put in normal units.
-HEATMAP_SMOOTH = 0.06
+HEATMAP_SMOOTH = 0.03
 #: The spread at a point never falls below this fraction of ``heatmap_scale`` (a point where every
 #: normal face matched its mirror exactly would otherwise make any speck infinitely abnormal).
 _SPREAD_FLOOR = 0.1
@@ -406,13 +406,21 @@ def placement_of(measures: Any) -> Placement | None:
     """
     import re
 
+    def field(m: Any, name: str) -> Any:  # a Measure, or its JSON form as the study stores it
+        return m.get(name) if isinstance(m, Mapping) else getattr(m, name, None)
+
     pct, z = measures.get("reference_percentile"), measures.get("reference_z")
     if pct is None or z is None:
         return None
-    m = re.search(r"the reference '(.+)' \((\d+) normal photos\)", getattr(pct, "definition", ""))
+    try:
+        value, zv = min(max(float(field(pct, "value")), 0.0), 100.0), float(field(z, "value"))
+    except (TypeError, ValueError):
+        return None
+    if not (math.isfinite(value) and math.isfinite(zv)):
+        return None
+    m = re.search(r"the reference '(.+)' \((\d+) normal photos\)", str(field(pct, "definition") or ""))
     name, n = (m.group(1), int(m.group(2))) if m else ("normal reference", 1)
-    value = min(max(float(pct.value), 0.0), 100.0)
-    return Placement(percentile=value, z=float(z.value), reading=reading_of(value), reference=name, n=n)
+    return Placement(percentile=value, z=zv, reading=reading_of(value), reference=name, n=n)
 
 
 #: The shipped reference's per-point spread of the heat map, kept beside its JSON (statistics only),

@@ -51,7 +51,12 @@ def gan_availability(gan: GanSettings | None = None) -> MethodChoice:
         if gan.loss == "lpips":
             resolve_vgg16(gan.vgg16)
     except CleftscoreError as exc:
-        return MethodChoice("gan", False, f"the GAN method needs model weights that are not on this machine ({exc})")
+        import logging
+
+        # The details (paths, commands) are for whoever runs the server, not for the page.
+        logging.getLogger(__name__).info("GAN method not offered: %s", exc)
+        return MethodChoice("gan", False, "the GAN method needs model weights that are not installed on this "
+                                          "computer; whoever set up cleftscore here can install them")  # fmt: skip
     return MethodChoice("gan", True, "")
 
 

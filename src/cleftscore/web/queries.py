@@ -15,7 +15,8 @@ from cleftscore.study.models import Photo, Score, Visit
 from cleftscore.study.records import find_patient, find_visit, patient_counts, patient_visits
 
 __all__ = ["PatientRow", "VisitRow", "PatientPage", "ScoreView", "PhotoView", "VisitPage", "patients", "patient_page",
-           "visit_page", "visit_csv_rows", "visit_csv_columns", "fingerprint", "SCORE_DEFINITION"]  # fmt: skip
+           "visit_page", "visit_csv_rows", "visit_csv_columns", "fingerprint", "SCORE_DEFINITION", "EXPLANATIONS",
+           "READING_NOTE", "VisitChange", "visit_change"]  # fmt: skip
 
 #: The score's definition as the pages state it (see cleftscore.score.paper).
 SCORE_DEFINITION = ("Higher scores mean closer to normal; the heat map shows where the photo differs from its normalized twin, "
@@ -24,6 +25,25 @@ SCORE_DEFINITION = ("Higher scores mean closer to normal; the heat map shows whe
                     "-0.5 log of the lighting-normalised face-vs-mirror difference over the upper-lip skin relative "
                     "to the same face's cheeks, nose bridge and jaw, plus a term for dark vertical valleys the face has and "
                     "its mirror lacks; it cannot see bilateral clefts.")  # fmt: skip
+
+
+#: What each score is, in words for the people reading the pages.
+EXPLANATIONS = {
+    "asymmetry": "Mirror method: the face is compared with its own mirror image. The score is high when the upper "
+    "lip looks like its mirror image (as in most faces) and falls as one side differs, for example "
+    "with a unilateral cleft. A cleft on both sides can look symmetric and then scores as normal. The "
+    "heat map shows where the face differs from its mirror, in multiples of the usual difference in "
+    "normal faces at the same place.",
+    "gan": "GAN method (the published one): a face model redraws the photo as a face without a cleft; the score is "
+    "high when the photo is close to that redrawn face in the chosen region. The heat map shows where they "
+    "differ.",
+    "paper": "The published score of the face against its redrawn normal version (or its mirror image): higher "
+    "means closer to normal. The heat map shows where they differ.",
+}
+#: How the reading is made, in one line.
+READING_NOTE = ("The reading places the score among a reference of normal faces: the percent of them that score "
+                "closer to normal (below 90: within the normal range; 90 to 97.5: borderline; 97.5 and above: "
+                "outside the normal range).")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -69,7 +89,26 @@ class ScoreView:
     @property
     def region(self) -> str:
         """The region the score was taken over, as the pages name it."""
-        return "upper-lip skin" if self.face_referenced else self.roi
+        return "upper-lip skin" if self.face_referenced else {"mouth": "mouth and nose", "face": "whole face",
+                                                               "full": "whole picture"}.get(self.roi, self.roi)  # fmt: skip
+
+    @property
+    def placement(self) -> Any:
+        """Where the score falls among the reference's normal faces (:class:`Placement`), or None."""
+        from cleftscore.score.reference import placement_of
+
+        return placement_of(self.measures)
+
+    @property
+    def explanation(self) -> str:
+        """What this score is, in words for its method."""
+        return EXPLANATIONS["asymmetry" if self.face_referenced else "gan" if self.method == "gan" else "paper"]
+
+    @property
+    def quality(self) -> list[str]:
+        """The photo-quality numbers recorded with the score, as short lines."""
+        return [f"{k.removeprefix('quality_').replace('_', ' ')}: {float(m.get('value', float('nan'))):.3g}"
+                for k, m in self.measures.items() if k.startswith("quality_")]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -186,3 +225,57 @@ def fingerprint(study: Study) -> tuple[int, ...]:
         scores = s.execute(select(func.count(Score.id), func.coalesce(func.max(Score.id), 0))).one()
         visits = s.execute(select(func.count(Visit.id), func.coalesce(func.max(Visit.id), 0))).one()
         return (int(scores[0]), int(scores[1]), int(visits[0]), int(visits[1]))
+
+
+@dataclass(frozen=True)
+class VisitChange:
+    """The change of the mean score from one visit to another, with its bootstrap interval.
+
+    ``change`` = mean of the second visit's photos minus the first's (their latest scores);
+    positive = closer to normal. ``ci_low``/``ci_high``: 95 % percentile bootstrap over the
+    photos of each visit (None with fewer than two photos in either). ``in_normal_units``: the
+    same three numbers divided by the reference's spread of normal faces (None without one).
+    """
+
+    change: float
+    ci_low: float | None
+    ci_high: float | None
+    n_first: int
+    n_second: int
+    method: str
+    in_normal_units: tuple[float, float | None, float | None] | None
+    reference: str
+
+
+def visit_change(first: VisitPage, second: VisitPage, *, n_boot: int = 2000, seed: int = 0) -> VisitChange | None:
+    """The change from ``first`` to ``second`` of the photos scored with one method (None when none is shared)."""
+    import numpy as np
+
+    from cleftscore.score.reference import reference_for
+
+    def latest(page: VisitPage) -> dict[str, list[ScoreView]]:
+        out: dict[str, list[ScoreView]] = {}
+        for ph in page.photos:
+            if ph.scores:
+                sc = ph.scores[-1]
+                out.setdefault(f"{sc.method}/{sc.face_referenced}", []).append(sc)
+        return out
+
+    a, b = latest(first), latest(second)
+    shared = sorted(set(a) & set(b), key=lambda k: -(len(a[k]) + len(b[k])))
+    if not shared:
+        return None
+    xa = np.array([sc.score for sc in a[shared[0]]])
+    xb = np.array([sc.score for sc in b[shared[0]]])
+    change = float(xb.mean() - xa.mean())
+    lo = hi = None
+    if xa.size > 1 and xb.size > 1:
+        rng = np.random.default_rng(seed)
+        boot = rng.choice(xb, (n_boot, xb.size)).mean(axis=1) - rng.choice(xa, (n_boot, xa.size)).mean(axis=1)
+        lo, hi = (float(v) for v in np.percentile(boot, [2.5, 97.5]))
+    sc = a[shared[0]][0]
+    ref = reference_for(sc.method, "face-referenced" if sc.face_referenced else "paper")
+    units = None
+    if ref is not None:
+        units = (change / ref.spread, None if lo is None else lo / ref.spread, None if hi is None else hi / ref.spread)
+    return VisitChange(change, lo, hi, int(xa.size), int(xb.size), sc.method, units, ref.name if ref else "")

@@ -81,10 +81,30 @@ if (uploadForm) {
 }
 
 // ---- jobs: live progress over Server-Sent Events, cancel, re-run
+// Percent and time left from the photos finished so far (timed from when this page first saw the job).
+const FINISHED = ["scored", "done", "already", "failed", "cancelled", "interrupted"];
+function progressText(box, job) {
+  const total = job.photos.length;
+  const done = job.photos.filter((p) => FINISHED.includes(p.status)).length;
+  if (!total || job.finished) return "";
+  if (!box.dataset.seen) box.dataset.seen = String(Date.now());
+  if (!box.dataset.start && done > 0) box.dataset.start = box.dataset.seen;
+  let text = " · " + Math.round((100 * done) / total) + " %";
+  const start = Number(box.dataset.start || 0);
+  const startDone = Number(box.dataset.startDone || 0);
+  if (!box.dataset.startDone) box.dataset.startDone = String(done);
+  if (start && done > startDone) {
+    const perPhoto = (Date.now() - start) / (done - startDone);
+    const left = Math.round((perPhoto * (total - done)) / 1000);
+    text += ", about " + (left >= 90 ? Math.round(left / 60) + " min" : left + " s") + " left";
+  }
+  return text;
+}
+
 function showJob(box, job) {
   const status = box.querySelector(".job-status");
   const steps = job.steps && job.steps.total ? " (GAN step " + job.steps.done + " of " + job.steps.total + ")" : "";
-  status.textContent = job.status + steps;
+  status.textContent = job.status + steps + progressText(box, job);
   status.className = "job-status status-" + job.status;
   box.querySelector(".job-message").textContent = job.message;
   job.photos.forEach((p, i) => {
@@ -106,10 +126,15 @@ for (const box of document.querySelectorAll(".job")) {
   }
   if (box.dataset.finished === "yes") continue;
   const source = new EventSource("/api/jobs/" + box.dataset.job + "/events");
+  let shownScored = null;
   source.addEventListener("job", (ev) => {
     const job = JSON.parse(ev.data);
     showJob(box, job);
-    if (job.finished) { source.close(); window.location.reload(); }
+    if (job.finished) { source.close(); window.location.reload(); return; }
+    // A photo that has just been scored is shown at once: the page is reloaded to draw its viewer.
+    const scored = job.photos.filter((p) => p.status === "scored" || p.status === "done").length;
+    if (shownScored === null) shownScored = scored;
+    else if (scored > shownScored) { source.close(); window.location.reload(); }
   });
 }
 
@@ -125,4 +150,58 @@ for (const fig of document.querySelectorAll("figure.viewer")) {
   for (const r of fig.querySelectorAll('input[type="radio"]')) {
     r.addEventListener("change", () => { base.src = base.dataset[r.value]; });
   }
+}
+
+// ---- quick look: one photo scored and shown, nothing stored
+const quickForm = document.getElementById("quicklook-form");
+if (quickForm) {
+  let chosen = null;
+  const zone = document.getElementById("dropzone");
+  const input = document.getElementById("file-input");
+  const shown = document.getElementById("chosen");
+  const status = document.getElementById("quicklook-status");
+  const button = document.getElementById("quicklook-button");
+  const show = () => { shown.textContent = chosen ? chosen.name : "no photo chosen"; };
+  input.addEventListener("change", () => { chosen = input.files[0] || null; show(); });
+  zone.addEventListener("dragover", (ev) => { ev.preventDefault(); zone.classList.add("over"); });
+  zone.addEventListener("dragleave", () => zone.classList.remove("over"));
+  zone.addEventListener("drop", (ev) => {
+    ev.preventDefault();
+    zone.classList.remove("over");
+    chosen = ev.dataTransfer.files[0] || null;
+    show();
+  });
+  quickForm.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    if (!chosen) { flash("choose or drop one photo"); return; }
+    const fd = new FormData();
+    fd.append("file", chosen, chosen.name);
+    button.disabled = true;
+    status.textContent = "scoring… (a few seconds)";
+    flash("");
+    try {
+      const r = await call(quickForm.dataset.url, { body: fd });
+      const box = document.getElementById("quicklook-result");
+      if (!r.ok) { flash(r.message); box.hidden = true; return; }
+      const reading = document.getElementById("ql-reading");
+      reading.textContent = r.reading ? r.reading.charAt(0).toUpperCase() + r.reading.slice(1) : "score " + r.score.toFixed(3);
+      reading.className = "reading reading-" + (r.reading ? r.reading.split(" ")[0] : "none");
+      document.getElementById("ql-detail").textContent = r.reading
+        ? "Less normal than " + Math.round(r.percentile) + " % of " + r.n + " normal faces (" + r.reference + "); z = " +
+          (r.z >= 0 ? "+" : "") + r.z.toFixed(1) + "; score = " + r.score.toFixed(3)
+        : "score = " + r.score.toFixed(3);
+      document.getElementById("ql-panel").src = r.panel;
+      document.getElementById("ql-notes").textContent = r.notes.length ? "Notes: " + r.notes.join("; ") : "";
+      const q = document.getElementById("ql-quality");
+      q.textContent = "";
+      for (const line of r.quality) { const li = document.createElement("li"); li.textContent = line; q.appendChild(li); }
+      document.getElementById("ql-explanation").textContent = r.explanation;
+      box.hidden = false;
+    } catch (e) {
+      flash(e.message);
+    } finally {
+      button.disabled = false;
+      status.textContent = "";
+    }
+  });
 }
