@@ -159,3 +159,12 @@ def test_organiser_pages_need_the_access_token(served) -> None:
     assert "A" in detail and "invite-form" in detail
     csv = client.get("/surveys/1/ratings.csv", headers=ok)
     assert csv.status_code == 200 and csv.text.lstrip("\ufeff").startswith("file,rating")
+
+
+def test_rater_page_links_nowhere_else(served) -> None:
+    client, _app, tokens = served
+    page = client.get(f"/survey/r/{tokens['A']}").text
+    links = re.findall(r'(?:href|src|action)="([^"]+)"', page)
+    assert links and all(
+        u.startswith((f"/survey/r/{tokens['A']}", "/static/", "?at=", "/favicon.ico")) for u in links
+    ), links
