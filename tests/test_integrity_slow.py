@@ -5,8 +5,11 @@ Sample faces from ``tests/data/faces`` stand in for patients; nothing here is a 
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
+import os
+import socket
 from pathlib import Path
 
 import pytest
@@ -233,3 +236,87 @@ def test_score_and_study_score_print_file_names_literally(tmp_path: Path, local_
         assert "\x1b" not in result.output, result.output
         assert "[bold]broken.png" in result.output and "RED[bold]B.png" in result.output, result.output
         assert "e\\x1b[2Jx.png" in result.output, result.output
+
+
+# -- Ray: ``--ray auto`` stays on this machine's loopback -----------------------------------------------
+
+
+def _process_tree(pid: int) -> list[int]:
+    kids: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            kids.setdefault(int(stat.rsplit(")", 1)[1].split()[1]), []).append(int(entry))
+    found, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        found.append(p)
+        todo.extend(kids.get(p, []))
+    return found
+
+
+def _address(hexaddr: str, v6: bool) -> tuple[str, int]:
+    ip, port = hexaddr.split(":")
+    raw = bytes.fromhex(ip)
+    if v6:  # four little-endian 32-bit words
+        raw = b"".join(raw[i : i + 4][::-1] for i in range(0, 16, 4))
+        return socket.inet_ntop(socket.AF_INET6, raw), int(port, 16)
+    return socket.inet_ntoa(raw[::-1]), int(port, 16)
+
+
+def listening_sockets(pid: int) -> list[tuple[str, str, int, str]]:
+    """(protocol, address, port, process) of every listening TCP and bound UDP socket of a process tree.
+
+    Read from ``/proc/net/{tcp,tcp6,udp,udp6}`` and the processes' file descriptors (Linux).
+    """
+    owner: dict[int, str] = {}
+    for p in _process_tree(pid):
+        try:
+            name = Path(f"/proc/{p}/comm").read_text().strip()
+            fds = os.listdir(f"/proc/{p}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            with contextlib.suppress(OSError):
+                link = os.readlink(f"/proc/{p}/fd/{fd}")
+                if link.startswith("socket:["):
+                    owner[int(link[8:-1])] = name
+    rows = set()
+    for proto in ("tcp", "tcp6", "udp", "udp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/net/{proto}").read_text().splitlines()[1:]:
+                f = line.split()
+                if int(f[9]) in owner and (f[3] == "0A" or proto.startswith("udp")):  # 0A: LISTEN
+                    rows.add((proto, *_address(f[1], proto.endswith("6")), owner[int(f[9])]))
+    return sorted(rows)
+
+
+LOOPBACK = ("127.0.0.1", "::ffff:127.0.0.1", "::1")
+
+
+@pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="lists sockets through /proc (Linux)")
+def test_ray_auto_binds_and_advertises_loopback_only() -> None:
+    """Issue 24, 8: ``--ray auto`` listened on the machine's network address; the token file was 0644."""
+    ray = pytest.importorskip("ray")
+    from cleftscore.distributed import RaySettings
+    from cleftscore.distributed.actors import ray_session
+
+    token = Path.home() / ".ray" / "auth_token"
+    with ray_session(RaySettings(address="auto")):
+
+        @ray.remote
+        def pid() -> int:
+            return os.getpid()
+
+        assert ray.get(pid.remote()) != os.getpid()  # a worker ran
+        sockets = listening_sockets(os.getpid())
+        nodes = [n["NodeManagerAddress"] for n in ray.nodes()]
+    print("\n".join(" ".join(map(str, s)) for s in sockets))  # the note's socket list (pytest -s)
+    assert {"gcs_server", "raylet"} <= {s[3] for s in sockets}
+    outside = [s for s in sockets if s[1] not in LOOPBACK]
+    assert not outside, f"Ray listens beyond loopback: {outside}"
+    assert nodes == ["127.0.0.1"]
+    assert not (token.exists() and token.stat().st_mode & 0o077), oct(token.stat().st_mode)

@@ -77,12 +77,13 @@ def ray_session(settings: RaySettings, *, message: Callable[[str], None] | None 
     options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False}
     # Usage statistics are off: photos are patient data and nothing is reported anywhere.
     # Ray reads this from the environment of the driver (and passes it to a Ray it starts).
-    before = {k: os.environ.get(k) for k in _NO_USAGE_STATS}
-    os.environ.update(_NO_USAGE_STATS)
+    env = {**_NO_USAGE_STATS, **(_LOOPBACK_ONLY if settings.address == "auto" else {})}
+    before = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
     try:
         if settings.address == "auto":
-            say("Starting a local Ray instance (127.0.0.1, no dashboard)")
-            ray.init(address="local", _node_ip_address="127.0.0.1", **options)
+            say("Starting a local Ray instance (127.0.0.1 only, no dashboard)")
+            _start_local_ray(options)
         else:
             say(f"Joining the Ray cluster at {settings.address}")
             ray.init(address=settings.address, **{k: v for k, v in options.items() if k != "include_dashboard"})
@@ -99,6 +100,38 @@ def ray_session(settings: RaySettings, *, message: Callable[[str], None] | None 
 
 
 _NO_USAGE_STATS = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_USAGE_STATS_PROMPT_ENABLED": "0"}
+#: Ray's switch for a single-machine Ray: with it off, every Ray process takes 127.0.0.1 as this
+#: node's address, so the GCS, raylets, object manager, workers and agents bind and advertise
+#: loopback only. Without it Ray swaps ``_node_ip_address="127.0.0.1"`` for the machine's network
+#: address (``resolve_ip_for_localhost``) and its servers listen on every interface.
+_LOOPBACK_ONLY = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+
+
+def _start_local_ray(options: dict[str, Any]) -> None:
+    """``ray.init`` of a Ray on this machine that listens on 127.0.0.1 only; its token file 0600."""
+    from ray._private import ray_constants
+
+    # The children read the switch from the environment; this process read it when Ray was
+    # first imported, so it is set here too for the time of the start (restored after).
+    was = ray_constants.ENABLE_RAY_CLUSTER
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    # Files Ray writes at start (~/.ray/auth_token among them) are readable by their owner only.
+    umask = os.umask(0o077)
+    try:
+        ray.init(address="local", _node_ip_address="127.0.0.1", **options)
+    finally:
+        os.umask(umask)
+        ray_constants.ENABLE_RAY_CLUSTER = was
+    _private_token_file()
+
+
+def _private_token_file() -> None:
+    """Make Ray's cluster token file readable by its owner only (an older Ray run left it 0644)."""
+    token = Path.home() / ".ray" / "auth_token"
+    with contextlib.suppress(OSError):
+        st = token.stat()
+        if st.st_uid == getattr(os, "getuid", lambda: st.st_uid)() and st.st_mode & 0o077:
+            token.chmod(0o600)
 
 
 def _restore(env: dict[str, str | None]) -> None:
