@@ -12,7 +12,7 @@ from typing import Annotated, Any
 from fastapi import FastAPI, Form, HTTPException, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 
-from cleftscore.study.db import Study, StudyError
+from cleftscore.study.db import NotFoundError, Study, StudyError
 from cleftscore.web import queries
 from cleftscore.web.context import ID, ROIS, AppContext
 from cleftscore.web.security import SESSION_COOKIE
@@ -46,6 +46,31 @@ def _reference_of(method: str | None) -> Any:
     return reference_for(method, "face-referenced") if method == "asymmetry" else None
 
 
+class PageNotFound(Exception):
+    """What a page cannot show (answered with an HTML page that leads back)."""
+
+    def __init__(self, message: str, *, status: int = 404) -> None:
+        super().__init__(message)
+        self.message, self.status = message, status
+
+
+async def _lookup(what: str, fn: Any, *args: Any, **kw: Any) -> Any:
+    """``fn(*args, **kw)`` in a thread; a study's refusal becomes :class:`PageNotFound` naming ``what``."""
+    try:
+        return await asyncio.to_thread(fn, *args, **kw)
+    except NotFoundError:
+        raise PageNotFound(f"There is no {what} in this study.") from None
+    except StudyError as exc:
+        raise PageNotFound(f"{what[0].upper()}{what[1:]}: {exc}", status=409) from None
+
+
+def _install_not_found_page(app: FastAPI, ctx: AppContext) -> None:
+    @app.exception_handler(PageNotFound)
+    async def not_found_page(request: Request, exc: PageNotFound) -> HTMLResponse:
+        title = "Not found" if exc.status == 404 else "Nothing to show yet"
+        return _page(ctx, request, "error.html", status_code=exc.status, title=title, message=exc.message, back="/")
+
+
 def _install_comparisons(app: FastAPI, ctx: AppContext) -> None:
     """The printable patient summary, the comparison of two visits and the favicon."""
     study = ctx.study
@@ -54,8 +79,8 @@ def _install_comparisons(app: FastAPI, ctx: AppContext) -> None:
     async def compare(
         request: Request, a: Annotated[int, Query(ge=1, le=2**62)], b: Annotated[int, Query(ge=1, le=2**62)]
     ) -> HTMLResponse:
-        left = await asyncio.to_thread(queries.visit_page, study, a)
-        right = await asyncio.to_thread(queries.visit_page, study, b)
+        left = await _lookup(f"visit {a}", queries.visit_page, study, a)
+        right = await _lookup(f"visit {b}", queries.visit_page, study, b)
         change = await asyncio.to_thread(queries.visit_change, left, right)
         return _page(ctx, request, "compare.html", left=left, right=right, change=change)
 
@@ -68,14 +93,15 @@ def _install_comparisons(app: FastAPI, ctx: AppContext) -> None:
     async def summary_page(code: str, method: Annotated[str | None, Query(max_length=32)] = None) -> HTMLResponse:
         from cleftscore.study.summary import patient_summary_html
 
-        page = await asyncio.to_thread(patient_summary_html, study, code, method=method, n_boot=2000,
-                                       stylesheet="/static/summary.css")  # fmt: skip
+        page = await _lookup(f"patient {code}", patient_summary_html, study, code, method=method, n_boot=2000,
+                             stylesheet="/static/summary.css")  # fmt: skip
         return HTMLResponse(page)
 
 
 def install_pages(app: FastAPI, ctx: AppContext) -> None:
     study = ctx.study
     _install_comparisons(app, ctx)
+    _install_not_found_page(app, ctx)
 
     @app.get("/login", response_class=HTMLResponse, include_in_schema=False)
     async def login_page(request: Request) -> HTMLResponse:
@@ -104,7 +130,7 @@ def install_pages(app: FastAPI, ctx: AppContext) -> None:
     async def patient_html(
         request: Request, code: str, method: Annotated[str | None, Query(max_length=32)] = None
     ) -> HTMLResponse:
-        page = await asyncio.to_thread(queries.patient_page, study, code)
+        page = await _lookup(f"patient {code}", queries.patient_page, study, code)
         changes, outcome_note = await asyncio.to_thread(_patient_outcomes, study, code, method)
         methods = sorted({m for v in page.visits for m in v.methods})
         ref = _reference_of(method or (methods[0] if len(methods) == 1 else None))
@@ -139,13 +165,13 @@ def install_pages(app: FastAPI, ctx: AppContext) -> None:
 
     @app.get("/visits/{visit_id}", response_class=HTMLResponse, include_in_schema=False)
     async def visit_html(request: Request, visit_id: ID) -> HTMLResponse:
-        page = await asyncio.to_thread(queries.visit_page, study, visit_id)
+        page = await _lookup(f"visit {visit_id}", queries.visit_page, study, visit_id)
         job_list = await asyncio.to_thread(ctx.state.jobs_of_visit, visit_id)
         return _page(ctx, request, "visit.html", v=page, jobs=job_list, gan=ctx.gan, rois=ROIS, limits=ctx.settings)
 
     @app.get("/visits/{visit_id}/report", response_class=HTMLResponse, include_in_schema=False)
     async def report(request: Request, visit_id: ID) -> HTMLResponse:
-        page = await asyncio.to_thread(queries.visit_page, study, visit_id)
+        page = await _lookup(f"visit {visit_id}", queries.visit_page, study, visit_id)
         return _page(ctx, request, "report.html", v=page)
 
     @app.get("/visits/{visit_id}/scores.csv", include_in_schema=False)
