@@ -130,7 +130,8 @@ def test_a_rater_rates_stops_comes_back_and_cannot_change_after_submitting(study
     close_survey(study, "main")
     with pytest.raises(SurveyClosedError):
         record_rating(study, inv["R02"].token, position=0, rating=5)
-    for bad in ("", "x" * 43, inv["R01"].token[:-1] + "A"):
+    tok = inv["R01"].token
+    for bad in ("", "x" * 43, tok[:-1] + ("B" if tok.endswith("A") else "A")):
         with pytest.raises(NotFoundError, match="not valid"):
             rater_state(study, bad)
 
@@ -171,3 +172,22 @@ def test_export_is_what_evaluate_reads(study: Study, tmp_path: Path) -> None:
     text = long.read_text(encoding="utf-8-sig").splitlines()
     assert text[0] == "rater,photo_id,file,rating,time,position,repeat,submitted"
     assert len(text) == 13
+
+
+def test_revision_0004_upgrades_an_older_study_and_matches_the_models(tmp_path: Path) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+    from sqlalchemy import inspect
+
+    from cleftscore.study.db import MIGRATIONS_DIR, open_study
+    from cleftscore.study.models import Base
+
+    before = ScriptDirectory(str(MIGRATIONS_DIR)).get_revision("0004").down_revision
+    open_study(tmp_path / "old.sqlite", revision=str(before)).close()
+    with open_study(tmp_path / "old.sqlite") as st:
+        tables = set(inspect(st.engine).get_table_names())
+        assert {"surveys", "survey_items", "survey_raters", "survey_ratings"} <= tables
+        with st.engine.connect() as conn:
+            diffs = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+    assert [d for d in diffs if "survey" in repr(d)] == []
