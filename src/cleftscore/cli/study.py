@@ -277,7 +277,7 @@ def outcomes(
     ] = False,
 ) -> None:
     """Change in score from the pre-op visit to each later visit (95 % bootstrap CI over photos), the cohort's mean change with a paired test, and plots."""
-    from cleftscore.study.outcomes import compute_outcomes
+    from cleftscore.study.outcomes import compute_outcomes, outcome_rows
     from cleftscore.study.report import write_outcomes
 
     with user_errors(), _open(db) as study:
@@ -291,10 +291,13 @@ def outcomes(
     console.print(
         f"Method {result.method}, settings {result.settings_key[:12]}; higher S = closer to normal, so a positive change is an improvement"
     )
+    units = {(r.get("patient"), r.get("visit")): r.get("change_normal_units") for r in outcome_rows(result)}
     for c in result.changes:
         ci = f"95% CI {c.ci_low:+.4f} to {c.ci_high:+.4f}" if c.ci_low is not None else c.note
+        normal = units.get((c.code, c.visit_id))
+        in_units = f"; {normal:+.2f} in units of the normal spread" if normal is not None else ""
         console.print(
-            f"{c.code} visit {c.visit_id} ({c.date.isoformat()} {c.phase}, +{c.days} d): change {c.change:+.4f} ({ci})",
+            f"{c.code} visit {c.visit_id} ({c.date.isoformat()} {c.phase}, +{c.days} d): change {c.change:+.4f} ({ci}){in_units}",
             highlight=False,
         )
     co = result.cohort

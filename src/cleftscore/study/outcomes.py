@@ -333,4 +333,22 @@ def outcome_rows(out: Outcomes) -> list[dict[str, Any]]:
         "ci95_high": co.ci_high, "paired_t": co.t_statistic, "p_value": co.p_value, "wilcoxon_p": co.wilcoxon_p,
         "method": out.method, "settings_key": out.settings_key, "note": co.note,
     })  # fmt: skip
+    return _with_normal_units(out, rows)
+
+
+def _with_normal_units(out: Outcomes, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The change and its CI also in units of the normal reference's spread (where one fits the scores)."""
+    from cleftscore.score.reference import reference_for
+
+    face_referenced = (
+        out.method == "asymmetry" and (out.settings.get("score") or {}).get("asymmetry_score") == "face-referenced"
+    )
+    ref = reference_for(out.method, "face-referenced" if face_referenced else "paper")
+    if ref is None:
+        return rows
+    for r in rows:
+        for key in ("change", "ci95_low", "ci95_high"):
+            if r.get(key) is not None:
+                r[f"{key}_normal_units"] = r[key] / ref.spread
+        r["reference"] = f"{ref.name} ({ref.n} normal photos)"
     return rows
