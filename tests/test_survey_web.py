@@ -168,3 +168,17 @@ def test_rater_page_links_nowhere_else(served) -> None:
     assert links and all(
         u.startswith((f"/survey/r/{tokens['A']}", "/static/", "?at=", "/favicon.ico")) for u in links
     ), links
+
+
+def test_organiser_closes_a_survey_and_its_raters_can_change_nothing(served) -> None:
+    client, app, _tokens = served
+    auth = {"Authorization": f"Bearer {ACCESS}", "X-CSRF-Token": app.state.ctx.guard.csrf_token}
+    sid = client.post("/api/surveys", json={"title": "To close", "crop": "whole"}, headers=auth).json()["id"]
+    link = client.post(f"/api/surveys/{sid}/raters", json={"codes": "Z1"}, headers=auth).json()["raters"][0]["link"]
+    token = link.rsplit("/", 1)[1]
+    csrf = re.search(r'name="csrf" value="([0-9a-f]+)"', client.get(f"/survey/r/{token}").text).group(1)
+    assert client.post(f"/api/surveys/{sid}/close", headers={"Authorization": f"Bearer {ACCESS}"}).status_code == 403
+    assert client.post(f"/api/surveys/{sid}/close", headers=auth).status_code == 200
+    assert client.post(f"/survey/r/{token}/rate", data={"position": 1, "rating": 3, "csrf": csrf}).status_code == 409
+    assert "closed" in client.get(f"/survey/r/{token}").text
+    assert "close-survey" not in client.get(f"/surveys/{sid}", headers=auth).text

@@ -30,6 +30,7 @@ from cleftscore.study.db import NotFoundError, StudyError
 from cleftscore.study.survey import (
     CROPS,
     PhotoSelection,
+    close_survey,
     create_survey,
     invite_raters,
     parse_scale,
@@ -126,6 +127,11 @@ def _install_organiser(app: FastAPI, ctx: AppContext) -> None:
         base = body.base_url or f"{request.url.scheme}://{request.headers.get('host', '')}"
         invitations = await asyncio.to_thread(invite_raters, study, survey_id, _words(body.codes), base_url=base)
         return {"raters": [{"code": i.code, "link": i.link} for i in invitations]}
+
+    @app.post("/api/surveys/{survey_id}/close", include_in_schema=False)
+    async def close(survey_id: ID) -> dict[str, Any]:
+        await asyncio.to_thread(close_survey, study, survey_id)
+        return {"id": survey_id, "closed": True}
 
     @app.get("/surveys/{survey_id}/report", response_class=HTMLResponse, include_in_schema=False)
     async def report_page(request: Request, survey_id: ID) -> HTMLResponse:

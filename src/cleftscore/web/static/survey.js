@@ -2,6 +2,15 @@
 "use strict";
 
 (function () {
+  const closer = document.getElementById("close-survey");
+  if (closer) {
+    closer.addEventListener("click", async () => {
+      if (!window.confirm("Close the survey? Raters will no longer be able to rate or submit.")) return;
+      const csrf = document.querySelector('meta[name="csrf-token"]').content;
+      const resp = await fetch(closer.dataset.url, { method: "POST", credentials: "same-origin", headers: { "X-CSRF-Token": csrf } });
+      if (resp.ok) window.location.reload();
+    });
+  }
   const form = document.getElementById("invite-form");
   if (!form) return;
   const csrf = document.querySelector('meta[name="csrf-token"]').content;
