@@ -694,3 +694,103 @@ def asymmetry_speed(
             out.parent.mkdir(parents=True, exist_ok=True)
             out.write_text(json.dumps(report, indent=2))
             console.print(f"wrote {out}")
+
+
+@bench_app.command("robustness")
+def robustness(
+    devsets: Annotated[
+        Path | None, typer.Option("--devsets", help="Folder built by devsets/rebuild.py (with labels.csv).")
+    ] = None,
+    faces: Annotated[
+        Path | None,
+        typer.Option("--faces", help="Folder of normal photos (default: ../shared/faces); one-face photos are used."),
+    ] = None,
+    normals_per_set: Annotated[
+        int | None,
+        typer.Option(
+            "--normals-per-set", min=1, help="Evenly spaced normal photos per development set (default: all)."
+        ),
+    ] = None,
+    clefts_per_set: Annotated[
+        int | None,
+        typer.Option("--clefts-per-set", min=1, help="Evenly spaced cleft photos per development set (default: all)."),
+    ] = None,
+    variants: Annotated[str | None, typer.Option("--variants", help="Comma-separated variants (default: all).")] = None,
+    cache: Annotated[
+        Path | None, typer.Option("--cache", help="Folder of aligned faces (.npz), read and written.")
+    ] = None,
+    size: Annotated[int, typer.Option("--size", help="Side of the aligned faces (power of two).")] = 1024,
+    previous: Annotated[
+        bool, typer.Option("--previous", help="Score with the settings before issue 25 (luma and chroma compared).")
+    ] = False,
+    out: Annotated[Path | None, typer.Option("--out", help="Write the JSON report here (aggregates only).")] = None,
+) -> None:
+    """Score photos and their changed copies (grayscale, flip, JPEG, size, crop, light, turns, blur, noise): |change| / cleft-vs-normal gap."""
+    from cleftscore.benchmarks.robustness import (
+        VARIANTS,
+        default_scorer,
+        devset_photos,
+        run_robustness,
+        shared_face_photos,
+    )
+    from cleftscore.score.asymmetry import YCBCR_SETTINGS, AsymmetrySettings
+
+    with user_errors():
+        photos = (
+            devset_photos(devsets, normals_per_set=normals_per_set, clefts_per_set=clefts_per_set)
+            if devsets is not None
+            else []
+        )
+        folder = faces or _shared_faces()
+        if folder.is_dir():
+            photos += shared_face_photos(folder)
+        chosen = tuple(v.strip() for v in variants.split(",") if v.strip()) if variants else VARIANTS
+        report = run_robustness(
+            photos, scorer=default_scorer(AsymmetrySettings(**(YCBCR_SETTINGS if previous else {}))),
+            variants=chosen, cache=cache, size=size, progress=lambda line: err_console.print(line),
+        )  # fmt: skip
+        report["input"] = {"devsets": devsets is not None, "normals_per_set": normals_per_set,
+                           "clefts_per_set": clefts_per_set, "faces": folder.name,
+                           "size": size, "settings": "before issue 25" if previous else "default"}  # fmt: skip
+        for name, r in report["variants"].items():
+            if r.get("n"):
+                console.print(
+                    f"{name}: median {r['median']:.3f}, p90 {r['p90']:.3f} of the gap, {r['crossing']} crossing"
+                )
+        _write_report(report, out)
+
+
+@bench_app.command("heatmap-localisation")
+def heatmap_localisation(
+    devsets: Annotated[Path, typer.Option("--devsets", help="Folder built by devsets/rebuild.py (its normal faces).")],
+    boxes: Annotated[
+        Path | None,
+        typer.Option(
+            "--boxes",
+            help="JSON of hand-drawn cleft boxes [x0, y0, x1, y1] in the aligned frame (keep it outside the repository).",
+        ),
+    ] = None,
+    cache: Annotated[Path | None, typer.Option("--cache", help="Folder of aligned faces (.npy).")] = None,
+    holdout: Annotated[
+        int, typer.Option("--holdout", min=2, help="Every Nth normal face gets the synthetic clefts.")
+    ] = 6,
+    out: Annotated[Path | None, typer.Option("--out", help="Write the JSON report here.")] = None,
+) -> None:
+    """Does the heat map point at the cleft? Pixel AUROC and the pointing game of the map before and after issue 26, on synthetic clefts and (with --boxes) on boxed real clefts (counts only)."""
+    from cleftscore.benchmarks.cleft_synth import devset_normal_faces
+    from cleftscore.benchmarks.heatmap_localisation import run_localisation
+
+    with user_errors():
+        normals = devset_normal_faces(devsets, cache)
+        report = run_localisation(normals, devsets=devsets if boxes else None, boxes=boxes, cache=cache,
+                                  holdout=holdout, progress=lambda line: err_console.print(line))  # fmt: skip
+        for name, m in report["synthetic"].items():
+            console.print(
+                f"synthetic, {name}: pointing {m['pointing_hits']}/{m['n']}, pixel AUROC {m['pixel_auroc_median']:.3f}"
+            )
+        for name, m in report.get("real", {}).items():
+            console.print(f"boxed real clefts, {name}: pointing {m['hits']}/{m['n']}")
+        if out is not None:
+            from cleftscore.io import write_json
+
+            write_json(out, report)
