@@ -1,7 +1,16 @@
-// Survey pages: inviting raters shows each new link once. Plain JavaScript; requests go to this server only.
+// Survey pages: inviting raters shows each new link once; a rater may answer with the number keys.
+// Plain JavaScript; requests go to this server only.
 "use strict";
 
 (function () {
+  const rating = document.getElementById("rating-form");
+  if (rating) {
+    document.addEventListener("keydown", (ev) => {
+      if (ev.ctrlKey || ev.metaKey || ev.altKey || !/^[0-9]$/.test(ev.key)) return;
+      const button = rating.querySelector('button[value="' + ev.key + '"]');
+      if (button) { ev.preventDefault(); button.click(); }
+    });
+  }
   const closer = document.getElementById("close-survey");
   if (closer) {
     closer.addEventListener("click", async () => {
