@@ -197,7 +197,10 @@ def _folder_hashes(folder: Path) -> dict[str, str]:
 
 
 def _selected_photos(session: Any, selection: PhotoSelection) -> list[Photo]:
-    query = select(Photo).join(Visit).join(Patient).order_by(Patient.code, Visit.date, Photo.id)
+    from sqlalchemy.orm import joinedload
+
+    query = (select(Photo).join(Visit).join(Patient).order_by(Patient.code, Visit.date, Photo.id)
+             .options(joinedload(Photo.visit).joinedload(Visit.patient)))  # fmt: skip
     photos = list(session.scalars(query))
     chosen: dict[int, Photo] = {}
     if not (selection.visits or selection.patients or selection.folder):
@@ -313,6 +316,8 @@ def create_survey(
         raise ValueError(f"crop must be one of {', '.join(CROPS)}, got {crop!r}")
     seed = secrets.randbits(31) if seed is None else int(seed)
     with study.transaction(write=False) as s:
+        if s.scalar(select(Survey.id).where(Survey.title == title)) is not None:
+            raise StudyError(f"there is already a survey titled {title!r}")
         photos = _selected_photos(s, selection)
     if len(photos) < 2:
         raise StudyError(f"the selection holds {len(photos)} photo(s); a survey needs at least 2")
