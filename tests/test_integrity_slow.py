@@ -17,6 +17,7 @@ from PIL import Image, ImageOps
 from typer.testing import CliRunner
 
 from cleftscore.cli import app
+from test_integrity import WEB, _files_digest, _upload, _web  # the fast file's helpers (tests/ is on the path)
 
 pytestmark = pytest.mark.slow
 runner = CliRunner()
@@ -320,3 +321,120 @@ def test_ray_auto_binds_and_advertises_loopback_only() -> None:
     assert not outside, f"Ray listens beyond loopback: {outside}"
     assert nodes == ["127.0.0.1"]
     assert not (token.exists() and token.stat().st_mode & 0o077), oct(token.stat().st_mode)
+
+
+# -- Moved from test_integrity.py to keep the default suite's share under its budget (each ~1 s) --------
+
+
+def test_a_camera_jpeg_with_several_pictures_is_accepted(tmp_path: Path, local_faces: Path) -> None:
+    """Issue 24, 10: MPO (a phone's JPEG with a second picture) was refused with 415."""
+    import io
+
+    from fastapi.testclient import TestClient
+    from PIL import Image
+
+    face = Image.open(local_faces / "tiny_128px_portrait_uniform.jpg").convert("RGB")
+    buf = io.BytesIO()
+    face.save(buf, format="MPO", save_all=True, append_images=[face.rotate(90)])
+    assert Image.open(io.BytesIO(buf.getvalue())).format == "MPO"
+    app = _web(tmp_path / "s.sqlite")
+    with TestClient(app, base_url=WEB) as client:
+        r = _upload(client, app, "phone.jpg", buf.getvalue())
+    assert r.status_code == 202, r.text
+    assert [p["name"] for p in r.json()["photos"]] == ["phone.jpg"]
+
+
+def test_a_photo_of_too_many_pixels_is_413_not_damaged(tmp_path: Path) -> None:
+    """Issue 24, 10: a 100000 x 100000 PNG got 415 "damaged image"."""
+    import struct
+    import zlib
+
+    from fastapi.testclient import TestClient
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", 100_000, 100_000, 8, 2, 0, 0, 0)
+    png = (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b"\x00" * 64))
+        + chunk(b"IEND", b"")
+    )
+    app = _web(tmp_path / "s.sqlite")
+    with TestClient(app, base_url=WEB) as client:
+        r = _upload(client, app, "huge.png", png)
+    assert r.status_code == 413, r.text
+    assert "over the limit" in r.text and "damaged" not in r.text
+
+
+def test_any_loopback_host_answers_its_own_url(tmp_path: Path) -> None:
+    """Issue 24, 10: ``serve --host 127.0.0.2`` answered 421 to its own printed URL."""
+    from fastapi.testclient import TestClient
+
+    app = _web(tmp_path / "s.sqlite", host="127.0.0.2", port=8123)
+    with TestClient(app, base_url="http://127.0.0.2:8123") as client:
+        assert client.get("/").status_code == 200
+        assert client.get("/", headers={"host": "evil.example:8123"}).status_code == 421
+
+
+def test_a_second_serve_on_the_same_study_stops_at_once_and_touches_nothing(tmp_path: Path) -> None:
+    """Issue 24, 4: the second server used to mark the first one's running job ``interrupted``."""
+    import socket
+    import subprocess
+    import sys
+
+    from typer.testing import CliRunner
+
+    from cleftscore.cli import app
+    from cleftscore.study.db import open_study
+    from cleftscore.web.jobs import ServerState
+
+    db = tmp_path / "study.sqlite"
+    with open_study(db) as study:
+        state = ServerState(study.files / "web" / "server.sqlite")
+        job = state.add_job(1, "asymmetry", "mouth", study.files / "web" / "uploads" / "job-1", ["a.jpg"])
+        state.set_job(job, "running")
+    lock = db.with_name(db.name + ".files") / "web" / "server.lock"
+    # The first server: a process that holds the study's server lock, and its port.
+    holder = subprocess.Popen([sys.executable, "-c", "import fcntl, sys; f = open(sys.argv[1], 'a+'); "
+                               "fcntl.flock(f, fcntl.LOCK_EX); print('held', flush=True); sys.stdin.read()", str(lock)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        with socket.socket() as busy:
+            busy.bind(("127.0.0.1", 0))
+            busy.listen()
+            port = busy.getsockname()[1]
+            before = _files_digest(tmp_path)
+            result = CliRunner().invoke(app, ["serve", "--db", str(db), "--port", str(port)])
+    finally:
+        holder.communicate("")
+    assert result.exit_code == 1
+    assert len(result.output.strip().splitlines()) == 1 and "another cleftscore serve" in result.output
+    assert _files_digest(tmp_path) == before
+    assert ServerState(db.with_name(db.name + ".files") / "web" / "server.sqlite").job(job).status == "running"
+
+
+def test_a_full_disk_is_named_and_the_study_is_not_called_damaged(tmp_path: Path) -> None:
+    from sqlalchemy import event
+
+    from cleftscore.study.db import StudyCorruptError, StudyError, open_study
+    from cleftscore.study.records import add_patient
+
+    db = tmp_path / "study.sqlite"
+    study = open_study(db)
+    study.engine.dispose()
+
+    @event.listens_for(study.engine, "connect")
+    def _full(dbapi_conn: object, _record: object) -> None:
+        # SQLite's own "database or disk is full", as when the disk has no room for one more page.
+        pages = dbapi_conn.execute("PRAGMA page_count").fetchone()[0]  # type: ignore[attr-defined]
+        dbapi_conn.execute(f"PRAGMA max_page_count = {pages}")  # type: ignore[attr-defined]
+
+    with pytest.raises(StudyError) as caught:
+        for k in range(200):
+            add_patient(study, f"P{k:04d}")
+    study.close()
+    assert not isinstance(caught.value, StudyCorruptError)
+    assert "disk holding it is full" in str(caught.value) and "backup" not in str(caught.value)
