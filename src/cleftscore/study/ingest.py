@@ -105,7 +105,12 @@ def _find_original(record: PhotoRecord, originals: Mapping[str, Path], photos_di
 
 
 def _import_record(
-    study: Study, visit_id: int, run_dir: Path, record: PhotoRecord, original: Path | None, scored_sha: str | None = None
+    study: Study,
+    visit_id: int,
+    run_dir: Path,
+    record: PhotoRecord,
+    original: Path | None,
+    scored_sha: str | None = None,
 ) -> ImportLine:
     from cleftscore.run.folder import photo_dir, read_picture
 
