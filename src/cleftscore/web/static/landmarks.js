@@ -15,7 +15,7 @@
   const pending = document.getElementById("lm-pending");
   const status = document.getElementById("lm-status");
   const scoresBox = document.getElementById("lm-scores");
-  const NS = "http://www.w3.org/2000/svg";
+  const NS = svg.namespaceURI; // the SVG namespace, taken from the page's own <svg>
   let state = null;
   let changes = {};
   let dragging = null;
