@@ -33,9 +33,8 @@ def _chromium() -> str:
     pytest.skip("no system chromium (apt-get install chromium); browsers cannot be downloaded here")
 
 
-@pytest.fixture()
-def server(tmp_path: Path, example_photo: Path) -> Iterator[tuple[str, int]]:
-    import uvicorn
+def _scored_study(tmp_path: Path, example_photo: Path) -> tuple[Path, int]:
+    """A study with one photo scored by the mirror method; (database, photo id)."""
     from sqlalchemy import select
 
     from cleftscore.run.settings import PipelineSettings
@@ -43,8 +42,6 @@ def server(tmp_path: Path, example_photo: Path) -> Iterator[tuple[str, int]]:
     from cleftscore.study.ingest import score_into_visit
     from cleftscore.study.models import Photo
     from cleftscore.study.records import add_patient, add_visit
-    from cleftscore.web.app import MethodChoice, create_app
-    from cleftscore.web.settings import WebSettings
 
     db = tmp_path / "study.sqlite"
     study = open_study(db, create=True)
@@ -55,6 +52,17 @@ def server(tmp_path: Path, example_photo: Path) -> Iterator[tuple[str, int]]:
     with study.transaction(write=False) as s:
         photo_id = int(s.scalar(select(Photo.id)))
     study.close()
+    return db, photo_id
+
+
+@pytest.fixture()
+def server(tmp_path: Path, example_photo: Path) -> Iterator[tuple[str, int]]:
+    import uvicorn
+
+    from cleftscore.web.app import MethodChoice, create_app
+    from cleftscore.web.settings import WebSettings
+
+    db, photo_id = _scored_study(tmp_path, example_photo)
     app = create_app(WebSettings(db=db, port=0, size=256), gan=MethodChoice("gan", False, "no weights in the tests"))
     srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
     thread = threading.Thread(target=srv.run, daemon=True)
@@ -113,3 +121,34 @@ def test_dragging_a_point_changes_the_score_the_heat_map_and_a_measure(server: t
     assert all(u.startswith(base) for u in requests), [u for u in requests if not u.startswith(base)]
     if os.environ.get("CLEFTSCORE_UPDATE_SCREENSHOT") == "1":
         shutil.copyfile(shot, DOCS / "landmark_editor.png")
+
+
+def test_the_editor_endpoints_check_what_they_are_sent(tmp_path: Path, example_photo: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    from cleftscore.web.app import MethodChoice, create_app
+    from cleftscore.web.settings import WebSettings
+
+    db, photo_id = _scored_study(tmp_path, example_photo)
+    app = create_app(WebSettings(db=db, size=256, start_worker=False), gan=MethodChoice("gan", False, "no weights"))
+    with TestClient(app, base_url="http://127.0.0.1:8765") as client:
+        token = {"X-CSRF-Token": app.state.ctx.guard.csrf_token}
+        state = client.get(f"/api/photos/{photo_id}/landmarks").json()
+        assert len(state["points"]) == 68 and state["edits"] == 0 and state["scores"][0]["method"] == "asymmetry"
+        assert "alar_crease_left" in state["hand_points"] and state["named"]["cheilion_right"] == 48
+        png = client.get(state["image"])
+        assert png.status_code == 200 and png.content[:4] == b"\x89PNG"
+        url = f"/api/photos/{photo_id}/landmarks"
+        assert client.post(url, json={"points": {"48": [100, 200]}}).status_code == 403  # no CSRF token
+        assert client.post(url, json={"points": {"nose": [1, 2]}}, headers=token).status_code == 422
+        assert client.post(url, json={"points": {"48": [1]}}, headers=token).status_code == 422
+        assert client.post(url, json={"points": {}}, headers=token).status_code == 422
+        assert client.get("/api/photos/999/landmarks").status_code == 404
+        assert (
+            client.post("/api/photos/999/landmarks", json={"points": {"48": [1, 2]}}, headers=token).status_code == 404
+        )
+        x, y = state["points"]["48"]
+        saved = client.post(url, json={"points": {"48": [x - 5, y + 5]}}, headers=token).json()
+        assert saved["edits"] == 1 and saved["lines"][0]["status"] == "updated"
+        assert saved["scores"][0]["score"] != state["scores"][0]["score"]
+        assert saved["scores"][0]["measures"]["landmarks_corrected_points"] == 1
