@@ -131,3 +131,20 @@ def test_a_study_photo_corrected_updates_its_score_and_keeps_the_edit(tmp_path: 
     header = (tmp_path / "export" / "scores.csv").read_text(encoding="utf-8-sig").splitlines()[0].split(",")
     assert "landmarks_corrected_points" in header and "nl_alar_base_height_asym_icd" in header
     study.close()
+
+
+def test_the_mirror_registration_follows_a_corrected_point(example_photo: Path) -> None:
+    # Jaw point 3 does not take part in the alignment (eyes and mouth corners) but is one of the
+    # mirror registration's control points: moving it by hand must change the mirror image only.
+    from cleftscore.face.landmarks import LandmarkEdit
+    from cleftscore.face.prepare import HandCorrectedFace, prepare_photo
+    from cleftscore.normalize.mirror import MirrorNormalizer
+
+    plain = prepare_photo(example_photo, size=256)
+    moved = tuple(plain.aligned.landmarks_original[3] + [6.0, -4.0])
+    fixed = prepare_photo(example_photo, size=256, edit=LandmarkEdit(moved={3: moved}))
+    assert isinstance(fixed.aligned, HandCorrectedFace) and fixed.aligned.corrected == (3,)
+    np.testing.assert_array_equal(fixed.aligned.image, plain.aligned.image)  # the same alignment
+    a, b = MirrorNormalizer().normalize([plain.aligned, fixed.aligned])
+    assert a.ok and b.ok
+    assert np.abs(a.image.astype(int) - b.image.astype(int)).max() > 0

@@ -8,6 +8,7 @@ interest) on the original photo, as a pure function returning an image.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,9 +22,26 @@ from cleftscore.face.landmarks import LandmarkEdit, predict_landmarks
 from cleftscore.face.roi import roi_polygons
 from cleftscore.io import load_image
 
-__all__ = ["PreparedPhoto", "prepare_photo", "render_preview"]
+__all__ = ["HandCorrectedFace", "PreparedPhoto", "prepare_photo", "render_preview"]
 
 _DETECTOR_NAMES = {"hog": "dlib HOG detector", "haar": "OpenCV Haar cascade"}
+
+
+@dataclass(frozen=True, eq=False)
+class HandCorrectedFace(AlignedFace):
+    """An aligned face whose landmarks were (partly) placed by hand.
+
+    Whatever places landmarks on the aligned image again (e.g. to make them mirror-symmetric)
+    must keep the points listed in ``corrected`` where the user put them:
+    ``lm[list(face.corrected)] = face.landmarks[list(face.corrected)]``.
+
+    Attributes
+    ----------
+    corrected : tuple of int
+        iBUG indices of the points the user moved.
+    """
+
+    corrected: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True, eq=False)
@@ -139,6 +157,9 @@ def prepare_photo(
         aligned = align_face(image, landmarks, size=size)
     except ValueError as exc:  # degenerate landmarks on a tiny or odd face
         raise FaceNotFoundError(f"{name}: the face found could not be aligned ({exc}); try a closer crop") from None
+    if edit is not None:
+        fields = {f.name: getattr(aligned, f.name) for f in dataclasses.fields(AlignedFace)}
+        aligned = HandCorrectedFace(**fields, corrected=tuple(sorted(edit.moved)))
     if aligned.scale < 0.25:
         notes.append(
             f"the face is small ({aligned.scale * size:.0f} px across the crop) and was upsampled "
