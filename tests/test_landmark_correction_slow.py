@@ -148,3 +148,22 @@ def test_the_mirror_registration_follows_a_corrected_point(example_photo: Path) 
     a, b = MirrorNormalizer().normalize([plain.aligned, fixed.aligned])
     assert a.ok and b.ok
     assert np.abs(a.image.astype(int) - b.image.astype(int)).max() > 0
+
+
+def test_aligned_frame_points_go_back_to_where_they_were_in_the_photo(run_folder: Path, tmp_path: Path) -> None:
+    before = read_record(run_folder, "astronaut")
+    assert before.geometry is not None
+    out = tmp_path / "aligned.json"
+    r = CliRunner().invoke(
+        app, ["landmarks", "export", str(run_folder), "astronaut", "-o", str(out), "--frame", "aligned"]
+    )
+    assert r.exit_code == 0, r.output
+    data = json.loads(out.read_text())
+    entry = data["photos"]["astronaut"]
+    assert entry["frame"] == "aligned"
+    entry["points"] = {"57": entry["points"]["57"]}  # a lip point, given back unchanged in aligned pixels
+    out.write_text(json.dumps(data))
+    assert CliRunner().invoke(app, ["landmarks", "apply", str(run_folder), str(out)]).exit_code == 0
+    after = read_record(run_folder, "astronaut")
+    assert after.geometry is not None
+    np.testing.assert_allclose(after.geometry.landmarks_original, before.geometry.landmarks_original, atol=0.02)
