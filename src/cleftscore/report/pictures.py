@@ -547,7 +547,12 @@ def score_pictures(
     if original is not None and aligned_face is not None:
         out["overlay_original.png"] = overlay_on_original(original, aligned_face, shown, mask=mask, vmax=top)
     images = [aligned, normalized, colorize(shown, vmax=top), ov]
-    labels = ["aligned", "normalized", "heat map", "overlay"]
+    # With a reference the panel is read by clinicians: plain names for the pictures.
+    labels = (
+        ["face", "compared with", "heat map", "overlay"]
+        if display is not None
+        else ["aligned", "normalized", "heat map", "overlay"]
+    )
     if inverted is not None:
         images.insert(1, inverted)
         labels.insert(1, "inverted (no adaptation)")
