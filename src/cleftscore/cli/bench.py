@@ -794,3 +794,30 @@ def heatmap_localisation(
             from cleftscore.io import write_json
 
             write_json(out, report)
+
+
+@bench_app.command("nasolabial")
+def nasolabial(
+    devsets: Annotated[Path, typer.Option("--devsets", help="Folder built by devsets/rebuild.py (with labels.csv).")],
+    out: Annotated[Path | None, typer.Option("--out", help="Write the JSON report here (aggregates only).")] = None,
+    reference: Annotated[
+        Path | None, typer.Option("--reference", help="Also write the normal reference JSON here (statistics only).")
+    ] = None,
+) -> None:
+    """Nasolabial measures on the development photos: A/B Spearman (automatic, and the drawn dots as corrected points), repeatability under photo changes, AUROCs."""
+    from cleftscore.benchmarks.nasolabial import run_nasolabial
+    from cleftscore.io import write_json
+
+    with user_errors():
+        if not (devsets / "labels.csv").is_file():
+            raise typer.BadParameter(f"{devsets} has no labels.csv; build it with devsets/rebuild.py")
+        report, ref = run_nasolabial(devsets, progress=lambda line: err_console.print(line))
+        for name, m in report["graded"].items():
+            if isinstance(m, dict):
+                console.print(f"A/B Spearman, {name}: {m['spearman']:.3f} (p {m['p']:.3f}, n {m['n']})")
+        if out is not None:
+            write_json(out, report)
+            console.print(f"wrote {out}")
+        if reference is not None:
+            write_json(reference, ref.to_json())
+            console.print(f"wrote {reference}")
