@@ -38,19 +38,19 @@ def _chromium() -> str:
 
 @pytest.fixture(scope="module")
 def photos(tmp_path_factory: pytest.TempPathFactory, example_photo: Path) -> dict[str, list[Path]]:
-    """Pre-op: the portrait with a planted cleft (two severities); post-op: the clean portrait twice."""
+    """Pre-op: the portrait with a planted cleft (two severities); post-op: the clean portrait twice; two more clefts."""
     from cleftscore.benchmarks.cleft_synth import plant_cleft
     from cleftscore.face import prepare_photo
     from cleftscore.io import write_png
 
     d = tmp_path_factory.mktemp("photos")
     face = prepare_photo(example_photo, size=1024).aligned
-    pre = []
-    for sev in (5, 4):
+    made = {}
+    for sev in (5, 4, 3, 2):
         p = plant_cleft(face.image, np.asarray(face.landmarks), severity=sev, side="right")
-        pre.append(write_png(d / f"cleft_s{sev}.png", p.image))
+        made[sev] = write_png(d / f"cleft_s{sev}.png", p.image)
     clean = write_png(d / "clean.png", face.image)
-    return {"pre": pre, "post": [clean, example_photo], "one": [pre[0]]}
+    return {"pre": [made[5], made[4]], "post": [clean, example_photo], "one": [made[5]], "extra": [made[3], made[2]]}
 
 
 @pytest.fixture(scope="module")
@@ -142,6 +142,12 @@ def test_first_hour_in_a_browser(server: str, photos: dict[str, list[Path]], tmp
         _no_sideways_scroll(page)
         _shot(page, "web_visit_reading.png", tmp_path)
 
+        # Two more photos: the job shows its percent while it runs, and every photo once scored.
+        page.set_input_files("#file-input", [str(p) for p in photos["extra"]])
+        page.select_option("#method", "asymmetry")
+        page.click("#upload-button")
+        page.wait_for_function("() => /\\d+ %/.test(document.querySelector('.job .job-status').textContent)")
+        page.wait_for_function("() => document.querySelectorAll('figure.viewer').length === 4")
         page.goto(server + "/patients/P001")
         _no_sideways_scroll(page)
         page.click("#compare-form button")
