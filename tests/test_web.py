@@ -208,14 +208,16 @@ def test_restart_keeps_finished_results_and_marks_unfinished_jobs_interrupted(db
         assert client.post(f"/api/jobs/{pending}/rerun", headers=_h(again)).status_code == 409
 
 
-def test_cancel_a_queued_job_then_run_it_again(idle, local_faces: Path) -> None:
+def test_a_cancelled_job_keeps_no_upload_and_cannot_be_run_again(idle, local_faces: Path) -> None:
     client, app = idle
     visit = _patient_and_visit(client, app)
     job = client.post(f"/api/visits/{visit}/jobs", files=_files(local_faces, FACE_A, FACE_B), headers=_h(app)).json()
     cancelled = client.post(f"/api/jobs/{job['id']}/cancel", headers=_h(app)).json()
     assert cancelled["status"] == "cancelled" and {p["status"] for p in cancelled["photos"]} == {"cancelled"}
     assert client.post(f"/api/jobs/{job['id']}/cancel", headers=_h(app)).status_code == 409
-    assert client.post(f"/api/jobs/{job['id']}/rerun", headers=_h(app)).json()["status"] == "queued"
+    # The uploads (originals, EXIF and all) are deleted when a job ends in any state, so nothing is left to re-run.
+    assert not app.state.ctx.jobs.state.folder(job["id"]).exists()
+    assert client.post(f"/api/jobs/{job['id']}/rerun", headers=_h(app)).status_code == 409
     assert client.get(f"/api/visits/{visit}").json()["photos"] == 0  # nothing scored while the worker is off
 
 
