@@ -153,6 +153,10 @@ def test_reference_percentiles() -> None:
     values = [ref.percentile("a", v) for v in np.linspace(-5, 105, 50)]
     assert all(np.diff(values) >= 0)
     assert NasolabialReference.from_values(rows[:5], source="few").quantiles == {}
+    # A signed midline deviation is placed by its size: as far off to the left as to the right.
+    dev = NasolabialReference.from_values([{"nl_x_deviation_icd": float(v)} for v in range(-50, 51)], source="t")
+    assert dev.quantiles["nl_x_deviation_icd"][0] == 0.0
+    assert dev.percentile("nl_x_deviation_icd", -30.0) == dev.percentile("nl_x_deviation_icd", 30.0) > 50
 
 
 def test_shipped_reference_covers_every_automatic_measure() -> None:

@@ -413,6 +413,11 @@ def nasolabial_measures(landmarks: np.ndarray, *, extra: Mapping[str, object] | 
     return NasolabialMeasures(values, defs, used, tuple(segments), frame, scale)
 
 
+def _by_size(name: str) -> bool:
+    """Signed midline deviations are compared with normal faces by their size."""
+    return "_deviation_" in name
+
+
 @dataclass(frozen=True)
 class NasolabialReference:
     """Each measure's distribution on normal faces (statistics only, no photos).
@@ -443,11 +448,14 @@ class NasolabialReference:
     def percentile(self, name: str, value: float) -> float | None:
         """Percentile (0..100) of ``value`` among the normal faces, or None for a measure without a reference.
 
-        Linear between the stored percentiles; 0 below the lowest, 100 above the highest.
+        Linear between the stored percentiles; 0 below the lowest, 100 above the highest. A
+        signed midline deviation is placed by its size (its distance from the midline, either
+        side), so a high percentile always reads "further from normal".
         """
         q = self.quantiles.get(name)
         if q is None or not math.isfinite(value):
             return None
+        value = abs(value) if _by_size(name) else value
         a = np.asarray(q, dtype=np.float64)
         if value < a[0]:
             return 0.0
@@ -465,14 +473,14 @@ class NasolabialReference:
 
     @classmethod
     def from_values(cls, rows: list[Mapping[str, float]], *, source: str, min_n: int = 10) -> NasolabialReference:
-        """Percentiles of each column over ``rows`` (one mapping per normal face); columns with fewer than ``min_n``
-        values are left out."""
+        """Percentiles of each column over ``rows`` (one mapping per normal face; midline deviations by their
+        size); columns with fewer than ``min_n`` values are left out."""
         names = sorted({k for r in rows for k in r})
         quantiles, counts = {}, {}
         levels = np.arange(0, 101, 5, dtype=np.float64)
         for name in names:
             v = np.asarray([r[name] for r in rows if name in r], dtype=np.float64)
-            v = v[np.isfinite(v)]
+            v = np.abs(v[np.isfinite(v)]) if _by_size(name) else v[np.isfinite(v)]
             if v.size >= min_n:
                 quantiles[name] = tuple(float(x) for x in np.percentile(v, levels))
                 counts[name] = int(v.size)
