@@ -167,3 +167,21 @@ def test_aligned_frame_points_go_back_to_where_they_were_in_the_photo(run_folder
     after = read_record(run_folder, "astronaut")
     assert after.geometry is not None
     np.testing.assert_allclose(after.geometry.landmarks_original, before.geometry.landmarks_original, atol=0.02)
+
+
+def test_all_68_points_by_hand_serve_a_photo_without_a_detected_face() -> None:
+    from cleftscore.errors import FaceNotFoundError
+    from cleftscore.face.landmarks import LandmarkEdit
+    from cleftscore.face.prepare import HandCorrectedFace, prepare_photo
+    from landmark_helpers import ASTRONAUT_68 as _ASTRONAUT
+
+    blank = np.full((512, 512, 3), 128, np.uint8)
+    with pytest.raises(FaceNotFoundError, match="no face found"):
+        prepare_photo(blank, size=64)
+    edit = LandmarkEdit(moved={i: (float(x) * 2, float(y) * 2) for i, (x, y) in enumerate(_ASTRONAUT)})
+    prepared = prepare_photo(blank, size=64, edit=edit)
+    assert isinstance(prepared.aligned, HandCorrectedFace) and len(prepared.aligned.corrected) == 68
+    np.testing.assert_allclose(prepared.aligned.landmarks_original, _ASTRONAUT * 2, atol=1e-9)
+    assert any("placed by hand" in n for n in prepared.notes)
+    with pytest.raises(FaceNotFoundError, match="no face found"):  # some points by hand are not enough
+        prepare_photo(blank, size=64, edit=LandmarkEdit(moved={48: (10.0, 10.0)}))

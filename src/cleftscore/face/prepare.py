@@ -18,7 +18,7 @@ import numpy as np
 from cleftscore.errors import FaceNotFoundError
 from cleftscore.face.align import AlignedFace, align_face, transform_points
 from cleftscore.face.detect import DETECTORS, Detector, FaceBox, detect_faces
-from cleftscore.face.landmarks import LandmarkEdit, predict_landmarks
+from cleftscore.face.landmarks import N_LANDMARKS, LandmarkEdit, predict_landmarks
 from cleftscore.face.roi import roi_polygons
 from cleftscore.io import load_image
 
@@ -105,7 +105,8 @@ def prepare_photo(
         Pixel limit passed to :func:`cleftscore.io.load_image`.
     edit : LandmarkEdit, optional
         Landmarks corrected by hand: the moved points replace the predictor's before the face
-        is aligned, so the alignment and everything after it use them.
+        is aligned, so the alignment and everything after it use them. An edit that places all
+        68 points also serves a photo where the detector finds no face.
 
     Returns
     -------
@@ -136,6 +137,10 @@ def prepare_photo(
         name = str(path)
         image = load_image(path, max_pixels=max_pixels)
     boxes = detect_faces(image, detector=detector)
+    notes: list[str] = []
+    if not boxes and edit is not None and len(edit.moved) == N_LANDMARKS:
+        boxes = [_box_around(edit, detector)]
+        notes.append("no face found by the detector: all 68 points were placed by hand, the face box drawn around them")
     if not boxes:
         other = "haar" if detector == "hog" else "hog"
         raise FaceNotFoundError(
@@ -143,7 +148,6 @@ def prepare_photo(
             f"try --detector {other} or a closer, frontal crop of the face"
         )
     box = boxes[0]
-    notes: list[str] = []
     if len(boxes) > 1:
         notes.append(f"{len(boxes)} faces found; using the largest")
     landmarks = predicted = predict_landmarks(image, box)
@@ -167,6 +171,15 @@ def prepare_photo(
         )
     return PreparedPhoto(path=path, original=image, box=box, n_faces=len(boxes), aligned=aligned, notes=tuple(notes),
                          edit=edit, predicted=predicted if edit is not None else None)  # fmt: skip
+
+
+def _box_around(edit: LandmarkEdit, detector: Detector) -> FaceBox:
+    """A face box around 68 hand-placed points (as wide as the jaw, from the brows to the chin), score 0."""
+    pts = np.array([edit.moved[i] for i in range(N_LANDMARKS)], dtype=np.float64)
+    (left, top), (right, bottom) = pts.min(axis=0), pts.max(axis=0)
+    if right - left < 2 or bottom - top < 2:
+        raise FaceNotFoundError("the 68 points placed by hand span less than 2 pixels; place them on the face")
+    return FaceBox(float(left), float(top), float(right), float(bottom), 0.0, detector)
 
 
 def _contour_points(poly: np.ndarray) -> np.ndarray:
