@@ -127,6 +127,9 @@ def test_rescore_changes_scores_and_never_rewrites_what_it_read(batch_dir: Path,
     assert rec["settings"]["score"]["difference"]["erosion"] == 0
     # Normalization-side results survive a rescore.
     assert rec["measures"]["landmark_asymmetry_px"]["value"] == pytest.approx(first[0].landmark_asymmetry_px)
+    # Every picture made before the score (the nasolabial measures' picture too) is still listed and there.
+    for name in ("aligned.png", "normalized.png", "measures.png"):
+        assert name in rec["pictures"] and (d / name).is_file(), name
     # The same settings again: nothing to do, the folder is kept as it is.
     inode = (d / "result.json").stat().st_ino
     rescore_run(out, no_erosion)

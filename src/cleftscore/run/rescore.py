@@ -33,7 +33,8 @@ from cleftscore.score.paper import ScoreSettings
 __all__ = ["rescore_run"]
 
 #: Pictures a rescore keeps (hard-linked into the fresh folder): those made before the score.
-_KEPT = ("aligned.png", "normalized.png", "inverted.png")
+# measures.png: the nasolabial measures come from the landmarks, which a re-score keeps.
+_KEPT = ("aligned.png", "normalized.png", "inverted.png", "measures.png")
 
 
 def _aligned_face(geometry: FaceGeometry, image: np.ndarray) -> Any:
