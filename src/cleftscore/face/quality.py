@@ -78,10 +78,10 @@ class QualityLimits:
     """
 
     min_face_px: float = 80.0
-    min_sharpness: float = 0.30
+    min_sharpness: float = 0.26
     max_clipped: float = 0.10
-    max_blockiness: float = 1.5
-    min_colourfulness: float = 1.5
+    max_blockiness: float = 1.6
+    min_colourfulness: float = 5.0
     max_yaw: float = 20.0
     max_pitch: float = 20.0
     max_roll: float = 25.0
@@ -226,10 +226,11 @@ def _pose(landmarks: np.ndarray) -> tuple[float, float, float]:
     left = float((landmarks[30] - landmarks[0]) @ u)
     right = float((landmarks[16] - landmarks[30]) @ u)
     yaw = math.degrees(math.asin(max(min((left - right) / max(left + right, 1e-6), 1.0), -1.0)))
-    # Pitch: the nose tip's height between the eye line and the chin; 0.40 on frontal photos.
+    # Pitch: the nose tip's height between the eye line and the chin, 0.29 (the median of the
+    # normal development photos) taken as 0 degrees.
     eyes = (eye_l + eye_r) / 2.0
     frac = float((landmarks[30] - eyes) @ down) / max(float((landmarks[8] - eyes) @ down), 1e-6)
-    pitch = math.degrees(math.asin(max(min((frac - 0.40) / 0.40, 1.0), -1.0)))
+    pitch = math.degrees(math.asin(max(min((frac - 0.29) / 0.40, 1.0), -1.0)))
     return yaw, pitch, roll
 
 

@@ -536,11 +536,13 @@ class MirrorNormalizer:
 
     def _one(self, face: AlignedFace) -> Normalization:
         from cleftscore.errors import CleftscoreError
+        from cleftscore.face.symmetric import symmetric_landmarks
         from cleftscore.normalize.mirror import mirror_normalize
 
         t0 = time.perf_counter()
-        lm = np.asarray(face.landmarks, dtype=np.float64)
         try:
+            # The landmarks the score reads too: a mirror-flipped photo is registered as its original.
+            lm = symmetric_landmarks(face.image)
             mirrored = mirror_normalize(face.image, lm)
         except (CleftscoreError, ValueError) as exc:
             return Normalization(

@@ -36,11 +36,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from cleftscore.face.roi import roi_mask
+from cleftscore.face.symmetric import IBUG68_MIRROR, symmetric_landmarks
 from cleftscore.heatmap import erode, to_colorspace
 
 __all__ = [
@@ -61,6 +63,7 @@ __all__ = [
     "upper_lip_skin_mask",
     "valley_difference",
     "PREVIOUS_SETTINGS",
+    "YCBCR_SETTINGS",
 ]
 
 REFERENCES = ("none", "control")
@@ -116,6 +119,31 @@ class AsymmetrySettings:
         Grey-erosion size of the difference map (paper: 3).
     work_size : int
         Side the face is resampled to before the difference (area averaging; 0 = as given).
+    color : {"ycbcr_floor", "ycbcr", "luma"}
+        Channels compared. ``"ycbcr"`` (the score before issue 25): luma and both chroma
+        channels, each divided by its own local spread; a chroma channel's faint texture then
+        counted as much as the luma's edges and set the control region's median, and a
+        grayscale copy of a photo, whose chroma is flat, scored 0.84 of the cleft-vs-normal gap
+        away from its colour original (median; 1.31 on the benchmark's photos).
+        ``"ycbcr_floor"`` (default): the chroma's local variance gets the floor
+        ``chroma_floor``, so only colour edges count. ``"luma"``: the luma only (immune to
+        grayscale, but it lost the cleft children's separation: AUROC 0.92, repair 0.67).
+    floor : float
+        Added to the ROI and control statistics of the residual term (squared local-contrast
+        units): the luma alone matches within the tolerance disc almost everywhere, so its
+        control median is about 0 and the ratio would amplify noise. 0.02 (about half the
+        ``"ycbcr"`` score's control median on normal photos) was chosen among 0.01, 0.02, 0.05
+        and 0.1 on the development sets and the robustness benchmark (docs/asymmetry_score.md).
+    chroma_floor : float
+        Floor of the chroma channels' local variance with ``color="ycbcr_floor"``, squared
+        8-bit code units.
+    landmarks : {"symmetric", "given"}
+        Landmarks of the regions: ``"symmetric"`` (default) places them again on the aligned
+        face and on its mirror image and averages the two
+        (:func:`cleftscore.face.symmetric.symmetric_landmarks`), so a mirror-flipped photo is
+        scored as its original; ``"given"`` uses the landmarks passed in. The mirror image
+        must be registered with the same landmarks (the mirror normalizer uses the symmetric
+        ones).
     """
 
     photometric: bool = True
@@ -134,8 +162,16 @@ class AsymmetrySettings:
     valley: float = 0.6
     valley_width: float = 0.04
     valley_length: float = 0.12
+    color: str = "ycbcr_floor"
+    landmarks: str = "symmetric"
+    floor: float = 0.02
+    chroma_floor: float = 16.0
 
     def __post_init__(self) -> None:
+        if self.landmarks not in ("symmetric", "given"):
+            raise ValueError(f"landmarks must be 'symmetric' or 'given', got {self.landmarks!r}")
+        if self.color not in ("ycbcr_floor", "ycbcr", "luma"):
+            raise ValueError(f"color must be 'ycbcr_floor', 'ycbcr' or 'luma', got {self.color!r}")
         if self.reference not in REFERENCES:
             raise ValueError(f"reference must be one of {', '.join(REFERENCES)}, got {self.reference!r}")
         if self.roi not in ("skin", "upper", "mouth", "face"):
@@ -150,7 +186,7 @@ class AsymmetrySettings:
             raise ValueError(f"erosion must be an integer >= 0, got {self.erosion!r}")
         if self.statistic not in STATISTICS:
             raise ValueError(f"statistic must be one of {', '.join(STATISTICS)}, got {self.statistic!r}")
-        for name in ("tolerance", "pool", "valley"):
+        for name in ("tolerance", "pool", "valley", "floor", "chroma_floor"):
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
                 raise ValueError(f"{name} must be >= 0 intercanthal distances, got {v!r}")
@@ -170,7 +206,11 @@ class AsymmetrySettings:
 
 #: The first face-referenced score of issue 19 (whole upper lip and nose base, no valley term):
 #: ``AsymmetrySettings(**PREVIOUS_SETTINGS)``.
-PREVIOUS_SETTINGS: dict[str, object] = {"roi": "upper", "valley": 0.0}
+PREVIOUS_SETTINGS: dict[str, object] = {"roi": "upper", "valley": 0.0, "color": "ycbcr", "landmarks": "given",
+                                        "floor": 0.0}  # fmt: skip
+
+#: The score of issue 21 (lip skin, valley term, luma and chroma): ``AsymmetrySettings(**YCBCR_SETTINGS)``.
+YCBCR_SETTINGS: dict[str, object] = {"color": "ycbcr", "landmarks": "given", "floor": 0.0}
 
 
 @dataclass(frozen=True)
@@ -276,7 +316,8 @@ def _blur(a: np.ndarray, sigma: float) -> np.ndarray:
     return cv2.GaussianBlur(a, (0, 0), sigmaX=sigma, sigmaY=sigma, borderType=cv2.BORDER_REFLECT)
 
 
-def photometric_normalize(image: np.ndarray, *, sigma: float) -> np.ndarray:
+def photometric_normalize(image: np.ndarray, *, sigma: float, spread: str = "own",
+                          chroma_floor: float = 64.0) -> np.ndarray:  # fmt: skip
     """Local structure of an image: lighting removed, local contrast set to 1.
 
     Parameters
@@ -285,13 +326,19 @@ def photometric_normalize(image: np.ndarray, *, sigma: float) -> np.ndarray:
         RGB, 0..255.
     sigma : float
         Gaussian sigma of the local mean and standard deviation, pixels (> 0).
+    spread : {"own", "chroma_floor"}
+        ``"own"``: ``c`` = 4 in every channel; ``"chroma_floor"``: ``c = chroma_floor`` in the
+        two chroma channels, so a faint chroma texture (skin, sensor noise) is not amplified
+        to unit contrast while a real colour edge (red lip, a gap) still counts.
+    chroma_floor : float
+        ``c`` of the chroma channels with ``spread="chroma_floor"``, squared code units.
 
     Returns
     -------
     (H, W, 3) ndarray of float32
         ``(x - G*x) / sqrt(G*(x - G*x)^2 + c)`` per YCbCr channel, ``c`` = 4 squared code
-        units (a floor, so flat regions such as a plain background stay near 0 instead of
-        amplifying noise).
+        units by default (a floor, so flat regions such as a plain background stay near 0
+        instead of amplifying noise).
     """
     if not (math.isfinite(sigma) and sigma > 0):
         raise ValueError(f"sigma must be a positive number of pixels, got {sigma!r}")
@@ -300,8 +347,27 @@ def photometric_normalize(image: np.ndarray, *, sigma: float) -> np.ndarray:
     # In place from here: the same float32 operations without a copy of the image each.
     sd = _blur(np.multiply(hp, hp, out=x), sigma)
     sd += np.float32(4.0)
+    if spread == "chroma_floor":
+        sd[..., 1:] += np.float32(chroma_floor - 4.0)
     np.sqrt(sd, out=sd)
+    if spread not in ("own", "chroma_floor"):
+        raise ValueError(f"spread must be 'own' or 'chroma_floor', got {spread!r}")
     return np.divide(hp, sd, out=hp)
+
+
+def _channels(face: np.ndarray, mirror: np.ndarray, *, settings: AsymmetrySettings,
+              sigma: float) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """The compared channels of the face and its mirror, float32 (H, W, C): C = 1 with ``color="luma"``."""
+    if settings.photometric:
+        spread = "chroma_floor" if settings.color == "ycbcr_floor" else "own"
+        a = photometric_normalize(face, sigma=sigma, spread=spread, chroma_floor=settings.chroma_floor)
+        b = photometric_normalize(mirror, sigma=sigma, spread=spread, chroma_floor=settings.chroma_floor)
+    else:
+        a = to_colorspace(face, colorspace="ycbcr").astype(np.float32)
+        b = to_colorspace(mirror, colorspace="ycbcr").astype(np.float32)
+    if settings.color == "luma":
+        return np.ascontiguousarray(a[..., :1]), np.ascontiguousarray(b[..., :1])
+    return a, b
 
 
 def refine_mirror(face: np.ndarray, mirror: np.ndarray, *, sigma: float, work_size: int = 256) -> np.ndarray:
@@ -536,6 +602,17 @@ def _statistic(v: np.ndarray, w: np.ndarray | None, statistic: str, quantile: fl
     return float(np.interp(quantile / 100.0, centres, vs))
 
 
+def _flip_fair(mask_of: Callable[[np.ndarray], np.ndarray], landmarks: np.ndarray, size: int) -> np.ndarray:
+    """A landmark mask OR the mirror image of the mask of the mirrored landmarks.
+
+    Polygon filling is not mirror-symmetric to the pixel (edges on the left and on the right are
+    rounded differently); the union is, so a flipped face gets exactly the flipped regions.
+    """
+    flipped = landmarks[list(IBUG68_MIRROR)].copy()
+    flipped[:, 0] = (size - 1) - flipped[:, 0]
+    return mask_of(landmarks) | mask_of(flipped)[:, ::-1]
+
+
 def score_region(landmarks: np.ndarray, size: int, *, settings: AsymmetrySettings) -> np.ndarray:
     """The region the settings score, from the landmarks (``(size, size)`` bool).
 
@@ -595,6 +672,9 @@ def asymmetry_score(
     lm = np.asarray(landmarks, dtype=np.float64)
     y = np.asarray(mirror)
     _check_pair(img, y)
+    if settings.landmarks == "symmetric":
+        intercanthal_distance(lm)  # the given ones are still checked
+        lm = symmetric_landmarks(img)
     if settings.refine:
         y = refine_mirror(img, y, sigma=settings.refine_scale * intercanthal_distance(lm))
     full = img.shape[0]
@@ -604,12 +684,7 @@ def asymmetry_score(
         y = cv2.resize(y, (size, size), interpolation=cv2.INTER_AREA)
         lm = lm * (size / full)
     icd = intercanthal_distance(lm)
-    if settings.photometric:
-        a = photometric_normalize(img, sigma=settings.scale * icd)
-        b = photometric_normalize(y, sigma=settings.scale * icd)
-    else:
-        a = to_colorspace(img, colorspace="ycbcr").astype(np.float32)
-        b = to_colorspace(y, colorspace="ycbcr").astype(np.float32)
+    a, b = _channels(img, y, settings=settings, sigma=settings.scale * icd)
     radius = int(round(settings.tolerance * icd))
     d = tolerant_difference(a, b, radius=radius)
     d = erode(d, size=settings.erosion).astype(np.float32)
@@ -620,7 +695,7 @@ def asymmetry_score(
         region = weights > 0
         weights = weights[region]
     else:
-        region = score_region(lm, size, settings=settings)
+        region = _flip_fair(lambda pts: score_region(pts, size, settings=settings), lm, size)
     if not region.any():
         raise ValueError("the ROI is empty; check the landmarks (or the drawn region)")
 
@@ -628,17 +703,17 @@ def asymmetry_score(
         return _statistic(values[m], w, settings.statistic, settings.quantile)
 
     roi_value = stat(region, w=weights)
-    ctrl = control_mask(lm, size) if settings.reference == "control" else None
+    ctrl = _flip_fair(lambda pts: control_mask(pts, size), lm, size) if settings.reference == "control" else None
     if ctrl is not None:
         if not ctrl.any():
             raise ValueError("the control region is empty; check the landmarks")
         cv = pooled[ctrl]
         ctrl_value = {"median": lambda: float(np.median(cv)), "mean": lambda: float(cv.mean()),
                       "same": lambda: stat(ctrl)}[settings.control_statistic]()  # fmt: skip
-        residual = -0.5 * math.log(max(roi_value, _FLOOR) / max(ctrl_value, _FLOOR))
+        residual = -0.5 * math.log(max(roi_value + settings.floor, _FLOOR) / max(ctrl_value + settings.floor, _FLOOR))
     else:
         ctrl_value = float("nan")
-        residual = -0.5 * math.log(max(roi_value, _FLOOR))
+        residual = -0.5 * math.log(max(roi_value + settings.floor, _FLOOR))
     valley_score = float("nan")
     score = residual
     if settings.valley > 0:

@@ -1,0 +1,59 @@
+"""The asymmetry score does not see a mirror flip or grayscale (issue 25), checked on a real aligned face."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from cleftscore.face import prepare_photo
+from cleftscore.face.symmetric import IBUG68_MIRROR, symmetric_landmarks
+from cleftscore.normalize.mirror import IBUG68_MIRROR as MIRROR_PERMUTATION
+from cleftscore.normalize.mirror import MirrorNormalizer, mirror_normalize
+from cleftscore.score.asymmetry import YCBCR_SETTINGS, AsymmetrySettings, asymmetry_score
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def face(example_photo: Path) -> np.ndarray:
+    return prepare_photo(example_photo, size=512).aligned.image
+
+
+def _score(img: np.ndarray, settings: AsymmetrySettings) -> float:
+    lm = symmetric_landmarks(img)
+    return asymmetry_score(img, lm, mirror=mirror_normalize(img, lm).image, settings=settings).score
+
+
+def test_symmetric_landmarks_flip_exactly(face: np.ndarray) -> None:
+    assert IBUG68_MIRROR == MIRROR_PERMUTATION
+    lm = symmetric_landmarks(face)
+    flipped = symmetric_landmarks(np.ascontiguousarray(face[:, ::-1]))
+    back = flipped[list(IBUG68_MIRROR)]
+    back[:, 0] = face.shape[1] - 1 - back[:, 0]
+    np.testing.assert_allclose(back, lm, atol=1e-9)
+
+
+def test_score_of_a_flipped_face_is_its_own(face: np.ndarray) -> None:
+    st = AsymmetrySettings()
+    a = _score(face, st)
+    b = _score(np.ascontiguousarray(face[:, ::-1]), st)
+    assert abs(a - b) < 0.01, (a, b)  # 0.003 on this face: the mirror registration is not exactly symmetric
+
+
+def test_grayscale_moves_the_luma_score_little_and_the_old_score_much(face: np.ndarray) -> None:
+    gray = np.repeat(cv2.cvtColor(face, cv2.COLOR_RGB2GRAY)[..., None], 3, axis=2)
+    new = abs(_score(gray, AsymmetrySettings()) - _score(face, AsymmetrySettings()))
+    old_st = AsymmetrySettings(**YCBCR_SETTINGS)
+    old = abs(_score(gray, old_st) - _score(face, old_st))
+    assert new < 0.05 and old > 10 * new, (new, old)
+
+
+def test_the_normalizer_registers_with_the_symmetric_landmarks(face: np.ndarray, example_photo: Path) -> None:
+    aligned = prepare_photo(example_photo, size=512).aligned
+    (norm,) = MirrorNormalizer().normalize([aligned])
+    assert norm.ok
+    expected = mirror_normalize(aligned.image, symmetric_landmarks(aligned.image)).image
+    assert np.array_equal(norm.image, expected)
