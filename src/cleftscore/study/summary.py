@@ -196,8 +196,8 @@ def patient_summary_html(study: Study, code: str, *, method: str | None = None, 
         "</head><body>",
         f"<h1>Patient {esc(code)}</h1>",
         f"<p class='muted'>{esc(sm.details)}{' · ' if sm.details else ''}printed {dt.date.today().isoformat()}</p>",
-        f"<p class='disclaimer'><b>{esc(DISCLAIMER)}</b> Research tool, not a certified medical device: the "
-        "scores support research and discussion, not a diagnosis.</p>",
+        f"<p class='disclaimer'><b>{esc(DISCLAIMER)}</b> The scores support research and discussion, not a "
+        "diagnosis.</p>",
         "<h2>Score over time</h2>",
         f"<div class='timeline'>{_img(timeline_png(sm.series, study.files), f'score timeline of {code}')}</div>",
         "<h2>Before and after</h2><table>",
