@@ -56,6 +56,15 @@ def check_reference(path: Path | None, method: str, score_settings) -> None:  # 
         raise CleftscoreError(f"--reference {path}: {exc}") from None
 
 
+def _score_settings_of(kind: str, settings) -> dict:  # noqa: ANN001 - PipelineSettings
+    """The settings that make the score a reference describes (the face-referenced score has its own)."""
+    if kind == "face-referenced":
+        from cleftscore.score.asymmetry import AsymmetrySettings
+
+        return AsymmetrySettings().to_dict()
+    return settings.to_dict()
+
+
 @reference_app.command("build")
 def build(
     photos: Annotated[list[Path], typer.Argument(help="Normal face photos, or folders of them (at least 10 faces).")],
@@ -115,7 +124,7 @@ def build(
             err_console.print(f"{failed} photo(s) could not be scored and are left out")
         text = source or f"{len(builder)} normal photos given to `cleftscore reference build`"
         try:
-            ref = builder.build(source=text, settings=settings.to_dict(), name=name or out.stem)
+            ref = builder.build(source=text, settings=_score_settings_of(kind, settings), name=name or out.stem)
         except ValueError as exc:
             raise CleftscoreError(str(exc)) from None
         write_json(out, ref.to_dict())
