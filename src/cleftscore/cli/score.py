@@ -175,13 +175,24 @@ def _print_results(results, csv_path: Path, html_path: Path) -> None:
     table.add_column("photo")
     table.add_column("status")
     table.add_column("score", justify="right")
-    for r in results:
+    from cleftscore.score.reference import placement_of
+
+    places = [placement_of(r.measures) if r.ok else None for r in results]
+    if any(places):
+        table.add_column("reading (among normal faces)")
+    for r, pl in zip(results, places, strict=True):
+        reading = [f"{pl.reading} ({pl.percentile:.0f}th percentile, z {pl.z:+.1f})" if pl else ""] if any(places) else []
         table.add_row(
             literal(Path(r.file).name),
             "ok" if r.ok else "[red]failed[/red]",
             f"{r.score:.3f}" if r.score is not None else "",
+            *reading,
         )
     console.print(table)
+    if any(places):
+        ref = next(p for p in places if p)
+        console.print(f"Reading against '{ref.reference}' ({ref.n} normal photos): below the 90th percentile within "
+                      "the normal range, 90 to 97.5 borderline, 97.5 and above outside it.")  # fmt: skip
     n_ok = sum(r.ok for r in results)
     console.print(f"{n_ok} of {len(results)} photos scored. CSV: {csv_path}  Report: {html_path}")
 
