@@ -61,7 +61,10 @@ def pixel_auroc(heatmap: np.ndarray, target: np.ndarray, region: np.ndarray) -> 
 
 
 def _map(face: np.ndarray, lm: np.ndarray, settings: AsymmetrySettings) -> tuple[float, np.ndarray]:
-    r = asymmetry_score(face, lm, settings=settings, mirror=mirror_normalize(face, lm).image)
+    """Score and map as the pipeline makes them: the mirror registered on the symmetric landmarks."""
+    from cleftscore.face.symmetric import symmetric_landmarks
+
+    r = asymmetry_score(face, lm, settings=settings, mirror=mirror_normalize(face, symmetric_landmarks(face)).image)
     return r.score, r.heatmap
 
 
