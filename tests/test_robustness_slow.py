@@ -58,3 +58,17 @@ def test_the_normalizer_registers_with_the_symmetric_landmarks(face: np.ndarray,
     assert norm.ok
     expected = mirror_normalize(aligned.image, symmetric_landmarks(aligned.image)).image
     assert np.array_equal(norm.image, expected)
+
+
+def test_symmetric_landmarks_fall_back_to_the_given_ones_when_the_box_misses(face: np.ndarray) -> None:
+    lm = symmetric_landmarks(face)
+    np.testing.assert_allclose(symmetric_landmarks(face, given=lm + 1.0), lm)  # close: the symmetric ones
+    far = lm + np.array([60.0, 0.0])  # points a face width away from where the box finds the face
+    assert symmetric_landmarks(face, given=far) is far
+
+
+def test_landmark_residual_is_the_registrations(face: np.ndarray) -> None:
+    from cleftscore.normalize.mirror import landmark_residual
+
+    lm = symmetric_landmarks(face)
+    assert landmark_residual(lm) == mirror_normalize(face, lm).residual_landmark_error

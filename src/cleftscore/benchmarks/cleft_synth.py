@@ -371,11 +371,11 @@ def default_scorers(names: Sequence[str] | None = None) -> dict[str, Scorer]:
 
 
 def _mirror(face: np.ndarray, lm: np.ndarray) -> np.ndarray:
-    """The mirror normalizer's image: registered with the symmetric landmarks (``lm`` is not used)."""
+    """The mirror normalizer's image: registered with the symmetric landmarks (``lm`` where they disagree)."""
     from cleftscore.face.symmetric import symmetric_landmarks
     from cleftscore.normalize.mirror import mirror_normalize
 
-    return mirror_normalize(face, symmetric_landmarks(face)).image
+    return mirror_normalize(face, symmetric_landmarks(face, given=lm)).image
 
 
 def _pixel_auroc(heatmap: np.ndarray, mask: np.ndarray, region: np.ndarray) -> float:

@@ -278,7 +278,8 @@ def _score_photo(photo: RobustnessPhoto, variants: Sequence[str], scorer: Scorer
             continue
         try:
             failed[v] = assess_quality(img, tuple(got.box), got.landmarks_original).failed  # type: ignore[arg-type]
-            mirror = mirror_normalize(got.image, symmetric_landmarks(got.image)).image  # as the normalizer does
+            lm = symmetric_landmarks(got.image, given=got.landmarks)  # as the normalizer does
+            mirror = mirror_normalize(got.image, lm).image
             out[v] = float(scorer(got.image, got.landmarks, mirror))
         except ValueError as exc:
             logger.info("%s / %s: %s", photo.key, v, exc)

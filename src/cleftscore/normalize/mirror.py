@@ -36,6 +36,7 @@ __all__ = [
     "WARPS",
     "MirrorResult",
     "fit_midline",
+    "landmark_residual",
     "mirror_landmarks",
     "mirror_normalize",
     "reflection_matrix",
@@ -498,6 +499,20 @@ def mirror_normalize(
     )
 
 
+def landmark_residual(landmarks: np.ndarray, *, control: str = "stable") -> float:
+    """RMS landmark residual of the thin-plate mirror registration, without warping an image.
+
+    The same number as :attr:`MirrorResult.residual_landmark_error` of :func:`mirror_normalize`
+    with ``warp="thin-plate"``: pixels, about 0 for a symmetric face.
+    """
+    lm = _check_landmarks(landmarks)
+    point, direction = fit_midline(lm)
+    lm_m = mirror_landmarks(lm, reflection_matrix(point, direction))
+    ctrl = list(CONTROL_SETS[control])
+    registered = np.asarray(_estimate("thin-plate", lm_m[ctrl], lm[ctrl])(lm_m), dtype=np.float64)
+    return float(np.sqrt(np.mean(np.sum((registered - lm) ** 2, axis=1))))
+
+
 #: Largest landmark residual of the mirror registration, in eye distances, that still counts as a
 #: face seen from the front. Frontal sample photos give 0.004-0.03; a face in near profile gave
 #: 16 (its mirror image cannot be registered, and the "normalized" face is a flat colour).
@@ -540,21 +555,25 @@ class MirrorNormalizer:
         from cleftscore.normalize.mirror import mirror_normalize
 
         t0 = time.perf_counter()
+        given = np.asarray(face.landmarks, dtype=np.float64)
         try:
             # The landmarks the score reads too: a mirror-flipped photo is registered as its original.
-            lm = symmetric_landmarks(face.image)
+            lm = symmetric_landmarks(face.image, given=given)
             mirrored = mirror_normalize(face.image, lm)
+            # The frontal check and the landmark measure keep the detected landmarks: the symmetric
+            # ones, placed from a fixed box, can look frontal on a face in profile.
+            residual = landmark_residual(given) if lm is not given else mirrored.residual_landmark_error
         except (CleftscoreError, ValueError) as exc:
             return Normalization(
                 image=None, error=" ".join(f"the mirror image could not be registered ({exc})".split())
             )
-        eyes = float(np.linalg.norm(lm[36:42].mean(axis=0) - lm[42:48].mean(axis=0)))
-        ratio = mirrored.residual_landmark_error / max(eyes, 1e-6)
+        eyes = float(np.linalg.norm(given[36:42].mean(axis=0) - given[42:48].mean(axis=0)))
+        ratio = residual / max(eyes, 1e-6)
         if not ratio <= MAX_MIRROR_RESIDUAL:
             return Normalization(
                 image=None,
                 error="the face is turned too far from the front for the asymmetry method "
                 f"(its landmarks lie {ratio:.1f} eye distances from their mirror image); use a frontal photo",
             )
-        measures = {"landmark_asymmetry_px": Measure(mirrored.residual_landmark_error, LANDMARK_ASYMMETRY_DEFINITION)}
+        measures = {"landmark_asymmetry_px": Measure(residual, LANDMARK_ASYMMETRY_DEFINITION)}
         return Normalization(image=mirrored.image, measures=measures, timings={"normalize_s": time.perf_counter() - t0})

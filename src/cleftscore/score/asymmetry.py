@@ -674,7 +674,7 @@ def asymmetry_score(
     _check_pair(img, y)
     if settings.landmarks == "symmetric":
         intercanthal_distance(lm)  # the given ones are still checked
-        lm = symmetric_landmarks(img)
+        lm = symmetric_landmarks(img, given=lm)
     if settings.refine:
         y = refine_mirror(img, y, sigma=settings.refine_scale * intercanthal_distance(lm))
     full = img.shape[0]
