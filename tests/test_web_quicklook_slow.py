@@ -146,7 +146,9 @@ def test_first_hour_in_a_browser(server: str, photos: dict[str, list[Path]], tmp
         page.set_input_files("#file-input", [str(p) for p in photos["extra"]])
         page.select_option("#method", "asymmetry")
         page.click("#upload-button")
-        page.wait_for_function("() => /\\d+ %/.test((document.querySelector('.job .job-status') || {}).textContent || '')")
+        page.wait_for_function(
+            "() => /\\d+ %/.test((document.querySelector('.job .job-status') || {}).textContent || '')"
+        )
         page.wait_for_function("() => document.querySelectorAll('figure.viewer').length === 4")
         page.goto(server + "/patients/P001")
         _no_sideways_scroll(page)
