@@ -178,6 +178,7 @@ def test_first_hour_in_a_browser(server: str, photos: dict[str, list[Path]], tmp
         icon = page.request.get(server + "/favicon.ico")
         assert icon.status == 200 and icon.headers["content-type"] == "image/png"
         page.goto(server + "/visits/1/report")
+        assert page.locator("#report b.reading-outside").count() >= 1
         _no_sideways_scroll(page)
         browser.close()
     assert requests and all(u.startswith((server, "data:")) for u in requests), requests

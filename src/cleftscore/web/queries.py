@@ -200,14 +200,15 @@ def visit_page(study: Study, visit_id: int) -> VisitPage:
 
 
 #: Columns of a visit's CSV download.
-CSV_COLUMNS = ("patient", "visit_id", "date", "phase", "photo_id", "file", "method", "roi", "score", "settings_key",
+CSV_COLUMNS = ("patient", "visit_id", "date", "phase", "photo_id", "file", "method", "roi", "score", "reading", "settings_key",
                "measures", "notes", "scored_at")  # fmt: skip
 
 
 def visit_csv_rows(page: VisitPage) -> list[dict[str, Any]]:
     """One row per score of the visit's photos; each measure also in a column of its own (see :func:`visit_csv_columns`)."""
     return [{"patient": page.code, "visit_id": page.id, "date": page.date.isoformat(), "phase": page.phase, "photo_id": ph.id,
-             "file": ph.name, "method": sc.method, "roi": sc.roi, "score": sc.score, "settings_key": sc.settings_key,
+             "file": ph.name, "method": sc.method, "roi": sc.roi, "score": sc.score,
+             "reading": sc.placement.reading if sc.placement else "", "settings_key": sc.settings_key,
              "measures": json.dumps({k: m.get("value") for k, m in sc.measures.items()}, sort_keys=True), "notes": sc.notes,
              "scored_at": sc.created_at, **{k: m.get("value") for k, m in sc.measures.items() if k not in CSV_COLUMNS}}
             for ph in page.photos for sc in ph.scores]  # fmt: skip
