@@ -208,9 +208,7 @@ def test_shipped_reference_matches_the_default_score():
     from cleftscore.score.reference import DEFAULT_HEATMAP_SCALE, load_reference
 
     ref = load_reference()
-    # Since issue 26 the shipped file is written by `cleftscore reference build`, which records the
-    # pipeline's settings (the asymmetry method's face-referenced score), not AsymmetrySettings.
-    assert ref.settings["method"] == "asymmetry" and ref.settings["score"]["asymmetry_score"] == "face-referenced"
+    assert ref.settings == AsymmetrySettings().to_dict()
     assert ref.n >= 100 and 0 < ref.heatmap_scale < 100
     # Rebuilt for issue 25's score: 12.04 (12.43 before); DEFAULT_HEATMAP_SCALE serves files without the field.
     assert ref.heatmap_scale == pytest.approx(DEFAULT_HEATMAP_SCALE, rel=0.05)
