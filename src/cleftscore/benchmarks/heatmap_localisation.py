@@ -64,7 +64,9 @@ def _map(face: np.ndarray, lm: np.ndarray, settings: AsymmetrySettings) -> tuple
     """Score and map as the pipeline makes them: the mirror registered on the symmetric landmarks."""
     from cleftscore.face.symmetric import symmetric_landmarks
 
-    r = asymmetry_score(face, lm, settings=settings, mirror=mirror_normalize(face, symmetric_landmarks(face)).image)
+    r = asymmetry_score(
+        face, lm, settings=settings, mirror=mirror_normalize(face, symmetric_landmarks(face, given=lm)).image
+    )
     return r.score, r.heatmap
 
 
