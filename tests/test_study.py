@@ -214,8 +214,16 @@ def test_study_holds_every_patient_visit_photo_and_score(study_db: Path) -> None
 
 
 def test_outcomes_per_patient_and_cohort_with_both_plots(study_db: Path, tmp_path: Path) -> None:
+    # The test photos are small (128 px faces) or turned: the photo-quality gate leaves them out of the change
+    # by default and says so; the arithmetic below is checked on all of them.
+    gated = runner.invoke(
+        app, ["study", "outcomes", "--db", str(study_db), "--out", str(tmp_path / "gated"), "--n-boot", "200"]
+    )
+    assert gated.exit_code == 0, gated.output
+    assert "left out of the change" in " ".join(gated.output.split())
     out = tmp_path / "outcomes"
-    result = runner.invoke(app, ["study", "outcomes", "--db", str(study_db), "--out", str(out), "--n-boot", "2000"])
+    result = runner.invoke(app, ["study", "outcomes", "--db", str(study_db), "--out", str(out), "--n-boot", "2000",
+                                 "--include-failed-quality"])  # fmt: skip
     assert result.exit_code == 0, result.output
     rows = _read_csv(out / "outcomes.csv")
     changes, cohort = rows[:-1], rows[-1]
@@ -257,9 +265,9 @@ def test_cohort_can_compare_the_first_later_visit(study_db: Path) -> None:
     from cleftscore.study.outcomes import compute_outcomes
 
     with open_study(study_db, create=False) as study:
-        last = compute_outcomes(study, n_boot=500)
-        first = compute_outcomes(study, after="first", n_boot=500)
-        assert compute_outcomes(study, n_boot=500, seed=0) == last  # seeded: the same CIs every time
+        last = compute_outcomes(study, n_boot=500, include_failed_quality=True)  # small test photos (see above)
+        first = compute_outcomes(study, after="first", n_boot=500, include_failed_quality=True)
+        assert compute_outcomes(study, n_boot=500, seed=0, include_failed_quality=True) == last  # seeded CIs
     p1 = {c.phase: c for c in last.changes if c.code == "P001"}
     assert last.cohort.later[0] == pytest.approx(p1["follow-up"].after)
     assert first.cohort.later[0] == pytest.approx(p1["post-op"].after)
