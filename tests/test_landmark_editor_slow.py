@@ -140,9 +140,9 @@ def test_the_editor_endpoints_check_what_they_are_sent(tmp_path: Path, example_p
         assert png.status_code == 200 and png.content[:4] == b"\x89PNG"
         url = f"/api/photos/{photo_id}/landmarks"
         assert client.post(url, json={"points": {"48": [100, 200]}}).status_code == 403  # no CSRF token
-        assert client.post(url, json={"points": {"nose": [1, 2]}}, headers=token).status_code == 422
-        assert client.post(url, json={"points": {"48": [1]}}, headers=token).status_code == 422
-        assert client.post(url, json={"points": {}}, headers=token).status_code == 422
+        assert client.post(url, json={"points": {"nose": [1, 2]}}, headers=token).status_code == 400
+        assert client.post(url, json={"points": {"48": [1]}}, headers=token).status_code == 400
+        assert client.post(url, json={"points": {}}, headers=token).status_code == 400
         assert client.get("/api/photos/999/landmarks").status_code == 404
         assert (
             client.post("/api/photos/999/landmarks", json={"points": {"48": [1, 2]}}, headers=token).status_code == 404

@@ -32,7 +32,7 @@ def test_quick_look_page_refuses_what_is_not_a_photo(client) -> None:
     assert page.status_code == 200 and "Nothing is stored" in page.text and 'id="quicklook-form"' in page.text
     headers = {"X-CSRF-Token": app.state.ctx.guard.csrf_token}
     bad = c.post("/api/quicklook", files={"file": ("x.jpg", b"not a photo", "image/jpeg")}, headers=headers)
-    assert bad.status_code == 422 and "/tmp" not in bad.text
+    assert bad.status_code == 415 and "/tmp" not in bad.text
     # Like every state-changing request, it needs the page's CSRF token.
     assert c.post("/api/quicklook", files={"file": ("x.jpg", b"not a photo", "image/jpeg")}).status_code == 403
 

@@ -287,7 +287,9 @@ def outcomes(
         )  # fmt: skip
         written = write_outcomes(study, result, out)
     for note in result.notes:
-        err_console.print(f"[yellow]note:[/yellow] {note}", highlight=False, soft_wrap=True)
+        err_console.print(f"[yellow]note:[/yellow] {literal(note)}", highlight=False, soft_wrap=True)
+    if any("failed the quality gate" in note for note in result.notes):
+        err_console.print("[yellow]note:[/yellow] --include-failed-quality keeps those photos", highlight=False)
     console.print(
         f"Method {result.method}, settings {result.settings_key[:12]}; higher S = closer to normal, so a positive change is an improvement"
     )

@@ -256,7 +256,7 @@ def _passing_quality(scores: list[Score], notes: list[str]) -> list[Score]:
         bad = failed_checks({k: float(v) for k, v in values.items() if isinstance(v, (int, float))})
         if bad:
             notes.append(f"photo {sc.photo.original_name} (visit {sc.photo.visit_id}) failed the quality gate "
-                         f"({', '.join(bad)}) and is left out of the change; --include-failed-quality keeps it")  # fmt: skip
+                         f"({', '.join(bad)}) and is left out of the change")  # fmt: skip
         else:
             keep.append(sc)
     return keep

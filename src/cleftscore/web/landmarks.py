@@ -23,6 +23,7 @@ from fastapi.responses import HTMLResponse, Response
 
 from cleftscore.errors import CleftscoreError
 from cleftscore.web.context import ID, AppContext
+from cleftscore.web.schemas import ERRORS
 
 __all__ = ["EDITOR_SIZE", "install_landmarks"]
 
@@ -103,7 +104,7 @@ def install_landmarks(app: FastAPI, ctx: AppContext) -> None:
         try:
             return await asyncio.to_thread(_state, study, faces, photo_id)
         except CleftscoreError as exc:
-            raise HTTPException(404 if "no photo" in str(exc) else 422, str(exc)) from None
+            raise HTTPException(404 if "no photo" in str(exc) else 400, str(exc)) from None
 
     @app.get("/photos/{photo_id}/landmarks", response_class=HTMLResponse, include_in_schema=False)
     async def editor(request: Request, photo_id: ID) -> HTMLResponse:
@@ -127,12 +128,12 @@ def install_landmarks(app: FastAPI, ctx: AppContext) -> None:
             raise HTTPException(404, str(exc)) from None
         return Response(png, media_type="image/png", headers={"Cache-Control": "private, no-store"})
 
-    @app.get("/api/photos/{photo_id}/landmarks")
+    @app.get("/api/photos/{photo_id}/landmarks", responses=ERRORS)
     async def landmarks_state(photo_id: ID) -> dict[str, Any]:
         """A photo's landmarks in its aligned face, the points one can add, and its scores with their measures."""
         return await state_or_error(photo_id)
 
-    @app.post("/api/photos/{photo_id}/landmarks")
+    @app.post("/api/photos/{photo_id}/landmarks", responses=ERRORS)
     async def save_landmarks(
         photo_id: ID, points: Annotated[dict[str, list[float]], Body(embed=True)]
     ) -> dict[str, Any]:
@@ -141,17 +142,17 @@ def install_landmarks(app: FastAPI, ctx: AppContext) -> None:
         from cleftscore.study.corrections import correct_photo
 
         if not points or len(points) > 100:
-            raise HTTPException(422, "send between 1 and 100 points")
+            raise HTTPException(400, "send between 1 and 100 points")
         try:
             entry = LandmarkEntry(f"photo {photo_id}", "aligned", {k: tuple(v) for k, v in points.items()},  # type: ignore[misc]
                                   source="web editor")  # fmt: skip
         except (ValueError, TypeError) as exc:
-            raise HTTPException(422, str(exc)) from None
+            raise HTTPException(400, str(exc)) from None
         try:
             lines = await asyncio.to_thread(correct_photo, study, photo_id, entry, aligned_size=EDITOR_SIZE,
                                             cache_dir=ctx.settings.cache_dir)  # fmt: skip
         except CleftscoreError as exc:
-            raise HTTPException(404 if "no photo" in str(exc) else 422, str(exc)) from None
+            raise HTTPException(404 if "no photo" in str(exc) else 400, str(exc)) from None
         state = await state_or_error(photo_id)
         state["lines"] = [line.__dict__ for line in lines]
         return state

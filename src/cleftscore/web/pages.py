@@ -19,7 +19,8 @@ from cleftscore.web.security import SESSION_COOKIE
 
 __all__ = ["install_pages"]
 
-_STORED = re.compile(r"(photos|pictures)/[0-9a-f]{2}/[0-9a-f]{64}\.(png|jpg)")
+# .npy: the heat map's values (heatmap.npy), for researchers who reuse the map.
+_STORED = re.compile(r"(photos|pictures)/[0-9a-f]{2}/[0-9a-f]{64}\.(png|jpg|npy)")
 
 
 def _page(ctx: AppContext, request: Request, name: str, status_code: int = 200, **values: Any) -> HTMLResponse:
@@ -156,7 +157,9 @@ def install_pages(app: FastAPI, ctx: AppContext) -> None:
 
         def draw() -> bytes | None:
             try:
-                out = compute_outcomes(study, method=method, n_boot=100)
+                # Every scored visit is drawn, photos that fail the quality gate too: the page's notes
+                # say which of them the change leaves out.
+                out = compute_outcomes(study, method=method, n_boot=100, include_failed_quality=True)
             except StudyError:
                 return None
             series = [s for s in out.patients if s.code == code]

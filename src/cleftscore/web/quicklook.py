@@ -19,6 +19,7 @@ from fastapi.responses import HTMLResponse
 
 from cleftscore.web import queries
 from cleftscore.web.context import AppContext
+from cleftscore.web.schemas import ERRORS, Problem
 from cleftscore.web.uploads import UploadError, check_photo
 
 __all__ = ["install_quicklook", "quick_look"]
@@ -84,7 +85,7 @@ def install_quicklook(app: FastAPI, ctx: AppContext) -> None:
             {"csrf": ctx.guard.csrf_token, "reading_note": queries.READING_NOTE, "limits": ctx.settings},
         )  # fmt: skip
 
-    @app.post("/api/quicklook")
+    @app.post("/api/quicklook", responses={**ERRORS, 413: {"model": Problem}, 415: {"model": Problem}})
     async def quicklook(file: Annotated[UploadFile, File(description="One photo (content is checked, not its name).")]) -> dict[str, Any]:  # fmt: skip
         """Score one photo with the mirror method and return its reading and panel; nothing is stored."""
         limits = ctx.settings
@@ -92,8 +93,8 @@ def install_quicklook(app: FastAPI, ctx: AppContext) -> None:
         try:
             checked = await asyncio.to_thread(check_photo, file.filename or "", data, max_bytes=limits.max_file_bytes,
                                               max_pixels=limits.max_pixels)  # fmt: skip
-        except UploadError as exc:
-            raise HTTPException(422, str(exc)) from None
+        except UploadError as exc:  # the statuses of an upload to a visit (web/api.py)
+            raise HTTPException(413 if "over the limit" in str(exc) else 415, str(exc)) from None
 
         def run() -> dict[str, Any]:
             with tempfile.TemporaryDirectory(prefix="quicklook-") as tmp:
