@@ -185,3 +185,23 @@ def test_all_68_points_by_hand_serve_a_photo_without_a_detected_face() -> None:
     assert any("placed by hand" in n for n in prepared.notes)
     with pytest.raises(FaceNotFoundError, match="no face found"):  # some points by hand are not enough
         prepare_photo(blank, size=64, edit=LandmarkEdit(moved={48: (10.0, 10.0)}))
+
+
+def test_the_score_uses_hand_corrected_points_as_given(example_photo: Path) -> None:
+    # By default the score places the landmarks again from the image (a flip-fair placement); a
+    # hand correction must reach the score instead of being placed over.
+    from cleftscore.face.prepare import prepare_photo
+    from cleftscore.normalize.mirror import MirrorNormalizer
+    from cleftscore.score.paper import ScoreSettings, score_face_referenced
+
+    face = prepare_photo(example_photo, size=256).aligned
+    (norm,) = MirrorNormalizer().normalize([face])
+    moved = face.landmarks.copy()
+    moved[31:36, 1] += 10.0  # the nostril base dragged 10 px down: the scored lip skin moves
+    settings = ScoreSettings()
+    placed, _ = score_face_referenced(face.image, norm.image, moved, settings=settings)
+    given, _ = score_face_referenced(face.image, norm.image, moved, settings=settings, hand_corrected=True)
+    assert not np.array_equal(placed.heatmap, given.heatmap)
+    # Without the flag the moved points were placed over: the map is the uncorrected face's.
+    unmoved, _ = score_face_referenced(face.image, norm.image, face.landmarks, settings=settings)
+    assert np.array_equal(placed.heatmap, unmoved.heatmap)

@@ -140,6 +140,23 @@ def test_a_new_measure_gets_its_own_csv_column() -> None:
     assert csv_row(b)["cleft_width_px"] == "3.500" and "cleft_width_px" not in csv_row(a)
 
 
+def test_the_reading_among_normal_faces_and_the_quality_gate_lead_the_csv() -> None:
+    placed = {"reference_percentile": Measure(98.0, "percentile", stage="score"),
+              "reference_z": Measure(2.4, "z", stage="score")}  # fmt: skip
+    a = _record(measures={**placed, "landmark_asymmetry_px": Measure(1.0, "RMS")}, quality="ok")
+    b = _record(photo_id="b", quality="sharpness;yaw")
+    c = _record(photo_id="c", status="failed", message="c.jpg: no face found", score=None, pictures=(), measures={})
+    cols = csv_columns([a, b, c])
+    assert cols[:8] == ["file", "photo_id", "status", "reading", "reference_percentile", "reference_z", "score",
+                        "quality"]  # fmt: skip
+    assert cols.count("reference_percentile") == 1
+    rows = [csv_row(r) for r in (a, b, c)]
+    assert rows[0]["reading"] == "outside the normal range" and rows[0]["reference_percentile"] == "98.000"
+    assert rows[0]["quality"] == "ok" and rows[1]["quality"] == "sharpness;yaw"
+    assert rows[1]["reading"] == "" and rows[2]["reading"] == ""  # no reference placement, or failed
+    assert csv_row(a, stale=["score.roi=mouth (not nose)"])["reading"] == ""  # a stale score has no reading
+
+
 def test_settings_differences_only_compare_what_the_run_names() -> None:
     rec = {
         "method": "asymmetry",

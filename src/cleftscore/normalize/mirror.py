@@ -558,7 +558,8 @@ class MirrorNormalizer:
         given = np.asarray(face.landmarks, dtype=np.float64)
         try:
             # The landmarks the score reads too: a mirror-flipped photo is registered as its original.
-            lm = symmetric_landmarks(face.image, given=given)
+            # Points a user corrected by hand are the landmarks: placing them again would undo the correction.
+            lm = given if getattr(face, "corrected", ()) else symmetric_landmarks(face.image, given=given)
             mirrored = mirror_normalize(face.image, lm)
             # The frontal check and the landmark measure keep the detected landmarks: the symmetric
             # ones, placed from a fixed box, can look frontal on a face in profile.

@@ -237,7 +237,9 @@ CSV_COLUMNS = (
     "file",
     "photo_id",
     "status",
+    "reading",
     "score",
+    "quality",
     "message",
     "method",
     "roi",
@@ -267,15 +269,26 @@ CSV_COLUMNS = (
 )
 #: Measures that always get a column (empty where a method has none), so CSVs of both methods line up.
 STANDARD_MEASURES = ("landmark_asymmetry_px",)
+#: Measures that place the score among normal faces: the headline, right after ``reading``.
+HEADLINE_MEASURES = ("reference_percentile", "reference_z")
 
 
 def csv_columns(records: Sequence[PhotoRecord]) -> list[str]:
-    """Columns of a CSV of these records: fixed ones, then every measure name seen."""
+    """Columns of a CSV of these records: the reading first, fixed ones, then every other measure name seen."""
     names = list(STANDARD_MEASURES)
     for r in records:
-        names.extend(k for k in r.measures if k not in names)
+        names.extend(k for k in r.measures if k not in names and k not in HEADLINE_MEASURES)
+    k = CSV_COLUMNS.index("reading") + 1
     i = CSV_COLUMNS.index("method") + 1
-    return [*CSV_COLUMNS[:i], *names, *CSV_COLUMNS[i:]]
+    return [*CSV_COLUMNS[:k], *HEADLINE_MEASURES, *CSV_COLUMNS[k:i], *names, *CSV_COLUMNS[i:]]
+
+
+def _reading(record: PhotoRecord) -> str:
+    """The reading among normal faces (within the normal range / borderline / outside), from the record's percentile."""
+    from cleftscore.score.reference import reading_of
+
+    m = record.measures.get("reference_percentile")
+    return reading_of(m.value) if m is not None and record.ok else ""
 
 
 def _fmt(value: float | None, digits: int) -> str:
@@ -335,7 +348,9 @@ def csv_row(record: PhotoRecord, *, stale: Sequence[str] = ()) -> dict[str, Any]
         "file": record.file,
         "photo_id": record.photo_id,
         "status": status,
+        "reading": _reading(record) if status == "ok" else "",
         "score": score,
+        "quality": record.quality,
         "message": message,
         "method": record.method,
         "roi": sc.get("roi", ""),

@@ -202,7 +202,8 @@ class ScoredFace:
 
 
 def score_face(aligned: np.ndarray, normalized: np.ndarray, mask: np.ndarray, landmarks: np.ndarray, *, method: str,
-               settings: ScoreSettings, lpips_distance: Any = None, reference: Any = None) -> ScoredFace:  # fmt: skip
+               settings: ScoreSettings, lpips_distance: Any = None, reference: Any = None,
+               hand_corrected: bool = False) -> ScoredFace:  # fmt: skip
     """Score, heat map and score-stage measures of a normalized face, placed against a reference.
 
     The asymmetry method's score column is the face-referenced score by default; the paper's S
@@ -210,11 +211,12 @@ def score_face(aligned: np.ndarray, normalized: np.ndarray, mask: np.ndarray, la
     "paper"`` the other way round), so both numbers are in every asymmetry record. ``reference``
     (a :class:`~cleftscore.score.reference.NormativeReference`; None: the shipped one where it
     fits) adds ``reference_percentile`` and ``reference_z`` and the map in normal units.
+    ``hand_corrected``: the landmarks were corrected by hand and are scored as given.
     """
     from cleftscore.score.reference import place_scored, reference_for
 
     scored = _score_face(aligned, normalized, mask, landmarks, method=method, settings=settings,
-                         lpips_distance=lpips_distance)  # fmt: skip
+                         lpips_distance=lpips_distance, hand_corrected=hand_corrected)  # fmt: skip
     kind = "face-referenced" if settings.face_referenced(method) else "paper"
     ref = reference if reference is not None else reference_for(method, kind)
     if ref is None:
@@ -225,7 +227,7 @@ def score_face(aligned: np.ndarray, normalized: np.ndarray, mask: np.ndarray, la
 
 
 def _score_face(aligned: np.ndarray, normalized: np.ndarray, mask: np.ndarray, landmarks: np.ndarray, *, method: str,
-                settings: ScoreSettings, lpips_distance: Any = None) -> ScoredFace:  # fmt: skip
+                settings: ScoreSettings, lpips_distance: Any = None, hand_corrected: bool = False) -> ScoredFace:  # fmt: skip
     """Score, heat map and score-stage measures of a normalized face (see :func:`score_face`)."""
     from cleftscore.score.paper import (
         ASYMMETRY_SCORE_DEFINITION,
@@ -244,7 +246,8 @@ def _score_face(aligned: np.ndarray, normalized: np.ndarray, mask: np.ndarray, l
     from cleftscore.score.reference import load_reference
 
     user = mask if settings.mask_file else None
-    fr, region = score_face_referenced(aligned, normalized, landmarks, settings=settings, user_mask=user)
+    fr, region = score_face_referenced(aligned, normalized, landmarks, settings=settings, user_mask=user,
+                                       hand_corrected=hand_corrected)  # fmt: skip
     fraction = Measure(load_reference().fraction_more_symmetric(fr.score), NORMAL_FRACTION_DEFINITION, stage="score")
     if settings.face_referenced(method):
         region_name = f"user mask {settings.mask_file}" if settings.mask_file else f"{settings.roi} region"
@@ -262,7 +265,8 @@ def landmark_measures(prepared: PreparedPhoto) -> dict[str, Measure]:
 
     Each value in intercanthal units gets a ``_pct`` column beside it: its percentile among the
     normal faces of the shipped reference. A face with a landmark edit also gets
-    ``landmarks_corrected_points`` (how many points the user moved or added) and, with a ruler
+    ``landmarks_corrected_points`` (how many points the user moved or added),
+    ``landmarks_moved_points`` (how many of the 68 were moved) and, with a ruler
     or iris scale, the ``_mm`` columns. Landmarks too degenerate to measure give no measures.
     """
     from cleftscore.face.measures import load_nasolabial_reference, nasolabial_measures
@@ -287,6 +291,9 @@ def landmark_measures(prepared: PreparedPhoto) -> dict[str, Measure]:
             f"landmarks moved or added by hand ({edit.when or 'time not given'}; {edit.source or 'source not given'}); "
             "alignment, normalization, regions, score, heat map and measures use them",
         )
+        # Moved iBUG-68 points replace the re-placed symmetric landmarks in the mirror method, so a
+        # re-score must know whether there were any (added hand points do not take part).
+        out["landmarks_moved_points"] = Measure(len(edit.moved), "iBUG-68 landmarks moved by hand (see above)")
     return out
 
 
@@ -343,7 +350,7 @@ def finish_photo(work: PhotoWork, ctx: RunContext) -> PhotoResult:
             face = work.prepared.aligned
             scored = score_face(face.image, work.norm.image, work.mask, face.landmarks,  # type: ignore[arg-type]
                                 method=ctx.settings.method, settings=ctx.settings.score, lpips_distance=ctx.lpips_distance,
-                                reference=ctx.reference)  # fmt: skip
+                                reference=ctx.reference, hand_corrected=bool(getattr(face, "corrected", ())))  # fmt: skip
         except Exception as exc:  # noqa: BLE001 - one photo never stops the batch
             work.fail(exc, stage="scoring")
     record = _record(work, scored, ctx)

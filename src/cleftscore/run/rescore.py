@@ -77,8 +77,9 @@ def _rescore_one(
         inverted = load_image(kept["inverted.png"]) if "inverted.png" in kept else None
         face = _aligned_face(rec.geometry, aligned)
         mask = region_mask(face.landmarks, face.size, score_settings)
+        moved = rec.measures.get("landmarks_moved_points")  # scored on them as given, as when first scored
         scored = score_face(aligned, normalized, mask, face.landmarks, method=rec.method, settings=score_settings,
-                            lpips_distance=lpips_distance)  # fmt: skip
+                            lpips_distance=lpips_distance, hand_corrected=moved is not None and moved.value > 0)  # fmt: skip
         try:
             original = load_image(rec.file)
         except CleftscoreError:

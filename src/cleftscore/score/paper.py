@@ -337,6 +337,7 @@ def score_face_referenced(
     *,
     settings: ScoreSettings,
     user_mask: np.ndarray | None = None,
+    hand_corrected: bool = False,
 ) -> tuple[PhotoScore, np.ndarray]:
     """The asymmetry method's face-referenced score of one aligned face and its registered mirror.
 
@@ -350,6 +351,8 @@ def score_face_referenced(
         Recorded with the score (``heatmap_max``, ``asymmetry_score``).
     user_mask : (S, S) ndarray, optional
         A user-drawn region that replaces the upper-lip skin.
+    hand_corrected : bool
+        The landmarks were corrected by hand: they are used as given, not placed again.
 
     Returns
     -------
@@ -359,7 +362,8 @@ def score_face_referenced(
     """
     from cleftscore.score.asymmetry import AsymmetrySettings, asymmetry_score, score_region
 
-    fr = AsymmetrySettings()
+    # Hand-corrected landmarks are used as given (the mirror normalizer registers on them too).
+    fr = AsymmetrySettings(landmarks="given") if hand_corrected else AsymmetrySettings()
     size = np.asarray(face).shape[0]
     if user_mask is not None:
         region = _check_mask(user_mask, (size, size)) > 0.5
