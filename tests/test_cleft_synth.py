@@ -15,7 +15,7 @@ from cleftscore.benchmarks.cleft_synth import (
     plant_cleft,
     spearman,
 )
-from cleftscore.normalize.mirror import IBUG68_MIRROR
+from cleftscore.face.symmetric import IBUG68_MIRROR
 from cleftscore.score.asymmetry import (
     AsymmetrySettings,
     asymmetry_score,

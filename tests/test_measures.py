@@ -20,7 +20,7 @@ from cleftscore.face.measures import (
     load_nasolabial_reference,
     nasolabial_measures,
 )
-from cleftscore.normalize.mirror import IBUG68_MIRROR
+from cleftscore.face.symmetric import IBUG68_MIRROR
 from landmark_helpers import ASTRONAUT_68
 
 _ASTRONAUT = ASTRONAUT_68

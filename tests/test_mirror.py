@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
+from cleftscore.face.symmetric import IBUG68_MIRROR
 from cleftscore.normalize.mirror import (
-    IBUG68_MIRROR,
     MIDLINE_POINTS,
     STABLE_CONTROL_POINTS,
     fit_midline,

@@ -86,3 +86,12 @@ def test_an_unknown_patient_or_visit_gets_an_html_page_with_a_way_back(client) -
         assert r.status_code == 404 and r.headers["content-type"].startswith("text/html"), url
         assert 'id="back" href="/"' in r.text and "There is no" in r.text
         assert "cleftscore study" not in r.text and "detail" not in r.text
+
+
+def test_the_summary_styles_are_served_from_the_one_copy_a_file_inlines(client) -> None:
+    from cleftscore.study.summary import SUMMARY_CSS
+
+    c, _, _ = client
+    r = c.get("/summary.css")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/css") and r.text == SUMMARY_CSS
+    assert "@page" in r.text  # the print layout

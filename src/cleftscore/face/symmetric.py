@@ -42,8 +42,9 @@ def _mirror_permutation() -> tuple[int, ...]:
     return tuple(perm)
 
 
-#: ``IBUG68_MIRROR[i]`` is the iBUG-68 point that plays the role of ``i`` after a left-right
-#: reflection (jaw 0 <-> 16, brows 17 <-> 26, eyes 36 <-> 45, mouth 48 <-> 54, ...).
+#: ``IBUG68_MIRROR[i]`` is the iBUG-68 index of the point that plays the role of ``i`` after a
+#: left-right reflection (jaw 0<->16, brows 17<->26, eyes 36<->45, mouth 48<->54, ...; the
+#: midline points 8, 27-30, 33, 51, 57, 62, 66 map to themselves).
 IBUG68_MIRROR: tuple[int, ...] = _mirror_permutation()
 
 

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from cleftscore.face.symmetric import IBUG68_MIRROR
 from cleftscore.normalize import Measure, Normalization
 
 if TYPE_CHECKING:
@@ -30,7 +31,6 @@ __all__ = [
     "MAX_MIRROR_RESIDUAL",
     "MirrorNormalizer",
     "CONTROL_SETS",
-    "IBUG68_MIRROR",
     "MIDLINE_POINTS",
     "STABLE_CONTROL_POINTS",
     "WARPS",
@@ -44,24 +44,6 @@ __all__ = [
 
 WARPS = ("thin-plate", "piecewise-affine")
 
-
-def _mirror_permutation() -> tuple[int, ...]:
-    pairs = [(i, 16 - i) for i in range(8)]  # jaw
-    pairs += [(17 + i, 26 - i) for i in range(5)]  # brows
-    pairs += [(31, 35), (32, 34)]  # nose base
-    pairs += [(36, 45), (37, 44), (38, 43), (39, 42), (40, 47), (41, 46)]  # eyes
-    pairs += [(48, 54), (49, 53), (50, 52), (55, 59), (56, 58)]  # outer lips
-    pairs += [(60, 64), (61, 63), (65, 67)]  # inner lips
-    perm = list(range(68))
-    for a, b in pairs:
-        perm[a], perm[b] = b, a
-    return tuple(perm)
-
-
-#: ``IBUG68_MIRROR[i]`` is the iBUG-68 index of the point that plays the role of ``i`` after a
-#: left-right reflection (jaw 0<->16, brows 17<->26, eyes 36<->45, mouth 48<->54, ...; the
-#: midline points 8, 27-30, 33, 51, 57, 62, 66 map to themselves).
-IBUG68_MIRROR: tuple[int, ...] = _mirror_permutation()
 
 #: Landmarks fitted by the midline: nose bridge 27-30, nose tip 33, upper-lip centre 51, chin 8.
 MIDLINE_POINTS: tuple[int, ...] = (27, 28, 29, 30, 33, 51, 8)

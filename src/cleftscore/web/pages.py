@@ -106,8 +106,15 @@ def _install_comparisons(app: FastAPI, ctx: AppContext) -> None:
         from cleftscore.study.summary import patient_summary_html
 
         page = await _lookup(f"patient {code}", patient_summary_html, study, code, method=method, n_boot=2000,
-                             stylesheet="/static/summary.css")  # fmt: skip
+                             stylesheet="/summary.css")  # fmt: skip
         return HTMLResponse(page)
+
+    @app.get("/summary.css", include_in_schema=False)
+    async def summary_css() -> Response:
+        # The same styles as a summary written to a file (inline there; this app's CSP refuses inline styles).
+        from cleftscore.study.summary import SUMMARY_CSS
+
+        return Response(SUMMARY_CSS, media_type="text/css", headers={"Cache-Control": "public, max-age=3600"})
 
 
 def install_pages(app: FastAPI, ctx: AppContext) -> None:
