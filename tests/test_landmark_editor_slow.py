@@ -12,25 +12,17 @@ import datetime as dt
 import os
 import re
 import shutil
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from web_helpers import served, system_chromium
+
 pytest.importorskip("fastapi")
 pytestmark = pytest.mark.slow
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
-
-
-def _chromium() -> str:
-    for name in ("chromium", "chromium-browser"):
-        found = shutil.which(name)
-        if found:
-            return found
-    pytest.skip("no system chromium (apt-get install chromium); browsers cannot be downloaded here")
 
 
 def _scored_study(tmp_path: Path, example_photo: Path) -> tuple[Path, int]:
@@ -57,25 +49,13 @@ def _scored_study(tmp_path: Path, example_photo: Path) -> tuple[Path, int]:
 
 @pytest.fixture()
 def server(tmp_path: Path, example_photo: Path) -> Iterator[tuple[str, int]]:
-    import uvicorn
-
     from cleftscore.web.app import MethodChoice, create_app
     from cleftscore.web.settings import WebSettings
 
     db, photo_id = _scored_study(tmp_path, example_photo)
     app = create_app(WebSettings(db=db, port=0, size=256), gan=MethodChoice("gan", False, "no weights in the tests"))
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    for _ in range(600):  # bounded: 60 s
-        if srv.started:
-            break
-        time.sleep(0.1)
-    assert srv.started, "the server did not start"
-    port = srv.servers[0].sockets[0].getsockname()[1]
-    yield f"http://127.0.0.1:{port}", photo_id
-    srv.should_exit = True
-    thread.join(60)
+    with served(app) as url:
+        yield url, photo_id
 
 
 def test_dragging_a_point_changes_the_score_the_heat_map_and_a_measure(server: tuple[str, int], tmp_path: Path) -> None:
@@ -83,7 +63,7 @@ def test_dragging_a_point_changes_the_score_the_heat_map_and_a_measure(server: t
     base, photo_id = server
     requests: list[str] = []
     with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=_chromium(), headless=True, args=["--no-sandbox"])
+        browser = pw.chromium.launch(executable_path=system_chromium(), headless=True, args=["--no-sandbox"])
         page = browser.new_page(viewport={"width": 1200, "height": 900})
         page.on("request", lambda r: requests.append(r.url))
         page.set_default_timeout(120_000)

@@ -165,6 +165,8 @@ def test_settings_differences_only_compare_what_the_run_names() -> None:
         "gan": {"steps": 10},
     }
     assert settings_differences(rec, {"score": {"roi": "mouth", "difference": {"erosion": 3}}}) == []
+    # Another normal reference places the score elsewhere but does not change it: not stale.
+    assert settings_differences({**rec, "reference": "a.json"}, {**rec, "reference": "b.json"}) == []
     assert settings_differences(rec, {"score": {"roi": "face", "difference": {"erosion": 3}}}) == [
         "score.roi=mouth (not face)"
     ]

@@ -247,6 +247,8 @@ def test_outcomes_per_patient_and_cohort_with_both_plots(study_db: Path, tmp_pat
         expected = np.mean(scores[r["patient"], r["date"]]) - np.mean(scores[r["patient"], baseline[r["patient"]]])
         assert float(r["change"]) == pytest.approx(expected, abs=1e-9)
         assert float(r["ci95_low"]) <= float(r["change"]) <= float(r["ci95_high"]) and r["note"] == ""
+        # The change also in units of the normal reference's spread, with the reference named.
+        assert float(r["change_normal_units"]) * float(r["change"]) > 0 and "normal photos" in r["reference"]
     # The planted clefts were removed after surgery: every patient's score rose.
     assert all(float(r["change"]) > 0 for r in changes)
     assert cohort["patient"].startswith("cohort (n=3") and float(cohort["change"]) > 0

@@ -14,12 +14,12 @@ from __future__ import annotations
 import datetime as dt
 import os
 import shutil
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from web_helpers import served, system_chromium
 
 pytest.importorskip("fastapi")
 
@@ -29,19 +29,9 @@ DOCS = Path(__file__).resolve().parent.parent / "docs"
 FACES = ("tiny_128px_portrait_uniform.jpg", "exif_orientation6_tiny_portrait.jpg", "grayscale_tiny_128px_portrait.jpg")
 
 
-def _chromium() -> str:
-    for name in ("chromium", "chromium-browser"):
-        found = shutil.which(name)
-        if found:
-            return found
-    pytest.skip("no system chromium (apt-get install chromium; .ci/run does); browsers cannot be downloaded here")
-
-
 @pytest.fixture()
 def server(tmp_path: Path, local_faces: Path, example_photo: Path) -> Iterator[tuple[str, Path]]:
     """A study with patient P001's pre-op visit of four scored photos, served on a free port."""
-    import uvicorn
-
     from cleftscore.run.settings import PipelineSettings
     from cleftscore.study.db import open_study
     from cleftscore.study.ingest import score_into_visit
@@ -57,18 +47,8 @@ def server(tmp_path: Path, local_faces: Path, example_photo: Path) -> Iterator[t
         report = score_into_visit(study, visit, photos, PipelineSettings(method="asymmetry", size=128))
         assert report.count("added") == 4, [(ln.file, ln.message) for ln in report.lines]
     app = create_app(WebSettings(db=db, port=0, size=128), gan=MethodChoice("gan", False, "no weights in the tests"))
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    for _ in range(600):  # bounded: 60 s
-        if srv.started:
-            break
-        time.sleep(0.1)
-    assert srv.started, "the server did not start"
-    port = srv.servers[0].sockets[0].getsockname()[1]
-    yield f"http://127.0.0.1:{port}", db
-    srv.should_exit = True
-    thread.join(60)
+    with served(app) as url:
+        yield url, db
 
 
 def _intended(db: Path, code: str) -> list[int]:
@@ -123,7 +103,7 @@ def test_two_raters_complete_a_survey_and_the_report_shows_icc_and_agreement(ser
     requests: list[str] = []
     update = os.environ.get("CLEFTSCORE_UPDATE_SCREENSHOT") == "1"
     with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=_chromium(), headless=True, args=["--no-sandbox"])
+        browser = pw.chromium.launch(executable_path=system_chromium(), headless=True, args=["--no-sandbox"])
         page = browser.new_page(viewport={"width": 1200, "height": 1000})
         page.on("request", lambda r: requests.append(r.url))
         page.set_default_timeout(120_000)

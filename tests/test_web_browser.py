@@ -12,12 +12,12 @@ from __future__ import annotations
 import base64
 import os
 import shutil
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from web_helpers import served, system_chromium
 
 pytest.importorskip("fastapi")
 
@@ -25,18 +25,8 @@ DOCS = Path(__file__).resolve().parent.parent / "docs"
 FACES = ("tiny_128px_portrait_uniform.jpg", "exif_orientation6_tiny_portrait.jpg")
 
 
-def _chromium() -> str:
-    for name in ("chromium", "chromium-browser"):
-        found = shutil.which(name)
-        if found:
-            return found
-    pytest.skip("no system chromium (apt-get install chromium; .ci/run does); browsers cannot be downloaded here")
-
-
 @pytest.fixture()
 def server(tmp_path: Path) -> Iterator[str]:
-    import uvicorn
-
     from cleftscore.web.app import MethodChoice, create_app
     from cleftscore.web.settings import WebSettings
 
@@ -44,24 +34,14 @@ def server(tmp_path: Path) -> Iterator[str]:
         WebSettings(db=tmp_path / "study.sqlite", port=0, size=128),
         gan=MethodChoice("gan", False, "no weights in the tests"),
     )
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    for _ in range(600):  # bounded: 60 s
-        if srv.started:
-            break
-        time.sleep(0.1)
-    assert srv.started, "the server did not start"
-    port = srv.servers[0].sockets[0].getsockname()[1]
-    yield f"http://127.0.0.1:{port}"
-    srv.should_exit = True
-    thread.join(60)
+    with served(app) as url:
+        yield url
 
 
 @pytest.mark.slow
 def test_a_clinician_scores_two_visits_and_compares_them(server: str, local_faces: Path, tmp_path: Path) -> None:
     sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (the test extra)")
-    executable = _chromium()
+    executable = system_chromium()
     requests: list[str] = []
     with sync_api.sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=executable, headless=True, args=["--no-sandbox"])

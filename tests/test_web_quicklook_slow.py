@@ -13,27 +13,19 @@ from __future__ import annotations
 import datetime as dt
 import os
 import shutil
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from web_helpers import served, system_chromium
+
 pytest.importorskip("fastapi")
 
 pytestmark = pytest.mark.slow
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 SIZE = 512
-
-
-def _chromium() -> str:
-    for name in ("chromium", "chromium-browser"):
-        found = shutil.which(name)
-        if found:
-            return found
-    pytest.skip("no system chromium (apt-get install chromium); browsers cannot be downloaded here")
 
 
 @pytest.fixture(scope="module")
@@ -77,23 +69,12 @@ def study_db(tmp_path_factory: pytest.TempPathFactory, photos: dict[str, list[Pa
 
 @pytest.fixture(scope="module")
 def server(study_db: Path) -> Iterator[str]:
-    import uvicorn
-
     from cleftscore.web.app import MethodChoice, create_app
     from cleftscore.web.settings import WebSettings
 
     app = create_app(WebSettings(db=study_db, port=0, size=SIZE), gan=MethodChoice("gan", False, "no weights here"))
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    for _ in range(600):  # bounded: 60 s
-        if srv.started:
-            break
-        time.sleep(0.1)
-    assert srv.started, "the server did not start"
-    yield f"http://127.0.0.1:{srv.servers[0].sockets[0].getsockname()[1]}"
-    srv.should_exit = True
-    thread.join(60)
+    with served(app) as url:
+        yield url
 
 
 def _shot(page, name: str, tmp: Path) -> None:
@@ -112,7 +93,7 @@ def test_first_hour_in_a_browser(server: str, photos: dict[str, list[Path]], tmp
     sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (the test extra)")
     requests: list[str] = []
     with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=_chromium(), headless=True, args=["--no-sandbox"])
+        browser = pw.chromium.launch(executable_path=system_chromium(), headless=True, args=["--no-sandbox"])
         page = browser.new_page(viewport={"width": 1280, "height": 1000})
         page.on("request", lambda r: requests.append(r.url))
         page.set_default_timeout(180_000)

@@ -306,7 +306,8 @@ def _flat(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 #: Settings that do not change a score (how fast, not what): not compared for staleness.
-_NEUTRAL_SETTINGS = ("gan.batch", "gan.compile", "gan.device", "gan.generator", "gan.vgg16")
+#: ``reference`` places a score among normal faces; it does not change the score.
+_NEUTRAL_SETTINGS = ("gan.batch", "gan.compile", "gan.device", "gan.generator", "gan.vgg16", "reference")
 
 
 def settings_differences(record: Mapping[str, Any], run: Mapping[str, Any]) -> list[str]:

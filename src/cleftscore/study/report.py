@@ -12,8 +12,9 @@ __all__ = ["write_outcomes"]
 
 OUTCOME_COLUMNS = (
     "patient", "baseline_visit", "visit", "date", "phase", "days_after_baseline", "photos_before", "photos_after",
-    "score_before", "score_after", "change", "ci95_low", "ci95_high", "paired_t", "p_value", "wilcoxon_p",
-    "method", "settings_key", "note",
+    "score_before", "score_after", "change", "ci95_low", "ci95_high",
+    "change_normal_units", "ci95_low_normal_units", "ci95_high_normal_units", "paired_t", "p_value", "wilcoxon_p",
+    "method", "settings_key", "reference", "note",
 )  # fmt: skip
 
 
