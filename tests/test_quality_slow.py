@@ -42,5 +42,5 @@ def test_study_outcomes_leave_out_photos_that_fail_the_gate(tmp_path: Path) -> N
         kept = compute_outcomes(study, n_boot=200, include_failed_quality=True)
     assert gated.changes[0].change == pytest.approx(-2.1 - -4.0)
     assert kept.changes[0].change == pytest.approx(-2.1 - -6.5)
-    assert any("1.jpg" in n and "yaw" in n and "--include-failed-quality" in n for n in gated.notes)
+    assert any("1.jpg" in n and "yaw" in n and "left out of the change" in n for n in gated.notes)
     assert not any("quality gate" in n for n in kept.notes)
