@@ -60,3 +60,18 @@ def test_build_a_reference_and_score_against_it(normals: Path, example_photo: Pa
     r = runner.invoke(app, ["score", str(example_photo), "--method", "asymmetry", "--reference", str(gan_ref),
                             "--out", str(tmp_path / "run2")])  # fmt: skip
     assert r.exit_code == 1 and "built for the gan method" in r.output and not (tmp_path / "run2").exists()
+
+    # rescore keeps the run's own reference, and --reference places every photo again against another one.
+    r = runner.invoke(app, ["rescore", str(out), "--erosion", "2", "--workers", "1"])
+    assert r.exit_code == 0, r.output
+    record = json.loads(next((out / "photos").glob("*/result.json")).read_text())
+    assert "clinic adults" in record["measures"]["reference_percentile"]["definition"]
+    shipped = tmp_path / "shipped.json"
+    shipped.write_text(json.dumps({**d, "name": "second clinic", "quantiles": [q - 1.0 for q in d["quantiles"]]}))
+    r = runner.invoke(app, ["rescore", str(out), "--erosion", "2", "--reference", str(shipped), "--workers", "1"])
+    assert r.exit_code == 0, r.output
+    again = json.loads(next((out / "photos").glob("*/result.json")).read_text())
+    assert "second clinic" in again["measures"]["reference_percentile"]["definition"]
+    assert again["score"] == pytest.approx(record["score"])  # the score itself is the same
+    r = runner.invoke(app, ["rescore", str(out), "--reference", str(gan_ref)])
+    assert r.exit_code == 1 and "built for the gan method" in r.output

@@ -452,6 +452,7 @@ def rescore_command(
     vgg16: Vgg16Opt = None,
     device: Annotated[str, typer.Option("--device", help="Device for LPIPS maps.")] = "auto",
     calibrate: CalibrateOpt = None,
+    reference: ReferenceOpt = None,
     higher_is: HigherIsOpt = HigherIs.normal,
     workers: Annotated[
         int | None,
@@ -483,7 +484,13 @@ def rescore_command(
                 f"{run_dir}: not a cleftscore run folder (no photos/ inside); run `cleftscore score` first"
             )
         with RunLock(run_dir):
-            progress = _Progress(len(list_photo_ids(run_dir)))
+            ids = list_photo_ids(run_dir)
+            if reference is not None and ids:
+                from cleftscore.cli.reference import check_reference
+                from cleftscore.run.folder import read_record
+
+                check_reference(reference, read_record(run_dir, ids[0]).method, settings)
+            progress = _Progress(len(ids))
             try:
                 with progress.progress:
                     results = rescore_run(
@@ -492,6 +499,7 @@ def rescore_command(
                         lpips_distance=lpips_distance,
                         hooks=ProgressHooks(photo_done=progress.photo_done, message=progress.message),
                         workers=workers,
+                        reference=str(reference) if reference is not None else None,
                     )
             except KeyboardInterrupt:
                 err_console.print(

@@ -63,6 +63,7 @@ def _rescore_one(
 ) -> PhotoResult:
     """Score one recorded photo again; writes its fresh folder (pictures that did not change are linked)."""
     from cleftscore.io import load_image
+    from cleftscore.score.reference import reference_for
 
     folder = photo_dir(run, rec.photo_id)
     kept = _kept_pictures(folder, rec)
@@ -78,8 +79,11 @@ def _rescore_one(
         face = _aligned_face(rec.geometry, aligned)
         mask = region_mask(face.landmarks, face.size, score_settings)
         moved = rec.measures.get("landmarks_moved_points")  # scored on them as given, as when first scored
+        kind = "face-referenced" if score_settings.face_referenced(rec.method) else "paper"
+        ref = reference_for(rec.method, kind, new_settings.get("reference"))
         scored = score_face(aligned, normalized, mask, face.landmarks, method=rec.method, settings=score_settings,
-                            lpips_distance=lpips_distance, hand_corrected=moved is not None and moved.value > 0)  # fmt: skip
+                            lpips_distance=lpips_distance, reference=ref,
+                            hand_corrected=moved is not None and moved.value > 0)  # fmt: skip
         try:
             original = load_image(rec.file)
         except CleftscoreError:
@@ -95,11 +99,15 @@ def _rescore_one(
 
 
 def _rescore_photo(run: Path, pid: str, score_settings: ScoreSettings, wanted: dict[str, Any],
-                   lpips_distance: Any) -> PhotoResult:  # fmt: skip
+                   lpips_distance: Any, reference: str | None = None) -> PhotoResult:  # fmt: skip
     rec = read_record(run, pid)
-    if not rec.ok or not settings_differences(rec.settings, wanted):
+    placed_again = reference is not None and rec.settings.get("reference") != reference
+    if not rec.ok or not (placed_again or settings_differences(rec.settings, wanted)):
         return PhotoResult.of(rec)  # failed, unreadable, or already up to date
-    return _rescore_one(run, rec, score_settings, {**rec.settings, "score": wanted["score"]}, lpips_distance)
+    new_settings = {**rec.settings, "score": wanted["score"]}
+    if reference is not None:
+        new_settings["reference"] = reference
+    return _rescore_one(run, rec, score_settings, new_settings, lpips_distance)
 
 
 def _pool(workers: int | None, lpips_distance: Any) -> tuple[Executor, int]:
@@ -120,6 +128,7 @@ def rescore_run(
     lpips_distance: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
     hooks: ProgressHooks | None = None,
     workers: int | None = None,
+    reference: str | None = None,
 ) -> list[PhotoResult]:
     """Recompute heat maps and scores of a finished run with other scoring settings.
 
@@ -143,6 +152,10 @@ def rescore_run(
     workers : int, optional
         Processes that score photos side by side; None (default) scores two at a time on
         threads of this process, 1 one at a time.
+    reference : str, optional
+        A normative reference JSON (``cleftscore reference build``) to place the scores against;
+        every photo is then placed again. Default: the one each photo was scored with (its
+        ``settings["reference"]``), else the shipped one where it fits.
 
     Returns
     -------
@@ -172,7 +185,7 @@ def rescore_run(
         write_run_settings(run, wanted, ids)
         results: list[PhotoResult] = []
         pool, ahead = _pool(workers, lpips_distance)
-        args = (score_settings, wanted, lpips_distance)
+        args = (score_settings, wanted, lpips_distance, reference)
         try:
             # Never more photos under way than workers, so an interrupt leaves little to finish.
             queue = iter(ids)
