@@ -95,3 +95,34 @@ def test_the_summary_styles_are_served_from_the_one_copy_a_file_inlines(client) 
     r = c.get("/summary.css")
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/css") and r.text == SUMMARY_CSS
     assert "@page" in r.text  # the print layout
+
+
+def test_serve_reference_places_the_scores_it_was_built_for(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    import uvicorn
+    from typer.testing import CliRunner
+
+    from cleftscore.cli import app as cli
+    from cleftscore.score.reference import load_reference
+    from cleftscore.web.app import _make_settings
+
+    clinic = tmp_path / "clinic.json"
+    clinic.write_text(json.dumps({**load_reference().to_dict(), "name": "clinic children"}))
+    gan_ref = tmp_path / "gan.json"
+    gan_ref.write_text(json.dumps({**load_reference().to_dict(), "method": "gan", "score": "paper"}))
+    web = WebSettings(db=tmp_path / "s.sqlite", reference=clinic)
+    make = _make_settings(web)
+    assert make("asymmetry", "mouth").reference == str(clinic) and make("gan", "mouth").reference is None
+    assert web.reference_for("asymmetry", "face-referenced").name == "clinic children"
+    assert web.reference_for("gan", "paper") is None  # no reference of that score: none is made up
+    gan_web = WebSettings(db=tmp_path / "s.sqlite", reference=gan_ref)
+    assert _make_settings(gan_web)("gan", "mouth").reference == str(gan_ref)
+    assert gan_web.reference_for("asymmetry", "face-referenced").name != "clinic children"  # the shipped one
+
+    monkeypatch.setattr(uvicorn.Server, "run", lambda self: None)
+    bad = tmp_path / "bad.json"
+    bad.write_text("[1, 2]")
+    r = CliRunner().invoke(cli, ["serve", "--db", str(tmp_path / "t.sqlite"), "--reference", str(bad)])
+    assert r.exit_code == 1 and "not a normative reference" in r.output
+    assert not (tmp_path / "t.sqlite").exists()  # refused before the study is opened

@@ -18,6 +18,7 @@ from cleftscore.cli.options import (
     GeneratorOpt,
     Loss,
     LossOpt,
+    ReferenceOpt,
     StepsOpt,
     Vgg16Opt,
 )
@@ -51,6 +52,7 @@ def serve(
     session_hours: Annotated[
         float, typer.Option("--session-hours", min=0.01, help="How long a browser's login lasts (with a token).")
     ] = 12.0,
+    reference: ReferenceOpt = None,
     generator: GeneratorOpt = None,
     vgg16: Vgg16Opt = None,
     steps: StepsOpt = 2000,
@@ -101,6 +103,10 @@ def serve(
             from cleftscore.normalize.gan import GanSettings
 
             try:
+                if reference is not None:
+                    from cleftscore.score.reference import load_reference
+
+                    load_reference(str(reference))  # a file that is not a reference stops here, in one line
                 gan = GanSettings(
                     generator=generator,
                     vgg16=vgg16,
@@ -111,8 +117,8 @@ def serve(
                 )
                 settings = WebSettings(gan=gan, detector=detector.value, db=path, host=host, port=port, token_hash=token_hash, size=size, max_file_bytes=int(max_file_mb * 1e6),
                                        max_files=max_files, max_pixels=int(max_megapixels * 1e6), extra_hosts=extra,
-                                       session_hours=session_hours)  # fmt: skip
-            except ValueError as exc:
+                                       session_hours=session_hours, reference=reference)  # fmt: skip
+            except (ValueError, OSError) as exc:
                 raise CleftscoreError(f"invalid option: {exc}") from None
             web = create_app(settings)
             shown = f"[{host}]" if ":" in host else host

@@ -40,9 +40,10 @@ def _make_settings(web: WebSettings) -> Any:
     from cleftscore.score.paper import ScoreSettings
 
     def make(method: str, roi: str) -> PipelineSettings:
-        return PipelineSettings(
-            method=method, size=web.size, detector=web.detector, score=ScoreSettings(roi=roi), gan=web.gan_settings
-        )
+        score = ScoreSettings(roi=roi)
+        kind = "face-referenced" if score.face_referenced(method) else "paper"
+        return PipelineSettings(method=method, size=web.size, detector=web.detector, score=score, gan=web.gan_settings,
+                                reference=web.reference_path(method, kind))  # fmt: skip
 
     return make
 

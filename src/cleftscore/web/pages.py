@@ -40,11 +40,11 @@ def _patient_outcomes(study: Study, code: str, method: str | None) -> tuple[list
     return [c for c in out.changes if c.code == code], f"Scores of the {method} method. " + " ".join(out.notes)
 
 
-def _reference_of(method: str | None) -> Any:
-    """The shipped reference of a method's default score (the mirror method's face-referenced one), or None."""
-    from cleftscore.score.reference import reference_for
-
-    return reference_for(method, "face-referenced") if method == "asymmetry" else None
+def _reference_of(ctx: AppContext, method: str | None) -> Any:
+    """The reference of a method's default score (``serve --reference`` where it fits, else the shipped one), or None."""
+    if method is None:
+        return None
+    return ctx.settings.reference_for(method, "face-referenced" if method == "asymmetry" else "paper")
 
 
 #: The tab icon: a 32-pixel PNG (a dark rounded square, a light disc split by a line), kept here as
@@ -91,7 +91,7 @@ def _install_comparisons(app: FastAPI, ctx: AppContext) -> None:
     ) -> HTMLResponse:
         left = await _lookup(f"visit {a}", queries.visit_page, study, a)
         right = await _lookup(f"visit {b}", queries.visit_page, study, b)
-        change = await asyncio.to_thread(queries.visit_change, left, right)
+        change = await asyncio.to_thread(queries.visit_change, left, right, reference_for=ctx.settings.reference_for)
         return _page(ctx, request, "compare.html", left=left, right=right, change=change)
 
     @app.get("/favicon.ico", include_in_schema=False)
@@ -152,7 +152,7 @@ def install_pages(app: FastAPI, ctx: AppContext) -> None:
         page = await _lookup(f"patient {code}", queries.patient_page, study, code)
         changes, outcome_note = await asyncio.to_thread(_patient_outcomes, study, code, method)
         methods = sorted({m for v in page.visits for m in v.methods})
-        ref = _reference_of(method or (methods[0] if len(methods) == 1 else None))
+        ref = _reference_of(ctx, method or (methods[0] if len(methods) == 1 else None))
         return _page(ctx, request, "patient.html", p=page.patient, visits=page.visits, changes=changes, outcome_note=outcome_note,
                      today=dt.date.today().isoformat(), methods=methods, method=method or "",
                      spread=ref.spread if ref else None, reference_name=ref.name if ref else "")  # fmt: skip

@@ -248,11 +248,16 @@ class VisitChange:
     reference: str
 
 
-def visit_change(first: VisitPage, second: VisitPage, *, n_boot: int = 2000, seed: int = 0) -> VisitChange | None:
-    """The change from ``first`` to ``second`` of the photos scored with one method (None when none is shared)."""
+def visit_change(first: VisitPage, second: VisitPage, *, n_boot: int = 2000, seed: int = 0,
+                 reference_for: Any = None) -> VisitChange | None:  # fmt: skip
+    """The change from ``first`` to ``second`` of the photos scored with one method (None when none is shared).
+
+    ``reference_for(method, score)`` gives the reference of the change's normal units (default: the shipped ones).
+    """
     import numpy as np
 
-    from cleftscore.score.reference import reference_for
+    if reference_for is None:
+        from cleftscore.score.reference import reference_for
 
     def latest(page: VisitPage) -> dict[str, list[ScoreView]]:
         out: dict[str, list[ScoreView]] = {}

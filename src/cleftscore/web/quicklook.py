@@ -25,7 +25,9 @@ from cleftscore.web.uploads import UploadError, check_photo
 __all__ = ["install_quicklook", "quick_look"]
 
 
-def quick_look(photo: Path, *, size: int | None, detector: str, work: Path) -> dict[str, Any]:
+def quick_look(
+    photo: Path, *, size: int | None, detector: str, work: Path, reference: str | None = None
+) -> dict[str, Any]:
     """Score one photo with the mirror method into ``work`` and say what a person needs to read.
 
     Returns
@@ -41,7 +43,8 @@ def quick_look(photo: Path, *, size: int | None, detector: str, work: Path) -> d
     from cleftscore.score.paper import ScoreSettings
     from cleftscore.score.reference import placement_of
 
-    settings = PipelineSettings(method="asymmetry", size=size, detector=detector, score=ScoreSettings())
+    settings = PipelineSettings(method="asymmetry", size=size, detector=detector, score=ScoreSettings(),
+                                reference=reference)  # fmt: skip
     out = work / "run"
     (res,) = score_photos([photo], settings, out_dir=out, keep_images=False)
     if not res.ok:
@@ -100,6 +103,7 @@ def install_quicklook(app: FastAPI, ctx: AppContext) -> None:
             with tempfile.TemporaryDirectory(prefix="quicklook-") as tmp:
                 path = Path(tmp) / checked.name
                 path.write_bytes(checked.data)
-                return quick_look(path, size=limits.size, detector=limits.detector, work=Path(tmp))
+                return quick_look(path, size=limits.size, detector=limits.detector, work=Path(tmp),
+                                  reference=limits.reference_path("asymmetry", "face-referenced"))  # fmt: skip
 
         return await asyncio.to_thread(run)

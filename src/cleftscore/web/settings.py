@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from cleftscore.normalize.gan import GanSettings
 
@@ -49,6 +50,10 @@ class WebSettings:
         Generator, steps, loss and device of GAN jobs (None: the paper's defaults).
     session_hours : float
         How long a browser's login lasts (servers with an access token).
+    reference : Path or None
+        A normative reference JSON (``cleftscore reference build``): jobs, the quick look and
+        the pages place the scores of its method and score column against it; other scores keep
+        the shipped reference where one fits (None: the shipped one only).
     """
 
     db: Path
@@ -65,6 +70,22 @@ class WebSettings:
     extra_hosts: tuple[str, ...] = ()
     gan: GanSettings | None = None
     session_hours: float = 12.0
+    reference: Path | None = None
+
+    def reference_path(self, method: str, score: str) -> str | None:
+        """``reference`` when it was built for this method and score column, else None."""
+        if self.reference is None:
+            return None
+        from cleftscore.score.reference import load_reference
+
+        ref = load_reference(str(self.reference))
+        return str(self.reference) if (ref.method, ref.score) == (method, score) else None
+
+    def reference_for(self, method: str, score: str) -> Any:
+        """The NormativeReference the scores of this method and score column are placed against, or None."""
+        from cleftscore.score.reference import reference_for
+
+        return reference_for(method, score, self.reference_path(method, score))
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
