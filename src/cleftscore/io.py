@@ -314,7 +314,9 @@ def find_images(folder: str | os.PathLike[str]) -> list[Path]:
             if not name.startswith(".") and Path(name).suffix.lower() in IMAGE_SUFFIXES:
                 found.append(Path(dirpath) / name)
     # Case-blind first, then exact: names differing only in case keep one order on every run.
-    return sorted(found, key=lambda p: ([part.lower() for part in p.relative_to(root).parts], p.relative_to(root).parts))
+    return sorted(
+        found, key=lambda p: ([part.lower() for part in p.relative_to(root).parts], p.relative_to(root).parts)
+    )
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
