@@ -257,3 +257,18 @@ def test_write_png_refuses_what_it_cannot_write(tmp_path: Path) -> None:
         write_png(tmp_path / "x.png", np.zeros((4, 4, 2), np.uint8))
     with pytest.raises(ValueError, match="compress_level"):
         write_png(tmp_path / "x.png", np.zeros((4, 4, 3), np.uint8), compress_level=10)
+
+
+def test_a_process_lock_names_its_holder_and_is_free_again_after_release(tmp_path: Path) -> None:
+    import os
+
+    from cleftscore.io import ProcessLock
+
+    first, second = ProcessLock(tmp_path / "sub" / "x.lock"), ProcessLock(tmp_path / "sub" / "x.lock")
+    assert first.acquire() is None and first.held
+    assert second.acquire() == str(os.getpid()) and not second.held  # busy: the holder's id, nothing taken
+    first.release()
+    assert (tmp_path / "sub" / "x.lock").read_text() == ""  # the id is cleared
+    assert second.acquire(write_pid=False) is None
+    second.release(clear=False)
+    assert ProcessLock(tmp_path / "sub" / "x.lock").acquire() is None

@@ -15,6 +15,7 @@ This module imports no other cleftscore module except :mod:`cleftscore.errors`.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -31,6 +32,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from cleftscore.errors import ImageLoadError
 
 __all__ = [
+    "ProcessLock",
     "to_jsonable",
     "write_json",
     "write_png",
@@ -506,3 +508,91 @@ def write_json(path: str | os.PathLike, data: Any) -> Path:
     # Write then rename, so an interrupted run never leaves a truncated record; text that
     # cannot be encoded (a file name in a foreign encoding) is escaped, not fatal.
     return atomic_write_bytes(path, (text + "\n").encode("utf-8", errors="backslashreplace"))
+
+
+# ----------------------------------------------------------------------------- process locks
+
+
+class ProcessLock:
+    """An advisory lock on a file that names the process holding it (a run folder, a study's server).
+
+    The operating system drops the lock when its process ends, even by SIGKILL, so a crash never
+    leaves it taken. The file is created (with its folder) on :meth:`acquire`.
+
+    Examples
+    --------
+    >>> lock = ProcessLock(folder / ".lock")   # doctest: +SKIP
+    >>> holder = lock.acquire()                # None: taken; else the holder's process id
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self._fh: Any = None
+
+    @property
+    def held(self) -> bool:
+        return self._fh is not None
+
+    def acquire(self, *, write_pid: bool = True) -> str | None:
+        """Take the lock without waiting: None when taken, else the holder's process id (or "unknown").
+
+        ``write_pid=False`` takes it only to learn that nobody holds it, leaving the file as it was.
+
+        Raises
+        ------
+        OSError
+            The file or its folder cannot be created.
+        """
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fh = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115 - held open while the lock is
+        try:
+            _lock_file(fh)
+        except OSError:
+            fh.seek(0)
+            holder = fh.read().strip() or "unknown"
+            fh.close()
+            return holder
+        if write_pid:
+            fh.seek(0)
+            fh.truncate()
+            fh.write(f"{os.getpid()}\n")
+            fh.flush()
+        self._fh = fh
+        return None
+
+    def release(self, *, clear: bool = True) -> None:
+        """Drop the lock (the process id is cleared from the file unless ``clear`` is False)."""
+        if self._fh is None:
+            return
+        if clear:
+            with contextlib.suppress(OSError):
+                self._fh.seek(0)
+                self._fh.truncate()
+        _unlock_file(self._fh)
+        self._fh.close()
+        self._fh = None
+
+
+def _lock_file(fh: Any) -> None:
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        import msvcrt
+
+        fh.seek(0)
+        msvcrt.locking(fh.fileno(), msvcrt.LK_NBLCK, 1)
+        return
+    fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
+def _unlock_file(fh: Any) -> None:
+    try:
+        import fcntl
+    except ImportError:
+        import msvcrt
+
+        with contextlib.suppress(OSError):
+            fh.seek(0)
+            msvcrt.locking(fh.fileno(), msvcrt.LK_UNLCK, 1)
+        return
+    fcntl.flock(fh.fileno(), fcntl.LOCK_UN)

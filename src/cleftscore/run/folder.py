@@ -482,37 +482,25 @@ class RunLock:
     """
 
     def __init__(self, run_dir: str | os.PathLike[str]) -> None:
+        from cleftscore.io import ProcessLock
+
         self.run_dir = Path(run_dir)
-        self._fh: Any = None
-        self._nested = False
+        self._lock = ProcessLock(self.run_dir / LOCK_FILE)
 
     def __enter__(self) -> RunLock:
-        path = self.run_dir / LOCK_FILE
         try:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            fh = open(path, "a+", encoding="utf-8")
+            holder = self._lock.acquire()
         except OSError as exc:
             raise CleftscoreError(
                 f"{self.run_dir}: cannot write into this folder ({exc.strerror or exc}); choose another --out"
             ) from None
-        try:
-            _lock_file(fh)
-        except OSError:
-            fh.seek(0)
-            holder = fh.read().strip() or "unknown"
-            fh.close()
-            if holder == str(os.getpid()):
-                self._nested = True  # this process holds it already
-                return self
+        if holder == str(os.getpid()):
+            return self  # this process holds it already
+        if holder is not None:
             raise RunFolderBusyError(
                 f"{self.run_dir}: another cleftscore run (process {holder}) is writing into this folder; "
                 "wait for it to finish or choose another --out"
-            ) from None
-        fh.seek(0)
-        fh.truncate()
-        fh.write(f"{os.getpid()}\n")
-        fh.flush()
-        self._fh = fh
+            )
         from cleftscore.io import restore_replaced_folders
 
         restore_replaced_folders(self.run_dir / PHOTOS_DIR)
@@ -521,38 +509,7 @@ class RunLock:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self._fh is not None:
-            with contextlib.suppress(OSError):
-                self._fh.seek(0)
-                self._fh.truncate()
-            _unlock_file(self._fh)
-            self._fh.close()
-            self._fh = None
-
-
-def _lock_file(fh: Any) -> None:
-    try:
-        import fcntl
-    except ImportError:  # Windows
-        import msvcrt
-
-        fh.seek(0)
-        msvcrt.locking(fh.fileno(), msvcrt.LK_NBLCK, 1)
-        return
-    fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-
-
-def _unlock_file(fh: Any) -> None:
-    try:
-        import fcntl
-    except ImportError:
-        import msvcrt
-
-        with contextlib.suppress(OSError):
-            fh.seek(0)
-            msvcrt.locking(fh.fileno(), msvcrt.LK_UNLCK, 1)
-        return
-    fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+        self._lock.release()
 
 
 @contextlib.contextmanager

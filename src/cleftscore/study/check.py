@@ -123,27 +123,20 @@ def _clean_uploads(web: Path, report: CheckReport) -> None:
     """Delete the stale uploads, unless a server holds the study (it may be staging an upload now)."""
     import shutil
 
-    from cleftscore.run.folder import _lock_file, _unlock_file
+    from cleftscore.io import ProcessLock
 
     if not report.stale_uploads:
         return
-    lock = web / "server.lock"
-    fh = open(lock, "a+", encoding="utf-8") if lock.exists() else None  # noqa: SIM115 - closed below
+    lock = ProcessLock(web / "server.lock")
+    if lock.path.exists() and lock.acquire(write_pid=False) is not None:
+        report.uploads_note = "a cleftscore serve is running on this study; stop it to clean its uploads"
+        return
     try:
-        if fh is not None:
-            try:
-                _lock_file(fh)
-            except OSError:
-                report.uploads_note = "a cleftscore serve is running on this study; stop it to clean its uploads"
-                return
         for path in report.stale_uploads:
             if path.is_dir() and not path.is_symlink():
                 shutil.rmtree(path, ignore_errors=True)
             else:
                 path.unlink(missing_ok=True)
             report.uploads_removed += 1
-        if fh is not None:
-            _unlock_file(fh)
     finally:
-        if fh is not None:
-            fh.close()
+        lock.release(clear=False)

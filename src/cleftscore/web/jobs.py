@@ -124,43 +124,24 @@ class ServerLock:
     """
 
     def __init__(self, db: Path) -> None:
+        from cleftscore.io import ProcessLock
+
         self.db = Path(db)
         self.path = self.db.with_name(self.db.name + ".files") / "web" / "server.lock"
-        self._fh: Any = None
+        self._lock = ProcessLock(self.path)
 
     def __enter__(self) -> ServerLock:
-        from cleftscore.run.folder import _lock_file
-
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fh = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115 - held open while serving
+            holder = self._lock.acquire()
         except OSError as exc:
             raise ServerBusyError(f"{self.path}: cannot take the study's server lock ({exc.strerror or exc})") from None
-        try:
-            _lock_file(fh)
-        except OSError:
-            fh.seek(0)
-            holder = fh.read().strip() or "unknown"
-            fh.close()
+        if holder is not None:
             raise ServerBusyError(f"{self.db}: another cleftscore serve (process {holder}) is serving this study; "
-                                  "use that one, or stop it first") from None  # fmt: skip
-        fh.seek(0)
-        fh.truncate()
-        fh.write(f"{os.getpid()}\n")
-        fh.flush()
-        self._fh = fh
+                                  "use that one, or stop it first")  # fmt: skip
         return self
 
     def __exit__(self, *exc: object) -> None:
-        from cleftscore.run.folder import _unlock_file
-
-        if self._fh is not None:
-            with contextlib.suppress(OSError):
-                self._fh.seek(0)
-                self._fh.truncate()
-            _unlock_file(self._fh)
-            self._fh.close()
-            self._fh = None
+        self._lock.release()
 
 
 class ServerState:
