@@ -131,3 +131,15 @@ def test_placement_measures_read_back_from_a_record():
     assert back is not None and back.reading == "borderline" and back.reference == "clinic normals" and back.n == 201
     assert placement_of({}) is None
     assert shown.shape == (256, 256)
+
+
+def test_a_percentile_is_said_with_its_ordinal():
+    from cleftscore.score.reference import Placement
+
+    def label(p: float) -> str:
+        return Placement(percentile=p, z=0.0, reading="within the normal range", reference="r", n=10).percentile_label
+
+    assert [label(p) for p in (1, 2.4, 3, 4, 11, 12, 13, 21, 22, 64.6, 100)] == [
+        "1st percentile", "2nd percentile", "3rd percentile", "4th percentile", "11th percentile", "12th percentile",
+        "13th percentile", "21st percentile", "22nd percentile", "65th percentile", "100th percentile",
+    ]  # fmt: skip

@@ -181,9 +181,7 @@ def _print_results(results, csv_path: Path, html_path: Path) -> None:
     if any(places):
         table.add_column("reading (among normal faces)")
     for r, pl in zip(results, places, strict=True):
-        reading = (
-            [f"{pl.reading} ({pl.percentile:.0f}th percentile, z {pl.z:+.1f})" if pl else ""] if any(places) else []
-        )
+        reading = [f"{pl.reading} ({pl.percentile_label}, z {pl.z:+.1f})" if pl else ""] if any(places) else []
         table.add_row(
             literal(Path(r.file).name),
             "ok" if r.ok else "[red]failed[/red]",

@@ -119,6 +119,13 @@ class Placement:
         if not math.isfinite(self.z):
             raise ValueError(f"z must be finite, got {self.z!r}")
 
+    @property
+    def percentile_label(self) -> str:
+        """The rounded percentile in words: "2nd percentile", "21st percentile", "11th percentile"."""
+        k = round(self.percentile)
+        suffix = "th" if k % 100 in (11, 12, 13) else {1: "st", 2: "nd", 3: "rd"}.get(k % 10, "th")
+        return f"{k}{suffix} percentile"
+
     def headline(self) -> str:
         """One line a surgeon reads, e.g. "outside the normal range (less normal than 99 % of 115 normal faces)"."""
         return f"{self.reading} (less normal than {self.percentile:.0f} % of {self.n} normal faces, z = {self.z:+.1f})"
