@@ -261,7 +261,7 @@ def test_score_is_residual_plus_weighted_valley_and_v1_is_reachable(astronaut):
 
     img, lm = astronaut
     r = _score(img, lm, settings=AsymmetrySettings())
-    assert r.score == pytest.approx(r.residual_score + 0.6 * r.valley_score, abs=1e-12)
+    assert r.score == pytest.approx(r.residual_score + 2.0 * r.valley_score, abs=1e-12)
     off = _score(img, lm, settings=AsymmetrySettings(valley=0.0))
     assert off.score == off.residual_score == pytest.approx(r.residual_score) and np.isnan(off.valley_score)
     v1 = AsymmetrySettings(**PREVIOUS_SETTINGS)

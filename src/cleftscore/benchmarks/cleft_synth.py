@@ -34,6 +34,7 @@ import numpy as np
 
 from cleftscore.face.roi import roi_mask
 from cleftscore.score.asymmetry import (
+    ISSUE25_V1_SETTINGS,
     PREVIOUS_SETTINGS,
     YCBCR_SETTINGS,
     AsymmetrySettings,
@@ -329,21 +330,25 @@ def _landmark_scorer(face: np.ndarray, lm: np.ndarray, mirror: np.ndarray) -> Sc
 
 #: The ideas of issue 19 as settings (the new score's other knobs switched off unless named).
 _PLAIN = {"photometric": False, "refine": False, "reference": "none", "tolerance": 0.0, "statistic": "mean",
-          "pool": 0.0, "roi": "mouth", "valley": 0.0, "color": "ycbcr", "landmarks": "given", "floor": 0.0}  # fmt: skip
+          "pool": 0.0, "roi": "mouth", "valley": 0.0, "color": "ycbcr", "landmarks": "given", "floor": 0.0,
+          "luma_floor": 4.0}  # fmt: skip
 IDEAS: dict[str, dict[str, object]] = {
     "a_photometric": {**_PLAIN, "photometric": True},
     "b_control": {**_PLAIN, "reference": "control"},
     "c_tolerant": {**_PLAIN, "tolerance": 0.08},
     "c_refine": {**_PLAIN, "refine": True},
     "abc_mean": {**_PLAIN, "photometric": True, "reference": "control", "tolerance": 0.08},
-    "abc_peak_mouth": {"roi": "mouth", "control_statistic": "same", "valley": 0.0, **YCBCR_SETTINGS},
+    "abc_peak_mouth": {**YCBCR_SETTINGS, "roi": "mouth", "control_statistic": "same", "valley": 0.0},
     # The first face-referenced score: a + b + c_tolerant, peak of the nose base and upper lip.
     "new_v1": dict(PREVIOUS_SETTINGS),
     # new_v1 scored over the upper-lip skin only (no nostril rims, no red-lip border).
-    "e_skin": {"valley": 0.0, **YCBCR_SETTINGS},
+    "e_skin": {**YCBCR_SETTINGS, "valley": 0.0},
     # e_skin + the valley term on luma and chroma: the default of issue 21.
     "ycbcr": dict(YCBCR_SETTINGS),
-    # the defaults of AsymmetrySettings (issue 25): chroma with a floor, a residual floor, symmetric landmarks
+    # the first score of issue 25: chroma with a floor, a residual floor, symmetric landmarks
+    "issue25_v1": dict(ISSUE25_V1_SETTINGS),
+    # the defaults of AsymmetrySettings (issue 25, second round): the valley term weighted up, floors on
+    # both kinds of channel, wider pooling
     "new": {},
 }
 

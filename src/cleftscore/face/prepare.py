@@ -20,6 +20,7 @@ from cleftscore.face.align import AlignedFace, align_face, transform_points
 from cleftscore.face.detect import DETECTORS, Detector, FaceBox, detect_faces
 from cleftscore.face.landmarks import N_LANDMARKS, LandmarkEdit, predict_landmarks
 from cleftscore.face.roi import roi_polygons
+from cleftscore.face.symmetric import refine_landmarks
 from cleftscore.io import load_image
 
 __all__ = ["HandCorrectedFace", "PreparedPhoto", "prepare_photo", "render_preview"]
@@ -90,6 +91,7 @@ def prepare_photo(
     detector: Detector = "hog",
     max_pixels: int = 100_000_000,
     edit: LandmarkEdit | None = None,
+    refine: bool = True,
 ) -> PreparedPhoto:
     """Load a photo, find its largest face, place the 68 landmarks and align it as FFHQ did.
 
@@ -107,6 +109,11 @@ def prepare_photo(
         Landmarks corrected by hand: the moved points replace the predictor's before the face
         is aligned, so the alignment and everything after it use them. An edit that places all
         68 points also serves a photo where the detector finds no face.
+    refine : bool, optional
+        Place the points again from the roughly aligned face and its mirror image before the
+        final alignment (:func:`cleftscore.face.symmetric.refine_landmarks`), so that a crop,
+        a smaller copy, a turn or a mirror flip of the same photo gives the same aligned face.
+        Not done when an edit is given: points placed by hand are used as placed.
 
     Returns
     -------
@@ -158,6 +165,8 @@ def prepare_photo(
     else:
         edit = None
     try:
+        if refine and edit is None:
+            landmarks = refine_landmarks(image, landmarks)
         aligned = align_face(image, landmarks, size=size)
     except ValueError as exc:  # degenerate landmarks on a tiny or odd face
         raise FaceNotFoundError(f"{name}: the face found could not be aligned ({exc}); try a closer crop") from None
