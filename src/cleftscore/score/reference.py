@@ -42,10 +42,12 @@ __all__ = [
     "reference_for",
 ]
 
-#: ``heatmap_scale`` of a reference JSON written before the field existed (the 99th percentile of
-#: the default heat map in the upper-lip skin, in multiples of the face's control-region median,
-#: median over the 115 normal reference photos, as measured for the shipped reference on 2026-12-02).
-DEFAULT_HEATMAP_SCALE = 12.4262009
+#: ``heatmap_scale`` of a reference JSON without the field: the shipped reference's (the 99th
+#: percentile of the default heat map in the upper-lip skin, in multiples of the face's
+#: control-region median, median over the 115 normal reference photos; rebuilt on 2026-12-08 for
+#: the second round of issue 25, 12.43 on 2026-12-02). A file built with other score settings is
+#: refused before this matters.
+DEFAULT_HEATMAP_SCALE = 9.6599207
 
 #: A face less normal than this percent of the reference's normal faces reads "borderline".
 BORDERLINE_PERCENTILE = 90.0
