@@ -41,6 +41,13 @@ def dozen_photos(tmp_path: Path, local_faces: Path) -> Path:
     return d
 
 
+#: How close a Ray run's score must come to the single process's. A photo can share its batch of 2
+#: with another partner on a worker (photos reach the workers in the order they finish aligning),
+#: and a CPU convolution rounds a sample differently in another batch; 60 steps carry that to
+#: 1.5e-4 on one photo. With batch 1 the two runs agree to 1e-6 (checked when this was set).
+_SAME = 1e-3
+
+
 def _gan(generator: Path) -> PipelineSettings:
     return PipelineSettings(
         method="gan",
@@ -156,7 +163,7 @@ def test_ray_run_equals_one_process_and_survives_a_killed_worker(
             got = score_photos([dozen_photos], settings, out_dir=tmp_path / "ray", cache_dir=tmp_path / "cache-ray",
                                normalizer_factory=pool.normalizer)  # fmt: skip
         for pid, score in _scores(got).items():
-            assert score == pytest.approx(want[pid], abs=1e-6), pid
+            assert score == pytest.approx(want[pid], abs=_SAME), pid
         _assert_complete(tmp_path / "ray", ids)
         rec = json.loads((tmp_path / "ray" / "photos" / ids[0] / "result.json").read_text())
         ref = json.loads((tmp_path / "single" / "photos" / ids[0] / "result.json").read_text())
@@ -183,7 +190,7 @@ def test_ray_run_equals_one_process_and_survives_a_killed_worker(
         assert len(killed) == 1
         assert any("a Ray worker died" in m and "running the batch again" in m for m in messages), messages
         for pid, score in _scores(got).items():
-            assert score == pytest.approx(want[pid], abs=1e-6), pid
+            assert score == pytest.approx(want[pid], abs=_SAME), pid
         _assert_complete(tmp_path / "killed", ids)
 
         # 3. The command line: --ray joins the Ray of this process (it would start one otherwise).
@@ -197,5 +204,5 @@ def test_ray_run_equals_one_process_and_survives_a_killed_worker(
         _assert_complete(tmp_path / "cli", ids)
         for pid in ids:
             rec = json.loads((tmp_path / "cli" / "photos" / pid / "result.json").read_text())
-            assert rec["score"] == pytest.approx(want[pid], abs=1e-6), pid
+            assert rec["score"] == pytest.approx(want[pid], abs=_SAME), pid
     assert not ray.is_initialized()

@@ -66,7 +66,8 @@ class PreparedPhoto:
     edit : LandmarkEdit or None
         The user's landmark edit the face was aligned with (None: the predictor's points).
     predicted : (68, 2) ndarray of float64 or None
-        With an edit: where the predictor had put the 68 points in the photo, before the edit.
+        With an edit: where the landmark model had put the 68 points in the photo (refined, see
+        ``refine``), before the edit.
     """
 
     path: Path | None
@@ -113,7 +114,8 @@ def prepare_photo(
         Place the points again from the roughly aligned face and its mirror image before the
         final alignment (:func:`cleftscore.face.symmetric.refine_landmarks`), so that a crop,
         a smaller copy, a turn or a mirror flip of the same photo gives the same aligned face.
-        Not done when an edit is given: points placed by hand are used as placed.
+        An edit is applied to the refined points: points placed by hand are used as placed, the
+        others are the refined ones (``predicted`` holds the refined points).
 
     Returns
     -------
@@ -158,6 +160,11 @@ def prepare_photo(
     if len(boxes) > 1:
         notes.append(f"{len(boxes)} faces found; using the largest")
     landmarks = predicted = predict_landmarks(image, box)
+    if refine:
+        try:
+            landmarks = predicted = refine_landmarks(image, predicted)
+        except ValueError as exc:  # degenerate points on a tiny or odd face
+            raise FaceNotFoundError(f"{name}: the face found could not be aligned ({exc}); try a closer crop") from None
     if edit is not None and not edit.empty:
         landmarks = edit.apply(predicted)
         notes.append(f"landmarks corrected by hand{f' ({edit.when})' if edit.when else ''}: {len(edit.moved)} moved, "
@@ -165,8 +172,6 @@ def prepare_photo(
     else:
         edit = None
     try:
-        if refine and edit is None:
-            landmarks = refine_landmarks(image, landmarks)
         aligned = align_face(image, landmarks, size=size)
     except ValueError as exc:  # degenerate landmarks on a tiny or odd face
         raise FaceNotFoundError(f"{name}: the face found could not be aligned ({exc}); try a closer crop") from None

@@ -28,6 +28,9 @@ from cleftscore.evaluate.statistics import correlate
 from cleftscore.run.folder import write_photo
 from cleftscore.run.record import FaceGeometry, PhotoRecord
 
+# The whole file runs in .ci/run's slow pass: the README's pytest stays under 150 s on 2 cores.
+pytestmark = pytest.mark.slow
+
 # ----------------------------------------------------------------------------------------------
 # A mean-face 68-point template (dlib order) in the 1024-px FFHQ frame, symmetric about x = 512.
 # Written for these tests from the usual FFHQ proportions (eyes at y ~ 480, mouth at y ~ 740).

@@ -27,6 +27,9 @@ from typer.testing import CliRunner
 
 from cleftscore.cli import app
 
+# The whole file runs in .ci/run's slow pass: the README's pytest stays under 150 s on 2 cores.
+pytestmark = pytest.mark.slow
+
 runner = CliRunner()
 SIZE = "128"  # aligned face side: small, so the CPU scores a photo in well under a second
 ASYM = ["--method", "asymmetry", "--size", SIZE]
