@@ -35,6 +35,7 @@ import numpy as np
 from cleftscore.face.roi import roi_mask
 from cleftscore.score.asymmetry import (
     ISSUE25_V1_SETTINGS,
+    ISSUE25_V2_SETTINGS,
     PREVIOUS_SETTINGS,
     YCBCR_SETTINGS,
     AsymmetrySettings,
@@ -331,7 +332,7 @@ def _landmark_scorer(face: np.ndarray, lm: np.ndarray, mirror: np.ndarray) -> Sc
 #: The ideas of issue 19 as settings (the new score's other knobs switched off unless named).
 _PLAIN = {"photometric": False, "refine": False, "reference": "none", "tolerance": 0.0, "statistic": "mean",
           "pool": 0.0, "roi": "mouth", "valley": 0.0, "color": "ycbcr", "landmarks": "given", "floor": 0.0,
-          "luma_floor": 4.0}  # fmt: skip
+          "luma_floor": 4.0, "presmooth": 0.0}  # fmt: skip
 IDEAS: dict[str, dict[str, object]] = {
     "a_photometric": {**_PLAIN, "photometric": True},
     "b_control": {**_PLAIN, "reference": "control"},
@@ -347,8 +348,11 @@ IDEAS: dict[str, dict[str, object]] = {
     "ycbcr": dict(YCBCR_SETTINGS),
     # the first score of issue 25: chroma with a floor, a residual floor, symmetric landmarks
     "issue25_v1": dict(ISSUE25_V1_SETTINGS),
-    # the defaults of AsymmetrySettings (issue 25, second round): the valley term weighted up, floors on
-    # both kinds of channel, wider pooling
+    # the second round of issue 25: the valley term weighted up, floors on both kinds of channel, wider
+    # pooling
+    "issue25_v2": dict(ISSUE25_V2_SETTINGS),
+    # the defaults of AsymmetrySettings (issue 25, third round): the second round's score on the face
+    # and mirror smoothed by about one pixel
     "new": {},
 }
 
