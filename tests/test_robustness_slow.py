@@ -49,7 +49,10 @@ def test_grayscale_moves_the_score_little_and_the_old_score_much(face: np.ndarra
     new = abs(_score(gray, AsymmetrySettings()) - _score(face, AsymmetrySettings()))
     old_st = AsymmetrySettings(**YCBCR_SETTINGS)
     old = abs(_score(gray, old_st) - _score(face, old_st))
-    assert new < 0.1 and old > 10 * new, (new, old)  # 0.08 and 1.86 on this face
+    # 0.11 and 1.78 on this face: 0.032 of the cleft-vs-normal gap of bench/results/robustness_round3.json
+    # (3.50 score units); 0.08 and 1.86 (0.028 of the gap then, 2.88) before the third round's smoothing.
+    gap = 3.50
+    assert new < 0.04 * gap and old > 10 * new, (new, old)
 
 
 def test_the_normalizer_registers_with_the_symmetric_landmarks(face: np.ndarray, example_photo: Path) -> None:
